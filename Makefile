@@ -1,0 +1,55 @@
+# Everything a fresh machine needs comes from here: `make test` builds .venv,
+# installs stet with its development tools, and runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test lint typecheck pytest docs docs-build bench clean
+
+help:
+	@echo "make demo   - install and run examples/sweep.py twice (runs, then skips)"
+	@echo "make test   - install and run ruff, mypy, typing tests, pytest, docs build"
+	@echo "make lint   - ruff check and ruff format --check"
+	@echo "make bench  - run the benchmarks"
+	@echo "make docs   - serve the documentation locally"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -f examples/sweep_store.csv examples/sweep_store.csv.lock
+	@echo "=== first run: the sweep is interrupted part-way ==="
+	-$(BIN)/python examples/sweep.py --stop-after 5
+	@echo "=== second run: finished points are skipped, the rest run ==="
+	$(BIN)/python examples/sweep.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests typing_tests examples benchmarks
+	$(BIN)/ruff format --check src tests typing_tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+	$(BIN)/python typing_tests/check_rejected.py
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+docs-build: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck pytest docs-build
+
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis
