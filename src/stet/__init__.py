@@ -1,0 +1,1 @@
+"""stet: make long parameter sweeps resumable."""
