@@ -1,0 +1,87 @@
+"""The stores stet can keep its records in, chosen by the file's extension.
+
+Every backend class takes ordinary Python values in ``has``, ``record``,
+``remove``, and ``load`` returns the records with their values decoded;
+each satisfies the `stet.typing.Backend` protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Final
+
+from ._base import Table
+from ._csv import CsvBackend
+from ._json import JsonBackend
+from ._parquet import ParquetBackend
+from ._sqlite import SqliteBackend
+
+__all__ = [
+    "BACKENDS",
+    "CsvBackend",
+    "JsonBackend",
+    "ParquetBackend",
+    "SqliteBackend",
+    "backend_class",
+    "get_backend",
+    "supported_stores",
+]
+
+#: Backend class for each file extension.
+BACKENDS: Final[dict[str, type[Table]]] = {
+    ext: cls
+    for cls in (CsvBackend, JsonBackend, SqliteBackend, ParquetBackend)
+    for ext in cls.extensions
+}
+
+_open: dict[str, Table] = {}
+_open_lock = threading.Lock()
+
+
+def supported_stores() -> str:
+    """The accepted store names, for messages."""
+    return ", ".join(BACKENDS)
+
+
+def backend_class(store: str | os.PathLike[str]) -> type[Table]:
+    """The backend class for a store path.
+
+    Raises:
+        ValueError: The extension is not one stet knows; the message lists
+            the supported ones.
+    """
+    text = os.fspath(store)
+    ext = os.path.splitext(text)[1].lower()
+    try:
+        return BACKENDS[ext]
+    except KeyError:
+        raise ValueError(
+            f"store {text!r} has an unknown extension {ext or '(none)'!r}; "
+            f"use one of {supported_stores()}"
+        ) from None
+
+
+def get_backend(path: str | os.PathLike[str]) -> Table:
+    """The store at ``path``, shared by everything in this process that uses it.
+
+    Args:
+        path: A store file; its extension picks the backend. Relative paths
+            are resolved against the current directory.
+
+    Raises:
+        ValueError: Unknown extension.
+
+    Example:
+        >>> import tempfile, os
+        >>> store = get_backend(os.path.join(tempfile.mkdtemp(), "runs.sqlite"))
+        >>> type(store).__name__
+        'SqliteBackend'
+    """
+    cls = backend_class(path)
+    resolved = os.path.abspath(os.fspath(path))
+    with _open_lock:
+        table = _open.get(resolved)
+        if table is None or type(table) is not cls:
+            table = _open[resolved] = cls(resolved)
+        return table

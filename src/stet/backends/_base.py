@@ -1,0 +1,418 @@
+"""The store engine shared by every backend.
+
+A store is a table of records. Each record is a row of texts: one column per
+key parameter (the codec's canonical text), plus metadata columns whose names
+start with ``_stet_``. An empty cell means "this record has no such column",
+which is how records of several functions with different keys share a table.
+
+Each backend is a small `RecordFormat`: it reads rows (all of them, or only
+those added since a cursor it returned earlier), appends rows and rewrites
+the whole table atomically. `Table` builds the rest on top: an in-memory
+index so that a skip costs a set lookup, cheap change detection so that
+records added by other processes are seen before a run, idempotent recording
+under a cross-process lock, and the public ``has/record/load/remove/clear``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, ClassVar, Final, Protocol
+
+import filelock
+
+from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
+from ..exceptions import StoreError
+
+__all__ = [
+    "CODEC",
+    "DURATION",
+    "FUNCTION",
+    "HOST",
+    "META_COLUMNS",
+    "TIMESTAMP",
+    "Cursor",
+    "RecordFormat",
+    "Row",
+    "Table",
+    "check_column_name",
+]
+
+#: One record: column name to text. Absent columns are missing from the dict.
+Row = dict[str, str]
+#: Whatever a format needs to read only what is new; None means "nothing read".
+Cursor = object
+
+TIMESTAMP: Final = "_stet_timestamp"
+FUNCTION: Final = "_stet_function"
+DURATION: Final = "_stet_duration"
+HOST: Final = "_stet_host"
+CODEC: Final = "_stet_codec"
+META_COLUMNS: Final = (FUNCTION, TIMESTAMP, DURATION, HOST, CODEC)
+
+_LOCK_TIMEOUT: Final = float(os.environ.get("STET_LOCK_TIMEOUT", "120"))
+_HOST: Final = socket.gethostname()
+
+IndexKey = tuple[str, tuple[str, ...]]
+
+
+def check_column_name(name: str, path: str) -> str:
+    """Return ``name`` if it can be a column, else raise `StoreError`."""
+    if not (name.isidentifier() and name.isascii()) or name.startswith("__"):
+        raise StoreError(
+            path,
+            f"column {name!r} is not a parameter name or a _stet_ column; "
+            "the file was not written by stet or was edited by hand",
+        )
+    return name
+
+
+class RecordFormat(Protocol):
+    """How one kind of file (or database) holds the records table.
+
+    Implementations are small and hold no records themselves; `Table` calls
+    `append` and `rewrite` only while holding `lock`, and only right after a
+    `scan` brought its cursor up to date.
+    """
+
+    location: str
+
+    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
+        """Read rows.
+
+        Returns ``(rows, cursor, complete)``: with ``complete`` true the rows
+        are the whole table (the store was new, replaced or rewritten);
+        otherwise they are the rows added since ``cursor``. A missing store
+        gives ``([], None, True)``.
+        """
+        ...
+
+    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+        """Add rows (creating the store if ``cursor`` is None); return the cursor."""
+        ...
+
+    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+        """Replace the whole table atomically; return the new cursor."""
+        ...
+
+    def lock_path(self) -> str:
+        """The lock file that serializes writers of this store."""
+        ...
+
+    def after_fork(self) -> None:
+        """Drop process-bound resources (connections) in a forked child."""
+        ...
+
+
+_LIVE_TABLES: weakref.WeakSet[Table] = weakref.WeakSet()
+
+
+def _reinit_after_fork() -> None:
+    for table in list(_LIVE_TABLES):
+        table._after_fork()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
+
+
+def now_text() -> str:
+    """The current UTC time as ISO 8601 text with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Table:
+    """A store: the shared engine behind every backend class.
+
+    Subclasses only name their `RecordFormat`. Methods taking ordinary Python
+    values (`has`, `record`, `remove`) encode them with the backend's codec;
+    the decorator uses the ``*_texts`` methods with keys it already encoded.
+
+    Args:
+        path: The store's file.
+        codec: The codec used to encode and decode key values.
+    """
+
+    format_class: ClassVar[type[Any]]
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: str | os.PathLike[str], *, codec: KeyCodec | None = None):
+        self.path = os.fspath(path)
+        self.codec = codec if codec is not None else KeyCodec()
+        self._format: RecordFormat = self.format_class(self.path)
+        self._index: dict[IndexKey, set[tuple[str, ...]]] = {}
+        self._cursor: Cursor | None = None
+        self._mutex = threading.RLock()
+        self._lock = self._make_lock()
+        _LIVE_TABLES.add(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the store is, as shown in messages."""
+        return self._format.location
+
+    def _make_lock(self) -> filelock.BaseFileLock:
+        return filelock.FileLock(
+            self._format.lock_path(), timeout=_LOCK_TIMEOUT, thread_local=False
+        )
+
+    def _after_fork(self) -> None:
+        self._mutex = threading.RLock()
+        self._lock = self._make_lock()
+        self._format.after_fork()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._mutex:
+            try:
+                self._lock.acquire()
+            except filelock.Timeout:
+                raise StoreError(
+                    self.location,
+                    f"could not take the lock {self._format.lock_path()} within "
+                    f"{_LOCK_TIMEOUT:g} s: another process holds it, or this "
+                    "filesystem does not support locks (set STET_LOCK_TIMEOUT "
+                    "to wait longer; use PostgreSQL across machines)",
+                ) from None
+            except OSError as exc:
+                raise StoreError(
+                    self.location, f"cannot create the lock file: {exc}"
+                ) from None
+            try:
+                yield
+            finally:
+                self._lock.release()
+
+    # -- index maintenance ------------------------------------------------
+
+    def sync(self) -> None:
+        """Bring the index up to date with what other processes wrote."""
+        with self._mutex:
+            rows, cursor, complete = self._format.scan(self._cursor)
+            if complete:
+                self._index = {}
+            self._cursor = cursor
+            for row in rows:
+                self._index_row(row)
+
+    def _index_row(self, row: Row) -> None:
+        function, cols, values = self.identity(row)
+        if cols:
+            self._index.setdefault((function, cols), set()).add(values)
+
+    def identity(self, row: Row) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """The (function, key columns, key texts) a row records.
+
+        Rows without a ``_stet_codec`` (stet 0.0.x, hand-written) hold
+        ``str(value)`` texts, which are canonicalized here.
+        """
+        version = row.get(CODEC)
+        if version is None:
+            keys = {c: canonical_from_legacy(t) for c, t in row.items() if c[:6] != "_stet_"}
+        elif version == "1":
+            keys = {c: t for c, t in row.items() if c[:6] != "_stet_"}
+        else:
+            self._bad_codec_version(version)
+        cols = tuple(sorted(keys))
+        return row.get(FUNCTION, ""), cols, tuple(keys[c] for c in cols)
+
+    def _bad_codec_version(self, version: str) -> None:
+        if version.isdigit() and int(version) > CODEC_VERSION:
+            raise StoreError(
+                self.location,
+                f"a record was written with key rules version {version}, newer "
+                f"than this stet's ({CODEC_VERSION}); upgrade stet to use this store",
+            )
+        raise StoreError(self.location, f"_stet_codec holds {version!r}, not a version")
+
+    # -- the decorator's interface (texts already encoded) ------------------
+
+    def has_texts(self, function: str, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        """True if the cached index already holds this key (no I/O)."""
+        index = self._index
+        done = index.get((function, cols))
+        if done is not None and values in done:
+            return True
+        done = index.get(("", cols))
+        return done is not None and values in done
+
+    def is_done(self, function: str, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        """True if the key is recorded, looking for new records when not cached."""
+        if self.has_texts(function, cols, values):
+            return True
+        self.sync()
+        return self.has_texts(function, cols, values)
+
+    def add_texts(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None = None,
+    ) -> int:
+        """Record keys (sorted-column order) not yet recorded; return how many were new."""
+        with self._locked():
+            self.sync()
+            timestamp = now_text()
+            seen: set[tuple[str, ...]] = set()
+            rows: list[Row] = []
+            for values in keys:
+                if values in seen or self.has_texts(function, cols, values):
+                    continue
+                seen.add(values)
+                row = dict(zip(cols, values, strict=True))
+                if function:
+                    row[FUNCTION] = function
+                row[TIMESTAMP] = timestamp
+                if duration is not None:
+                    row[DURATION] = f"{duration:.6f}"
+                row[HOST] = _HOST
+                row[CODEC] = str(CODEC_VERSION)
+                rows.append(row)
+            if rows:
+                self._cursor = self._format.append(rows, self._cursor)
+                self._index.setdefault((function, cols), set()).update(seen)
+            return len(rows)
+
+    # -- whole-table operations -------------------------------------------
+
+    def rows(self) -> list[Row]:
+        """Every row in the store, as stored (a fresh read)."""
+        with self._mutex:
+            rows, _, _ = self._format.scan(None)
+            return rows
+
+    def exists(self) -> bool:
+        """True if the store has been created."""
+        return os.path.exists(self.path)
+
+    def remove_where(self, keep: Any) -> int:
+        """Rewrite the store without rows for which ``keep(row)`` is false."""
+        with self._locked():
+            rows, cursor, _ = self._format.scan(None)
+            kept = [row for row in rows if keep(row)]
+            removed = len(rows) - len(kept)
+            if removed:
+                self._cursor = self._format.rewrite(kept, cursor)
+            self._rebuild(kept)
+            return removed
+
+    def _rebuild(self, rows: Sequence[Row]) -> None:
+        self._index = {}
+        for row in rows:
+            self._index_row(row)
+
+    # -- public API with ordinary values ------------------------------------
+
+    def _encode_key(self, key: Mapping[str, object]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if not isinstance(key, Mapping):
+            raise TypeError(f"a key must be a mapping of parameter names to values, got {key!r}")
+        cols = tuple(sorted(key))
+        for col in cols:
+            if not isinstance(col, str) or not col.isidentifier() or col.startswith("_stet_"):
+                raise ValueError(f"key name {col!r} is not a parameter name")
+        values: list[str] = []
+        for col in cols:
+            try:
+                values.append(self.codec.encode(key[col]))
+            except Exception as exc:
+                from ..exceptions import KeyEncodingError
+
+                if isinstance(exc, KeyEncodingError):
+                    raise exc.for_parameter(col) from None
+                raise
+        return cols, tuple(values)
+
+    def has(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
+        """True if a record for ``key`` exists.
+
+        Args:
+            key: Parameter names and values, exactly the record's key columns.
+            function: Only records of this function (and records without a
+                function); None looks at every function.
+        """
+        cols, values = self._encode_key(key)
+        self.sync()
+        if function is not None:
+            return self.has_texts(function, cols, values)
+        return any(
+            values in done for (_, c), done in self._index.items() if c == cols
+        )
+
+    def record(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
+        """Record ``key`` as done; return False if it already was.
+
+        Args:
+            key: Parameter names and values.
+            function: The function the record belongs to; None records it
+                for every function whose key columns match.
+        """
+        cols, values = self._encode_key(key)
+        return self.add_texts(function or "", cols, [values]) == 1
+
+    def remove(self, key: Mapping[str, object], *, function: str | None = None) -> int:
+        """Remove the records of ``key``; return how many were removed.
+
+        Args:
+            key: Parameter names and values, exactly the record's key columns.
+            function: Only this function's records; None removes the key for
+                every function.
+        """
+        cols, values = self._encode_key(key)
+
+        def keep(row: Row) -> bool:
+            fn, c, v = self.identity(row)
+            return not (c == cols and v == values and (function is None or fn == function))
+
+        return self.remove_where(keep)
+
+    def clear(self) -> None:
+        """Remove every record (the store itself stays, empty)."""
+        if self.exists():
+            self.remove_where(lambda row: False)
+
+    def load(self) -> list[dict[str, object]]:
+        """Every record, with key values decoded to Python values.
+
+        Metadata comes as ``_stet_timestamp`` (aware datetime),
+        ``_stet_duration`` (float), and texts for the other ``_stet_`` columns.
+        """
+        out: list[dict[str, object]] = []
+        for row in self.rows():
+            _, cols, values = self.identity(row)
+            record: dict[str, object] = {
+                c: self._decode(t) for c, t in zip(cols, values, strict=True)
+            }
+            for col, text in row.items():
+                if col[:6] == "_stet_":
+                    record[col] = _meta_value(col, text)
+            out.append(record)
+        return out
+
+    def _decode(self, text: str) -> object:
+        try:
+            return self.codec.decode(text)
+        except ValueError as exc:
+            raise StoreError(self.location, f"a key cell cannot be read: {exc}") from None
+
+
+def _meta_value(col: str, text: str) -> object:
+    if col == TIMESTAMP:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            return text
+        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
+    if col in (DURATION, CODEC):
+        try:
+            return float(text) if col == DURATION else int(text)
+        except ValueError:
+            return text
+    return text

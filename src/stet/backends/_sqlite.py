@@ -1,0 +1,232 @@
+"""SQLite store: one ``stet_records`` table, read incrementally by rowid.
+
+Key columns are TEXT holding the codec's canonical text; a NULL means the
+record has no such column. Another process's commits are noticed through
+``PRAGMA data_version`` without reading any rows; deletions bump a
+generation number in ``stet_meta`` so that readers reload everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+
+from ..exceptions import StoreError
+from ._base import DURATION, META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
+
+__all__ = ["SqliteBackend"]
+
+TABLE: Final = "stet_records"
+META: Final = "stet_meta"
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+@attrs.frozen
+class _SqliteCursor:
+    inode: tuple[int, int]
+    data_version: int
+    generation: int
+    max_rowid: int
+    columns: tuple[str, ...]
+
+
+def _quote(name: str) -> str:
+    # Names are checked identifiers (check_column_name) before they get here.
+    return '"' + name + '"'
+
+
+class _SqliteFormat:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.location = path
+        self._conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None
+
+    def lock_path(self) -> str:
+        return self.path + ".lock"
+
+    def after_fork(self) -> None:
+        # A connection must not be used across fork; the child opens its own.
+        self._conn = None
+
+    def _error(self, problem: str) -> StoreError:
+        return StoreError(self.path, problem)
+
+    def _connect(self) -> sqlite3.Connection | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._conn = None
+            return None
+        inode = (st.st_dev, st.st_ino)
+        if self._conn is not None and inode == self._inode:
+            return self._conn
+        if st.st_size == 0:
+            raise self._error(
+                "is empty (0 bytes), so it is not a SQLite store written by stet; "
+                "it is left untouched (move it away to start a new store)"
+            )
+        with open(self.path, "rb") as f:
+            if f.read(16) != _SQLITE_MAGIC:
+                raise self._error(
+                    "is not a SQLite database (wrong file header); it is left untouched"
+                )
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be opened as SQLite: {exc}") from None
+        if TABLE not in tables:
+            conn.close()
+            raise self._error(
+                f"has no {TABLE} table (tables: {sorted(tables)}), so it is not a "
+                "stet store; it is left untouched"
+            )
+        self._conn, self._inode = conn, inode
+        return conn
+
+    def _columns(self, conn: sqlite3.Connection) -> tuple[str, ...]:
+        cols = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({TABLE})"))
+        if TIMESTAMP not in cols:
+            raise self._error(f"table {TABLE} has no {TIMESTAMP} column")
+        for col in cols:
+            check_column_name(col, self.path)
+        return cols
+
+    @staticmethod
+    def _generation(conn: sqlite3.Connection) -> int:
+        try:
+            row = conn.execute(f"SELECT value FROM {META} WHERE name='generation'").fetchone()
+        except sqlite3.OperationalError:  # a stet 0.0.x store has no meta table
+            return 0
+        return int(row[0]) if row else 0
+
+    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
+        try:
+            conn = self._connect()
+            if conn is None:
+                return [], None, True
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            same_file = isinstance(cursor, _SqliteCursor) and cursor.inode == self._inode
+            if same_file and cursor.data_version == version:  # type: ignore[union-attr]
+                return [], cursor, False
+            generation = self._generation(conn)
+            columns = self._columns(conn)
+            incremental = same_file and cursor.generation == generation  # type: ignore[union-attr]
+            since = cursor.max_rowid if incremental else 0  # type: ignore[union-attr]
+            select = ", ".join(_quote(c) for c in columns)
+            result = conn.execute(
+                f"SELECT rowid, {select} FROM {TABLE} WHERE rowid > ? ORDER BY rowid",
+                (since,),
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be read: {exc}") from None
+        rows = [self._row(columns, r) for r in result]
+        max_rowid = result[-1][0] if result else since
+        assert self._inode is not None
+        new = _SqliteCursor(self._inode, version, generation, max_rowid, columns)
+        return rows, new, not incremental
+
+    def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
+        row: Row = {}
+        for col, value in zip(columns, values[1:], strict=True):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                row[col] = value
+            elif isinstance(value, int) and not isinstance(value, bool):
+                row[col] = str(value)
+            elif isinstance(value, float):
+                row[col] = repr(value)
+            else:
+                raise self._error(f"column {col!r} holds a {type(value).__name__}")
+        return row
+
+    def _create(self) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                meta_cols = ", ".join(
+                    f"{_quote(c)} {'REAL' if c == DURATION else 'TEXT'}" for c in META_COLUMNS
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"CREATE TABLE {TABLE} ({meta_cols})")
+                conn.execute(f"CREATE TABLE {META} (name TEXT PRIMARY KEY, value TEXT)")
+                conn.execute(f"INSERT INTO {META} VALUES ('generation', '0')")
+                conn.execute(f"INSERT INTO {META} VALUES ('format', 'stet 1')")
+            finally:
+                conn.close()
+            os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(f"cannot be created: {exc}") from None
+
+    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+        return self._write(rows, cursor, replace=False)
+
+    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+        return self._write(rows, cursor, replace=True)
+
+    def _write(self, rows: Sequence[Row], cursor: Cursor | None, *, replace: bool) -> Cursor:
+        if self._connect() is None:
+            self._create()
+        conn = self._connect()
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                columns = list(self._columns(conn))
+                for row in rows:
+                    for col in row:
+                        if col not in columns:
+                            check_column_name(col, self.path)
+                            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {_quote(col)} TEXT")
+                            columns.append(col)
+                if replace:
+                    conn.execute(f"DELETE FROM {TABLE}")
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)")
+                    conn.execute(
+                        f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
+                        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    )
+                by_columns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+                for row in rows:
+                    by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
+                for cols, values in by_columns.items():
+                    names = ", ".join(_quote(c) for c in cols)
+                    marks = ", ".join("?" for _ in cols)
+                    conn.executemany(f"INSERT INTO {TABLE} ({names}) VALUES ({marks})", values)
+                max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            generation = self._generation(conn)
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be written: {exc}") from None
+        assert self._inode is not None
+        return _SqliteCursor(self._inode, version, generation, max_rowid, tuple(columns))
+
+
+class SqliteBackend(Table):
+    """A store in a SQLite database (``.sqlite``, ``.db``), standard library only.
+
+    Records are rows of the ``stet_records`` table; query it with any SQLite
+    tool. The database uses write-ahead logging, which needs every process
+    on one machine (use PostgreSQL across machines).
+    """
+
+    format_class = _SqliteFormat
+    extensions = (".sqlite", ".db")
