@@ -1,1 +1,36 @@
-"""stet: make long parameter sweeps resumable."""
+"""stet: make long parameter sweeps resumable.
+
+Decorate an experiment function with `stet.once`; stet records which
+parameter combinations finished, in a store you can open with ordinary tools,
+and skips them when the script runs again.
+"""
+
+from importlib.metadata import version as _version
+
+from . import backends, exceptions, typing
+from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
+from ._codec import CODEC_VERSION, Encoded, KeyCodec
+from ._once import Once, once
+from .exceptions import KeyEncodingError, StetError, StoreError
+
+__all__ = [
+    "CODEC_VERSION",
+    "Encoded",
+    "FunctionStatus",
+    "KeyCodec",
+    "KeyEncodingError",
+    "Once",
+    "StetError",
+    "StoreError",
+    "StoreStatus",
+    "backends",
+    "exceptions",
+    "mark_done",
+    "once",
+    "read",
+    "reset",
+    "status",
+    "typing",
+]
+
+__version__ = _version("stet")

@@ -1,0 +1,275 @@
+"""Looking after a store: status, reset, read, and importing finished work."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+import pandas as pd
+
+from ._once import DEFAULT_STORE, Runner, display
+from .backends import get_backend
+from .backends._base import FUNCTION, TIMESTAMP, Table
+from .exceptions import KeyEncodingError
+
+__all__ = ["FunctionStatus", "StoreStatus", "mark_done", "read", "reset", "status"]
+
+
+@attrs.frozen
+class FunctionStatus:
+    """What a store holds for one function.
+
+    Attributes:
+        function: The function's name in the store; ``""`` for records
+            without one (they count for every function with their key).
+        records: Distinct finished runs.
+        last_run: When the newest of them finished, or None.
+        key_columns: The key parameters of its records.
+    """
+
+    function: str
+    records: int
+    last_run: datetime | None
+    key_columns: tuple[str, ...]
+
+
+@attrs.frozen
+class StoreStatus:
+    """A store's summary, as `stet.status` prints it.
+
+    Attributes:
+        store: The store's location.
+        records: Distinct finished runs over all functions.
+        last_run: When the newest finished, or None.
+        key_columns: Every key column in the store.
+        functions: One entry per function, sorted by name.
+    """
+
+    store: str
+    records: int
+    last_run: datetime | None
+    key_columns: tuple[str, ...]
+    functions: tuple[FunctionStatus, ...]
+
+
+def _existing(store: str | os.PathLike[str]) -> Table:
+    table = get_backend(store)
+    if not table.exists():
+        raise FileNotFoundError(
+            f"stet store not found: {table.location} (nothing has been recorded "
+            "there yet, or the path is wrong)"
+        )
+    return table
+
+
+def _last(stamps: Iterable[str]) -> datetime | None:
+    parsed: list[datetime] = []
+    for text in stamps:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc))
+    return max(parsed) if parsed else None
+
+
+def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
+    """Print and return a summary of a store.
+
+    Prints the store, how many runs are recorded, the last one, and the key
+    columns, then one line per function when the store holds several.
+
+    Raises:
+        FileNotFoundError: There is no store at ``store``.
+        StoreError: The store cannot be read.
+    """
+    table = _existing(store)
+    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    stamps: dict[str, list[str]] = {}
+    for row in table.rows():
+        function, cols, values = table.identity(row)
+        keys.setdefault(function, set()).add((cols, values))
+        if TIMESTAMP in row:
+            stamps.setdefault(function, []).append(row[TIMESTAMP])
+    functions = tuple(
+        FunctionStatus(
+            function=fn,
+            records=len(keys[fn]),
+            last_run=_last(stamps.get(fn, [])),
+            key_columns=_columns(c for c, _ in keys[fn]),
+        )
+        for fn in sorted(keys)
+    )
+    result = StoreStatus(
+        store=table.location,
+        records=sum(f.records for f in functions),
+        last_run=_last(s for ss in stamps.values() for s in ss),
+        key_columns=_columns(c for f in keys.values() for c, _ in f),
+        functions=functions,
+    )
+    _print_status(result)
+    return result
+
+
+def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for cols in groups:
+        seen.update(dict.fromkeys(cols))
+    return tuple(seen)
+
+
+def _print_status(s: StoreStatus) -> None:
+    print(f"[stet] Store: {s.store}")
+    print(f"[stet] {s.records} completed experiments recorded")
+    if s.last_run is not None:
+        print(f"[stet] Last run: {s.last_run.isoformat()}")
+    print(f"[stet] Key columns: {', '.join(s.key_columns) or '(none)'}")
+    if len(s.functions) > 1:
+        for f in s.functions:
+            name = f.function or "(records without a function)"
+            last = f" (last run {f.last_run.isoformat()})" if f.last_run else ""
+            print(
+                f"[stet]   {name}: {f.records} recorded{last}; key columns: "
+                f"{', '.join(f.key_columns) or '(none)'}"
+            )
+
+
+def reset(
+    store: str | os.PathLike[str] = DEFAULT_STORE,
+    key_dict: Mapping[str, object] | None = None,
+    *,
+    function: str | None = None,
+) -> int:
+    """Forget finished runs so that they run again.
+
+    With no ``key_dict``, clears the whole store (only ``function``'s records
+    if given), asking ``[y/N]`` first when standard input is a terminal. With
+    a ``key_dict`` of ordinary values, removes that run's records.
+
+    Args:
+        store: The store.
+        key_dict: The run to forget: every key parameter and its value.
+        function: Only this function's records.
+
+    Returns:
+        How many records were removed.
+
+    Raises:
+        FileNotFoundError: There is no store at ``store``.
+    """
+    table = _existing(store)
+    if key_dict is not None:
+        removed = table.remove(key_dict, function=function)
+        shown = ", ".join(f"{k}={display(v)}" for k, v in key_dict.items())
+        if removed:
+            print(f"[stet] Removed {removed} record(s) of {shown} from {table.location}")
+        else:
+            print(f"[stet] No record of {shown} in {table.location}")
+        return removed
+    what = f"{function}'s records" if function else "all records"
+    if sys.stdin is not None and sys.stdin.isatty():
+        answer = input(f"[stet] Clear {what} from {table.location}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("[stet] Aborted.")
+            return 0
+    if function is None:
+        removed = table.remove_where(lambda row: False)
+    else:
+        removed = table.remove_where(lambda row: row.get(FUNCTION, "") != function)
+    print(f"[stet] Store cleared: {table.location}" + (f" ({function})" if function else ""))
+    return removed
+
+
+def read(store: str | os.PathLike[str] = DEFAULT_STORE) -> pd.DataFrame:
+    """The store's records as a DataFrame, one row per record.
+
+    Key columns hold the decoded values (numbers as numbers, strings as
+    strings; a column that mixes kinds, or that some records lack, is of
+    dtype object with None where absent). ``_stet_timestamp`` is a tz-aware
+    UTC datetime column.
+
+    Raises:
+        FileNotFoundError: There is no store at ``store``.
+    """
+    table = _existing(store)
+    records = table.load()
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(c for c in record if not c.startswith("_stet_")))
+    meta: dict[str, None] = {}
+    for record in records:
+        meta.update(dict.fromkeys(c for c in record if c.startswith("_stet_")))
+    data = {c: _column([r.get(c) for r in records]) for c in [*columns, *meta]}
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)))
+    if TIMESTAMP in frame:
+        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
+    return frame
+
+
+def _column(values: list[Any]) -> pd.Series[Any]:
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1 and kinds <= {int, float, bool, str}:
+        return pd.Series(values)
+    return pd.Series(values, dtype=object)
+
+
+def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+    """Record existing results as finished runs of a decorated function.
+
+    Each row gives the values of the function's key parameters (extra
+    columns are ignored; a missing parameter takes its default). All rows
+    are written in one transaction, so importing 100,000 takes seconds.
+
+    Args:
+        func: A function decorated with `stet.once`.
+        rows: A DataFrame or an iterable of mappings.
+
+    Returns:
+        How many runs were newly recorded (ones already there are skipped).
+
+    Raises:
+        TypeError: ``func`` is not decorated with `stet.once`.
+        ValueError: A row lacks a key parameter that has no default.
+        KeyEncodingError: A value cannot be keyed.
+    """
+    runner = getattr(func, "__stet__", None)
+    if not isinstance(runner, Runner):
+        raise TypeError(
+            f"mark_done() needs a function decorated with @stet.once, got {func!r}"
+        )
+    if isinstance(rows, pd.DataFrame):
+        rows = rows.to_dict("records")
+    defaults = {
+        name: p.default
+        for name, p in runner.signature.parameters.items()
+        if p.default is not p.empty
+    }
+    keys: list[tuple[str, ...]] = []
+    for number, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"row {number} is a {type(row).__name__}, not a mapping")
+        arguments: dict[str, Any] = {}
+        for name in runner.cols:
+            if name in row:
+                arguments[name] = row[name]
+            elif name in defaults:
+                arguments[name] = defaults[name]
+            else:
+                raise ValueError(
+                    f"row {number} has no value for key parameter {name!r} of "
+                    f"{runner.label} (columns: {sorted(map(str, row))})"
+                )
+        try:
+            keys.append(runner.encode_key(arguments))
+        except KeyEncodingError as exc:
+            raise KeyEncodingError(
+                exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
+            ) from None
+    added = runner.table.add_texts(runner.name, runner.cols, keys)
+    if not runner.config.quiet:
+        print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.table.location}")
+    return added

@@ -1,0 +1,70 @@
+"""Conversion of `Once` to and from plain dicts (for TOML/YAML configs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from ._once import Once
+
+__all__ = ["converter", "structure"]
+
+converter = cattrs.Converter()
+
+
+def _structure_key(value: Any, _: object) -> tuple[str, ...] | None:
+    # Once's own converter checks the names; cattrs only passes them on.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _structure_bool(value: Any, _: object) -> bool:
+    # cattrs' default is bool(value), which reads the string "false" as True.
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+converter.register_structure_hook(tuple[str, ...] | None, _structure_key)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_unstructure_hook(
+    Once,
+    make_dict_unstructure_fn(
+        Once,
+        converter,
+        codec=override(omit=True),
+        key=override(unstruct_hook=lambda k: None if k is None else list(k)),
+    ),
+)
+converter.register_structure_hook(
+    Once,
+    make_dict_structure_fn(
+        Once, converter, _cattrs_forbid_extra_keys=True, codec=override(omit=True)
+    ),
+)
+
+
+def _describe(exc: BaseException, type_: type[Any] | None) -> str:
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown setting(s) {sorted(exc.extra_fields)}"
+    if isinstance(exc, KeyError):
+        return "required"
+    return str(exc)
+
+
+def structure(data: dict[str, object], cls: type[Once]) -> Once:
+    """``converter.structure`` with one readable error for bad settings."""
+    if not isinstance(data, dict):
+        raise TypeError(f"stet settings must be a dict, got {type(data).__name__}")
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        problems = "; ".join(
+            cattrs.transform_error(exc, path="settings", format_exception=_describe)
+        )
+        raise ValueError(f"invalid stet settings: {problems}") from None

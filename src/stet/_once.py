@@ -1,0 +1,354 @@
+"""`Once`, the frozen configuration, and the decorator it applies.
+
+A call of a decorated function goes top to bottom: bind the arguments
+(defaults applied), encode the key parameters with the codec, ask the store.
+Recorded: print the skip line and return None. Not recorded: run, and only
+after a normal return record the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar, overload
+
+import attrs
+import numpy as np
+
+from ._codec import KeyCodec
+from .backends import backend_class, get_backend
+from .backends._base import Table
+from .exceptions import KeyEncodingError
+
+__all__ = ["Once", "once"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_STORE = "_stet_store.csv"
+
+
+def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = (key,)
+    try:
+        names = tuple(key)
+    except TypeError:
+        raise TypeError(
+            f"key= takes a list of parameter names or None, got {key!r}"
+        ) from None
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"key names must be strings, got {name!r} ({type(name).__name__})")
+        if not name.isidentifier():
+            raise ValueError(f"key name {name!r} is not a Python identifier")
+        if name.startswith("_stet_"):
+            raise ValueError(f"key name {name!r} is reserved: _stet_ names are stet's columns")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"key name {name!r} appears twice in key={list(names)!r}")
+        seen.add(name)
+    return names
+
+
+def _check_store(instance: Once, attribute: attrs.Attribute[str], value: str) -> None:
+    backend_class(value)
+
+
+def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"lease must be a positive number of seconds, got {value!r}")
+
+
+def _check_claim(instance: Once, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if value:
+        raise ValueError(
+            "claim=True (cooperative claiming for parallel workers) is not "
+            "available in this version of stet yet; run with claim=False"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Once:
+    """How a decorated function records its finished runs.
+
+    A frozen, reusable configuration: build it once, decorate many functions
+    with it, derive variants with `attrs.evolve`. It converts to and from a
+    plain dict (`to_dict`, `from_dict`) so it can live in a TOML/YAML file.
+
+    Attributes:
+        store: The store file; its extension picks the backend (``.csv``,
+            ``.json``, ``.sqlite``/``.db``, ``.parquet``). Relative paths are
+            resolved against the working directory of the first call.
+        key: Names of the parameters that identify a run, or None for all of
+            them (except ``self``/``cls`` of a method).
+        name: The function's identity in the store; default its
+            ``__qualname__``. Pin it when you rename the function.
+        quiet: Do not print skip lines.
+        claim: Cooperative claiming for parallel workers (not available yet).
+        lease: Seconds a claim lives without a heartbeat.
+        codec: The `KeyCodec` that turns key values into text.
+
+    Example:
+        >>> import stet, tempfile, os
+        >>> ONCE = stet.Once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"))
+        >>> @ONCE
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square(3)
+        9
+        >>> square(3) is None
+        [stet] Skipping square(x=3)
+        True
+    """
+
+    store: str = attrs.field(default=DEFAULT_STORE, converter=os.fspath, validator=_check_store)
+    key: tuple[str, ...] | None = attrs.field(default=None, converter=_to_key)
+    name: str | None = attrs.field(default=None)
+    quiet: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    claim: bool = attrs.field(default=False, validator=[attrs.validators.instance_of(bool), _check_claim])
+    lease: float = attrs.field(default=60.0, validator=_check_lease)
+    codec: KeyCodec = attrs.field(factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec))
+
+    @name.validator
+    def _check_name(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"name must be a non-empty string or None, got {value!r}")
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions first
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R | None]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R | None]: ...
+
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``func``; see the module docs for what a call does.
+
+        Raises:
+            ValueError: A key name is not a parameter of ``func``, or is
+                ``*args``/``**kwargs``.
+            TypeError: ``func`` is a generator function (its work happens
+                while iterating, after stet would have recorded it).
+        """
+        runner = Runner(self, func)
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                values = runner.key_texts(args, kwargs)
+                if runner.skip(values, args, kwargs):
+                    return None
+                start = time.perf_counter()
+                result = await func(*args, **kwargs)
+                runner.done(values, time.perf_counter() - start)
+                return result
+
+            async_wrapper.__stet__ = runner  # type: ignore[attr-defined]
+            return async_wrapper
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            values = runner.key_texts(args, kwargs)
+            if runner.skip(values, args, kwargs):
+                return None
+            start = time.perf_counter()
+            result = func(*args, **kwargs)
+            runner.done(values, time.perf_counter() - start)
+            return result
+
+        wrapper.__stet__ = runner  # type: ignore[attr-defined]
+        return wrapper
+
+    def to_dict(self) -> dict[str, object]:
+        """This configuration as a plain dict (without the codec, which is code)."""
+        from ._config import converter
+
+        return converter.unstructure(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Once:
+        """Build a `Once` from a plain dict, such as a table of a TOML file.
+
+        Unknown keys are an error (a typo must not silently fall back to a
+        default store).
+        """
+        from ._config import structure
+
+        return structure(data, cls)
+
+
+def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> bool:
+    parts = func.__qualname__.split(".")
+    return (
+        len(parts) > 1
+        and parts[-2] != "<locals>"
+        and bool(params)
+        and params[0].name in ("self", "cls")
+    )
+
+
+def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The key parameters of ``func``, checked against its signature."""
+    signature = inspect.signature(func)
+    params = list(signature.parameters.values())
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    where = f"{func.__qualname__}{signature}"
+    if key is None:
+        if _is_method(func, params):
+            params = params[1:]
+        for p in params:
+            if p.kind in variadic:
+                star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+                raise ValueError(
+                    f"{where} takes {star}{p.name}, which stet cannot key; name the "
+                    "parameters that identify a run with key=[...]"
+                )
+        return tuple(p.name for p in params)
+    by_name = {p.name: p for p in params}
+    for name in key:
+        param = by_name.get(name)
+        if param is None:
+            raise ValueError(f"key name {name!r} is not a parameter of {where}")
+        if param.kind in variadic:
+            raise ValueError(
+                f"key name {name!r} is the variadic parameter of {where}; "
+                "stet keys named parameters only"
+            )
+    return key
+
+
+def display(value: object) -> str:
+    """Short text of a value for messages."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Runner:
+    """The per-function state behind a decorated function.
+
+    Holds the checked key, the signature and (opened on first use in each
+    process) the store. Pickles by configuration, so a decorated function
+    shipped to a worker by cloudpickle opens its own store there.
+    """
+
+    def __init__(self, config: Once, func: Callable[..., Any]) -> None:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"{func.__qualname__} is a generator function; stet cannot tell when "
+                "its work is done. Decorate a regular function that runs the loop"
+            )
+        self.config = config
+        self.func = func
+        self.signature = inspect.signature(func)
+        self.key = key_names(func, config.key)
+        self.cols = tuple(sorted(self.key))
+        self.name = config.name or func.__qualname__
+        self.label = getattr(func, "__name__", self.name)
+        self._encode = config.codec.encode
+        self._table: Table | None = None
+
+    def __reduce__(self) -> tuple[type[Runner], tuple[Once, Callable[..., Any]]]:
+        return (Runner, (self.config, self.func))
+
+    @property
+    def table(self) -> Table:
+        table = self._table
+        if table is None:
+            table = self._table = get_backend(self.config.store)
+        return table
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        try:
+            arguments = self.arguments(args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.label}(): {exc}") from None
+        return self.encode_key(arguments)
+
+    def encode_key(self, arguments: dict[str, Any]) -> tuple[str, ...]:
+        encode = self._encode
+        values = []
+        for col in self.cols:
+            try:
+                values.append(encode(arguments[col]))
+            except KeyEncodingError as exc:
+                raise exc.for_parameter(col) from None
+        return tuple(values)
+
+    def skip(
+        self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> bool:
+        if not self.table.is_done(self.name, self.cols, values):
+            return False
+        if not self.config.quiet:
+            arguments = self.arguments(args, kwargs)
+            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+            print(f"[stet] Skipping {self.label}({shown})", file=sys.stdout)
+        return True
+
+    def done(self, values: tuple[str, ...], duration: float) -> None:
+        self.table.add_texts(self.name, self.cols, [values], duration)
+
+
+@overload
+def once(func: Callable[P, R], /) -> Callable[P, R | None]: ...
+
+
+@overload
+def once(
+    *,
+    store: str | os.PathLike[str] = ...,
+    key: Sequence[str] | None = ...,
+    name: str | None = ...,
+    quiet: bool = ...,
+    claim: bool = ...,
+    lease: float = ...,
+    codec: KeyCodec = ...,
+) -> Once: ...
+
+
+def once(func: Callable[P, R] | None = None, /, **config: Any) -> Callable[P, R | None] | Once:
+    """Skip calls whose key parameters already ran to completion.
+
+    Use it bare (``@stet.once``) for the defaults: a ``_stet_store.csv`` in
+    the working directory, every parameter in the key. Or with the fields of
+    `Once` as keywords: ``@stet.once(store="runs.sqlite", key=["alpha"])``.
+
+    Returns:
+        The decorated function (bare use), or a `Once` to apply.
+
+    Example:
+        >>> import stet, tempfile, os
+        >>> store = os.path.join(tempfile.mkdtemp(), "runs.json")
+        >>> @stet.once(store=store, key=["alpha"])
+        ... def fit(alpha: float, verbose: bool = False) -> float:
+        ...     return alpha * 2
+        >>> fit(0.5), fit(0.5, verbose=True)
+        [stet] Skipping fit(alpha=0.5)
+        (1.0, None)
+    """
+    if func is None:
+        return Once(**config)
+    if config:
+        raise TypeError("once() takes either a function or keyword settings, not both")
+    if not callable(func):
+        raise TypeError(
+            f"once() takes a function, got {func!r}; for settings use keywords: "
+            "@stet.once(store=..., key=[...])"
+        )
+    return Once()(func)
