@@ -359,11 +359,12 @@ class KeyCodec:
                 reason=f"arrays of dtype {a.dtype} are not supported; "
                 "convert the array to a supported dtype or a list first",
             )
-        body = self._encode(a.tolist(), True, where, depth + 1)
-        if a.ndim == 0 or (a.size and a.dtype.kind != "O"):
-            return f"array({body})"
+        body = a.tolist()
+        text = self._encode(body, True, where, depth + 1)
+        if a.size and _implied_shape(body) == a.shape:
+            return f"array({text})"
         shape = ", ".join(str(n) for n in a.shape)
-        return f"array({body}, shape=[{shape}])"
+        return f"array({text}, shape=[{shape}])"
 
     def _mapping_text(self, m: Mapping[Any, Any], where: str, depth: int) -> str:
         items: dict[str, str] = {}
@@ -492,9 +493,9 @@ class _Parser:
                 dims = text[i + len(", shape=[") : shape_end]
                 shape = tuple(int(d) for d in dims.split(", ") if d)
                 i = shape_end + 1
-                arr = _nested_fill(body, shape) if 0 not in shape else np.empty(shape)
+                arr = _array(body, shape) if 0 not in shape else np.empty(shape)
                 return arr, self._expect(i, ")")
-            return np.array(body), self._expect(i, ")")
+            return _array(body, _implied_shape(body)), self._expect(i, ")")
         # An object keyed by its fields: name=value pairs.
         while text[i] != ")":
             field = _IDENT_RE.match(text, i)
@@ -510,6 +511,25 @@ class _Parser:
         if not self.text.startswith(token, i):
             raise ValueError(f"expected {token!r} at position {i}")
         return i + len(token)
+
+
+def _implied_shape(body: object) -> tuple[int, ...]:
+    """The shape a nested list spells out (following first items)."""
+    shape: list[int] = []
+    while isinstance(body, list):
+        shape.append(len(body))
+        if not body:
+            break
+        body = body[0]
+    return tuple(shape)
+
+
+def _array(body: object, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
+    try:
+        arr = np.array(body)
+    except (ValueError, OverflowError):
+        return _nested_fill(body, shape)
+    return arr if arr.shape == shape else _nested_fill(body, shape)
 
 
 def _nested_fill(body: object, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:

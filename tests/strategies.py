@@ -1,0 +1,164 @@
+"""Hypothesis strategies for key values: every type the key rules cover.
+
+Add a strategy here first when stet learns a new key type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    layers: tuple[int, ...]
+    note: str = dataclasses.field(default="", compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherConfig:
+    lr: float
+    layers: tuple[int, ...]
+
+
+@attrs.frozen
+class Grid:
+    alpha: float
+    label: str
+    cache: object = attrs.field(default=None, eq=False)
+
+
+class Method(enum.Enum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class Level(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+_NP_INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+_NP_FLOATS = [(np.float16, 16), (np.float32, 32), (np.float64, 64)]
+
+
+def _np_int(t: type[np.integer[Any]]) -> st.SearchStrategy[Any]:
+    info = np.iinfo(t)
+    return st.integers(int(info.min), int(info.max)).map(t)
+
+
+def _np_float(t: type[np.floating[Any]], width: int) -> st.SearchStrategy[Any]:
+    return st.floats(width=width).map(t)  # type: ignore[arg-type]
+
+
+python_ints = st.one_of(st.integers(-(2**70), 2**70), st.integers(-10, 10))
+python_floats = st.one_of(
+    st.floats(),
+    st.sampled_from([0.0, -0.0, 0.1, 1.0, 1e300, float("inf"), float("-inf"), float("nan")]),
+)
+numpy_ints = st.sampled_from(_NP_INTS).flatmap(_np_int)
+numpy_floats = st.sampled_from(_NP_FLOATS).flatmap(lambda tw: _np_float(*tw))
+long_doubles = st.tuples(
+    st.floats(-1e6, 1e6), st.integers(-(2**10), 2**10)
+).map(lambda p: np.longdouble(p[0]) + np.longdouble(p[1]) * np.finfo(np.longdouble).eps)
+
+#: Every kind of number stet keys by value.
+numbers = st.one_of(python_ints, python_floats, numpy_ints, numpy_floats, long_doubles)
+
+#: Strings that other tools mistake for something else.
+tricky_strings = st.sampled_from(
+    [
+        "", " ", "NA", "N/A", "null", "NULL", "nan", "NaN", "None", "none", "True",
+        "true", "FALSE", "007", "1", "1.0", "-0", "1e5", "inf", "-inf", "a,b", 'say "hi"',
+        "line\nbreak", "cr\r\nlf", "tab\there", "ünïcødé ✓", "'", "'quoted", "[1, 2]",
+        "{}", "<Method.ADAM>", 'Path("x")', "array([1])", "2024-01-01",
+        "2024-01-01T00:00:00", " padded ", "#N/A", "=1+1", "Cfg(a=1)", "information",
+    ]
+)
+strings = st.one_of(st.text(), tricky_strings)
+
+bools = st.one_of(st.booleans(), st.booleans().map(np.bool_))
+
+naive_datetimes = st.datetimes()
+aware_datetimes = st.datetimes(
+    timezones=st.sampled_from(
+        [timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]
+    )
+)
+dates = st.dates()
+paths = st.lists(
+    st.text(st.characters(blacklist_characters="/\x00"), min_size=1, max_size=8), max_size=3
+).map(lambda parts: Path(*parts) if parts else Path("."))
+enums = st.sampled_from([*Method, *Level])
+arrays = st.one_of(
+    hnp.arrays(
+        st.sampled_from([np.int64, np.float64, np.float32, np.bool_]),
+        hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=4),
+    ),
+)
+
+scalars = st.one_of(
+    numbers, bools, strings, st.none(), dates, naive_datetimes, aware_datetimes, paths, enums
+)
+hashable_scalars = st.one_of(st.integers(), st.text(max_size=5), bools.map(bool), st.none())
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(hashable_scalars, children, max_size=4),
+    )
+
+
+objects = st.one_of(
+    st.builds(TrainConfig, lr=st.floats(allow_nan=False), layers=st.lists(st.integers(0, 512), max_size=3).map(tuple), note=st.text(max_size=3)),
+    st.builds(OtherConfig, lr=st.floats(allow_nan=False), layers=st.lists(st.integers(0, 512), max_size=3).map(tuple)),
+    st.builds(Grid, alpha=st.floats(), label=strings),
+)
+
+#: Any value stet can key, nested containers included.
+keyable = st.recursive(st.one_of(scalars, objects, arrays), _containers, max_leaves=8)
+
+
+def exact_number(x: Any) -> Fraction | str:
+    """A number's exact value: a Fraction, or 'nan', 'inf', '-inf'."""
+    if isinstance(x, np.integer):
+        return Fraction(int(x))
+    if isinstance(x, int):
+        return Fraction(x)
+    f = np.longdouble(x) if isinstance(x, np.floating) else float(x)
+    if f != f:
+        return "nan"
+    if np.isinf(f):
+        return "inf" if f > 0 else "-inf"
+    return Fraction(*f.as_integer_ratio())
+
+
+def as_number_type(value: Fraction, kind: str) -> Any:
+    """``value`` converted to another number type, or None when it cannot be exact."""
+    converters: dict[str, Any] = {
+        "int": lambda v: int(v) if v.denominator == 1 else None,
+        "float": float,
+        "np.int64": lambda v: np.int64(int(v)) if v.denominator == 1 and abs(v) < 2**63 else None,
+        "np.float64": lambda v: np.float64(float(v)),
+        "np.float32": lambda v: np.float32(float(v)),
+    }
+    try:
+        with np.errstate(all="ignore"):
+            out = converters[kind](value)
+    except OverflowError:
+        return None
+    if out is None or exact_number(out) != value:
+        return None
+    return out

@@ -1,0 +1,321 @@
+"""The key rules (SPEC section 3), each as a property over generated values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from stet import Encoded, KeyCodec, KeyEncodingError
+
+from . import strategies as S
+
+codec = KeyCodec()
+enc = codec.encode
+
+
+# -- Rule 1: numbers compare by value ----------------------------------------
+
+
+@given(S.numbers, S.numbers)
+def test_numbers_share_a_key_exactly_when_their_values_are_equal(a: Any, b: Any) -> None:
+    assert (enc(a) == enc(b)) == (S.exact_number(a) == S.exact_number(b))
+
+
+@given(S.numbers, st.sampled_from(["int", "float", "np.int64", "np.float64", "np.float32"]))
+def test_a_number_converted_exactly_to_another_type_is_the_same_key(a: Any, kind: str) -> None:
+    value = S.exact_number(a)
+    assume(isinstance(value, Fraction))
+    assert isinstance(value, Fraction)
+    other = S.as_number_type(value, kind)
+    assume(other is not None)
+    assert enc(other) == enc(a)
+
+
+def test_the_numbers_the_rules_name() -> None:
+    assert enc(np.float64(0.0)) == enc(0.0) == enc(0) == enc(np.int64(0))
+    assert enc(1) == enc(1.0)
+    assert enc(np.float32(0.1)) != enc(0.1)
+    assert enc(float("nan")) == enc(np.float32("nan")) == enc(np.float64("nan"))
+    assert enc(-0.0) == enc(0.0)
+    assert enc(float("inf")) != enc(float("-inf"))
+    assert enc(2**53 + 1) != enc(float(2**53))
+
+
+# -- Rule 2: booleans are their own kind ------------------------------------
+
+
+@given(S.bools, S.numbers)
+def test_a_boolean_is_never_the_same_key_as_a_number(b: Any, n: Any) -> None:
+    assert enc(b) != enc(n)
+
+
+@given(st.booleans())
+def test_numpy_and_python_booleans_are_one_key(b: bool) -> None:
+    assert enc(np.bool_(b)) == enc(b)
+
+
+# -- Rules 3 and 4: strings are their own kind, None is a value --------------
+
+
+@given(S.strings, st.one_of(S.numbers, S.bools, st.none(), S.dates, S.paths, S.enums))
+def test_a_string_is_never_the_same_key_as_another_kind(s: str, other: Any) -> None:
+    assert enc(s) != enc(other)
+
+
+@given(S.strings)
+def test_every_string_decodes_to_itself(s: str) -> None:
+    assert codec.decode(enc(s)) == s
+
+
+@given(S.strings, S.strings)
+def test_different_strings_are_different_keys(a: str, b: str) -> None:
+    assert (enc(a) == enc(b)) == (a == b)
+
+
+def test_the_strings_the_rules_name() -> None:
+    assert enc("1") != enc(1)
+    assert enc("True") != enc(True)
+    assert enc("None") != enc(None)
+    assert enc("") != enc(None)
+    assert codec.decode(enc(None)) is None
+
+
+# -- Rule 5: sequences and mappings ------------------------------------------
+
+
+@given(st.lists(S.keyable, max_size=4))
+def test_a_tuple_and_a_list_of_the_same_items_are_one_key(items: list[Any]) -> None:
+    assert enc(items) == enc(tuple(items))
+
+
+@given(st.lists(S.keyable, max_size=3), st.lists(S.keyable, max_size=3))
+def test_sequences_compare_element_by_element(xs: list[Any], ys: list[Any]) -> None:
+    same = len(xs) == len(ys) and all(enc(x) == enc(y) for x, y in zip(xs, ys, strict=True))
+    assert (enc(xs) == enc(ys)) == same
+
+
+@given(st.dictionaries(S.hashable_scalars, S.keyable, max_size=5), st.randoms())
+def test_a_mappings_key_does_not_depend_on_item_order(d: dict[Any, Any], rnd: Any) -> None:
+    items = list(d.items())
+    rnd.shuffle(items)
+    assert enc(dict(items)) == enc(d)
+
+
+def test_nested_containers_are_keyed_by_their_contents() -> None:
+    assert enc({"a": [1, (2, 3)], "b": None}) == enc({"b": None, "a": [1.0, [2, 3]]})
+    assert enc([1, [2]]) != enc([1, 2])
+    assert enc({1: "x"}) != enc({"1": "x"})
+
+
+# -- Rule 6: objects by their fields, nothing by repr ------------------------
+
+
+@given(S.objects, S.objects)
+def test_objects_share_a_key_exactly_when_class_and_compared_fields_are_equal(
+    a: Any, b: Any
+) -> None:
+    fields_equal = type(a) is type(b) and enc(_fields(a)) == enc(_fields(b))
+    assert (enc(a) == enc(b)) == fields_equal
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.compare}
+    import attrs
+
+    return {f.name: getattr(obj, f.name) for f in attrs.fields(type(obj)) if f.eq}
+
+
+def test_fields_excluded_from_equality_are_excluded_from_the_key() -> None:
+    assert enc(S.TrainConfig(0.1, (64,), note="a")) == enc(S.TrainConfig(0.1, (64,), note="b"))
+    assert enc(S.Grid(1.0, "x", cache=object())) == enc(S.Grid(1.0, "x", cache=[1]))
+
+
+def test_two_classes_with_the_same_fields_are_different_keys() -> None:
+    assert enc(S.TrainConfig(0.1, (64,))) != enc(S.OtherConfig(0.1, (64,)))
+
+
+@given(S.arrays)
+def test_an_array_is_keyed_by_its_whole_value(a: np.ndarray[Any, Any]) -> None:
+    assert enc(a) == enc(a.copy())
+    assert "..." not in enc(a)
+    if a.size:
+        changed = a.copy()
+        flat = changed.reshape(-1)
+        flat[-1] = (not flat[-1]) if a.dtype == np.bool_ else (1 if flat[-1] != 1 else 2)
+        assert enc(changed) != enc(a)
+
+
+def test_a_large_array_is_not_truncated() -> None:
+    a = np.zeros(10_000)
+    b = a.copy()
+    b[5_000] = 1e-9
+    assert enc(a) != enc(b)
+
+
+def test_arrays_of_different_shape_are_different_keys() -> None:
+    assert enc(np.zeros((0, 3))) != enc(np.zeros((3, 0)))
+    assert enc(np.arange(4).reshape(2, 2)) != enc(np.arange(4))
+
+
+@given(S.enums, S.enums)
+def test_enum_members_are_keyed_by_class_and_member(a: Any, b: Any) -> None:
+    assert (enc(a) == enc(b)) == (a is b)
+
+
+def test_an_int_enum_is_not_its_integer() -> None:
+    assert enc(S.Level.LOW) != enc(1)
+
+
+@given(S.aware_datetimes)
+def test_aware_datetimes_are_keyed_by_instant(t: datetime) -> None:
+    assert enc(t) == enc(t.astimezone(timezone(timedelta(hours=9))))
+    assert enc(t) != enc(t.replace(tzinfo=None))
+
+
+@given(S.naive_datetimes)
+def test_a_datetime_is_not_its_date_nor_its_text(t: datetime) -> None:
+    assert enc(t) != enc(t.date())
+    assert enc(t) != enc(t.isoformat())
+    assert enc(t.date()) != enc(t.date().isoformat())
+
+
+def test_paths_are_keyed_by_value_and_are_not_strings() -> None:
+    assert enc(Path("data/x.csv")) == enc(Path("data") / "x.csv")
+    assert enc(Path("data/x.csv")) != enc("data/x.csv")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), {1, 2}, 1 + 2j, b"bytes", lambda: 0, np.datetime64("2024-01-01"), range(3)],
+    ids=["object", "set", "complex", "bytes", "lambda", "datetime64", "range"],
+)
+def test_anything_else_is_refused_with_its_type_named(value: Any) -> None:
+    with pytest.raises(KeyEncodingError) as info:
+        enc(value)
+    assert type(value).__qualname__ in str(info.value)
+    assert "key=" in str(info.value)
+    assert "register" in str(info.value)
+
+
+def test_a_refused_value_deep_inside_is_located() -> None:
+    with pytest.raises(KeyEncodingError, match=r"\[1\]\['b'\]"):
+        enc([0, {"b": object()}])
+
+
+def test_a_cyclic_value_is_refused_not_a_crash() -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(KeyEncodingError, match="deep"):
+        enc(cyclic)
+
+
+def test_a_registered_encoder_keys_its_type() -> None:
+    class Point:
+        def __init__(self, x: int, y: int) -> None:
+            self.x, self.y = x, y
+
+    custom = KeyCodec().register(Point, lambda p: ("Point", p.x, p.y))
+    assert custom.encode(Point(1, 2)) == custom.encode(Point(1, 2))
+    assert custom.encode(Point(1, 2)) != custom.encode(Point(2, 1))
+    assert custom.encode([Point(1, 2)]) == '[["Point", 1, 2]]'
+    with pytest.raises(KeyEncodingError):
+        KeyCodec().encode(Point(1, 2))  # registering made a new codec
+
+
+# -- Rule 8: versioned, stable, readable --------------------------------------
+
+
+@given(S.keyable)
+def test_decoding_then_encoding_gives_the_same_text(value: Any) -> None:
+    text = enc(value)
+    assert enc(codec.decode(text)) == text
+
+
+@given(S.keyable)
+def test_decoded_values_equal_the_original_where_python_can_compare(value: Any) -> None:
+    decoded = codec.decode(enc(value))
+    if isinstance(value, str | bool | type(None) | date | Path):
+        assert decoded == value
+        assert type(decoded) is type(value) or isinstance(value, np.bool_ | bool | Path)
+
+
+#: The texts of version 1 of the rules. A change here breaks every store
+#: written before it: it needs a new CODEC_VERSION and a migration.
+GOLDEN: list[tuple[Any, str]] = [
+    (3, "3"),
+    (np.int64(-7), "-7"),
+    (0.1, "0.1"),
+    (1.0, "1"),
+    (np.float32(0.5), "0.5"),
+    (1e-05, "1e-05"),
+    (float("nan"), "nan"),
+    (float("-inf"), "-inf"),
+    (True, "True"),
+    (None, "None"),
+    ("adam", "adam"),
+    ("007", "'007"),
+    ("", "'"),
+    ("None", "'None"),
+    ([1, "a", None], '[1, "a", None]'),
+    ({"b": 2, "a": 1}, '{"a": 1, "b": 2}'),
+    (S.TrainConfig(0.1, (64, 64)), "TrainConfig(lr=0.1, layers=[64, 64])"),
+    (S.Method.ADAM, "<Method.ADAM>"),
+    (date(2024, 5, 1), "2024-05-01"),
+    (datetime(2024, 5, 1, 12, 30), "2024-05-01T12:30:00"),
+    (Path("data/x.csv"), 'Path("data/x.csv")'),
+    (np.array([[1, 2], [3, 4]]), "array([[1, 2], [3, 4]])"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), GOLDEN, ids=[t for _, t in GOLDEN])
+def test_version_1_texts_do_not_change(value: Any, text: str) -> None:
+    assert enc(value) == text
+    assert KeyCodec.version == 1
+
+
+_SUBPROCESS = """
+import pickle, sys
+sys.path.insert(0, sys.argv[1])
+from stet import KeyCodec
+values = pickle.load(sys.stdin.buffer)
+pickle.dump([KeyCodec().encode(v) for v in values], sys.stdout.buffer)
+"""
+
+
+@settings(max_examples=5)
+@given(st.lists(S.keyable, min_size=1, max_size=30))
+def test_texts_are_the_same_in_another_process_with_another_hash_seed(
+    values: list[Any],
+) -> None:
+    texts = []
+    for seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", _SUBPROCESS, str(Path(__file__).parent.parent)],
+            input=pickle.dumps(values),
+            capture_output=True,
+            env=env,
+            check=True,
+        )
+        texts.append(pickle.loads(out.stdout))
+    assert texts[0] == texts[1] == [enc(v) for v in values]
+
+
+def test_encoded_stands_for_its_text() -> None:
+    assert enc(Encoded("<Method.ADAM>")) == enc(S.Method.ADAM)
+    assert enc([Encoded("'007")]) == enc(["007"])
+    assert json.loads(enc(["007"])) == ["007"]
