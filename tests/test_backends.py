@@ -1,0 +1,455 @@
+"""One conformance suite that every store passes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+import stet
+from stet.backends import (
+    BACKENDS,
+    CsvBackend,
+    JsonBackend,
+    ParquetBackend,
+    SqliteBackend,
+    get_backend,
+)
+from stet.backends._base import Table
+from stet.typing import Backend
+
+from . import strategies as S
+from .conftest import STORE_EXTENSIONS
+
+
+def test_every_backend_satisfies_the_protocol(store: str) -> None:
+    backend: Backend = get_backend(store)  # mypy checks assignability here
+    assert isinstance(backend, Backend)
+
+
+def test_extensions_pick_the_backend(tmp_path: Path) -> None:
+    assert type(get_backend(tmp_path / "a.csv")) is CsvBackend
+    assert type(get_backend(tmp_path / "a.json")) is JsonBackend
+    assert type(get_backend(tmp_path / "a.sqlite")) is SqliteBackend
+    assert type(get_backend(tmp_path / "a.db")) is SqliteBackend
+    assert type(get_backend(tmp_path / "a.parquet")) is ParquetBackend
+    assert set(BACKENDS) == {".csv", ".json", ".sqlite", ".db", ".parquet"}
+
+
+def test_an_unknown_extension_lists_the_supported_ones(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"\.txt.*\.csv, \.json, \.sqlite, \.db, \.parquet"):
+        get_backend(tmp_path / "a.txt")
+
+
+def test_a_recorded_key_is_found_and_others_are_not(store: str) -> None:
+    b = get_backend(store)
+    assert not b.has({"alpha": 0.1, "seed": 3})
+    assert b.record({"alpha": 0.1, "seed": 3}) is True
+    assert b.has({"alpha": 0.1, "seed": 3})
+    assert b.has({"seed": 3, "alpha": 0.1})
+    assert not b.has({"alpha": 0.1, "seed": 4})
+    assert not b.has({"alpha": 0.1})  # other key columns: another run
+
+
+def test_recording_is_idempotent(store: str) -> None:
+    b = get_backend(store)
+    assert b.record({"x": 1})
+    assert not b.record({"x": 1.0})
+    assert len(b.load()) == 1
+
+
+def test_a_new_instance_sees_the_records(store: str) -> None:
+    type(get_backend(store))(store).record({"x": "a"})
+    fresh = type(get_backend(store))(store)
+    assert fresh.has({"x": "a"})
+
+
+def test_records_by_another_instance_are_seen_without_reopening(store: str) -> None:
+    cls = type(get_backend(store))
+    mine, theirs = cls(store), cls(store)
+    mine.record({"x": 0})
+    assert not mine.has({"x": 1})
+    theirs.record({"x": 1})
+    assert mine.has({"x": 1})
+    theirs.remove({"x": 0})
+    assert not mine.has({"x": 0})
+
+
+def test_functions_do_not_see_each_others_records(store: str) -> None:
+    b = get_backend(store)
+    b.record({"x": 1}, function="train")
+    assert b.has({"x": 1}, function="train")
+    assert not b.has({"x": 1}, function="evaluate")
+    assert b.has({"x": 1})  # any function
+
+
+def test_a_record_without_function_counts_for_every_function(store: str) -> None:
+    b = get_backend(store)
+    b.record({"x": 1})
+    assert b.has({"x": 1}, function="train")
+    assert b.has({"x": 1}, function="evaluate")
+
+
+def test_remove_forgets_one_key(store: str) -> None:
+    b = get_backend(store)
+    b.record({"x": 1})
+    b.record({"x": 2})
+    assert b.remove({"x": 1}) == 1
+    assert not b.has({"x": 1})
+    assert b.has({"x": 2})
+    assert b.remove({"x": 1}) == 0
+
+
+def test_remove_can_be_limited_to_one_function(store: str) -> None:
+    b = get_backend(store)
+    b.record({"x": 1}, function="f")
+    b.record({"x": 1}, function="g")
+    assert b.remove({"x": 1}, function="f") == 1
+    assert b.has({"x": 1}, function="g")
+    assert not b.has({"x": 1}, function="f")
+
+
+def test_clear_leaves_an_empty_readable_store(store: str) -> None:
+    b = get_backend(store)
+    b.record({"x": 1})
+    b.clear()
+    assert b.load() == []
+    assert Path(store).exists()
+    b.record({"x": 1})
+    assert b.has({"x": 1})
+
+
+def test_load_returns_decoded_values_and_metadata(store: str) -> None:
+    b = get_backend(store)
+    b.record({"alpha": 0.5, "name": "007", "cfg": S.TrainConfig(0.1, (2,))}, function="f")
+    (record,) = b.load()
+    assert record["alpha"] == 0.5
+    assert record["name"] == "007"
+    assert str(record["cfg"]) == "TrainConfig(lr=0.1, layers=[2])"
+    assert record["_stet_function"] == "f"
+    assert record["_stet_timestamp"].tzinfo is not None  # type: ignore[attr-defined]
+
+
+def test_records_with_different_key_columns_share_a_store(store: str) -> None:
+    b = get_backend(store)
+    b.record({"a": 1}, function="f")
+    b.record({"b": "x", "c": None}, function="g")
+    b.record({"a": 2}, function="f")
+    fresh = type(b)(store)
+    assert fresh.has({"a": 1}, function="f")
+    assert fresh.has({"a": 2}, function="f")
+    assert fresh.has({"b": "x", "c": None}, function="g")
+    assert not fresh.has({"b": "x", "c": "None"}, function="g")
+
+
+TRICKY = ["", "NA", "null", "nan", "None", "007", "a,b", 'q"uote', "line\nbreak",
+          "cr\r\nlf", "ünïcødé ✓", "'", "  ", "\t", "[1]", "=1+1"]
+
+
+@pytest.mark.parametrize("text", TRICKY, ids=[repr(t) for t in TRICKY])
+def test_every_tricky_string_survives_the_store(store: str, text: str) -> None:
+    get_backend(store).record({"s": text})
+    fresh = type(get_backend(store))(store)
+    assert fresh.has({"s": text})
+    assert [r["s"] for r in fresh.load()] == [text]
+    for other in {"", "None", "nan"} - {text}:
+        assert not fresh.has({"s": other})
+    assert not fresh.has({"s": None})
+
+
+@settings(max_examples=20)
+@given(values=st.lists(S.keyable, min_size=1, max_size=8))
+def test_generated_values_round_trip_through_every_store(
+    tmp_path_factory: pytest.TempPathFactory, values: list[Any]
+) -> None:
+    codec = stet.KeyCodec()
+    for ext in STORE_EXTENSIONS:
+        path = tmp_path_factory.mktemp("rt") / f"s.{ext}"
+        writer = get_backend(path)
+        for v in values:
+            writer.record({"v": v})
+        reader = type(writer)(path)
+        for v in values:
+            assert reader.has({"v": v})
+        stored = sorted(codec.encode(r["v"]) for r in reader.load())
+        assert stored == sorted({codec.encode(v) for v in values})
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Drives a store with record/has/remove/clear/reopen against a plain set."""
+
+    keys = Bundle("keys")
+    extension = "csv"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = str(Path(self.dir.name) / f"m.{self.extension}")
+        self.cls: type[Table] = BACKENDS[f".{self.extension}"]
+        self.store = self.cls(self.path)
+        self.model: set[tuple[str, str, str]] = set()  # (function, column, text)
+        self.codec = stet.KeyCodec()
+
+    def teardown(self) -> None:
+        self.dir.cleanup()
+
+    @initialize(target=keys)
+    def first_key(self) -> Any:
+        return 0
+
+    @rule(target=keys, value=S.keyable)
+    def new_key(self, value: Any) -> Any:
+        return value
+
+    def _id(self, function: str, value: Any, column: str) -> tuple[str, str, str]:
+        return (function, column, self.codec.encode(value))
+
+    @rule(value=keys, function=st.sampled_from(["", "f", "g"]), column=st.sampled_from(["x", "y"]))
+    def record(self, value: Any, function: str, column: str) -> None:
+        new = self.store.record({column: value}, function=function or None)
+        ident = self._id(function, value, column)
+        # A record without a function already counts for every function.
+        expected = ident not in self.model and self._id("", value, column) not in self.model
+        assert new == expected
+        if new:
+            self.model.add(ident)
+
+    @rule(value=keys, function=st.sampled_from(["f", "g"]), column=st.sampled_from(["x", "y"]))
+    def has(self, value: Any, function: str, column: str) -> None:
+        expected = (
+            self._id(function, value, column) in self.model
+            or self._id("", value, column) in self.model
+        )
+        assert self.store.has({column: value}, function=function) == expected
+
+    @rule(value=keys, column=st.sampled_from(["x", "y"]))
+    def remove(self, value: Any, column: str) -> None:
+        text = self.codec.encode(value)
+        gone = {m for m in self.model if m[1:] == (column, text)}
+        assert self.store.remove({column: value}) == len(gone)
+        self.model -= gone
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule()
+    def clear(self) -> None:
+        self.store.clear()
+        self.model.clear()
+
+    @rule(other_process=st.booleans())
+    def reopen(self, other_process: bool) -> None:
+        fresh = self.cls(self.path)
+        if other_process:  # another writer appends, then we must see it
+            fresh.record({"z": len(self.model)}, function="other")
+            self.model.add(("other", "z", str(len(self.model))))
+        else:
+            self.store = fresh
+
+    @invariant()
+    def load_matches_the_model(self) -> None:
+        if not Path(self.path).exists():
+            assert not self.model
+            return
+        loaded = set()
+        for r in self.cls(self.path).load():
+            (col,) = [c for c in r if not c.startswith("_stet_")]
+            loaded.add((str(r.get("_stet_function", "")), col, self.codec.encode(r[col])))
+        assert loaded == self.model
+
+
+def _machine(ext: str) -> Any:
+    machine = type(f"StoreMachine_{ext}", (StoreMachine,), {"extension": ext})
+    test_case = machine.TestCase
+    test_case.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
+    return test_case
+
+
+TestStoreMachineCsv = _machine("csv")
+TestStoreMachineJson = _machine("json")
+TestStoreMachineSqlite = _machine("sqlite")
+TestStoreMachineParquet = _machine("parquet")
+
+
+# -- what other tools see ---------------------------------------------------
+
+
+def test_a_csv_store_of_numbers_and_words_reads_as_numbers_and_words(tmp_path: Path) -> None:
+    b = get_backend(tmp_path / "runs.csv")
+    for alpha in (0.1, 0.25, 3):
+        for seed in (1, 2):
+            b.record({"alpha": alpha, "seed": seed, "method": "adam"}, function="run")
+    frame = pd.read_csv(tmp_path / "runs.csv")
+    assert frame["alpha"].dtype == "float64"
+    assert frame["seed"].dtype == "int64"
+    assert set(frame["method"]) == {"adam"}
+    assert sorted(set(frame["alpha"])) == [0.1, 0.25, 3.0]
+
+
+def test_a_csv_store_opens_in_the_csv_module(tmp_path: Path) -> None:
+    get_backend(tmp_path / "runs.csv").record({"s": 'a,"b"\nc'})
+    with open(tmp_path / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["s"] == 'a,"b"\nc'
+
+
+def test_a_json_store_is_a_json_array_of_records(tmp_path: Path) -> None:
+    b = get_backend(tmp_path / "runs.json")
+    b.record({"alpha": 0.1, "seed": 3, "name": "x", "flag": True, "none": None})
+    b.record({"alpha": 0.2, "seed": 4, "name": "007", "flag": False, "none": None})
+    data = json.loads((tmp_path / "runs.json").read_text())
+    assert [r["alpha"] for r in data] == [0.1, 0.2]
+    assert [r["seed"] for r in data] == [3, 4]
+    assert [r["flag"] for r in data] == [True, False]
+    assert data[0]["none"] is None
+    frame = pd.read_json(tmp_path / "runs.json")
+    assert list(frame["seed"]) == [3, 4]
+
+
+def test_a_sqlite_store_is_a_queryable_table(tmp_path: Path) -> None:
+    get_backend(tmp_path / "runs.sqlite").record({"alpha": 0.1, "seed": 3}, function="run")
+    with sqlite3.connect(tmp_path / "runs.sqlite") as conn:
+        rows = conn.execute("SELECT alpha, seed, _stet_function FROM stet_records").fetchall()
+    assert rows == [("0.1", "3", "run")]
+
+
+def test_a_parquet_store_reads_in_pandas(tmp_path: Path) -> None:
+    get_backend(tmp_path / "runs.parquet").record({"alpha": 0.1, "seed": 3})
+    frame = pd.read_parquet(tmp_path / "runs.parquet")
+    assert list(frame["alpha"]) == ["0.1"]
+
+
+# -- damaged and foreign files ----------------------------------------------
+
+
+DAMAGED: list[tuple[str, bytes, str]] = [
+    ("csv", b"", "empty"),
+    ("csv", b"alpha,seed\n1,2\n", "_stet_timestamp"),
+    ("csv", b"a,_stet_timestamp\n1,2,3\n", "3 cells"),
+    ("csv", b"a,_stet_timestamp\n1\x002\n", "NUL"),
+    ("csv", b"a,_stet_timestamp\n\xff\xfe,x\n", "UTF-8"),
+    ("csv", b"a,a,_stet_timestamp\n", "repeats"),
+    ("csv", b"no newline at all", "header"),
+    ("json", b"", "empty"),
+    ("json", b"{}", "'['"),
+    ("json", b"[1, 2]", "not a JSON object"),
+    ("json", b'[{"a": "1"}]', "_stet_timestamp"),
+    ("json", b'[\n{"a": "1", "_stet_timestamp": "t"},\ngarbage\n{"b": 2}\n]', "not valid JSON"),
+    ("json", b'[{"a": [1], "_stet_timestamp": "t"}]', "list"),
+    ("json", b'[{"_stet_timestamp": "t"}] trailing', "after the closing"),
+    ("sqlite", b"", "empty"),
+    ("sqlite", b"not a database at all, just text", "not a SQLite database"),
+    ("sqlite", b"SQLite format 3\x00" + b"\x00" * 100, "SQLite"),
+    ("parquet", b"", "empty"),
+    ("parquet", b"PAR1garbagePAR1", "Parquet"),
+    ("parquet", b"alpha,seed\n1,2\n", "Parquet"),
+]
+
+
+@pytest.mark.parametrize(("ext", "content", "problem"), DAMAGED, ids=[f"{e}-{p}" for e, _, p in DAMAGED])
+def test_a_damaged_store_is_an_error_never_an_empty_store(
+    tmp_path: Path, ext: str, content: bytes, problem: str
+) -> None:
+    path = tmp_path / f"runs.{ext}"
+    path.write_bytes(content)
+    b = get_backend(path)
+    with pytest.raises(stet.StoreError, match=re.escape(problem)) as info:
+        b.has({"x": 1})
+    assert str(path) in str(info.value)
+    with pytest.raises(stet.StoreError):
+        b.record({"x": 1})
+    assert path.read_bytes() == content  # never overwritten
+
+
+def test_a_sqlite_database_of_another_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE patients (name TEXT)")
+    with pytest.raises(stet.StoreError, match="no stet_records table"):
+        get_backend(path).record({"x": 1})
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("patients",)]
+
+
+def test_a_parquet_file_of_other_types_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.parquet"
+    pq.write_table(pa.table({"x": [1], "_stet_timestamp": ["t"]}), path)
+    with pytest.raises(stet.StoreError, match="not string"):
+        get_backend(path).has({"x": 1})
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+@pytest.mark.parametrize("cut", [1, 5, 12, 30])
+def test_a_half_written_last_record_is_dropped_silently(tmp_path: Path, ext: str, cut: int) -> None:
+    path = tmp_path / f"runs.{ext}"
+    b = get_backend(path)
+    b.record({"x": 1, "s": "first"})
+    size = path.stat().st_size
+    b.record({"x": 2, "s": "sécond, \"quoted\"\nline"})
+    whole = path.read_bytes()
+    path.write_bytes(whole[: size + cut] if ext == "csv" else whole[: size - 3 + cut])
+    fresh = type(b)(path)
+    assert fresh.has({"x": 1, "s": "first"})
+    assert not fresh.has({"x": 2, "s": "sécond, \"quoted\"\nline"})
+    fresh.record({"x": 3, "s": "third"})
+    again = type(b)(path)
+    assert sorted(r["x"] for r in again.load()) == [1, 3]  # type: ignore[type-var]
+    if ext == "json":
+        assert len(json.loads(path.read_text())) == 2
+
+
+# -- stores written by stet 0.0.x -----------------------------------------
+
+
+def test_a_stet_0_0_store_keeps_working(tmp_path: Path) -> None:
+    csv_path = tmp_path / "old.csv"
+    csv_path.write_text(
+        "alpha,seed,method,_stet_timestamp\n"
+        "0.1,3,adam,2024-01-01T00:00:00+00:00\n"
+        "1.0,4,None,2024-01-01T00:00:01+00:00\n"
+    )
+    json_path = tmp_path / "old.json"
+    json_path.write_text(json.dumps(
+        [{"alpha": "0.1", "seed": "3", "_stet_timestamp": "2024-01-01T00:00:00+00:00"}],
+        indent=2,
+    ))
+    sqlite_path = tmp_path / "old.sqlite"
+    with sqlite3.connect(sqlite_path) as conn:
+        conn.execute('CREATE TABLE stet_records ("alpha" TEXT, "_stet_timestamp" TEXT)')
+        conn.execute("INSERT INTO stet_records VALUES ('0.5', '2024-01-01')")
+    old = get_backend(csv_path)
+    assert old.has({"alpha": 0.1, "seed": 3, "method": "adam"}, function="run")
+    assert old.has({"alpha": 1, "seed": 4, "method": None}, function="run")
+    old.record({"alpha": 0.2, "seed": 5, "method": "sgd"}, function="run")
+    assert type(old)(csv_path).has({"alpha": 0.2, "seed": 5, "method": "sgd"})
+    assert get_backend(json_path).has({"alpha": 0.1, "seed": 3})
+    get_backend(json_path).record({"alpha": 0.3, "seed": 1})
+    assert len(json.loads(json_path.read_text())) == 2
+    assert get_backend(sqlite_path).has({"alpha": 0.5})
+    get_backend(sqlite_path).record({"alpha": 0.6})
+    assert SqliteBackend(sqlite_path).has({"alpha": 0.6})
+
+
+def test_a_store_from_a_newer_stet_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("x,_stet_timestamp,_stet_codec\n1,2024-01-01,2\n")
+    with pytest.raises(stet.StoreError, match="upgrade stet"):
+        get_backend(path).has({"x": 1})
