@@ -7,11 +7,35 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._codec import CODEC_VERSION, KeyCodec
 from ._once import Once
 
 __all__ = ["converter", "structure"]
 
 converter = cattrs.Converter()
+
+
+def _unstructure_codec(codec: KeyCodec) -> dict[str, int]:
+    if codec != KeyCodec():
+        raise ValueError(
+            f"{codec!r} has registered encoders, which are code and cannot be "
+            "written to a config; pass codec= to Once in your script instead"
+        )
+    return {"version": CODEC_VERSION}
+
+
+def _structure_codec(value: Any, _: object) -> KeyCodec:
+    if value is None or value == {"version": CODEC_VERSION}:
+        return KeyCodec()
+    raise ValueError(
+        f"codec {value!r} is not this stet's key rules ({{'version': {CODEC_VERSION}}})"
+    )
+
+
+# Plain cattrs.structure/unstructure (the global converter) handle Once too:
+# the codec is written as its rules version, never as code.
+cattrs.global_converter.register_structure_hook(KeyCodec, _structure_codec)
+cattrs.global_converter.register_unstructure_hook(KeyCodec, _unstructure_codec)
 
 
 def _structure_key(value: Any, _: object) -> tuple[str, ...] | None:

@@ -1,0 +1,229 @@
+"""Looking after a store: status, reset, read, mark_done."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import stet
+
+from . import strategies as S
+
+
+def make_sweep(store: str) -> tuple[Callable[..., Any], list[tuple[Any, ...]]]:
+    calls: list[tuple[Any, ...]] = []
+
+    @stet.once(store=store, quiet=True)
+    def run(alpha: float, seed: int, method: str = "adam") -> float:
+        calls.append((alpha, seed, method))
+        return alpha
+
+    return run, calls
+
+
+def test_status_prints_and_returns_the_summary(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = make_sweep(store)
+    before = datetime.now(timezone.utc)
+    for alpha in (0.1, 0.2):
+        for seed in range(3):
+            run(alpha, seed)
+    run(0.1, 0)
+    capsys.readouterr()
+    summary = stet.status(store=store)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"[stet] Store: {Path(store).resolve()}"
+    assert out[1] == "[stet] 6 completed experiments recorded"
+    assert out[2].startswith("[stet] Last run: ")
+    assert out[3] == "[stet] Key columns: alpha, method, seed"
+    assert len(out) == 4
+    assert summary.records == 6
+    assert summary.last_run is not None and summary.last_run >= before
+    assert [f.function for f in summary.functions] == [run.__qualname__]
+
+
+def test_status_lists_each_function_of_a_shared_store(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @stet.once(store=store, name="train")
+    def train(x: int) -> None: ...
+
+    @stet.once(store=store, name="evaluate")
+    def evaluate(y: str) -> None: ...
+
+    train(1)
+    train(2)
+    evaluate("a")
+    summary = stet.status(store)
+    out = capsys.readouterr().out
+    assert "[stet] 3 completed experiments recorded" in out
+    assert "[stet]   train: 2 recorded" in out
+    assert "[stet]   evaluate: 1 recorded" in out
+    assert {f.function: f.records for f in summary.functions} == {"train": 2, "evaluate": 1}
+    assert {f.function: f.key_columns for f in summary.functions} == {
+        "train": ("x",), "evaluate": ("y",)
+    }
+
+
+def test_status_of_a_missing_store_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        stet.status(store=tmp_path / "nowhere.csv")
+
+
+def test_reset_one_entry_makes_it_run_again(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run, calls = make_sweep(store)
+    run(0.1, 1)
+    run(0.1, 2)
+    assert stet.reset(store=store, key_dict={"alpha": np.float64(0.1), "seed": 1, "method": "adam"}) == 1
+    assert "[stet] Removed 1 record(s) of alpha=0.1, seed=1, method='adam'" in capsys.readouterr().out
+    run(0.1, 1)
+    run(0.1, 2)
+    assert calls == [(0.1, 1, "adam"), (0.1, 2, "adam"), (0.1, 1, "adam")]
+
+
+def test_reset_of_an_absent_entry_says_so(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run, _ = make_sweep(store)
+    run(0.1, 1)
+    assert stet.reset(store, {"alpha": 0.1}) == 0
+    assert "No record of alpha=0.1" in capsys.readouterr().out
+
+
+def test_reset_without_a_terminal_clears_without_asking(
+    store: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, calls = make_sweep(store)
+    run(0.1, 1)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert stet.reset(store=store) == 1
+    assert f"[stet] Store cleared: {Path(store).resolve()}" in capsys.readouterr().out
+    run(0.1, 1)
+    assert len(calls) == 2
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "cleared"), [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
+def test_reset_on_a_terminal_asks_first(
+    store: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+    cleared: bool,
+) -> None:
+    run, _ = make_sweep(store)
+    run(0.1, 1)
+    monkeypatch.setattr("sys.stdin", FakeTerminal(answer))
+    stet.reset(store=store)
+    out = capsys.readouterr().out
+    assert "[y/N]" in out
+    assert ("[stet] Aborted." in out) == (not cleared)
+    assert stet.backends.get_backend(store).has({"alpha": 0.1, "seed": 1, "method": "adam"}) == (not cleared)
+
+
+def test_reset_can_clear_one_function(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    @stet.once(store=store, name="a")
+    def a(x: int) -> None: ...
+
+    @stet.once(store=store, name="b")
+    def b(x: int) -> None: ...
+
+    a(1)
+    b(1)
+    assert stet.reset(store, function="a") == 1
+    assert {f.function for f in stet.status(store).functions} == {"b"}
+
+
+def test_read_gives_typed_columns(store: str) -> None:
+    run, _ = make_sweep(store)
+    run(0.5, 1, "adam")
+    run(1.5, 2, "007")
+    frame = stet.read(store)
+    assert list(frame["alpha"]) == [0.5, 1.5]
+    assert frame["alpha"].dtype == "float64"
+    assert frame["seed"].dtype == "int64"
+    assert list(frame["method"]) == ["adam", "007"]
+    assert isinstance(frame["_stet_timestamp"].dtype, pd.DatetimeTZDtype)
+    assert str(frame["_stet_timestamp"].dt.tz) == "UTC"
+    assert (frame["_stet_duration"] >= 0).all()
+    assert set(frame["_stet_function"]) == {run.__qualname__}
+
+
+def test_read_keeps_none_and_mixed_kinds_apart(store: str) -> None:
+    b = stet.backends.get_backend(store)
+    b.record({"x": 1})
+    b.record({"x": None})
+    b.record({"x": "1"})
+    b.record({"y": 2.5})
+    frame = stet.read(store)
+    assert list(frame["x"]) == [1, None, "1", None]
+    assert [type(v) for v in frame["x"]] == [int, type(None), str, type(None)]
+
+
+def test_read_of_a_missing_store_is_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        stet.read(tmp_path / "nothing.parquet")
+
+
+def test_mark_done_imports_existing_results(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run, calls = make_sweep(store)
+    results = pd.DataFrame(
+        {"alpha": [0.1, 0.2, 0.3], "seed": [1, 2, 3], "loss": [9.0, 8.0, 7.0]}
+    )
+    assert stet.mark_done(run, results) == 3
+    assert stet.mark_done(run, [{"alpha": 0.1, "seed": 1, "method": "adam"}]) == 0
+    for alpha, seed in [(0.1, 1), (0.2, 2), (0.3, 3), (0.4, 4)]:
+        run(alpha, seed)
+    assert calls == [(0.4, 4, "adam")]
+
+
+def test_mark_done_needs_every_key_without_a_default(store: str) -> None:
+    run, _ = make_sweep(store)
+    with pytest.raises(ValueError, match=r"row 1 has no value for key parameter 'seed'"):
+        stet.mark_done(run, [{"alpha": 1, "seed": 1}, {"alpha": 2}])
+    assert not Path(store).exists()  # all or nothing
+
+
+def test_mark_done_refuses_an_undecorated_function() -> None:
+    def plain(x: int) -> None: ...
+
+    with pytest.raises(TypeError, match="decorated with @stet.once"):
+        stet.mark_done(plain, [{"x": 1}])
+
+
+def test_mark_done_names_the_row_of_an_unkeyable_value(store: str) -> None:
+    run, _ = make_sweep(store)
+    with pytest.raises(stet.KeyEncodingError, match="row 1"):
+        stet.mark_done(run, [{"alpha": 1, "seed": 1}, {"alpha": object(), "seed": 2}])
+
+
+def test_mark_done_of_many_rows_is_one_write(store: str) -> None:
+    run, calls = make_sweep(store)
+    n = 20_000
+    frame = pd.DataFrame({"alpha": np.linspace(0, 1, n), "seed": np.arange(n)})
+    assert stet.mark_done(run, frame) == n
+    run(float(frame["alpha"][123]), 123)
+    assert calls == []
+    assert len(stet.read(store)) == n
+
+
+def test_read_and_reset_accept_what_read_returned(store: str) -> None:
+    @stet.once(store=store, quiet=True)
+    def run(cfg: S.TrainConfig, method: S.Method) -> None: ...
+
+    run(S.TrainConfig(0.1, (2,)), S.Method.SGD)
+    frame = stet.read(store)
+    row = frame.iloc[0]
+    assert stet.reset(store, {"cfg": row["cfg"], "method": row["method"]}) == 1

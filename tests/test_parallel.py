@@ -1,0 +1,111 @@
+"""Sweeps run from process pools, joblib and threads."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import pickle
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import pytest
+
+import stet
+
+from . import workers
+from .conftest import STORE_EXTENSIONS
+
+
+@pytest.fixture(autouse=True)
+def _fresh_module_stores() -> Iterator[None]:
+    workers.forget_open_stores()
+    yield
+    workers.forget_open_stores()
+
+
+@pytest.fixture(params=STORE_EXTENSIONS)
+def ext(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def recorded_keys(ext: str) -> Counter[object]:
+    """How many records each key has in the module functions' store."""
+    return Counter(r["x"] for r in stet.backends.get_backend(f"pool.{ext}").load())
+
+
+def test_a_decorated_function_pickles_by_reference() -> None:
+    clone = pickle.loads(pickle.dumps(workers.run_csv))
+    assert clone is workers.run_csv
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_multiprocessing_pool_sweep_records_every_key_once(ext: str, method: str) -> None:
+    keys = list(range(40)) * 2  # every key asked for twice
+    random.Random(0).shuffle(keys)
+    context = multiprocessing.get_context(method)
+    with context.Pool(3) as pool:
+        results = pool.map(workers.BY_EXTENSION[ext], keys, chunksize=4)
+    assert recorded_keys(ext) == Counter(range(40))
+    ran = Counter(workers.executions())
+    assert set(ran) == {repr(k) for k in range(40)}
+    assert sum(r is not None for r in results) == sum(ran.values())
+    with context.Pool(3) as pool:  # a second pass runs nothing
+        assert pool.map(workers.BY_EXTENSION[ext], range(40)) == [None] * 40
+    assert Counter(workers.executions()) == ran
+
+
+def test_concurrent_futures_sweep(ext: str) -> None:
+    with concurrent.futures.ProcessPoolExecutor(3) as pool:
+        list(pool.map(workers.BY_EXTENSION[ext], range(30)))
+        assert list(pool.map(workers.BY_EXTENSION[ext], range(30))) == [None] * 30
+    assert recorded_keys(ext) == Counter(range(30))
+
+
+def test_concurrent_writers_lose_nothing(ext: str) -> None:
+    """Four processes write overlapping halves of a grid at once."""
+    grid = list(range(120))
+    chunks = [grid[:80], grid[40:], grid[::2], grid[1::2]]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pool.starmap(workers.sweep, [(ext, c) for c in chunks])
+    assert recorded_keys(ext) == Counter(grid)
+    fresh = type(stet.backends.get_backend(f"pool.{ext}"))(f"pool.{ext}")
+    assert all(fresh.has({"x": k}, function="run_" + ext) for k in grid)
+
+
+def test_joblib_sweep_with_a_function_defined_in_the_script(ext: str, tmp_path: Path) -> None:
+    # loky ships a function defined here by value (cloudpickle), store included.
+    store = str(tmp_path / f"joblib.{ext}")
+    log = str(tmp_path / "joblib.log")
+
+    @stet.once(store=store, quiet=True)
+    def square(x: int) -> int:
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return x * x
+
+    first = joblib.Parallel(n_jobs=2)(joblib.delayed(square)(x) for x in range(20))
+    assert first == [x * x for x in range(20)]
+    again = joblib.Parallel(n_jobs=2)(joblib.delayed(square)(x) for x in range(20))
+    assert again == [None] * 20
+    assert sorted(int(line) for line in Path(log).read_text().split()) == list(range(20))
+
+
+def test_threads_share_one_store(ext: str) -> None:
+    func = workers.BY_EXTENSION[ext]
+    keys = list(range(50)) * 3
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(func, keys))
+    assert recorded_keys(ext) == Counter(range(50))
+
+
+def test_a_forked_child_sees_what_the_parent_recorded(ext: str) -> None:
+    func = workers.BY_EXTENSION[ext]
+    func(1)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        assert pool.map(func, [1, 2]) == [None, 4]
+    assert func(2) is None
