@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,17 @@ class Level(enum.IntEnum):
     HIGH = 2
 
 
-_NP_INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
-_NP_FLOATS = [(np.float16, 16), (np.float32, 32), (np.float64, 64)]
+_NP_INTS: list[Any] = [
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+]
+_NP_FLOATS: list[tuple[Any, int]] = [(np.float16, 16), (np.float32, 32), (np.float64, 64)]
 
 
 def _np_int(t: type[np.integer[Any]]) -> st.SearchStrategy[Any]:
@@ -68,9 +77,9 @@ python_floats = st.one_of(
 )
 numpy_ints = st.sampled_from(_NP_INTS).flatmap(_np_int)
 numpy_floats = st.sampled_from(_NP_FLOATS).flatmap(lambda tw: _np_float(*tw))
-long_doubles = st.tuples(
-    st.floats(-1e6, 1e6), st.integers(-(2**10), 2**10)
-).map(lambda p: np.longdouble(p[0]) + np.longdouble(p[1]) * np.finfo(np.longdouble).eps)
+long_doubles = st.tuples(st.floats(-1e6, 1e6), st.integers(-(2**10), 2**10)).map(
+    lambda p: np.longdouble(p[0]) + np.longdouble(p[1]) * np.finfo(np.longdouble).eps
+)
 
 #: Every kind of number stet keys by value.
 numbers = st.one_of(python_ints, python_floats, numpy_ints, numpy_floats, long_doubles)
@@ -78,11 +87,46 @@ numbers = st.one_of(python_ints, python_floats, numpy_ints, numpy_floats, long_d
 #: Strings that other tools mistake for something else.
 tricky_strings = st.sampled_from(
     [
-        "", " ", "NA", "N/A", "null", "NULL", "nan", "NaN", "None", "none", "True",
-        "true", "FALSE", "007", "1", "1.0", "-0", "1e5", "inf", "-inf", "a,b", 'say "hi"',
-        "line\nbreak", "cr\r\nlf", "tab\there", "ünïcødé ✓", "'", "'quoted", "[1, 2]",
-        "{}", "<Method.ADAM>", 'Path("x")', "array([1])", "2024-01-01",
-        "2024-01-01T00:00:00", " padded ", "#N/A", "=1+1", "Cfg(a=1)", "information",
+        "",
+        " ",
+        "NA",
+        "N/A",
+        "null",
+        "NULL",
+        "nan",
+        "NaN",
+        "None",
+        "none",
+        "True",
+        "true",
+        "FALSE",
+        "007",
+        "1",
+        "1.0",
+        "-0",
+        "1e5",
+        "inf",
+        "-inf",
+        "a,b",
+        'say "hi"',
+        "line\nbreak",
+        "cr\r\nlf",
+        "tab\there",
+        "ünïcødé ✓",
+        "'",
+        "'quoted",
+        "[1, 2]",
+        "{}",
+        "<Method.ADAM>",
+        'Path("x")',
+        "array([1])",
+        "2024-01-01",
+        "2024-01-01T00:00:00",
+        " padded ",
+        "#N/A",
+        "=1+1",
+        "Cfg(a=1)",
+        "information",
     ]
 )
 strings = st.one_of(st.text(), tricky_strings)
@@ -91,9 +135,7 @@ bools = st.one_of(st.booleans(), st.booleans().map(np.bool_))
 
 naive_datetimes = st.datetimes()
 aware_datetimes = st.datetimes(
-    timezones=st.sampled_from(
-        [timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]
-    )
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
 )
 dates = st.dates()
 paths = st.lists(
@@ -122,8 +164,17 @@ def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 objects = st.one_of(
-    st.builds(TrainConfig, lr=st.floats(allow_nan=False), layers=st.lists(st.integers(0, 512), max_size=3).map(tuple), note=st.text(max_size=3)),
-    st.builds(OtherConfig, lr=st.floats(allow_nan=False), layers=st.lists(st.integers(0, 512), max_size=3).map(tuple)),
+    st.builds(
+        TrainConfig,
+        lr=st.floats(allow_nan=False),
+        layers=st.lists(st.integers(0, 512), max_size=3).map(tuple),
+        note=st.text(max_size=3),
+    ),
+    st.builds(
+        OtherConfig,
+        lr=st.floats(allow_nan=False),
+        layers=st.lists(st.integers(0, 512), max_size=3).map(tuple),
+    ),
     st.builds(Grid, alpha=st.floats(), label=strings),
 )
 

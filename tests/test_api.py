@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ def test_status_prints_and_returns_the_summary(
     store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, _ = make_sweep(store)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     for alpha in (0.1, 0.2):
         for seed in range(3):
             run(alpha, seed)
@@ -46,7 +46,8 @@ def test_status_prints_and_returns_the_summary(
     assert out[3] == "[stet] Key columns: alpha, method, seed"
     assert len(out) == 4
     assert summary.records == 6
-    assert summary.last_run is not None and summary.last_run >= before
+    assert summary.last_run is not None
+    assert summary.last_run >= before
     assert [f.function for f in summary.functions] == [run.__qualname__]
 
 
@@ -69,12 +70,13 @@ def test_status_lists_each_function_of_a_shared_store(
     assert "[stet]   evaluate: 1 recorded" in out
     assert {f.function: f.records for f in summary.functions} == {"train": 2, "evaluate": 1}
     assert {f.function: f.key_columns for f in summary.functions} == {
-        "train": ("x",), "evaluate": ("y",)
+        "train": ("x",),
+        "evaluate": ("y",),
     }
 
 
 def test_status_of_a_missing_store_is_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.csv"):
         stet.status(store=tmp_path / "nowhere.csv")
 
 
@@ -82,8 +84,13 @@ def test_reset_one_entry_makes_it_run_again(store: str, capsys: pytest.CaptureFi
     run, calls = make_sweep(store)
     run(0.1, 1)
     run(0.1, 2)
-    assert stet.reset(store=store, key_dict={"alpha": np.float64(0.1), "seed": 1, "method": "adam"}) == 1
-    assert "[stet] Removed 1 record(s) of alpha=0.1, seed=1, method='adam'" in capsys.readouterr().out
+    assert (
+        stet.reset(store=store, key_dict={"alpha": np.float64(0.1), "seed": 1, "method": "adam"})
+        == 1
+    )
+    assert (
+        "[stet] Removed 1 record(s) of alpha=0.1, seed=1, method='adam'" in capsys.readouterr().out
+    )
     run(0.1, 1)
     run(0.1, 2)
     assert calls == [(0.1, 1, "adam"), (0.1, 2, "adam"), (0.1, 1, "adam")]
@@ -113,7 +120,9 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("answer", "cleared"), [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
+@pytest.mark.parametrize(
+    ("answer", "cleared"), [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)]
+)
 def test_reset_on_a_terminal_asks_first(
     store: str,
     capsys: pytest.CaptureFixture[str],
@@ -128,7 +137,9 @@ def test_reset_on_a_terminal_asks_first(
     out = capsys.readouterr().out
     assert "[y/N]" in out
     assert ("[stet] Aborted." in out) == (not cleared)
-    assert stet.backends.get_backend(store).has({"alpha": 0.1, "seed": 1, "method": "adam"}) == (not cleared)
+    assert stet.backends.get_backend(store).has({"alpha": 0.1, "seed": 1, "method": "adam"}) == (
+        not cleared
+    )
 
 
 def test_reset_can_clear_one_function(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,9 +190,7 @@ def test_read_of_a_missing_store_is_file_not_found(tmp_path: Path) -> None:
 
 def test_mark_done_imports_existing_results(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     run, calls = make_sweep(store)
-    results = pd.DataFrame(
-        {"alpha": [0.1, 0.2, 0.3], "seed": [1, 2, 3], "loss": [9.0, 8.0, 7.0]}
-    )
+    results = pd.DataFrame({"alpha": [0.1, 0.2, 0.3], "seed": [1, 2, 3], "loss": [9.0, 8.0, 7.0]})
     assert stet.mark_done(run, results) == 3
     assert stet.mark_done(run, [{"alpha": 0.1, "seed": 1, "method": "adam"}]) == 0
     for alpha, seed in [(0.1, 1), (0.2, 2), (0.3, 3), (0.4, 4)]:
@@ -199,7 +208,7 @@ def test_mark_done_needs_every_key_without_a_default(store: str) -> None:
 def test_mark_done_refuses_an_undecorated_function() -> None:
     def plain(x: int) -> None: ...
 
-    with pytest.raises(TypeError, match="decorated with @stet.once"):
+    with pytest.raises(TypeError, match=r"decorated with @stet\.once"):
         stet.mark_done(plain, [{"x": 1}])
 
 

@@ -160,8 +160,24 @@ def test_records_with_different_key_columns_share_a_store(store: str) -> None:
     assert not fresh.has({"b": "x", "c": "None"}, function="g")
 
 
-TRICKY = ["", "NA", "null", "nan", "None", "007", "a,b", 'q"uote', "line\nbreak",
-          "cr\r\nlf", "ünïcødé ✓", "'", "  ", "\t", "[1]", "=1+1"]
+TRICKY = [
+    "",
+    "NA",
+    "null",
+    "nan",
+    "None",
+    "007",
+    "a,b",
+    'q"uote',
+    "line\nbreak",
+    "cr\r\nlf",
+    "ünïcødé ✓",
+    "'",
+    "  ",
+    "\t",
+    "[1]",
+    "=1+1",
+]
 
 
 @pytest.mark.parametrize("text", TRICKY, ids=[repr(t) for t in TRICKY])
@@ -276,17 +292,31 @@ class StoreMachine(RuleBasedStateMachine):
         assert loaded == self.model
 
 
-def _machine(ext: str) -> Any:
-    machine = type(f"StoreMachine_{ext}", (StoreMachine,), {"extension": ext})
-    test_case = machine.TestCase
-    test_case.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
-    return test_case
+_MACHINE_SETTINGS = settings(max_examples=25, stateful_step_count=20, deadline=None)
 
 
-TestStoreMachineCsv = _machine("csv")
-TestStoreMachineJson = _machine("json")
-TestStoreMachineSqlite = _machine("sqlite")
-TestStoreMachineParquet = _machine("parquet")
+class CsvMachine(StoreMachine):
+    extension = "csv"
+
+
+class JsonMachine(StoreMachine):
+    extension = "json"
+
+
+class SqliteMachine(StoreMachine):
+    extension = "sqlite"
+
+
+class ParquetMachine(StoreMachine):
+    extension = "parquet"
+
+
+TestCsvMachine = CsvMachine.TestCase
+TestJsonMachine = JsonMachine.TestCase
+TestSqliteMachine = SqliteMachine.TestCase
+TestParquetMachine = ParquetMachine.TestCase
+for _case in (TestCsvMachine, TestJsonMachine, TestSqliteMachine, TestParquetMachine):
+    _case.settings = _MACHINE_SETTINGS
 
 
 # -- what other tools see ---------------------------------------------------
@@ -364,7 +394,9 @@ DAMAGED: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("ext", "content", "problem"), DAMAGED, ids=[f"{e}-{p}" for e, _, p in DAMAGED])
+@pytest.mark.parametrize(
+    ("ext", "content", "problem"), DAMAGED, ids=[f"{e}-{p}" for e, _, p in DAMAGED]
+)
 def test_a_damaged_store_is_an_error_never_an_empty_store(
     tmp_path: Path, ext: str, content: bytes, problem: str
 ) -> None:
@@ -403,12 +435,12 @@ def test_a_half_written_last_record_is_dropped_silently(tmp_path: Path, ext: str
     b = get_backend(path)
     b.record({"x": 1, "s": "first"})
     size = path.stat().st_size
-    b.record({"x": 2, "s": "sécond, \"quoted\"\nline"})
+    b.record({"x": 2, "s": 'sécond, "quoted"\nline'})
     whole = path.read_bytes()
     path.write_bytes(whole[: size + cut] if ext == "csv" else whole[: size - 3 + cut])
     fresh = type(b)(path)
     assert fresh.has({"x": 1, "s": "first"})
-    assert not fresh.has({"x": 2, "s": "sécond, \"quoted\"\nline"})
+    assert not fresh.has({"x": 2, "s": 'sécond, "quoted"\nline'})
     fresh.record({"x": 3, "s": "third"})
     again = type(b)(path)
     assert sorted(r["x"] for r in again.load()) == [1, 3]  # type: ignore[type-var]
@@ -427,10 +459,12 @@ def test_a_stet_0_0_store_keeps_working(tmp_path: Path) -> None:
         "1.0,4,None,2024-01-01T00:00:01+00:00\n"
     )
     json_path = tmp_path / "old.json"
-    json_path.write_text(json.dumps(
-        [{"alpha": "0.1", "seed": "3", "_stet_timestamp": "2024-01-01T00:00:00+00:00"}],
-        indent=2,
-    ))
+    json_path.write_text(
+        json.dumps(
+            [{"alpha": "0.1", "seed": "3", "_stet_timestamp": "2024-01-01T00:00:00+00:00"}],
+            indent=2,
+        )
+    )
     sqlite_path = tmp_path / "old.sqlite"
     with sqlite3.connect(sqlite_path) as conn:
         conn.execute('CREATE TABLE stet_records ("alpha" TEXT, "_stet_timestamp" TEXT)')

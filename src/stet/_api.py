@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -73,7 +73,7 @@ def _last(stamps: Iterable[str]) -> datetime | None:
             stamp = datetime.fromisoformat(text)
         except ValueError:
             continue
-        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc))
+        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
     return max(parsed) if parsed else None
 
 
@@ -238,18 +238,17 @@ def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[st
     """
     runner = getattr(func, "__stet__", None)
     if not isinstance(runner, Runner):
-        raise TypeError(
-            f"mark_done() needs a function decorated with @stet.once, got {func!r}"
-        )
-    if isinstance(rows, pd.DataFrame):
-        rows = rows.to_dict("records")
+        raise TypeError(f"mark_done() needs a function decorated with @stet.once, got {func!r}")
+    records: Iterable[Mapping[Any, Any]] = (
+        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    )
     defaults = {
         name: p.default
         for name, p in runner.signature.parameters.items()
         if p.default is not p.empty
     }
     keys: list[tuple[str, ...]] = []
-    for number, row in enumerate(rows):
+    for number, row in enumerate(records):
         if not isinstance(row, Mapping):
             raise TypeError(f"row {number} is a {type(row).__name__}, not a mapping")
         arguments: dict[str, Any] = {}

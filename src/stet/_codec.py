@@ -20,8 +20,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timezone
-from json.decoder import scanstring
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, Final
 
@@ -151,7 +150,7 @@ def _longdouble_text(x: np.floating[Any]) -> str:
     if den == 1:
         return _int_text(num)
     # den is a power of two, so num/den has a finite decimal expansion.
-    digits = (den.bit_length() - 1)
+    digits = den.bit_length() - 1
     scaled = abs(num) * 5**digits
     whole, frac = divmod(scaled, 10**digits)
     sign = "-" if num < 0 else ""
@@ -204,15 +203,11 @@ class KeyCodec:
 
     __slots__ = ("_encoders", "_resolved")
 
-    def __init__(
-        self, encoders: Mapping[type[Any], Callable[[Any], object]] | None = None
-    ) -> None:
+    def __init__(self, encoders: Mapping[type[Any], Callable[[Any], object]] | None = None) -> None:
         self._encoders: dict[type[Any], Callable[[Any], object]] = dict(encoders or {})
         self._resolved: dict[type[Any], Callable[[Any], object] | None] = {}
 
-    def register(
-        self, cls: type[Any], encoder: Callable[[Any], object]
-    ) -> KeyCodec:
+    def register(self, cls: type[Any], encoder: Callable[[Any], object]) -> KeyCodec:
         """Return a codec that keys instances of ``cls`` by ``encoder(value)``.
 
         The encoder's result is keyed by the ordinary rules, so it should
@@ -312,8 +307,7 @@ class KeyCodec:
             return self._array_text(v, where, depth)
         if isinstance(v, list | tuple):
             items = ", ".join(
-                self._encode(x, True, f"{where}[{i}]", depth + 1)
-                for i, x in enumerate(v)
+                self._encode(x, True, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)
             )
             return f"[{items}]"
         if isinstance(v, Mapping):
@@ -333,7 +327,7 @@ class KeyCodec:
 
     @staticmethod
     def _top_is_string(text: str) -> bool:
-        return text.startswith("'") or not _needs_tag(text) and bool(text)
+        return text.startswith("'") or (not _needs_tag(text) and bool(text))
 
     @staticmethod
     def _datetime_text(v: datetime, where: str) -> str:
@@ -341,11 +335,10 @@ class KeyCodec:
             raise KeyEncodingError(
                 type(v).__qualname__,
                 where=where,
-                reason="timestamps with nanoseconds are not supported; "
-                "round to microseconds first",
+                reason="timestamps with nanoseconds are not supported; round to microseconds first",
             )
         if v.tzinfo is not None and v.utcoffset() is not None:
-            v = v.astimezone(timezone.utc)
+            v = v.astimezone(UTC)
         else:
             v = v.replace(tzinfo=None)
         text = datetime.isoformat(v, timespec="microseconds")
@@ -387,8 +380,7 @@ class KeyCodec:
         else:
             names = [f.name for f in dataclasses.fields(obj) if f.compare]  # type: ignore[arg-type]  # a dataclass instance
         fields = ", ".join(
-            f"{n}={self._encode(getattr(obj, n), True, f'{where}.{n}', depth + 1)}"
-            for n in names
+            f"{n}={self._encode(getattr(obj, n), True, f'{where}.{n}', depth + 1)}" for n in names
         )
         return f"{t.__qualname__}({fields})"
 
@@ -418,6 +410,17 @@ class KeyCodec:
         return value
 
 
+_JSON: Final = json.JSONDecoder()
+
+
+def _json_string(text: str, i: int) -> tuple[str, int]:
+    """The JSON string literal starting at ``text[i]`` and the index after it."""
+    value, end = _JSON.raw_decode(text, i)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string at position {i}")
+    return value, end
+
+
 class _Parser:
     """Recursive-descent reader of the nested key syntax."""
 
@@ -428,7 +431,7 @@ class _Parser:
         text = self.text
         c = text[i]
         if c == '"':
-            return scanstring(text, i + 1)
+            return _json_string(text, i)
         if c == "[":
             return self._list(i + 1, "]")
         if c == "{":
@@ -484,7 +487,7 @@ class _Parser:
         text = self.text
         name = text[start : i - 1]
         if name == "Path" and text[i] == '"':
-            s, i = scanstring(text, i + 1)
+            s, i = _json_string(text, i)
             return Path(s), self._expect(i, ")")
         if name == "array" and text[i] != ")":
             body, i = self.value(i)

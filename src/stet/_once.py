@@ -40,9 +40,7 @@ def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
     try:
         names = tuple(key)
     except TypeError:
-        raise TypeError(
-            f"key= takes a list of parameter names or None, got {key!r}"
-        ) from None
+        raise TypeError(f"key= takes a list of parameter names or None, got {key!r}") from None
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"key names must be strings, got {name!r} ({type(name).__name__})")
@@ -56,6 +54,10 @@ def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
             raise ValueError(f"key name {name!r} appears twice in key={list(names)!r}")
         seen.add(name)
     return names
+
+
+def _to_store(store: str | os.PathLike[str]) -> str:
+    return os.fspath(store)
 
 
 def _check_store(instance: Once, attribute: attrs.Attribute[str], value: str) -> None:
@@ -109,13 +111,17 @@ class Once:
         True
     """
 
-    store: str = attrs.field(default=DEFAULT_STORE, converter=os.fspath, validator=_check_store)
+    store: str = attrs.field(default=DEFAULT_STORE, converter=_to_store, validator=_check_store)
     key: tuple[str, ...] | None = attrs.field(default=None, converter=_to_key)
     name: str | None = attrs.field(default=None)
     quiet: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    claim: bool = attrs.field(default=False, validator=[attrs.validators.instance_of(bool), _check_claim])
+    claim: bool = attrs.field(
+        default=False, validator=[attrs.validators.instance_of(bool), _check_claim]
+    )
     lease: float = attrs.field(default=60.0, validator=_check_lease)
-    codec: KeyCodec = attrs.field(factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec))
+    codec: KeyCodec = attrs.field(
+        factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec)
+    )
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -123,7 +129,7 @@ class Once:
             raise ValueError(f"name must be a non-empty string or None, got {value!r}")
 
     @overload
-    def __call__(  # type: ignore[overload-overlap]  # coroutine functions first
+    def __call__(
         self, func: Callable[P, Coroutine[Any, Any, R]]
     ) -> Callable[P, Coroutine[Any, Any, R | None]]: ...
 
@@ -290,9 +296,7 @@ class Runner:
                 raise exc.for_parameter(col) from None
         return tuple(values)
 
-    def skip(
-        self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> bool:
+    def skip(self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         if not self.table.is_done(self.name, self.cols, values):
             return False
         if not self.config.quiet:
@@ -303,6 +307,12 @@ class Runner:
 
     def done(self, values: tuple[str, ...], duration: float) -> None:
         self.table.add_texts(self.name, self.cols, [values], duration)
+
+
+@overload
+def once(
+    func: Callable[P, Coroutine[Any, Any, R]], /
+) -> Callable[P, Coroutine[Any, Any, R | None]]: ...
 
 
 @overload
@@ -322,7 +332,7 @@ def once(
 ) -> Once: ...
 
 
-def once(func: Callable[P, R] | None = None, /, **config: Any) -> Callable[P, R | None] | Once:
+def once(func: Callable[P, Any] | None = None, /, **config: Any) -> Callable[P, Any] | Once:
     """Skip calls whose key parameters already ran to completion.
 
     Use it bare (``@stet.once``) for the defaults: a ``_stet_store.csv`` in

@@ -43,9 +43,7 @@ class KeyEncodingError(StetError, TypeError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        subject = (
-            f"parameter {self.parameter!r}" if self.parameter is not None else "value"
-        )
+        subject = f"parameter {self.parameter!r}" if self.parameter is not None else "value"
         if self.where:
             subject += f" (at {self.where})"
         if self.reason:

@@ -21,7 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
 import filelock
@@ -122,7 +122,7 @@ os.register_at_fork(after_in_child=_reinit_after_fork)
 
 def now_text() -> str:
     """The current UTC time as ISO 8601 text with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Table:
@@ -182,9 +182,7 @@ class Table:
                     "to wait longer; use PostgreSQL across machines)",
                 ) from None
             except OSError as exc:
-                raise StoreError(
-                    self.location, f"cannot create the lock file: {exc}"
-                ) from None
+                raise StoreError(self.location, f"cannot create the lock file: {exc}") from None
             try:
                 yield
             finally:
@@ -342,9 +340,7 @@ class Table:
         self.sync()
         if function is not None:
             return self.has_texts(function, cols, values)
-        return any(
-            values in done for (_, c), done in self._index.items() if c == cols
-        )
+        return any(values in done for (_, c), done in self._index.items() if c == cols)
 
     def record(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
         """Record ``key`` as done; return False if it already was.
@@ -409,7 +405,7 @@ def _meta_value(col: str, text: str) -> object:
             stamp = datetime.fromisoformat(text)
         except ValueError:
             return text
-        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
+        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
     if col in (DURATION, CODEC):
         try:
             return float(text) if col == DURATION else int(text)

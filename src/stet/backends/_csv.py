@@ -132,8 +132,7 @@ class _CsvFormat:
                     continue
                 if len(cells) != width:
                     raise self._error(
-                        f"a record has {len(cells)} cells but the header has {width}: "
-                        f"{cells!r}"
+                        f"a record has {len(cells)} cells but the header has {width}: {cells!r}"
                     )
                 rows.append({c: v for c, v in zip(header, cells, strict=True) if v})
         except csv.Error as exc:

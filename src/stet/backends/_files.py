@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Final
 
@@ -35,8 +36,7 @@ def read_from(path: str, offset: int) -> tuple[bytes, FileState]:
     if _NUL in data:
         raise StoreError(
             path,
-            "contains NUL bytes, so it is not a text store written by stet; "
-            "it is left untouched",
+            "contains NUL bytes, so it is not a text store written by stet; it is left untouched",
         )
     return data, (st.st_dev, st.st_ino, offset + len(data), st.st_mtime_ns)
 
@@ -66,10 +66,8 @@ def atomic_write(path: str, data: bytes) -> FileState:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise StoreError(path, f"cannot be written: {exc.strerror or exc}") from None
     state = file_state(path)
     assert state is not None

@@ -157,8 +157,7 @@ class _JsonFormat:
         if "\n" in text[i:].rstrip("\n"):
             where = offset + len(text[:i].encode("utf-8", errors="surrogateescape"))
             raise self._error(
-                f"not valid JSON at byte {where}: {text[i : i + 40]!r}; the file is "
-                "left untouched"
+                f"not valid JSON at byte {where}: {text[i : i + 40]!r}; the file is left untouched"
             )
         return rows, len(text[:pos].encode("utf-8", errors="surrogateescape"))
 
@@ -176,9 +175,7 @@ class _JsonFormat:
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:
-                raise self._error(
-                    f"the record near byte {offset + i} is not UTF-8 text"
-                ) from None
+                raise self._error(f"the record near byte {offset + i} is not UTF-8 text") from None
             row[check_column_name(col, self.path)] = text
         if TIMESTAMP not in row:
             raise self._error(

@@ -50,10 +50,7 @@ class _ParquetFormat:
             return [], cursor, False
         table, state = self._read_table()
         columns = tuple(table.column_names)
-        rows = [
-            {c: v for c, v in record.items() if v is not None}
-            for record in table.to_pylist()
-        ]
+        rows = [{c: v for c, v in record.items() if v is not None} for record in table.to_pylist()]
         return rows, _ParquetCursor(state, columns), True
 
     def _read_table(self) -> tuple[pa.Table, FileState]:
@@ -81,8 +78,11 @@ class _ParquetFormat:
             )
         for name, column_type in zip(keep, table.schema.types, strict=True):
             check_column_name(name, self.path)
-            if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)
-                    or pa.types.is_null(column_type)):
+            if not (
+                pa.types.is_string(column_type)
+                or pa.types.is_large_string(column_type)
+                or pa.types.is_null(column_type)
+            ):
                 raise self._error(f"column {name!r} has type {column_type}, not string")
         return table, state
 

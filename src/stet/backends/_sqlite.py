@@ -195,7 +195,9 @@ class _SqliteFormat:
                             columns.append(col)
                 if replace:
                     conn.execute(f"DELETE FROM {TABLE}")
-                    conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)")
+                    conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)"
+                    )
                     conn.execute(
                         f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
                         "DO UPDATE SET value = CAST(value AS INTEGER) + 1"

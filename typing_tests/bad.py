@@ -1,0 +1,20 @@
+"""Calls that mypy must reject; each marked line must have an error."""
+
+from __future__ import annotations
+
+import stet
+
+
+@stet.once
+def run(alpha: float, seed: int) -> float:
+    return alpha
+
+
+run("0.1", 3)  # expect-error
+run(0.1)  # expect-error
+run(0.1, 3, 4)  # expect-error
+value: float = run(0.1, 3)  # expect-error
+stet.Once(key=[1, 2])  # expect-error
+stet.Once(quiet="yes")  # expect-error
+stet.once(stroe="runs.csv")  # expect-error
+stet.Once("runs.csv")  # expect-error

@@ -1,0 +1,72 @@
+"""Public calls as users write them; mypy --strict checks the revealed types."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import pandas as pd
+
+import stet
+from stet.backends import CsvBackend, get_backend
+from stet.typing import Backend
+
+
+@stet.once
+def bare(alpha: float, seed: int) -> float:
+    return alpha * seed
+
+
+@stet.once(store="runs.sqlite")
+def with_store(alpha: float, seed: int) -> float:
+    return alpha
+
+
+@stet.once(store="runs.csv", key=["alpha", "seed"])
+def with_key(alpha: float, seed: int, n_iter: int = 10) -> str:
+    return "done"
+
+
+ONCE = stet.Once(store="runs.parquet", key=("alpha", "seed"))
+
+
+@ONCE
+def with_object(alpha: float, seed: int) -> list[int]:
+    return [seed]
+
+
+@stet.once
+async def fetch(url: str) -> bytes:
+    return b""
+
+
+class Model:
+    @stet.once(store="runs.json")
+    def fit(self, x: int) -> float:
+        return 1.0
+
+
+assert_type(bare(0.1, 3), float | None)
+assert_type(with_store(0.1, seed=3), float | None)
+assert_type(with_key(0.1, 3, n_iter=5), str | None)
+assert_type(with_object(0.1, 3), list[int] | None)
+
+
+async def awaiting() -> None:
+    assert_type(await fetch("x"), bytes | None)
+
+
+assert_type(Model().fit(3), float | None)
+assert_type(ONCE, stet.Once)
+assert_type(stet.once(store="runs.csv"), stet.Once)
+assert_type(stet.read("runs.csv"), pd.DataFrame)
+assert_type(stet.status("runs.csv"), stet.StoreStatus)
+assert_type(stet.reset("runs.csv", {"alpha": 0.1}), int)
+assert_type(stet.mark_done(bare, [{"alpha": 0.1, "seed": 3}]), int)
+assert_type(stet.KeyCodec().encode(0.1), str)
+assert_type(ONCE.to_dict(), dict[str, object])
+assert_type(stet.Once.from_dict({"store": "runs.csv"}), stet.Once)
+
+backend: Backend = get_backend("runs.csv")
+csv_backend: Backend = CsvBackend("runs.csv")
+assert_type(backend.has({"alpha": 0.1}), bool)
+assert_type(backend.load(), list[dict[str, object]])
