@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+export NO_MKDOCS_2_WARNING := 1
 STAMP := $(VENV)/.installed
 
 .PHONY: help install demo test lint typecheck pytest docs docs-build bench clean
@@ -23,9 +24,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	rm -f examples/sweep_store.csv examples/sweep_store.csv.lock
+	rm -f examples/sweep_store.csv examples/sweep_store.csv.lock examples/sweep_results.csv
 	@echo "=== first run: the sweep is interrupted part-way ==="
-	-$(BIN)/python examples/sweep.py --stop-after 5
+	@$(BIN)/python examples/sweep.py --stop-after 5 || echo "(the first run stopped part-way, as a crash would)"
 	@echo "=== second run: finished points are skipped, the rest run ==="
 	$(BIN)/python examples/sweep.py
 
