@@ -1,0 +1,18 @@
+"""The benchmark script runs (quick mode), so it cannot rot unnoticed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "benchmarks" / "bench.py"
+
+
+def test_the_benchmark_runs_and_prints_every_store() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    for row in ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet"):
+        assert row in done.stdout
