@@ -487,3 +487,51 @@ def test_a_store_from_a_newer_stet_is_refused(tmp_path: Path) -> None:
     path.write_text("x,_stet_timestamp,_stet_codec\n1,2024-01-01,2\n")
     with pytest.raises(stet.StoreError, match="upgrade stet"):
         get_backend(path).has({"x": 1})
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])  # the stores appended in place
+def test_a_store_rewritten_in_place_is_read_again_from_the_start(tmp_path: Path, ext: str) -> None:
+    store = str(tmp_path / f"runs.{ext}")
+    b = get_backend(store)
+    b.record({"x": 1})
+    assert b.has({"x": 1})
+    other = type(b)(store + ".other" + Path(store).suffix)
+    for x in (2, 3, 4):
+        other.record({"x": x})
+    with open(store, "r+b") as f:  # same inode, different earlier content
+        f.write(Path(other.path).read_bytes())
+    assert b.has({"x": 4})
+    assert not b.has({"x": 1})
+
+
+def test_parameter_names_may_be_any_python_identifier(store: str) -> None:
+    b = get_backend(store)
+    key = {"\N{GREEK SMALL LETTER ALPHA}": 0.1, "order": 2, "select": "x"}
+    b.record(key)
+    assert type(b)(store).has(key)
+
+
+def test_the_stores_folder_is_created_when_missing(tmp_path: Path) -> None:
+    for ext in STORE_EXTENSIONS:
+        path = tmp_path / "results" / ext / f"runs.{ext}"
+        get_backend(path).record({"x": 1})
+        assert get_backend(path).has({"x": 1})
+
+
+def test_a_sqlite_reader_after_fork_sees_new_records(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = str(tmp_path / "runs.sqlite")
+    b = get_backend(path)
+    b.record({"x": 0})
+    assert b.has({"x": 0})
+    ctx = multiprocessing.get_context("fork")
+    writer = ctx.Process(target=_record_in_child, args=(path, 1))
+    writer.start()
+    writer.join()
+    b._format.after_fork()  # as in a forked child: a new connection, a new counter
+    assert b.has({"x": 1})
+
+
+def _record_in_child(path: str, x: int) -> None:
+    SqliteBackend(path).record({"x": x})

@@ -63,7 +63,7 @@ IndexKey = tuple[str, tuple[str, ...]]
 
 def check_column_name(name: str, path: str) -> str:
     """Return ``name`` if it can be a column, else raise `StoreError`."""
-    if not (name.isidentifier() and name.isascii()) or name.startswith("__"):
+    if not name.isidentifier() or name.startswith("__"):
         raise StoreError(
             path,
             f"column {name!r} is not a parameter name or a _stet_ column; "
@@ -172,6 +172,7 @@ class Table:
     def _locked(self) -> Iterator[None]:
         with self._mutex:
             try:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 self._lock.acquire()
             except filelock.Timeout:
                 raise StoreError(
@@ -179,10 +180,13 @@ class Table:
                     f"could not take the lock {self._format.lock_path()} within "
                     f"{_LOCK_TIMEOUT:g} s: another process holds it, or this "
                     "filesystem does not support locks (set STET_LOCK_TIMEOUT "
-                    "to wait longer; use PostgreSQL across machines)",
+                    "to wait longer; stet's file stores need every process on one machine)",
                 ) from None
             except OSError as exc:
-                raise StoreError(self.location, f"cannot create the lock file: {exc}") from None
+                raise StoreError(
+                    self.location,
+                    f"cannot create the store's folder or lock file: {exc.strerror or exc}",
+                ) from None
             try:
                 yield
             finally:
@@ -195,15 +199,18 @@ class Table:
         with self._mutex:
             rows, cursor, complete = self._format.scan(self._cursor)
             if complete:
-                self._index = {}
+                self._rebuild(rows)  # readers in other threads keep the old index meanwhile
+            else:
+                for row in rows:
+                    self._index_row(row)
             self._cursor = cursor
-            for row in rows:
-                self._index_row(row)
 
-    def _index_row(self, row: Row) -> None:
+    def _index_row(
+        self, row: Row, index: dict[IndexKey, set[tuple[str, ...]]] | None = None
+    ) -> None:
         function, cols, values = self.identity(row)
-        if cols:
-            self._index.setdefault((function, cols), set()).add(values)
+        target = self._index if index is None else index
+        target.setdefault((function, cols), set()).add(values)
 
     def identity(self, row: Row) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         """The (function, key columns, key texts) a row records.
@@ -303,9 +310,10 @@ class Table:
             return removed
 
     def _rebuild(self, rows: Sequence[Row]) -> None:
-        self._index = {}
+        index: dict[IndexKey, set[tuple[str, ...]]] = {}
         for row in rows:
-            self._index_row(row)
+            self._index_row(row, index)
+        self._index = index
 
     # -- public API with ordinary values ------------------------------------
 

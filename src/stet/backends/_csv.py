@@ -19,7 +19,15 @@ import attrs
 
 from ..exceptions import StoreError
 from ._base import META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
-from ._files import FileState, atomic_write, file_state, read_from, write_all
+from ._files import (
+    FileState,
+    atomic_write,
+    file_state,
+    read_after,
+    read_from,
+    tail_before,
+    write_all,
+)
 
 __all__ = ["CsvBackend"]
 
@@ -31,6 +39,7 @@ class _CsvCursor:
     state: FileState  # of the file as last read
     end: int  # byte offset just past the last complete record
     header: tuple[str, ...]
+    tail: bytes  # the bytes just before end, to recognize the same file
 
 
 def _complete_length(data: bytes) -> int:
@@ -76,10 +85,12 @@ class _CsvFormat:
         if isinstance(cursor, _CsvCursor) and state[:2] == cursor.state[:2]:
             if state[2] == cursor.state[2] and state[3] == cursor.state[3]:
                 return [], cursor, False
-            if state[2] >= cursor.end:
-                data, state = read_from(self.path, cursor.end)
+            after = read_after(self.path, cursor.end, cursor.tail)
+            if after is not None:
+                data, state = after
                 rows, used = self._parse_records(data, cursor.header, cursor.end)
-                return rows, _CsvCursor(state, cursor.end + used, cursor.header), False
+                tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
+                return rows, _CsvCursor(state, cursor.end + used, cursor.header, tail), False
         return self._scan_all()
 
     def _scan_all(self) -> tuple[list[Row], Cursor, bool]:
@@ -95,7 +106,8 @@ class _CsvFormat:
         header = self._parse_header(data[start : header_end + 1])
         body_start = header_end + 1
         rows, used = self._parse_records(data[body_start:], header, body_start)
-        return rows, _CsvCursor(state, body_start + used, header), True
+        end = body_start + used
+        return rows, _CsvCursor(state, end, header, tail_before(data, end)), True
 
     def _parse_header(self, line: bytes) -> tuple[str, ...]:
         try:
@@ -161,6 +173,7 @@ class _CsvFormat:
             old, _, _ = self._scan_all()
             return self.rewrite([*old, *rows], None, header)
         data = _format_rows(rows, header)
+        tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
             fd = os.open(self.path, os.O_WRONLY)
             try:
@@ -175,7 +188,7 @@ class _CsvFormat:
         except OSError as exc:
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return _CsvCursor(state, cursor.end + len(data), header)
+        return _CsvCursor(state, cursor.end + len(data), header, tail)
 
     @staticmethod
     def _header_for(rows: Sequence[Row], header: tuple[str, ...]) -> tuple[str, ...]:
@@ -200,9 +213,9 @@ class _CsvFormat:
         if header is None:
             base = cursor.header if isinstance(cursor, _CsvCursor) else ()
             header = self._header_for(rows, base)
-        head = ",".join(header).encode() + b"\n"
-        state = atomic_write(self.path, head + _format_rows(rows, header))
-        return _CsvCursor(state, state[2], header)
+        data = ",".join(header).encode() + b"\n" + _format_rows(rows, header)
+        state = atomic_write(self.path, data)
+        return _CsvCursor(state, len(data), header, tail_before(data, len(data)))
 
 
 class CsvBackend(Table):

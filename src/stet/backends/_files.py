@@ -8,11 +8,22 @@ from typing import Final
 
 from ..exceptions import StoreError
 
-__all__ = ["FileState", "atomic_write", "file_state", "read_from", "write_all"]
+__all__ = [
+    "TAIL",
+    "FileState",
+    "atomic_write",
+    "file_state",
+    "read_after",
+    "read_from",
+    "tail_before",
+    "write_all",
+]
 
 FileState = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
 
 _NUL: Final = b"\x00"
+#: How many bytes before a cursor's end are kept to recognize the same file.
+TAIL: Final = 64
 
 
 def file_state(path: str) -> FileState | None:
@@ -39,6 +50,23 @@ def read_from(path: str, offset: int) -> tuple[bytes, FileState]:
             "contains NUL bytes, so it is not a text store written by stet; it is left untouched",
         )
     return data, (st.st_dev, st.st_ino, offset + len(data), st.st_mtime_ns)
+
+
+def read_after(path: str, end: int, tail: bytes) -> tuple[bytes, FileState] | None:
+    """Bytes after ``end``, if the bytes before it are still ``tail``.
+
+    A file rewritten in place, or a new file that happens to get the old
+    inode number, fails the check and must be read from the start.
+    """
+    data, state = read_from(path, end - len(tail))
+    if not data.startswith(tail):
+        return None
+    return data[len(tail) :], state
+
+
+def tail_before(data: bytes, end: int) -> bytes:
+    """The bytes of ``data`` just before ``end``, kept for `read_after`."""
+    return data[max(0, end - TAIL) : end]
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -19,7 +19,15 @@ import attrs
 
 from ..exceptions import StoreError
 from ._base import TIMESTAMP, Cursor, Row, Table, check_column_name
-from ._files import FileState, atomic_write, file_state, read_from, write_all
+from ._files import (
+    FileState,
+    atomic_write,
+    file_state,
+    read_after,
+    read_from,
+    tail_before,
+    write_all,
+)
 
 __all__ = ["JsonBackend"]
 
@@ -76,6 +84,7 @@ class _JsonCursor:
     state: FileState
     end: int  # byte offset just past the last complete record
     count: int  # records so far (a comma is needed before the next one)
+    tail: bytes  # the bytes just before end, to recognize the same file
 
 
 class _JsonFormat:
@@ -99,11 +108,12 @@ class _JsonFormat:
         if isinstance(cursor, _JsonCursor) and state[:2] == cursor.state[:2]:
             if state[2:] == cursor.state[2:]:
                 return [], cursor, False
-            if state[2] >= cursor.end:
-                data, state = read_from(self.path, cursor.end)
-                expect_comma = cursor.count > 0
-                rows, used = self._parse(data, cursor.end, expect_comma)
-                new = _JsonCursor(state, cursor.end + used, cursor.count + len(rows))
+            after = read_after(self.path, cursor.end, cursor.tail)
+            if after is not None:
+                data, state = after
+                rows, used = self._parse(data, cursor.end, cursor.count > 0)
+                tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
+                new = _JsonCursor(state, cursor.end + used, cursor.count + len(rows), tail)
                 return rows, new, False
         data, state = read_from(self.path, 0)
         text_start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
@@ -116,7 +126,8 @@ class _JsonFormat:
             )
         start = text_start + m.end()
         rows, used = self._parse(data[start:], start, False)
-        return rows, _JsonCursor(state, start + used, len(rows)), True
+        end = start + used
+        return rows, _JsonCursor(state, end, len(rows), tail_before(data, end)), True
 
     def _parse(self, data: bytes, offset: int, expect_comma: bool) -> tuple[list[Row], int]:
         """Parse records from just after '[' or after a complete record.
@@ -190,6 +201,7 @@ class _JsonFormat:
         body = ",\n".join(_format_row(r) for r in rows)
         lead = ",\n" if cursor.count else "\n"
         data = (lead + body).encode("utf-8")
+        tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
             fd = os.open(self.path, os.O_WRONLY)
             try:
@@ -202,14 +214,14 @@ class _JsonFormat:
         except OSError as exc:
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return _JsonCursor(state, cursor.end + len(data), cursor.count + len(rows))
+        return _JsonCursor(state, cursor.end + len(data), cursor.count + len(rows), tail)
 
     def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         body = ",\n".join(_format_row(r) for r in rows)
         head = "[\n" + body if rows else "["
         data = head.encode("utf-8")
         state = atomic_write(self.path, data + b"\n]\n")
-        return _JsonCursor(state, len(data), len(rows))
+        return _JsonCursor(state, len(data), len(rows), tail_before(data, len(data)))
 
 
 class JsonBackend(Table):

@@ -28,6 +28,7 @@ _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 @attrs.frozen
 class _SqliteCursor:
     inode: tuple[int, int]
+    connection: int  # data_version counts per connection
     data_version: int
     generation: int
     max_rowid: int
@@ -45,6 +46,7 @@ class _SqliteFormat:
         self.location = path
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._serial = 0  # which connection; data_version is only comparable within one
 
     def lock_path(self) -> str:
         return self.path + ".lock"
@@ -92,6 +94,7 @@ class _SqliteFormat:
                 "stet store; it is left untouched"
             )
         self._conn, self._inode = conn, inode
+        self._serial += 1
         return conn
 
     def _columns(self, conn: sqlite3.Connection) -> tuple[str, ...]:
@@ -117,7 +120,11 @@ class _SqliteFormat:
                 return [], None, True
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             same_file = isinstance(cursor, _SqliteCursor) and cursor.inode == self._inode
-            if same_file and cursor.data_version == version:  # type: ignore[union-attr]
+            if (
+                same_file
+                and cursor.connection == self._serial  # type: ignore[union-attr]
+                and cursor.data_version == version  # type: ignore[union-attr]
+            ):
                 return [], cursor, False
             generation = self._generation(conn)
             columns = self._columns(conn)
@@ -133,7 +140,7 @@ class _SqliteFormat:
         rows = [self._row(columns, r) for r in result]
         max_rowid = result[-1][0] if result else since
         assert self._inode is not None
-        new = _SqliteCursor(self._inode, version, generation, max_rowid, columns)
+        new = _SqliteCursor(self._inode, self._serial, version, generation, max_rowid, columns)
         return rows, new, not incremental
 
     def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
@@ -219,7 +226,9 @@ class _SqliteFormat:
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be written: {exc}") from None
         assert self._inode is not None
-        return _SqliteCursor(self._inode, version, generation, max_rowid, tuple(columns))
+        return _SqliteCursor(
+            self._inode, self._serial, version, generation, max_rowid, tuple(columns)
+        )
 
 
 class SqliteBackend(Table):
