@@ -11,35 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
-import attrs
-
-from ..exceptions import StoreError
 from ._base import META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
-from ._files import (
-    FileState,
-    atomic_write,
-    file_state,
-    read_after,
-    read_from,
-    tail_before,
-    write_all,
-)
+from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
 __all__ = ["CsvBackend"]
 
 _BOM: Final = b"\xef\xbb\xbf"
-
-
-@attrs.frozen
-class _CsvCursor:
-    state: FileState  # of the file as last read
-    end: int  # byte offset just past the last complete record
-    header: tuple[str, ...]
-    tail: bytes  # the bytes just before end, to recognize the same file
 
 
 def _complete_length(data: bytes) -> int:
@@ -64,36 +44,14 @@ def _format_rows(rows: Sequence[Row], header: Sequence[str]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-class _CsvFormat:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.location = path
+class _CsvFormat(AppendedFile):
+    """Cursor context: the header."""
 
-    def lock_path(self) -> str:
-        return self.path + ".lock"
+    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Row], int, Any]:
+        rows, used = self._parse_records(data, cursor.context, cursor.end)
+        return rows, used, cursor.context
 
-    def after_fork(self) -> None:
-        pass
-
-    def _error(self, problem: str) -> StoreError:
-        return StoreError(self.path, problem)
-
-    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
-        state = file_state(self.path)
-        if state is None:
-            return [], None, True
-        if isinstance(cursor, _CsvCursor) and state[:2] == cursor.state[:2]:
-            if state[2] == cursor.state[2] and state[3] == cursor.state[3]:
-                return [], cursor, False
-            after = read_after(self.path, cursor.end, cursor.tail)
-            if after is not None:
-                data, state = after
-                rows, used = self._parse_records(data, cursor.header, cursor.end)
-                tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
-                return rows, _CsvCursor(state, cursor.end + used, cursor.header, tail), False
-        return self._scan_all()
-
-    def _scan_all(self) -> tuple[list[Row], Cursor, bool]:
+    def scan_all(self) -> tuple[list[Row], AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         start = len(_BOM) if data.startswith(_BOM) else 0
         header_end = data.find(b"\n", start)
@@ -107,7 +65,7 @@ class _CsvFormat:
         body_start = header_end + 1
         rows, used = self._parse_records(data[body_start:], header, body_start)
         end = body_start + used
-        return rows, _CsvCursor(state, end, header, tail_before(data, end)), True
+        return rows, AppendCursor(state, end, tail_before(data, end), header), True
 
     def _parse_header(self, line: bytes) -> tuple[str, ...]:
         try:
@@ -166,29 +124,13 @@ class _CsvFormat:
             )
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
-        if not isinstance(cursor, _CsvCursor):
+        if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
-        header = self._header_for(rows, cursor.header)
-        if header != cursor.header:
-            old, _, _ = self._scan_all()
+        header = self._header_for(rows, cursor.context)
+        if header != cursor.context:
+            old, _, _ = self.scan_all()
             return self.rewrite([*old, *rows], None, header)
-        data = _format_rows(rows, header)
-        tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
-        try:
-            fd = os.open(self.path, os.O_WRONLY)
-            try:
-                # Drop a half-written record a killed writer left behind.
-                if os.fstat(fd).st_size != cursor.end:
-                    os.ftruncate(fd, cursor.end)
-                os.lseek(fd, cursor.end, os.SEEK_SET)
-                write_all(fd, data)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise self._error(f"cannot be written: {exc.strerror or exc}") from None
-        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return _CsvCursor(state, cursor.end + len(data), header, tail)
+        return self.write_at_end(cursor, _format_rows(rows, header), header)
 
     @staticmethod
     def _header_for(rows: Sequence[Row], header: tuple[str, ...]) -> tuple[str, ...]:
@@ -211,11 +153,11 @@ class _CsvFormat:
         header: tuple[str, ...] | None = None,
     ) -> Cursor:
         if header is None:
-            base = cursor.header if isinstance(cursor, _CsvCursor) else ()
+            base = cursor.context if isinstance(cursor, AppendCursor) else ()
             header = self._header_for(rows, base)
         data = ",".join(header).encode() + b"\n" + _format_rows(rows, header)
         state = atomic_write(self.path, data)
-        return _CsvCursor(state, len(data), header, tail_before(data, len(data)))
+        return AppendCursor(state, len(data), tail_before(data, len(data)), header)
 
 
 class CsvBackend(Table):

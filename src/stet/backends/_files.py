@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Final
+from typing import Any, Final
+
+import attrs
 
 from ..exceptions import StoreError
 
 __all__ = [
     "TAIL",
+    "AppendCursor",
+    "AppendedFile",
+    "FileFormat",
     "FileState",
     "atomic_write",
     "file_state",
@@ -100,3 +105,95 @@ def atomic_write(path: str, data: bytes) -> FileState:
     state = file_state(path)
     assert state is not None
     return state
+
+
+class FileFormat:
+    """What every file format shares: its path, lock file and errors."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.location = path
+
+    def lock_path(self) -> str:
+        return self.path + ".lock"
+
+    def after_fork(self) -> None:
+        pass
+
+    def _error(self, problem: str) -> StoreError:
+        return StoreError(self.path, problem)
+
+
+@attrs.frozen
+class AppendCursor:
+    """Where reading an appended file stopped.
+
+    Attributes:
+        state: The file's (device, inode, size, mtime) as last read.
+        end: Byte offset just past the last complete record.
+        tail: The bytes just before ``end``, to recognize the same file.
+        context: What the format needs to read on (a header, a count).
+    """
+
+    state: FileState
+    end: int
+    tail: bytes
+    context: Any
+
+
+class AppendedFile(FileFormat):
+    """A text file whose records are appended in place.
+
+    Subclasses parse the whole file (`scan_all`) and what follows a cursor
+    (`parse_after`); this class decides which is needed and writes appends.
+    """
+
+    def scan_all(self) -> tuple[list[dict[str, str]], AppendCursor, bool]:
+        raise NotImplementedError
+
+    def parse_after(
+        self, data: bytes, cursor: AppendCursor
+    ) -> tuple[list[dict[str, str]], int, Any]:
+        """Rows in ``data`` (which starts at ``cursor.end``), bytes used, new context."""
+        raise NotImplementedError
+
+    def scan(self, cursor: object | None) -> tuple[list[dict[str, str]], AppendCursor | None, bool]:
+        state = file_state(self.path)
+        if state is None:
+            return [], None, True
+        if isinstance(cursor, AppendCursor) and state[:2] == cursor.state[:2]:
+            if state[2:] == cursor.state[2:]:
+                return [], cursor, False
+            after = read_after(self.path, cursor.end, cursor.tail)
+            if after is not None:
+                data, state = after
+                rows, used, context = self.parse_after(data, cursor)
+                tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
+                return rows, AppendCursor(state, cursor.end + used, tail, context), False
+        return self.scan_all()
+
+    def write_at_end(
+        self, cursor: AppendCursor, data: bytes, context: Any, closing: bytes = b""
+    ) -> AppendCursor:
+        """Write ``data`` (then ``closing``) at ``cursor.end``.
+
+        Whatever followed the last complete record (a half-written record
+        left by a killed writer, or the format's closing bytes) is cut off
+        first; ``closing`` is written after the data but not counted as
+        records.
+        """
+        tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
+        try:
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                if os.fstat(fd).st_size != cursor.end:
+                    os.ftruncate(fd, cursor.end)
+                os.lseek(fd, cursor.end, os.SEEK_SET)
+                write_all(fd, data + closing)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise self._error(f"cannot be written: {exc.strerror or exc}") from None
+        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return AppendCursor(state, cursor.end + len(data), tail, context)

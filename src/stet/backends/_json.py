@@ -10,24 +10,12 @@ killed half-way leaves a prefix that is recovered by dropping the torn tail.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
-import attrs
-
-from ..exceptions import StoreError
 from ._base import TIMESTAMP, Cursor, Row, Table, check_column_name
-from ._files import (
-    FileState,
-    atomic_write,
-    file_state,
-    read_after,
-    read_from,
-    tail_before,
-    write_all,
-)
+from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
 __all__ = ["JsonBackend"]
 
@@ -79,42 +67,14 @@ def _format_row(row: Row) -> str:
     return "{" + cells + "}"
 
 
-@attrs.frozen
-class _JsonCursor:
-    state: FileState
-    end: int  # byte offset just past the last complete record
-    count: int  # records so far (a comma is needed before the next one)
-    tail: bytes  # the bytes just before end, to recognize the same file
+class _JsonFormat(AppendedFile):
+    """Cursor context: how many records precede the cursor."""
 
+    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Row], int, Any]:
+        rows, used = self._parse(data, cursor.end, cursor.context > 0)
+        return rows, used, cursor.context + len(rows)
 
-class _JsonFormat:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.location = path
-
-    def lock_path(self) -> str:
-        return self.path + ".lock"
-
-    def after_fork(self) -> None:
-        pass
-
-    def _error(self, problem: str) -> StoreError:
-        return StoreError(self.path, problem)
-
-    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
-        state = file_state(self.path)
-        if state is None:
-            return [], None, True
-        if isinstance(cursor, _JsonCursor) and state[:2] == cursor.state[:2]:
-            if state[2:] == cursor.state[2:]:
-                return [], cursor, False
-            after = read_after(self.path, cursor.end, cursor.tail)
-            if after is not None:
-                data, state = after
-                rows, used = self._parse(data, cursor.end, cursor.count > 0)
-                tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
-                new = _JsonCursor(state, cursor.end + used, cursor.count + len(rows), tail)
-                return rows, new, False
+    def scan_all(self) -> tuple[list[Row], AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         text_start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         m = re.match(rb"\s*\[", data[text_start:])
@@ -127,7 +87,7 @@ class _JsonFormat:
         start = text_start + m.end()
         rows, used = self._parse(data[start:], start, False)
         end = start + used
-        return rows, _JsonCursor(state, end, len(rows), tail_before(data, end)), True
+        return rows, AppendCursor(state, end, tail_before(data, end), len(rows)), True
 
     def _parse(self, data: bytes, offset: int, expect_comma: bool) -> tuple[list[Row], int]:
         """Parse records from just after '[' or after a complete record.
@@ -196,32 +156,19 @@ class _JsonFormat:
         return row
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
-        if not isinstance(cursor, _JsonCursor):
+        if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
         body = ",\n".join(_format_row(r) for r in rows)
-        lead = ",\n" if cursor.count else "\n"
+        lead = ",\n" if cursor.context else "\n"
         data = (lead + body).encode("utf-8")
-        tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
-        try:
-            fd = os.open(self.path, os.O_WRONLY)
-            try:
-                os.ftruncate(fd, cursor.end)
-                os.lseek(fd, cursor.end, os.SEEK_SET)
-                write_all(fd, data + b"\n]\n")
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise self._error(f"cannot be written: {exc.strerror or exc}") from None
-        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return _JsonCursor(state, cursor.end + len(data), cursor.count + len(rows), tail)
+        return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
 
     def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         body = ",\n".join(_format_row(r) for r in rows)
         head = "[\n" + body if rows else "["
         data = head.encode("utf-8")
         state = atomic_write(self.path, data + b"\n]\n")
-        return _JsonCursor(state, len(data), len(rows), tail_before(data, len(data)))
+        return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows))
 
 
 class JsonBackend(Table):

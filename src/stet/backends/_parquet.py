@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from ..exceptions import StoreError
 from ._base import META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
-from ._files import FileState, atomic_write, file_state
+from ._files import FileFormat, FileState, atomic_write, file_state
 
 __all__ = ["ParquetBackend"]
 
@@ -28,20 +28,7 @@ class _ParquetCursor:
     columns: tuple[str, ...]
 
 
-class _ParquetFormat:
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.location = path
-
-    def lock_path(self) -> str:
-        return self.path + ".lock"
-
-    def after_fork(self) -> None:
-        pass
-
-    def _error(self, problem: str) -> StoreError:
-        return StoreError(self.path, problem)
-
+class _ParquetFormat(FileFormat):
     def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
         state = file_state(self.path)
         if state is None:
