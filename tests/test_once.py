@@ -390,3 +390,15 @@ def test_errors_survive_pickling() -> None:
     assert isinstance(stet.StoreError("p", "q"), OSError)
     assert isinstance(KeyEncodingError("Foo"), TypeError)
     assert issubclass(stet.StoreError, stet.StetError)
+
+
+def test_callables_without_a_qualname_are_named_by_their_type(store: str) -> None:
+    import functools
+
+    def scale(x: int, factor: int) -> int:
+        return x * factor
+
+    double = stet.once(store=store, quiet=True)(functools.partial(scale, factor=2))
+    assert double(3) == 6
+    assert double(3) is None
+    assert stet.read(store)["_stet_function"][0] == "partial"

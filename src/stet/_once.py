@@ -192,8 +192,14 @@ class Once:
         return structure(data, cls)
 
 
+def qualname(func: Callable[..., Any]) -> str:
+    """The function's qualified name (or its type's, for other callables)."""
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) else type(func).__qualname__
+
+
 def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> bool:
-    parts = func.__qualname__.split(".")
+    parts = qualname(func).split(".")
     return (
         len(parts) > 1
         and parts[-2] != "<locals>"
@@ -207,7 +213,7 @@ def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[st
     signature = inspect.signature(func)
     params = list(signature.parameters.values())
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    where = f"{func.__qualname__}{signature}"
+    where = f"{qualname(func)}{signature}"
     if key is None:
         if _is_method(func, params):
             params = params[1:]
@@ -251,7 +257,7 @@ class Runner:
     def __init__(self, config: Once, func: Callable[..., Any]) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise TypeError(
-                f"{func.__qualname__} is a generator function; stet cannot tell when "
+                f"{qualname(func)} is a generator function; stet cannot tell when "
                 "its work is done. Decorate a regular function that runs the loop"
             )
         self.config = config
@@ -259,7 +265,7 @@ class Runner:
         self.signature = inspect.signature(func)
         self.key = key_names(func, config.key)
         self.cols = tuple(sorted(self.key))
-        self.name = config.name or func.__qualname__
+        self.name = config.name or qualname(func)
         self.label = getattr(func, "__name__", self.name)
         self._encode = config.codec.encode
         self._table: Table | None = None
