@@ -21,7 +21,7 @@ import numpy as np
 
 from ._codec import KeyCodec
 from .backends import backend_class, get_backend
-from .backends._base import Table
+from .backends._base import Table, pack
 from .exceptions import KeyEncodingError
 
 __all__ = ["Once", "once"]
@@ -303,7 +303,7 @@ class Runner:
         return tuple(values)
 
     def skip(self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        if not self.table.is_done(self.name, self.cols, values):
+        if not self.table.is_done(self.name, self.cols, pack(values)):
             return False
         if not self.config.quiet:
             arguments = self.arguments(args, kwargs)

@@ -24,7 +24,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
+import attrs
 import filelock
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
 from ..exceptions import StoreError
@@ -45,6 +48,47 @@ __all__ = [
 
 #: One record: column name to text. Absent columns are missing from the dict.
 Row = dict[str, str]
+
+
+@attrs.frozen
+class Columns:
+    """Records held column by column (an Arrow table of strings).
+
+    A big store is read this way: the index is built from the few columns it
+    needs, without a dict or a Python string per cell of the others, which is
+    what keeps opening a store of a million records fast and small.
+
+    Attributes:
+        table: One nullable string column per store column; null where a
+            record has no such column.
+    """
+
+    table: pa.Table
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def column(self, name: str) -> list[str | None]:
+        return self.table.column(name).to_pylist()
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def to_rows(self) -> list[Row]:
+        """The records as row dicts (for whole-store operations)."""
+        return [{n: v for n, v in r.items() if v is not None} for r in self.table.to_pylist()]
+
+
+#: What a scan returns: rows, or columns when a whole store is read at once.
+Records = Sequence[Row] | Columns
+
+
+def as_rows(records: Records) -> list[Row]:
+    """Row dicts whichever form ``records`` came in."""
+    return records.to_rows() if isinstance(records, Columns) else list(records)
+
+
 #: Whatever a format needs to read only what is new; None means "nothing read".
 Cursor = object
 
@@ -59,6 +103,26 @@ _LOCK_TIMEOUT: Final = float(os.environ.get("STET_LOCK_TIMEOUT", "120"))
 _HOST: Final = socket.gethostname()
 
 IndexKey = tuple[str, tuple[str, ...]]
+#: A key as the index holds it: see `pack`.
+Packed = str | tuple[str, ...]
+Index = dict[IndexKey, set[Packed]]
+_SEP: Final = "\x1f"
+
+
+def pack(values: tuple[str, ...]) -> Packed:
+    """One key's texts as a single hashable, as small as possible.
+
+    One text stays itself; several are joined with the unit separator, which
+    is unambiguous for a fixed number of columns unless a text contains it,
+    in which case the tuple is kept. A million keys then cost about one
+    string each in memory.
+    """
+    if len(values) == 1:
+        return values[0]
+    for text in values:
+        if _SEP in text:
+            return values
+    return _SEP.join(values)
 
 
 def check_column_name(name: str, path: str) -> str:
@@ -82,7 +146,7 @@ class RecordFormat(Protocol):
 
     location: str
 
-    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
+    def scan(self, cursor: Cursor | None) -> tuple[Records, Cursor | None, bool]:
         """Read rows.
 
         Returns ``(rows, cursor, complete)``: with ``complete`` true the rows
@@ -144,7 +208,7 @@ class Table:
         self.path = os.fspath(path)
         self.codec = codec if codec is not None else KeyCodec()
         self._format: RecordFormat = self.format_class(self.path)
-        self._index: dict[IndexKey, set[tuple[str, ...]]] = {}
+        self._index: Index = {}
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
         self._lock = self._make_lock()
@@ -197,20 +261,17 @@ class Table:
     def sync(self) -> None:
         """Bring the index up to date with what other processes wrote."""
         with self._mutex:
-            rows, cursor, complete = self._format.scan(self._cursor)
+            records, cursor, complete = self._format.scan(self._cursor)
             if complete:
-                self._rebuild(rows)  # readers in other threads keep the old index meanwhile
+                self._rebuild(records)  # readers in other threads keep the old index meanwhile
             else:
-                for row in rows:
-                    self._index_row(row)
+                self._ingest(records, self._index)
             self._cursor = cursor
 
-    def _index_row(
-        self, row: Row, index: dict[IndexKey, set[tuple[str, ...]]] | None = None
-    ) -> None:
+    def _index_row(self, row: Row, index: Index | None = None) -> None:
         function, cols, values = self.identity(row)
         target = self._index if index is None else index
-        target.setdefault((function, cols), set()).add(values)
+        target.setdefault((function, cols), set()).add(pack(values))
 
     def identity(self, row: Row) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         """The (function, key columns, key texts) a row records.
@@ -239,21 +300,21 @@ class Table:
 
     # -- the decorator's interface (texts already encoded) ------------------
 
-    def has_texts(self, function: str, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
-        """True if the cached index already holds this key (no I/O)."""
+    def has_texts(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        """True if the cached index already holds this (packed) key (no I/O)."""
         index = self._index
         done = index.get((function, cols))
-        if done is not None and values in done:
+        if done is not None and key in done:
             return True
         done = index.get(("", cols))
-        return done is not None and values in done
+        return done is not None and key in done
 
-    def is_done(self, function: str, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
-        """True if the key is recorded, looking for new records when not cached."""
-        if self.has_texts(function, cols, values):
+    def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        """True if the (packed) key is recorded, looking for new records when not cached."""
+        if self.has_texts(function, cols, key):
             return True
         self.sync()
-        return self.has_texts(function, cols, values)
+        return self.has_texts(function, cols, key)
 
     def add_texts(
         self,
@@ -266,12 +327,13 @@ class Table:
         with self._locked():
             self.sync()
             timestamp = now_text()
-            seen: set[tuple[str, ...]] = set()
+            seen: set[Packed] = set()
             rows: list[Row] = []
             for values in keys:
-                if values in seen or self.has_texts(function, cols, values):
+                packed = pack(values)
+                if packed in seen or self.has_texts(function, cols, packed):
                     continue
-                seen.add(values)
+                seen.add(packed)
                 row = dict(zip(cols, values, strict=True))
                 if function:
                     row[FUNCTION] = function
@@ -291,8 +353,8 @@ class Table:
     def rows(self) -> list[Row]:
         """Every row in the store, as stored (a fresh read)."""
         with self._mutex:
-            rows, _, _ = self._format.scan(None)
-            return rows
+            records, _, _ = self._format.scan(None)
+            return as_rows(records)
 
     def exists(self) -> bool:
         """True if the store has been created."""
@@ -301,7 +363,8 @@ class Table:
     def remove_where(self, keep: Any) -> int:
         """Rewrite the store without rows for which ``keep(row)`` is false."""
         with self._locked():
-            rows, cursor, _ = self._format.scan(None)
+            records, cursor, _ = self._format.scan(None)
+            rows = as_rows(records)
             kept = [row for row in rows if keep(row)]
             removed = len(rows) - len(kept)
             if removed:
@@ -309,11 +372,47 @@ class Table:
             self._rebuild(kept)
             return removed
 
-    def _rebuild(self, rows: Sequence[Row]) -> None:
-        index: dict[IndexKey, set[tuple[str, ...]]] = {}
-        for row in rows:
-            self._index_row(row, index)
+    def _rebuild(self, records: Records) -> None:
+        index: Index = {}
+        self._ingest(records, index)
         self._index = index
+
+    def _ingest(self, records: Records, index: Index) -> None:
+        if isinstance(records, Columns) and self._ingest_columns(records, index):
+            return
+        for row in as_rows(records):
+            self._index_row(row, index)
+
+    def _ingest_columns(self, columns: Columns, index: Index) -> bool:
+        """Index uniform columns without a dict per record; False if not uniform.
+
+        Uniform: every record has every key column and key rules version 1,
+        which is what a store with one function (or one key) looks like.
+        """
+        names = columns.names
+        if CODEC not in names or set(columns.column(CODEC)) != {str(CODEC_VERSION)}:
+            return False
+        keys = sorted(n for n in names if n[:6] != "_stet_")
+        if any(columns.table.column(k).null_count for k in keys):
+            return False
+        values = [columns.column(k) for k in keys]
+        cols = tuple(keys)
+        functions = columns.column(FUNCTION) if FUNCTION in names else None
+        distinct = set(functions) if functions is not None else {None}
+        if len(values) == 1:
+            packed: Iterable[Packed] = values[0]  # type: ignore[assignment]  # no None: checked
+        elif any(pc.any(pc.match_substring(columns.table.column(k), _SEP)).as_py() for k in keys):
+            packed = [pack(v) for v in zip(*values, strict=True)]
+        else:
+            packed = map(_SEP.join, zip(*values, strict=True))
+        if len(distinct) == 1:
+            (function,) = distinct
+            index.setdefault((function or "", cols), set()).update(packed)
+            return True
+        assert functions is not None
+        for function, key in zip(functions, packed, strict=True):
+            index.setdefault((function or "", cols), set()).add(key)
+        return True
 
     # -- public API with ordinary values ------------------------------------
 
@@ -346,9 +445,10 @@ class Table:
         """
         cols, values = self._encode_key(key)
         self.sync()
+        packed = pack(values)
         if function is not None:
-            return self.has_texts(function, cols, values)
-        return any(values in done for (_, c), done in self._index.items() if c == cols)
+            return self.has_texts(function, cols, packed)
+        return any(packed in done for (_, c), done in self._index.items() if c == cols)
 
     def record(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
         """Record ``key`` as done; return False if it already was.

@@ -14,12 +14,27 @@ import io
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._base import META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from ._base import (
+    META_COLUMNS,
+    TIMESTAMP,
+    Columns,
+    Cursor,
+    Records,
+    Row,
+    Table,
+    as_rows,
+    check_column_name,
+)
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
 __all__ = ["CsvBackend"]
 
 _BOM: Final = b"\xef\xbb\xbf"
+#: Bodies at least this big are parsed by Arrow into columns.
+_BULK_BYTES: Final = 1 << 20
 
 
 def _complete_length(data: bytes) -> int:
@@ -51,7 +66,7 @@ class _CsvFormat(AppendedFile):
         rows, used = self._parse_records(data, cursor.context, cursor.end)
         return rows, used, cursor.context
 
-    def scan_all(self) -> tuple[list[Row], AppendCursor, bool]:
+    def scan_all(self) -> tuple[Records, AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         start = len(_BOM) if data.startswith(_BOM) else 0
         header_end = data.find(b"\n", start)
@@ -63,9 +78,35 @@ class _CsvFormat(AppendedFile):
             )
         header = self._parse_header(data[start : header_end + 1])
         body_start = header_end + 1
-        rows, used = self._parse_records(data[body_start:], header, body_start)
+        body = data[body_start:]
+        records: Records
+        if len(body) >= _BULK_BYTES:
+            used = _complete_length(body)
+            self._check_tail(body[used:], header, body_start + used)
+            records = self._parse_bulk(body[:used], header)
+        else:
+            records, used = self._parse_records(body, header, body_start)
         end = body_start + used
-        return rows, AppendCursor(state, end, tail_before(data, end), header), True
+        return records, AppendCursor(state, end, tail_before(data, end), header), True
+
+    def _parse_bulk(self, body: bytes, header: tuple[str, ...]) -> Columns:
+        """Whole records of a big file, parsed in C by Arrow into columns."""
+        strings = {name: pa.string() for name in header}
+        try:
+            table = pa_csv.read_csv(
+                io.BytesIO(body),
+                read_options=pa_csv.ReadOptions(column_names=list(header)),
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types=strings,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                    null_values=[""],
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise self._error(f"not valid CSV ({exc})") from None
+        return Columns(table)
 
     def _parse_header(self, line: bytes) -> tuple[str, ...]:
         try:
@@ -129,7 +170,7 @@ class _CsvFormat(AppendedFile):
         header = self._header_for(rows, cursor.context)
         if header != cursor.context:
             old, _, _ = self.scan_all()
-            return self.rewrite([*old, *rows], None, header)
+            return self.rewrite([*as_rows(old), *rows], None, header)
         return self.write_at_end(cursor, _format_rows(rows, header), header)
 
     @staticmethod

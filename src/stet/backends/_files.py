@@ -148,7 +148,7 @@ class AppendedFile(FileFormat):
     (`parse_after`); this class decides which is needed and writes appends.
     """
 
-    def scan_all(self) -> tuple[list[dict[str, str]], AppendCursor, bool]:
+    def scan_all(self) -> tuple[Any, AppendCursor, bool]:
         raise NotImplementedError
 
     def parse_after(
@@ -157,7 +157,7 @@ class AppendedFile(FileFormat):
         """Rows in ``data`` (which starts at ``cursor.end``), bytes used, new context."""
         raise NotImplementedError
 
-    def scan(self, cursor: object | None) -> tuple[list[dict[str, str]], AppendCursor | None, bool]:
+    def scan(self, cursor: object | None) -> tuple[Any, AppendCursor | None, bool]:
         state = file_state(self.path)
         if state is None:
             return [], None, True

@@ -14,15 +14,28 @@ from collections.abc import Sequence
 from typing import Final
 
 import attrs
+import pyarrow as pa
 
 from ..exceptions import StoreError
-from ._base import DURATION, META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
+from ._base import (
+    DURATION,
+    META_COLUMNS,
+    TIMESTAMP,
+    Columns,
+    Cursor,
+    Records,
+    Row,
+    Table,
+    check_column_name,
+)
 
 __all__ = ["SqliteBackend"]
 
 TABLE: Final = "stet_records"
 META: Final = "stet_meta"
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+#: Reads of at least this many rows are indexed from columns.
+_BULK_ROWS: Final = 10_000
 
 
 @attrs.frozen
@@ -113,7 +126,7 @@ class _SqliteFormat:
             return 0
         return int(row[0]) if row else 0
 
-    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
+    def scan(self, cursor: Cursor | None) -> tuple[Records, Cursor | None, bool]:
         try:
             conn = self._connect()
             if conn is None:
@@ -137,26 +150,39 @@ class _SqliteFormat:
             ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be read: {exc}") from None
-        rows = [self._row(columns, r) for r in result]
         max_rowid = result[-1][0] if result else since
+        records: Records
+        if len(result) >= _BULK_ROWS:
+            records = self._columns_of(columns, result)
+        else:
+            records = [self._row(columns, r) for r in result]
         assert self._inode is not None
         new = _SqliteCursor(self._inode, self._serial, version, generation, max_rowid, columns)
-        return rows, new, not incremental
+        return records, new, not incremental
+
+    def _columns_of(self, names: tuple[str, ...], result: list[tuple[object, ...]]) -> Columns:
+        arrays = []
+        for name, values in zip(names, list(zip(*result, strict=True))[1:], strict=True):
+            try:
+                arrays.append(pa.array(values, type=pa.string()))
+            except (pa.ArrowTypeError, pa.ArrowInvalid):
+                texts = [None if v is None else self._text(name, v) for v in values]
+                arrays.append(pa.array(texts, type=pa.string()))
+        return Columns(pa.table(arrays, names=list(names)))
 
     def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
-        row: Row = {}
-        for col, value in zip(columns, values[1:], strict=True):
-            if value is None:
-                continue
-            if isinstance(value, str):
-                row[col] = value
-            elif isinstance(value, int) and not isinstance(value, bool):
-                row[col] = str(value)
-            elif isinstance(value, float):
-                row[col] = repr(value)
-            else:
-                raise self._error(f"column {col!r} holds a {type(value).__name__}")
-        return row
+        return {
+            col: value if isinstance(value, str) else self._text(col, value)
+            for col, value in zip(columns, values[1:], strict=True)
+            if value is not None
+        }
+
+    def _text(self, col: str, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float):
+            return repr(value)
+        raise self._error(f"column {col!r} holds a {type(value).__name__}, not text")
 
     def _create(self) -> None:
         tmp = f"{self.path}.{os.getpid()}.tmp"
