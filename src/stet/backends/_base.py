@@ -19,15 +19,13 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
-import attrs
 import filelock
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
 from ..exceptions import StoreError
@@ -50,34 +48,49 @@ __all__ = [
 Row = dict[str, str]
 
 
-@attrs.frozen
 class Columns:
-    """Records held column by column (an Arrow table of strings).
+    """Records held column by column, as a big store is read.
 
-    A big store is read this way: the index is built from the few columns it
-    needs, without a dict or a Python string per cell of the others, which is
-    what keeps opening a store of a million records fast and small.
+    The index is built from the few columns it needs, without a dict per
+    record or a Python string per cell of the other columns: that is what
+    keeps opening a store of a million records fast and small. Columns are
+    loaded on first use and kept.
 
-    Attributes:
-        table: One nullable string column per store column; null where a
-            record has no such column.
+    Args:
+        names: The column names.
+        length: The number of records.
+        load: Returns one column as a list, None where a record lacks it.
     """
 
-    table: pa.Table
+    def __init__(
+        self, names: Sequence[str], length: int, load: Callable[[str], list[str | None]]
+    ) -> None:
+        self.names = list(names)
+        self.length = length
+        self._load = load
+        self._loaded: dict[str, list[str | None]] = {}
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.table.column_names)
+    @classmethod
+    def of_arrow(cls, table: pa.Table) -> Columns:
+        """Columns of an Arrow table of strings."""
+        return cls(table.column_names, table.num_rows, lambda n: table.column(n).to_pylist())
 
     def column(self, name: str) -> list[str | None]:
-        return self.table.column(name).to_pylist()
+        loaded = self._loaded.get(name)
+        if loaded is None:
+            loaded = self._loaded[name] = self._load(name)
+        return loaded
 
     def __len__(self) -> int:
-        return int(self.table.num_rows)
+        return self.length
 
     def to_rows(self) -> list[Row]:
         """The records as row dicts (for whole-store operations)."""
-        return [{n: v for n, v in r.items() if v is not None} for r in self.table.to_pylist()]
+        data = [self.column(n) for n in self.names]
+        return [
+            {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
+            for values in zip(*data, strict=True)
+        ]
 
 
 #: What a scan returns: rows, or columns when a whole store is read at once.
@@ -146,13 +159,16 @@ class RecordFormat(Protocol):
 
     location: str
 
-    def scan(self, cursor: Cursor | None) -> tuple[Records, Cursor | None, bool]:
+    def scan(
+        self, cursor: Cursor | None, *, every_column: bool = False
+    ) -> tuple[Records, Cursor | None, bool]:
         """Read rows.
 
         Returns ``(rows, cursor, complete)``: with ``complete`` true the rows
         are the whole table (the store was new, replaced or rewritten);
         otherwise they are the rows added since ``cursor``. A missing store
-        gives ``([], None, True)``.
+        gives ``([], None, True)``. A format may leave out metadata
+        columns the index does not need unless ``every_column`` is true.
         """
         ...
 
@@ -353,7 +369,7 @@ class Table:
     def rows(self) -> list[Row]:
         """Every row in the store, as stored (a fresh read)."""
         with self._mutex:
-            records, _, _ = self._format.scan(None)
+            records, _, _ = self._format.scan(None, every_column=True)
             return as_rows(records)
 
     def exists(self) -> bool:
@@ -363,7 +379,7 @@ class Table:
     def remove_where(self, keep: Any) -> int:
         """Rewrite the store without rows for which ``keep(row)`` is false."""
         with self._locked():
-            records, cursor, _ = self._format.scan(None)
+            records, cursor, _ = self._format.scan(None, every_column=True)
             rows = as_rows(records)
             kept = [row for row in rows if keep(row)]
             removed = len(rows) - len(kept)
@@ -393,15 +409,15 @@ class Table:
         if CODEC not in names or set(columns.column(CODEC)) != {str(CODEC_VERSION)}:
             return False
         keys = sorted(n for n in names if n[:6] != "_stet_")
-        if any(columns.table.column(k).null_count for k in keys):
-            return False
         values = [columns.column(k) for k in keys]
+        if any(None in v for v in values):
+            return False
         cols = tuple(keys)
         functions = columns.column(FUNCTION) if FUNCTION in names else None
         distinct = set(functions) if functions is not None else {None}
         if len(values) == 1:
             packed: Iterable[Packed] = values[0]  # type: ignore[assignment]  # no None: checked
-        elif any(pc.any(pc.match_substring(columns.table.column(k), _SEP)).as_py() for k in keys):
+        elif any(_SEP in text for v in values for text in v):  # type: ignore[operator]
             packed = [pack(v) for v in zip(*values, strict=True)]
         else:
             packed = map(_SEP.join, zip(*values, strict=True))

@@ -106,7 +106,7 @@ class _CsvFormat(AppendedFile):
             )
         except pa.ArrowInvalid as exc:
             raise self._error(f"not valid CSV ({exc})") from None
-        return Columns(table)
+        return Columns.of_arrow(table)
 
     def _parse_header(self, line: bytes) -> tuple[str, ...]:
         try:

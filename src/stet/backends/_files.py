@@ -157,7 +157,9 @@ class AppendedFile(FileFormat):
         """Rows in ``data`` (which starts at ``cursor.end``), bytes used, new context."""
         raise NotImplementedError
 
-    def scan(self, cursor: object | None) -> tuple[Any, AppendCursor | None, bool]:
+    def scan(
+        self, cursor: object | None, *, every_column: bool = False
+    ) -> tuple[Any, AppendCursor | None, bool]:
         state = file_state(self.path)
         if state is None:
             return [], None, True

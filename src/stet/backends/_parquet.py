@@ -29,7 +29,9 @@ class _ParquetCursor:
 
 
 class _ParquetFormat(FileFormat):
-    def scan(self, cursor: Cursor | None) -> tuple[list[Row], Cursor | None, bool]:
+    def scan(
+        self, cursor: Cursor | None, *, every_column: bool = False
+    ) -> tuple[list[Row], Cursor | None, bool]:
         state = file_state(self.path)
         if state is None:
             return [], None, True

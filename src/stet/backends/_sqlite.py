@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from typing import Final
 
 import attrs
-import pyarrow as pa
 
 from ..exceptions import StoreError
 from ._base import (
+    CODEC,
     DURATION,
+    FUNCTION,
     META_COLUMNS,
     TIMESTAMP,
     Columns,
@@ -126,7 +127,9 @@ class _SqliteFormat:
             return 0
         return int(row[0]) if row else 0
 
-    def scan(self, cursor: Cursor | None) -> tuple[Records, Cursor | None, bool]:
+    def scan(
+        self, cursor: Cursor | None, *, every_column: bool = False
+    ) -> tuple[Records, Cursor | None, bool]:
         try:
             conn = self._connect()
             if conn is None:
@@ -139,41 +142,66 @@ class _SqliteFormat:
                 and cursor.data_version == version  # type: ignore[union-attr]
             ):
                 return [], cursor, False
-            generation = self._generation(conn)
-            columns = self._columns(conn)
-            incremental = same_file and cursor.generation == generation  # type: ignore[union-attr]
-            since = cursor.max_rowid if incremental else 0  # type: ignore[union-attr]
-            select = ", ".join(_quote(c) for c in columns)
-            result = conn.execute(
-                f"SELECT rowid, {select} FROM {TABLE} WHERE rowid > ? ORDER BY rowid",
-                (since,),
-            ).fetchall()
+            conn.execute("BEGIN")  # one snapshot for every query below
+            try:
+                generation = self._generation(conn)
+                columns = self._columns(conn)
+                incremental = same_file and cursor.generation == generation  # type: ignore[union-attr]
+                since = cursor.max_rowid if incremental else 0  # type: ignore[union-attr]
+                count, top = conn.execute(
+                    f"SELECT count(*), max(rowid) FROM {TABLE} WHERE rowid > ?", (since,)
+                ).fetchone()
+                records: Records
+                if count >= _BULK_ROWS:
+                    records = self._read_columns(conn, columns, since, top, every_column)
+                else:
+                    records = self._read_rows(conn, columns, since)
+            finally:
+                conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be read: {exc}") from None
-        max_rowid = result[-1][0] if result else since
-        records: Records
-        if len(result) >= _BULK_ROWS:
-            records = self._columns_of(columns, result)
-        else:
-            records = [self._row(columns, r) for r in result]
         assert self._inode is not None
+        max_rowid = top if top is not None else since
         new = _SqliteCursor(self._inode, self._serial, version, generation, max_rowid, columns)
         return records, new, not incremental
 
-    def _columns_of(self, names: tuple[str, ...], result: list[tuple[object, ...]]) -> Columns:
-        arrays = []
-        for name, values in zip(names, list(zip(*result, strict=True))[1:], strict=True):
-            try:
-                arrays.append(pa.array(values, type=pa.string()))
-            except (pa.ArrowTypeError, pa.ArrowInvalid):
-                texts = [None if v is None else self._text(name, v) for v in values]
-                arrays.append(pa.array(texts, type=pa.string()))
-        return Columns(pa.table(arrays, names=list(names)))
+    def _read_rows(
+        self, conn: sqlite3.Connection, columns: tuple[str, ...], since: int
+    ) -> list[Row]:
+        select = ", ".join(_quote(c) for c in columns)
+        result = conn.execute(
+            f"SELECT {select} FROM {TABLE} WHERE rowid > ? ORDER BY rowid", (since,)
+        ).fetchall()
+        return [self._row(columns, r) for r in result]
+
+    def _read_columns(
+        self,
+        conn: sqlite3.Connection,
+        columns: tuple[str, ...],
+        since: int,
+        top: int,
+        every_column: bool,
+    ) -> Columns:
+        """Many rows, one column at a time (only what the index needs, unless asked)."""
+        wanted = [c for c in columns if every_column or c[:6] != "_stet_" or c in (FUNCTION, CODEC)]
+        reader = conn.cursor()
+        reader.row_factory = lambda _, row: row[0]
+        data: dict[str, list[str | None]] = {}
+        for name in wanted:
+            values = reader.execute(
+                f"SELECT {_quote(name)} FROM {TABLE} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+                (since, top),
+            ).fetchall()
+            # TEXT columns give str; only the REAL duration needs converting.
+            if name == DURATION:
+                values = [v if v is None or type(v) is str else self._text(name, v) for v in values]
+            data[name] = values
+        return Columns(wanted, len(data[wanted[0]]), data.__getitem__)
 
     def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
         return {
             col: value if isinstance(value, str) else self._text(col, value)
-            for col, value in zip(columns, values[1:], strict=True)
+            for col, value in zip(columns, values, strict=True)
             if value is not None
         }
 
