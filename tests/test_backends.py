@@ -535,3 +535,48 @@ def test_a_sqlite_reader_after_fork_sees_new_records(tmp_path: Path) -> None:
 
 def _record_in_child(path: str, x: int) -> None:
     SqliteBackend(path).record({"x": x})
+
+
+def test_a_parquet_store_buffers_new_records_in_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "runs.parquet"
+    journal = tmp_path / "runs.parquet.journal.csv"
+    b = get_backend(path)
+    b.record({"x": 0})  # the first record creates the Parquet file
+    b.record({"x": 1})
+    b.record({"x": 2})
+    assert journal.exists()
+    assert list(pd.read_parquet(path)["x"]) == ["0"]
+    assert ParquetBackend(path).has({"x": 2})  # stet reads both
+    b.flush()
+    assert not journal.exists()
+    assert sorted(pd.read_parquet(path)["x"]) == ["0", "1", "2"]
+    assert ParquetBackend(path).has({"x": 2})
+
+
+def test_a_parquet_journal_is_folded_in_when_it_grows(tmp_path: Path) -> None:
+    path = tmp_path / "runs.parquet"
+    b = get_backend(path)
+    b.record({"x": -1})
+    b.add_texts("", ("x",), [(str(i),) for i in range(1_200)])
+    assert not (tmp_path / "runs.parquet.journal.csv").exists()
+    assert len(pd.read_parquet(path)) == 1_201
+
+
+_EXIT_WRITER = """
+import sys
+import stet
+@stet.once(store=sys.argv[1], quiet=True)
+def run(x): return x
+for x in range(5):
+    run(x)
+"""
+
+
+def test_a_parquet_store_holds_every_record_once_the_writer_exits(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "runs.parquet"
+    subprocess.run([sys.executable, "-c", _EXIT_WRITER, str(path)], check=True)
+    assert sorted(pd.read_parquet(path)["x"]) == ["0", "1", "2", "3", "4"]
+    assert not (tmp_path / "runs.parquet.journal.csv").exists()

@@ -15,8 +15,12 @@ under a cross-process lock, and the public ``has/record/load/remove/clear``.
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
+import multiprocessing.util
 import os
 import socket
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -188,8 +192,13 @@ class RecordFormat(Protocol):
         """Drop process-bound resources (connections) in a forked child."""
         ...
 
+    def flush(self, cursor: Cursor | None) -> Cursor | None:
+        """Move buffered records into the main file (lock held); return the cursor."""
+        ...
+
 
 _LIVE_TABLES: weakref.WeakSet[Table] = weakref.WeakSet()
+_WRITTEN_TABLES: weakref.WeakSet[Table] = weakref.WeakSet()
 
 
 def _reinit_after_fork() -> None:
@@ -197,7 +206,33 @@ def _reinit_after_fork() -> None:
         table._after_fork()
 
 
+def _flush_at_exit() -> None:
+    if not _WRITTEN_TABLES:
+        return
+    for table in list(_WRITTEN_TABLES):
+        try:
+            table.flush(timeout=5)
+        except Exception as exc:  # exiting: report, never raise
+            print(
+                f"[stet] Could not fold buffered records into {table.location}: {exc}",
+                file=sys.stderr,
+            )
+
+
 os.register_at_fork(after_in_child=_reinit_after_fork)
+atexit.register(_flush_at_exit)
+
+
+def _flush_in_worker() -> None:
+    # Worker processes of multiprocessing leave through os._exit, which skips
+    # atexit; multiprocessing's finalizers still run when a worker finishes
+    # normally. (In the main process they run after Arrow has shut down, so
+    # there atexit does the work.)
+    if multiprocessing.parent_process() is not None:
+        _flush_at_exit()
+
+
+multiprocessing.util.Finalize(None, _flush_in_worker, exitpriority=1)
 
 
 def now_text() -> str:
@@ -249,16 +284,16 @@ class Table:
         self._format.after_fork()
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
         with self._mutex:
             try:
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                self._lock.acquire()
+                self._lock.acquire(timeout=timeout)
             except filelock.Timeout:
                 raise StoreError(
                     self.location,
                     f"could not take the lock {self._format.lock_path()} within "
-                    f"{_LOCK_TIMEOUT:g} s: another process holds it, or this "
+                    f"{timeout:g} s: another process holds it, or this "
                     "filesystem does not support locks (set STET_LOCK_TIMEOUT "
                     "to wait longer; stet's file stores need every process on one machine)",
                 ) from None
@@ -362,7 +397,19 @@ class Table:
             if rows:
                 self._cursor = self._format.append(rows, self._cursor)
                 self._index.setdefault((function, cols), set()).update(seen)
+                _WRITTEN_TABLES.add(self)
             return len(rows)
+
+    def flush(self, timeout: float = _LOCK_TIMEOUT) -> None:
+        """Move records a store buffers into its main file.
+
+        Only the Parquet store buffers (in ``STORE.journal.csv``); stet does
+        this by itself in batches and when the process exits. Call it to
+        make `pandas.read_parquet` see every record right now.
+        """
+        with self._locked(timeout):
+            self.sync()
+            self._cursor = self._format.flush(self._cursor)
 
     # -- whole-table operations -------------------------------------------
 

@@ -95,7 +95,7 @@ class _CsvFormat(AppendedFile):
         try:
             table = pa_csv.read_csv(
                 io.BytesIO(body),
-                read_options=pa_csv.ReadOptions(column_names=list(header)),
+                read_options=pa_csv.ReadOptions(column_names=list(header), use_threads=False),
                 parse_options=pa_csv.ParseOptions(newlines_in_values=True),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=strings,

@@ -120,6 +120,9 @@ class FileFormat:
     def after_fork(self) -> None:
         pass
 
+    def flush(self, cursor: Any) -> Any:
+        return cursor
+
     def _error(self, problem: str) -> StoreError:
         return StoreError(self.path, problem)
 

@@ -8,39 +8,98 @@ a reader, or a process killed mid-write, only ever sees a complete file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..exceptions import StoreError
-from ._base import META_COLUMNS, TIMESTAMP, Cursor, Row, Table, check_column_name
+from ._base import (
+    META_COLUMNS,
+    TIMESTAMP,
+    Columns,
+    Cursor,
+    Records,
+    Row,
+    Table,
+    as_rows,
+    check_column_name,
+)
+from ._csv import _CsvFormat
 from ._files import FileFormat, FileState, atomic_write, file_state
 
 __all__ = ["ParquetBackend"]
 
+#: The journal is folded in once it holds this many records, or a quarter
+#: of the compacted file, whichever is more.
+_MIN_JOURNAL: Final = 1_000
+
 
 @attrs.frozen
 class _ParquetCursor:
-    state: FileState
-    columns: tuple[str, ...]
+    state: FileState  # of the compacted file
+    columns: tuple[str, ...]  # its columns
+    rows: int  # records in it
+    journal: Cursor | None  # the journal's cursor
+    pending: int  # records in the journal
+
+
+def _with_journal(main: pa.Table, journal: Sequence[Row]) -> Columns:
+    """The compacted records followed by the journal's, as one set of columns."""
+    names = list(main.column_names)
+    names += [c for c in {k: None for row in journal for k in row} if c not in names]
+
+    def load(name: str) -> list[str | None]:
+        head = (
+            main.column(name).to_pylist() if name in main.column_names else [None] * main.num_rows
+        )
+        return head + [row.get(name) for row in journal]
+
+    return Columns(names, main.num_rows + len(journal), load)
 
 
 class _ParquetFormat(FileFormat):
+    """A compacted Parquet file plus a CSV journal of newer records.
+
+    Records are appended to ``STORE.journal.csv`` (cheap, crash-safe, read
+    incrementally like a CSV store) and folded into the Parquet file when
+    the journal grows past a quarter of the file (so every record is
+    rewritten a bounded number of times: O(1) amortized) and when the
+    writing process exits.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.journal = _CsvFormat(path + ".journal.csv")
+
     def scan(
         self, cursor: Cursor | None, *, every_column: bool = False
-    ) -> tuple[list[Row], Cursor | None, bool]:
+    ) -> tuple[Records, Cursor | None, bool]:
         state = file_state(self.path)
         if state is None:
             return [], None, True
         if isinstance(cursor, _ParquetCursor) and cursor.state == state:
-            return [], cursor, False
-        table, state = self._read_table()
-        columns = tuple(table.column_names)
-        rows = [{c: v for c, v in record.items() if v is not None} for record in table.to_pylist()]
-        return rows, _ParquetCursor(state, columns), True
+            rows, journal, complete = self.journal.scan(cursor.journal)
+            if journal is None and cursor.journal is None:  # still no journal
+                return [], cursor, False
+            if not complete:
+                pending = cursor.pending + len(rows)
+                return rows, attrs.evolve(cursor, journal=journal, pending=pending), False
+        for _ in range(5):  # a compaction by another process may come in between
+            table, state = self._read_table()
+            journal_records, journal, _ = self.journal.scan(None)
+            if file_state(self.path) == state:
+                break
+        rows = as_rows(journal_records)
+        records = _with_journal(table, rows) if rows else Columns.of_arrow(table)
+        cursor = _ParquetCursor(
+            state, tuple(table.column_names), table.num_rows, journal, len(rows)
+        )
+        return records, cursor, True
 
     def _read_table(self) -> tuple[pa.Table, FileState]:
         try:
@@ -51,7 +110,8 @@ class _ParquetFormat(FileFormat):
                         "is empty (0 bytes), so it is not a Parquet store written by "
                         "stet; it is left untouched (move it away to start a new store)"
                     )
-                table = pq.read_table(f)
+                # No thread pool: this also runs while the interpreter exits.
+                table = pq.read_table(f, use_threads=False)
         except StoreError:
             raise
         except (OSError, pa.ArrowException) as exc:
@@ -76,29 +136,65 @@ class _ParquetFormat(FileFormat):
         return table, state
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
-        old: list[Row] = []
-        if cursor is not None:
-            old, _, _ = self.scan(None)
-        return self.rewrite([*old, *rows], cursor)
+        if not isinstance(cursor, _ParquetCursor):
+            return self.rewrite(rows, cursor)
+        journal = self.journal.append(rows, cursor.journal)
+        cursor = attrs.evolve(cursor, journal=journal, pending=cursor.pending + len(rows))
+        if cursor.pending >= max(_MIN_JOURNAL, cursor.rows // 4):
+            return self.flush(cursor)
+        return cursor
+
+    def flush(self, cursor: Cursor | None) -> Cursor | None:
+        """Fold the journal into the Parquet file (the caller holds the lock)."""
+        if not isinstance(cursor, _ParquetCursor) or not cursor.pending:
+            return cursor
+        table, _ = self._read_table()
+        journal, _, _ = self.journal.scan(None, every_column=True)
+        rows = as_rows(journal)
+        if rows:
+            names = list(table.column_names)
+            names += [c for c in {k: None for row in rows for k in row} if c not in names]
+            extra = _table(rows, names)
+            table = pa.concat_tables([_widen(table, names), extra])
+        return self._write(table)
 
     def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
-        columns: dict[str, None] = {}
+        names: dict[str, None] = {}
         if isinstance(cursor, _ParquetCursor):
-            columns.update(dict.fromkeys(cursor.columns))
+            names.update(dict.fromkeys(cursor.columns))
         for row in rows:
-            columns.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
-        columns.update(dict.fromkeys(META_COLUMNS))
-        table = pa.table(
-            {c: pa.array([row.get(c) for row in rows], type=pa.string()) for c in columns}
-        )
+            names.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
+        names.update(dict.fromkeys(META_COLUMNS))
+        return self._write(_table(rows, list(names)))
+
+    def _write(self, table: pa.Table) -> _ParquetCursor:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         state = atomic_write(self.path, sink.getvalue().to_pybytes())
-        return _ParquetCursor(state, tuple(columns))
+        # The journal's records are in the file now. A crash right here
+        # leaves them in both, which only repeats identical rows.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal.path)
+        return _ParquetCursor(state, tuple(table.column_names), table.num_rows, None, 0)
+
+
+def _table(rows: Sequence[Row], names: Sequence[str]) -> pa.Table:
+    return pa.table({c: pa.array([row.get(c) for row in rows], type=pa.string()) for c in names})
+
+
+def _widen(table: pa.Table, names: Sequence[str]) -> pa.Table:
+    for name in names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, type=pa.string()))
+    return table.select(list(names)).cast(pa.schema([(n, pa.string()) for n in names]))
 
 
 class ParquetBackend(Table):
-    """A store in a Parquet file (``.parquet``): string columns, read by pandas/Arrow."""
+    """A store in a Parquet file (``.parquet``): string columns, read by pandas/Arrow.
+
+    New records go to ``STORE.journal.csv`` next to it and are folded into
+    the Parquet file in batches and when the process exits; stet reads both.
+    """
 
     format_class = _ParquetFormat
     extensions = (".parquet",)

@@ -65,6 +65,9 @@ class _SqliteFormat:
     def lock_path(self) -> str:
         return self.path + ".lock"
 
+    def flush(self, cursor: Cursor | None) -> Cursor | None:
+        return cursor
+
     def after_fork(self) -> None:
         # A connection must not be used across fork; the child opens its own.
         self._conn = None
