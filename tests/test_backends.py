@@ -580,3 +580,43 @@ def test_a_parquet_store_holds_every_record_once_the_writer_exits(tmp_path: Path
     subprocess.run([sys.executable, "-c", _EXIT_WRITER, str(path)], check=True)
     assert sorted(pd.read_parquet(path)["x"]) == ["0", "1", "2", "3", "4"]
     assert not (tmp_path / "runs.parquet.journal.csv").exists()
+
+
+def test_a_big_store_reads_like_a_small_one(store: str) -> None:
+    """Big files take the bulk (columnar) read path; the results must not differ."""
+    codec = stet.KeyCodec()
+    values: list[Any] = [*TRICKY, None, 0.1, 7, True, [1, "a"], {"k": None}]
+    writer = get_backend(store)
+    n = 25_000  # over a megabyte of records
+    keys = [(codec.encode(values[i % len(values)]), str(i)) for i in range(n)]
+    writer.add_texts("f", ("s", "x"), keys)
+    writer.add_texts("", ("y",), [(codec.encode(v),) for v in values])
+    writer.add_texts("g", ("s", "x"), keys[:5])
+    if store.endswith(".parquet"):
+        writer.flush()
+    size = Path(store).stat().st_size
+    assert size > 1 << 20 or store.endswith((".sqlite", ".parquet"))
+    fresh = type(writer)(store)
+    for i in (0, 1, 7, 11, n - 1):
+        assert fresh.has({"s": values[i % len(values)], "x": i}, function="f")
+    assert not fresh.has({"s": values[0], "x": n}, function="f")
+    for v in values:
+        assert fresh.has({"y": v}, function="any function")
+    assert fresh.has({"s": values[1], "x": 1}, function="g")
+    assert not fresh.has({"s": values[6], "x": 6}, function="g")
+    assert len(fresh.load()) == n + len(values) + 5
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+def test_a_big_store_with_a_torn_tail_keeps_its_records(tmp_path: Path, ext: str) -> None:
+    path = tmp_path / f"runs.{ext}"
+    writer = get_backend(path)
+    writer.add_texts("f", ("x",), [(str(i),) for i in range(20_000)])
+    complete = type(writer)(path)  # one function, every column: the fastest read
+    assert complete.has({"x": 19_999}, function="f")
+    assert not complete.has({"x": 20_000}, function="f")
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 20])  # cut inside the last record
+    fresh = type(writer)(path)
+    assert fresh.has({"x": 19_998}, function="f")
+    assert not fresh.has({"x": 19_999}, function="f")

@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._base import TIMESTAMP, Cursor, Row, Table, check_column_name
+from .._codec import _float_text
+from ._base import TIMESTAMP, Columns, Cursor, Records, Row, Table, check_column_name
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
 __all__ = ["JsonBackend"]
@@ -23,23 +24,23 @@ _NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[+-][0-9]+)?\Z
 _WS: Final = re.compile(r"\s*")
 
 
-class _Number(str):
-    """The exact text of a JSON number, as written."""
-
-    __slots__ = ()
+#: Files at least this big are first tried in one pass of the C parser.
+_BULK_BYTES: Final = 1 << 20
+_ABSENT: Final = object()
+_SURROGATE: Final = re.compile("[\udc80-\udcff]")
 
 
 def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_DECODER: Final = json.JSONDecoder(
-    parse_float=_Number, parse_int=_Number, parse_constant=_no_constants
-)
+# Numbers are parsed by the C scanner as int and float: only numbers whose
+# text is exactly what int/float give back are written as JSON numbers.
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _cell_json(text: str) -> str:
-    if _NUMBER.match(text):
+    if _NUMBER.match(text) and (("." not in text and "e" not in text) or repr(float(text)) == text):
         return text
     if text == "True":
         return "true"
@@ -51,7 +52,7 @@ def _cell_json(text: str) -> str:
 
 
 def _cell_text(value: object) -> str | None:
-    if isinstance(value, str):  # _Number included: its text is kept exactly
+    if isinstance(value, str):
         return value
     if value is True:
         return "True"
@@ -59,6 +60,10 @@ def _cell_text(value: object) -> str | None:
         return "False"
     if value is None:
         return "None"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _float_text(value)
     return None
 
 
@@ -74,7 +79,7 @@ class _JsonFormat(AppendedFile):
         rows, used = self._parse(data, cursor.end, cursor.context > 0)
         return rows, used, cursor.context + len(rows)
 
-    def scan_all(self) -> tuple[list[Row], AppendCursor, bool]:
+    def scan_all(self) -> tuple[Records, AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         text_start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         m = re.match(rb"\s*\[", data[text_start:])
@@ -85,9 +90,45 @@ class _JsonFormat(AppendedFile):
                 "untouched (move it away to start a new store)"
             )
         start = text_start + m.end()
+        if len(data) >= _BULK_BYTES:
+            whole = self._parse_whole(data, start - 1)
+            if whole is not None:
+                end = data.rindex(b"}") + 1
+                return whole, AppendCursor(state, end, tail_before(data, end), len(whole)), True
         rows, used = self._parse(data[start:], start, False)
         end = start + used
         return rows, AppendCursor(state, end, tail_before(data, end), len(rows)), True
+
+    def _parse_whole(self, data: bytes, bracket: int) -> Columns | None:
+        """A big, complete file in one pass of the C parser; None if it is not."""
+        try:
+            records = json.loads(data[bracket:], parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError):
+            return None  # a torn tail, or damage: the careful reader decides
+        if not records or not all(type(r) is dict for r in records):
+            return None
+        names = list({name: None for record in records for name in record})
+        for name in names:
+            check_column_name(name, self.path)
+        if TIMESTAMP not in names or any(TIMESTAMP not in r for r in records):
+            return None
+        data_by_column: dict[str, list[str | None]] = {}
+        for name in names:
+            cells = [r.get(name, _ABSENT) for r in records]
+            if all(type(v) is str for v in cells):
+                data_by_column[name] = cells
+                continue
+            texts: list[str | None] = []
+            for value in cells:
+                if value is _ABSENT:
+                    texts.append(None)
+                    continue
+                text = value if type(value) is str else _cell_text(value)
+                if text is None:
+                    return None  # a cell of a type stet never writes: the careful reader reports it
+                texts.append(text)
+            data_by_column[name] = texts
+        return Columns(names, len(records), data_by_column.__getitem__)
 
     def _parse(self, data: bytes, offset: int, expect_comma: bool) -> tuple[list[Row], int]:
         """Parse records from just after '[' or after a complete record.
@@ -96,6 +137,11 @@ class _JsonFormat(AppendedFile):
         bracket or at a half-written record (only ever the last line).
         """
         text = data.decode("utf-8", errors="surrogateescape")
+        bad = _SURROGATE.search(text)
+        if bad is not None and "\n" in text[bad.start() :].rstrip("\n"):  # not just a torn tail
+            where = offset + len(text[: bad.start()].encode("utf-8", errors="surrogateescape"))
+            raise self._error(f"byte {where} is not UTF-8 text; the file is left untouched")
+        known: set[str] = set()
         rows: list[Row] = []
         pos = 0  # just past the last complete record
         i = _WS.match(text, 0).end()  # type: ignore[union-attr]  # \s* always matches
@@ -116,7 +162,7 @@ class _JsonFormat(AppendedFile):
                 obj, end = _DECODER.raw_decode(text, i)
             except ValueError:
                 return self._torn(text, i, rows, pos, offset)
-            rows.append(self._row(obj, offset, i))
+            rows.append(self._row(obj, offset, i, known))
             pos = end
             need_comma = True
             i = _WS.match(text, end).end()  # type: ignore[union-attr]
@@ -132,22 +178,20 @@ class _JsonFormat(AppendedFile):
             )
         return rows, len(text[:pos].encode("utf-8", errors="surrogateescape"))
 
-    def _row(self, obj: object, offset: int, i: int) -> Row:
+    def _row(self, obj: object, offset: int, i: int, known: set[str]) -> Row:
         if not isinstance(obj, dict):
             raise self._error(f"record near byte {offset + i} is not a JSON object")
         row: Row = {}
         for col, value in obj.items():
-            text = _cell_text(value)
+            text = value if type(value) is str else _cell_text(value)
             if text is None:
                 raise self._error(
                     f"column {col!r} of the record near byte {offset + i} holds "
                     f"{type(value).__name__}, not a stet cell"
                 )
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise self._error(f"the record near byte {offset + i} is not UTF-8 text") from None
-            row[check_column_name(col, self.path)] = text
+            if col not in known:
+                known.add(check_column_name(col, self.path))
+            row[col] = text
         if TIMESTAMP not in row:
             raise self._error(
                 f"the record near byte {offset + i} has no {TIMESTAMP}, so this is "
