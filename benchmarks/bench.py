@@ -1,18 +1,32 @@
-"""Per-call cost of @stet.once against baselines measured in the same run.
+"""What @stet.once costs per call, against baselines measured in the same run.
 
-Prints, for each store and store size, the median and 90th percentile cost of
-a skip (key present) and of a new record, next to a bare function call and a
-joblib.Memory cache hit and miss. Speed is judged here, never in the tests.
+For each store and store size it measures, at the decorator level (bind,
+encode, check, record; quiet mode):
 
-    python benchmarks/bench.py            # sizes 10, 1,000, 100,000
+- skip: a call whose key is recorded (median and 90th percentile);
+- record: a call with a new key, including the write;
+- open: the first call of a fresh process on an existing store (loading its
+  index), and the resident memory that added;
+- first pass: the cost per record of a sweep over N new keys from empty;
+- mark_done: importing the records in bulk.
+
+Baselines in the same run: a bare function call, argument binding plus a set
+lookup (the floor a decorator can approach), and joblib.Memory's cache hit
+and miss. Prints a table and writes plots to docs/img/.
+
+    python benchmarks/bench.py            # sizes up to 1,000,000
     python benchmarks/bench.py --quick    # small sizes, a smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,16 +34,35 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 import stet
-from stet.backends import get_backend
 
 STORES = ["csv", "json", "sqlite", "parquet"]
+ROOT = Path(__file__).resolve().parent.parent
+IMG = ROOT / "docs" / "img"
+
+_OPEN = """
+import json, os, sys, time
+import stet
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+@stet.once(store=sys.argv[1], quiet=True)
+def work(alpha, seed):
+    return 1
+
+before = rss()
+start = time.perf_counter()
+work(-1.0, -1)  # a miss: loads the index, then records
+print(json.dumps({"seconds": time.perf_counter() - start, "mb": (rss() - before) / 2**20}))
+"""
 
 
-def timings(call: Callable[[int], Any], keys: range, repeat: int = 1) -> list[float]:
-    """Seconds per call of ``call(k)`` for each key."""
+def per_call(call: Callable[[int], Any], keys: range | list[int], repeat: int = 1) -> list[float]:
     out = []
     clock = time.perf_counter
     for _ in range(repeat):
@@ -40,74 +73,154 @@ def timings(call: Callable[[int], Any], keys: range, repeat: int = 1) -> list[fl
     return out
 
 
-def summary(samples: list[float]) -> tuple[float, float]:
+def median_p90(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1e6, ordered[int(0.9 * (len(ordered) - 1))] * 1e6
 
 
-def prefill(store: str, func: Callable[..., Any], n: int) -> None:
-    stet.mark_done(func, pd.DataFrame({"x": range(n)}))
-
-
-def bench_store(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
-    store = str(root / f"bench_{size}.{ext}")
-
+def decorated(store: str) -> Callable[..., Any]:
     @stet.once(store=store, quiet=True)
-    def work(x: int) -> int:
-        return x
+    def work(alpha: float, seed: int) -> int:
+        return 1
 
-    prefill(store, work, size)
-    get_backend(store).sync()
-    start = time.perf_counter()
-    work(0)  # first call in this process loads the index
-    skip = summary(timings(work, range(min(size, calls)), repeat=3))
-    fresh = range(size, size + min(calls, 200 if ext == "parquet" else calls))
-    record = summary(timings(work, fresh))
-    del start
-    return {"skip_med": skip[0], "skip_p90": skip[1], "rec_med": record[0], "rec_p90": record[1]}
+    return work
+
+
+def grid(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"alpha": np.linspace(0.0, 1.0, n), "seed": np.arange(n)})
 
 
 def baselines(calls: int, root: Path) -> dict[str, tuple[float, float]]:
     def bare(x: int) -> int:
         return x
 
-    memory = joblib.Memory(str(root / "joblib"), verbose=0)
-    cached = memory.cache(bare)
-    miss = summary(timings(cached, range(calls)))
-    hit = summary(timings(cached, range(calls), repeat=3))
+    signature = inspect.signature(bare)
+    done = set(range(calls))
+
+    def floor(x: int) -> bool:
+        bound = signature.bind(x)
+        bound.apply_defaults()
+        return repr(bound.arguments["x"]) in done
+
+    cached = joblib.Memory(str(root / "joblib"), verbose=0).cache(bare)
+    miss = median_p90(per_call(cached, range(calls)))
     return {
-        "bare call": summary(timings(bare, range(calls), repeat=3)),
-        "joblib.Memory hit": hit,
+        "bare call": median_p90(per_call(bare, range(calls), 3)),
+        "bind + set lookup": median_p90(per_call(floor, range(calls), 3)),
+        "joblib.Memory hit": median_p90(per_call(cached, range(calls), 3)),
         "joblib.Memory miss": miss,
     }
 
 
+def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
+    store = str(root / f"s{size}.{ext}")
+    work = decorated(store)
+    frame = grid(size)
+    start = time.perf_counter()
+    stet.mark_done(work, frame)
+    marked = time.perf_counter() - start
+    stet.backends.get_backend(store).flush()
+    opened = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _OPEN, store], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    alphas = frame["alpha"].to_numpy()
+    picks = np.random.default_rng(0).integers(0, size, min(size, calls))
+    skip = median_p90(
+        per_call(lambda i: work(float(alphas[i]), int(i)), [int(i) for i in picks], 3)
+    )
+    record = median_p90(per_call(lambda i: work(-2.0 - i, i), range(min(calls, 2_000))))
+    return {
+        "skip": skip[0],
+        "skip_p90": skip[1],
+        "record": record[0],
+        "record_p90": record[1],
+        "open_s": opened["seconds"],
+        "open_mb": opened["mb"],
+        "mark_done_s": marked,
+    }
+
+
+def first_pass(ext: str, n: int, root: Path) -> float:
+    """Microseconds per call of a sweep over n new keys, from an empty store."""
+    work = decorated(str(root / f"first{n}.{ext}"))
+    start = time.perf_counter()
+    for i in range(n):
+        work(float(i), i)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    panels = [
+        ("skip", "skip (key recorded), median µs", "joblib.Memory hit"),
+        ("record", "new record, median µs", "joblib.Memory miss"),
+        ("open_s", "open (first call), seconds", None),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, (metric, title, baseline) in zip(axes, panels, strict=True):
+        for ext, by_size in results.items():
+            sizes = sorted(by_size)
+            ax.plot(sizes, [by_size[s][metric] for s in sizes], marker="o", label=ext)
+        if baseline:
+            ax.axhline(base[baseline][0], color="grey", linestyle="--", label=baseline)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("records in the store")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(IMG / "benchmark.png", dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (CI smoke test)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--no-plot", action="store_true", help="print the table only")
     args = parser.parse_args()
-    sizes = [10, 100] if args.quick else [10, 1_000, 100_000]
-    calls = 50 if args.quick else 2_000
+    sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000, 1_000_000]
+    passes = (100, 1_000) if args.quick else (100, 100_000)
+    calls = 200 if args.quick else 5_000
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.chdir(root)
         base = baselines(calls, root)
-        print(f"{'baseline':<22} {'median µs':>10} {'p90 µs':>10}")
+        print(f"{'baseline':<20} {'median µs':>10} {'p90 µs':>9}")
         for name, (med, p90) in base.items():
-            print(f"{name:<22} {med:>10.2f} {p90:>10.2f}")
+            print(f"{name:<20} {med:>10.2f} {p90:>9.2f}")
         hit = base["joblib.Memory hit"][0]
         print()
-        header = (
-            f"{'store':<8} {'records':>9} {'skip µs':>9} {'p90':>8} {'record µs':>10} {'p90':>9}"
+        print(
+            f"{'store':<8} {'records':>9} {'skip µs':>8} {'p90':>6} {'hit/skip':>8} "
+            f"{'record µs':>9} {'p90':>7} {'open s':>7} {'open MB':>8} {'mark_done s':>11}"
         )
-        print(header + f" {'joblib hit / skip':>18}")
+        results: dict[str, dict[int, dict[str, float]]] = {}
         for ext in STORES:
+            results[ext] = {}
             for size in sizes:
-                r = bench_store(ext, size, calls, root)
+                r = results[ext][size] = bench_size(ext, size, calls, root)
                 print(
-                    f"{ext:<8} {size:>9,} {r['skip_med']:>9.2f} {r['skip_p90']:>8.2f} "
-                    f"{r['rec_med']:>10.1f} {r['rec_p90']:>9.1f} {hit / r['skip_med']:>17.1f}x"
+                    f"{ext:<8} {size:>9,} {r['skip']:>8.2f} {r['skip_p90']:>6.2f} "
+                    f"{hit / r['skip']:>7.0f}x {r['record']:>9.1f} {r['record_p90']:>7.1f} "
+                    f"{r['open_s']:>7.2f} {r['open_mb']:>8.0f} {r['mark_done_s']:>11.2f}"
                 )
+        print()
+        small, large = passes
+        print(f"first pass, µs per call: {small:,} calls vs {large:,} calls (ratio)")
+        for ext in STORES:
+            a, b = first_pass(ext, small, root), first_pass(ext, large, root)
+            print(f"{ext:<8} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
+        if not args.no_plot:
+            plot(results, base)
+            print(f"\nplots: {IMG / 'benchmark.png'}")
 
 
 if __name__ == "__main__":

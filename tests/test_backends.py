@@ -620,3 +620,34 @@ def test_a_big_store_with_a_torn_tail_keeps_its_records(tmp_path: Path, ext: str
     fresh = type(writer)(path)
     assert fresh.has({"x": 19_998}, function="f")
     assert not fresh.has({"x": 19_999}, function="f")
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_lock_that_cannot_be_taken_is_a_clear_error_not_a_hang(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, store + ".lock"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setenv("STET_LOCK_TIMEOUT", "0.3")
+        with pytest.raises(stet.StoreError, match=r"could not take the lock .*within 0\.3 s"):
+            get_backend(store).record({"x": 1})
+    finally:
+        holder.kill()
+        holder.communicate()
+    get_backend(store).record({"x": 1})  # the kernel freed the dead holder's lock
+    assert get_backend(store).has({"x": 1})

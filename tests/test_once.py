@@ -402,3 +402,47 @@ def test_callables_without_a_qualname_are_named_by_their_type(store: str) -> Non
     assert double(3) == 6
     assert double(3) is None
     assert stet.read(store)["_stet_function"][0] == "partial"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((1, 2, 3), {}),
+        ((1,), {"b": 2}),
+        ((), {"a": 1, "b": 2, "c": 3}),
+        ((1,), {}),
+        ((1, 2), {"c": 5}),
+        ((), {"a": 1}),
+    ],
+)
+def test_arguments_bind_as_python_binds_them(
+    store: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    import inspect
+
+    def f(a: int, b: int = 2, c: int = 3) -> None: ...
+
+    runner = stet.once(store=store)(f).__stet__  # type: ignore[attr-defined]
+    bound = inspect.signature(f).bind(*args, **kwargs)
+    bound.apply_defaults()
+    assert runner.arguments(args, kwargs) == dict(bound.arguments)
+    assert list(runner.arguments(args, kwargs)) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "problem"),
+    [
+        ((1, 2, 3, 4), {}, "too many positional"),
+        ((1,), {"a": 1}, "multiple values"),
+        ((1,), {"d": 1}, "unexpected keyword"),
+        ((), {"b": 1}, "missing a required argument"),
+    ],
+)
+def test_wrong_calls_are_type_errors(
+    store: str, args: tuple[Any, ...], kwargs: dict[str, Any], problem: str
+) -> None:
+    def f(a: int, b: int = 2, c: int = 3) -> None: ...
+
+    decorated: Any = stet.once(store=store)(f)
+    with pytest.raises(TypeError, match=problem):
+        decorated(*args, **kwargs)

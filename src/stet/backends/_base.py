@@ -28,11 +28,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
-import filelock
 import pyarrow as pa
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
 from ..exceptions import StoreError
+from ._lock import LockTimeout, StoreLock
 
 __all__ = [
     "CODEC",
@@ -116,7 +116,15 @@ HOST: Final = "_stet_host"
 CODEC: Final = "_stet_codec"
 META_COLUMNS: Final = (FUNCTION, TIMESTAMP, DURATION, HOST, CODEC)
 
-_LOCK_TIMEOUT: Final = float(os.environ.get("STET_LOCK_TIMEOUT", "120"))
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for a store's lock (``STET_LOCK_TIMEOUT``, default 120)."""
+    try:
+        return float(os.environ.get("STET_LOCK_TIMEOUT", "120"))
+    except ValueError:
+        return 120.0
+
+
 _HOST: Final = socket.gethostname()
 
 IndexKey = tuple[str, tuple[str, ...]]
@@ -263,6 +271,7 @@ class Table:
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
         self._lock = self._make_lock()
+        self._folder_made = False
         _LIVE_TABLES.add(self)
 
     def __repr__(self) -> str:
@@ -273,23 +282,25 @@ class Table:
         """Where the store is, as shown in messages."""
         return self._format.location
 
-    def _make_lock(self) -> filelock.BaseFileLock:
-        return filelock.FileLock(
-            self._format.lock_path(), timeout=_LOCK_TIMEOUT, thread_local=False
-        )
+    def _make_lock(self) -> StoreLock:
+        return StoreLock(self._format.lock_path())
 
     def _after_fork(self) -> None:
         self._mutex = threading.RLock()
-        self._lock = self._make_lock()
+        self._lock.after_fork()
         self._format.after_fork()
 
     @contextmanager
-    def _locked(self, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
+    def _locked(self, timeout: float | None = None) -> Iterator[None]:
+        if timeout is None:
+            timeout = lock_timeout()
         with self._mutex:
             try:
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                if not self._folder_made:
+                    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                    self._folder_made = True
                 self._lock.acquire(timeout=timeout)
-            except filelock.Timeout:
+            except LockTimeout:
                 raise StoreError(
                     self.location,
                     f"could not take the lock {self._format.lock_path()} within "
@@ -400,7 +411,7 @@ class Table:
                 _WRITTEN_TABLES.add(self)
             return len(rows)
 
-    def flush(self, timeout: float = _LOCK_TIMEOUT) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Move records a store buffers into its main file.
 
         Only the Parquet store buffers (in ``STORE.journal.csv``); stet does

@@ -247,10 +247,22 @@ class _SqliteFormat:
             self._create()
         conn = self._connect()
         assert conn is not None
+        # The caller holds the lock and has just read the store: a cursor of
+        # this connection knows the columns, change counter and generation.
+        known = (
+            cursor
+            if isinstance(cursor, _SqliteCursor)
+            and cursor.inode == self._inode
+            and cursor.connection == self._serial
+            else None
+        )
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                columns = list(self._columns(conn))
+                if known is not None and all(c in known.columns for row in rows for c in row):
+                    columns = list(known.columns)
+                else:
+                    columns = list(self._columns(conn))
                 for row in rows:
                     for col in row:
                         if col not in columns:
@@ -278,8 +290,11 @@ class _SqliteFormat:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            generation = self._generation(conn)
+            if known is not None and not replace:
+                version, generation = known.data_version, known.generation
+            else:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                generation = self._generation(conn)
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be written: {exc}") from None
         assert self._inode is not None
