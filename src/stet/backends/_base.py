@@ -214,9 +214,22 @@ def _reinit_after_fork() -> None:
         table._after_fork()
 
 
+_exiting = False
+
+
+def exiting() -> bool:
+    """True while buffered records are flushed at interpreter exit.
+
+    Arrow's thread pools must not start then: the interpreter aborts.
+    """
+    return _exiting
+
+
 def _flush_at_exit() -> None:
+    global _exiting
     if not _WRITTEN_TABLES:
         return
+    _exiting = True
     for table in list(_WRITTEN_TABLES):
         try:
             table.flush(timeout=5)

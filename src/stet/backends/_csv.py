@@ -27,6 +27,7 @@ from ._base import (
     Table,
     as_rows,
     check_column_name,
+    exiting,
 )
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
@@ -95,7 +96,9 @@ class _CsvFormat(AppendedFile):
         try:
             table = pa_csv.read_csv(
                 io.BytesIO(body),
-                read_options=pa_csv.ReadOptions(column_names=list(header), use_threads=False),
+                read_options=pa_csv.ReadOptions(
+                    column_names=list(header), use_threads=not exiting()
+                ),
                 parse_options=pa_csv.ParseOptions(newlines_in_values=True),
                 convert_options=pa_csv.ConvertOptions(
                     column_types=strings,

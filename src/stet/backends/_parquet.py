@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 
 from ..exceptions import StoreError
 from ._base import (
+    CODEC,
+    FUNCTION,
     META_COLUMNS,
     TIMESTAMP,
     Columns,
@@ -28,6 +30,7 @@ from ._base import (
     Table,
     as_rows,
     check_column_name,
+    exiting,
 )
 from ._csv import _CsvFormat
 from ._files import FileFormat, FileState, atomic_write, file_state
@@ -90,18 +93,17 @@ class _ParquetFormat(FileFormat):
                 pending = cursor.pending + len(rows)
                 return rows, attrs.evolve(cursor, journal=journal, pending=pending), False
         for _ in range(5):  # a compaction by another process may come in between
-            table, state = self._read_table()
+            table, state, names = self._read_table(every_column)
             journal_records, journal, _ = self.journal.scan(None)
             if file_state(self.path) == state:
                 break
         rows = as_rows(journal_records)
         records = _with_journal(table, rows) if rows else Columns.of_arrow(table)
-        cursor = _ParquetCursor(
-            state, tuple(table.column_names), table.num_rows, journal, len(rows)
-        )
+        cursor = _ParquetCursor(state, names, table.num_rows, journal, len(rows))
         return records, cursor, True
 
-    def _read_table(self) -> tuple[pa.Table, FileState]:
+    def _read_table(self, every_column: bool = True) -> tuple[pa.Table, FileState, tuple[str, ...]]:
+        """The compacted records (only the index's columns unless asked), and all names."""
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -110,30 +112,38 @@ class _ParquetFormat(FileFormat):
                         "is empty (0 bytes), so it is not a Parquet store written by "
                         "stet; it is left untouched (move it away to start a new store)"
                     )
-                # No thread pool: this also runs while the interpreter exits.
-                table = pq.read_table(f, use_threads=False)
+                parquet = pq.ParquetFile(f)
+                schema = parquet.schema_arrow
+                names = self._check_schema(schema)
+                wanted = [
+                    n for n in names if every_column or n[:6] != "_stet_" or n in (FUNCTION, CODEC)
+                ]
+                table = parquet.read(columns=wanted, use_threads=not exiting())
         except StoreError:
             raise
         except (OSError, pa.ArrowException) as exc:
             raise self._error(f"cannot be read as Parquet: {exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return table, state, names
+
+    def _check_schema(self, schema: pa.Schema) -> tuple[str, ...]:
         # pandas may add an index column; it is not a record column.
-        keep = [c for c in table.column_names if not c.startswith("__index_level_")]
-        table = table.select(keep)
-        if TIMESTAMP not in keep:
+        names = tuple(n for n in schema.names if not n.startswith("__index_level_"))
+        if TIMESTAMP not in names:
             raise self._error(
-                f"has no {TIMESTAMP} column (columns: {keep}), so it is not a stet "
+                f"has no {TIMESTAMP} column (columns: {list(names)}), so it is not a stet "
                 "store; it is left untouched"
             )
-        for name, column_type in zip(keep, table.schema.types, strict=True):
+        for name in names:
             check_column_name(name, self.path)
+            column_type = schema.field(name).type
             if not (
                 pa.types.is_string(column_type)
                 or pa.types.is_large_string(column_type)
                 or pa.types.is_null(column_type)
             ):
                 raise self._error(f"column {name!r} has type {column_type}, not string")
-        return table, state
+        return names
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, _ParquetCursor):
@@ -148,7 +158,7 @@ class _ParquetFormat(FileFormat):
         """Fold the journal into the Parquet file (the caller holds the lock)."""
         if not isinstance(cursor, _ParquetCursor) or not cursor.pending:
             return cursor
-        table, _ = self._read_table()
+        table, _, _ = self._read_table()
         journal, _, _ = self.journal.scan(None, every_column=True)
         rows = as_rows(journal)
         if rows:
