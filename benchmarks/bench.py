@@ -170,6 +170,9 @@ def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any]) 
             ax.plot(sizes, [by_size[s][metric] for s in sizes], marker="o", label=ext)
         if baseline:
             ax.axhline(base[baseline][0], color="grey", linestyle="--", label=baseline)
+        if metric == "skip":
+            floor = "bind + set lookup"
+            ax.axhline(base[floor][0], color="grey", linestyle=":", label=floor)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("records in the store")
