@@ -319,3 +319,19 @@ def test_encoded_stands_for_its_text() -> None:
     assert enc(Encoded("<Method.ADAM>")) == enc(S.Method.ADAM)
     assert enc([Encoded("'007")]) == enc(["007"])
     assert json.loads(enc(["007"])) == ["007"]
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{0,3})?(e[+-]?[0-9]{1,2})?", fullmatch=True),
+        S.keyable.map(enc).map(lambda t: t + " "),
+        S.keyable.map(enc).map(lambda t: t.replace(", ", ",")),
+    )
+)
+def test_decode_accepts_only_canonical_texts(text: str) -> None:
+    try:
+        value = codec.decode(text)
+    except ValueError:
+        return
+    assert enc(value) == text

@@ -158,14 +158,21 @@ def _longdouble_text(x: np.floating[Any]) -> str:
 
 
 def _number_from_text(text: str) -> int | float | np.floating[Any]:
+    """The number a canonical text stands for; ValueError for any other text."""
     if _INT_RE.match(text):
-        return int(text)
+        number = int(text)
+        if str(number) != text:  # "-0"
+            raise ValueError(f"{text!r} is not a canonical number")
+        return number
     value = float(text)
-    if repr(value) == text:
+    if _float_text(value) == text:
         return value
     # The exact decimal of a numpy longdouble that float64 cannot hold;
     # strtold reads it back exactly because the value is representable.
-    return np.longdouble(text)
+    wide = np.longdouble(text)
+    if _longdouble_text(wide) != text:
+        raise ValueError(f"{text!r} is not a canonical number")
+    return wide
 
 
 def _needs_tag(s: str) -> bool:
@@ -398,6 +405,8 @@ class KeyCodec:
             ValueError: ``text`` is not a canonical key text.
         """
         if text.startswith("'"):
+            if not _needs_tag(text[1:]):
+                raise ValueError(f"not a stet key text: {text!r} (the apostrophe is not needed)")
             return text[1:]
         if text and not _needs_tag(text):
             return text
