@@ -1,0 +1,219 @@
+"""The ``stet`` command: look after a store from a terminal.
+
+Exit codes: 0 success, 1 failure (missing or damaged store, bad value),
+2 usage error. Failures are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import _api
+from ._codec import KeyCodec
+from .backends import backend_class, get_backend
+from .backends._base import FUNCTION, TIMESTAMP, Row
+from .exceptions import StetError
+
+__all__ = ["main"]
+
+
+class _Failure(Exception):
+    """A user-facing failure: its message goes to stderr, exit code 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stet", description="Inspect and change stet stores of finished runs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser("status", help="summary of a store")
+    status.add_argument("store")
+
+    show = commands.add_parser("show", help="a table of the records")
+    show.add_argument("store")
+    show.add_argument("--function", "-f", help="only this function's records")
+    show.add_argument("--limit", "-n", type=int, default=20, help="newest N records (0: all)")
+
+    reset = commands.add_parser("reset", help="forget finished runs so they run again")
+    reset.add_argument("store")
+    reset.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    reset.add_argument("--function", "-f", help="only this function's records")
+    reset.add_argument(
+        "--where",
+        "-w",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only records whose KEY has VALUE, written as in the store (repeatable)",
+    )
+
+    imp = commands.add_parser("import", help="mark results in a CSV/Parquet file as done")
+    imp.add_argument("store")
+    imp.add_argument("file")
+    imp.add_argument("--function", "-f", required=True, help="the function's name in the store")
+    imp.add_argument("--key", "-k", required=True, help="key parameters, comma-separated")
+
+    export = commands.add_parser("export", help="write the records to a CSV/Parquet file")
+    export.add_argument("store")
+    export.add_argument("file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        handler = _COMMANDS[args.command]
+        return handler(args)
+    except (_Failure, StetError, FileNotFoundError, ValueError) as exc:
+        print(f"stet: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stet: interrupted", file=sys.stderr)
+        return 130
+
+
+def _existing(store: str) -> None:
+    try:
+        backend_class(store)
+    except ValueError as exc:
+        raise _Failure(str(exc)) from None
+    if not Path(store).exists():
+        raise _Failure(f"no store at {store}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    _api.status(args.store)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    frame = _api.read(args.store)
+    if args.function is not None and FUNCTION in frame:
+        frame = frame[frame[FUNCTION] == args.function]
+    total = len(frame)
+    if TIMESTAMP in frame:
+        frame = frame.sort_values(TIMESTAMP, kind="stable")
+    if args.limit > 0:
+        frame = frame.tail(args.limit)
+    frame = frame.dropna(axis="columns", how="all")
+    keys = [c for c in frame.columns if not c.startswith("_stet_")]
+    shown = frame[[*keys, *(c for c in (FUNCTION, TIMESTAMP) if c in frame)]]
+    if total == 0:
+        print("(no records)")
+        return 0
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(shown.to_string(index=False))
+    print(f"({len(shown)} of {total} records)")
+    return 0
+
+
+def _where(pairs: list[str]) -> dict[str, str]:
+    codec = KeyCodec()
+    texts: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise _Failure(f"--where takes KEY=VALUE, got {pair!r}")
+        try:
+            codec.decode(text)
+        except ValueError:
+            raise _Failure(
+                f"--where {pair!r}: {text!r} is not a value as the store writes it "
+                "(strings that look like numbers start with an apostrophe: '007)"
+            ) from None
+        texts[name] = text
+    return texts
+
+
+def _reset(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    table = get_backend(args.store)
+    where = _where(args.where)
+
+    def chosen(row: Row) -> bool:
+        _, cols, values = table.identity(row)
+        keys = dict(zip(cols, values, strict=True))
+        if args.function is not None and row.get(FUNCTION, "") != args.function:
+            return False
+        return all(keys.get(name) == text for name, text in where.items())
+
+    count = sum(chosen(row) for row in table.rows())
+    if count == 0:
+        print("[stet] No record matches; nothing to remove.")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise _Failure(f"would remove {count} record(s); add --yes to do it without asking")
+        answer = input(f"[stet] Remove {count} record(s) from {table.location}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("[stet] Aborted.")
+            return 0
+    removed = table.remove_where(lambda row: not chosen(row))
+    print(f"[stet] Removed {removed} record(s) from {table.location}")
+    return 0
+
+
+def _read_file(path: str) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise _Failure(f"no file at {path}")
+    suffix = Path(path).suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    raise _Failure(f"{path}: import reads .csv or .parquet files")
+
+
+def _import(args: argparse.Namespace) -> int:
+    frame = _read_file(args.file)
+    names = [k.strip() for k in args.key.split(",") if k.strip()]
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise _Failure(f"{args.file} has no column {missing[0]!r} (columns: {list(frame.columns)})")
+    for name in names:
+        if not name.isidentifier():
+            raise _Failure(f"--key {name!r} is not a parameter name")
+    backend_class(args.store)
+    codec = KeyCodec()
+    cols = tuple(sorted(names))
+    keys = [
+        tuple(codec.encode(value) for value in row)
+        for row in frame[list(cols)].itertuples(index=False, name=None)
+    ]
+    added = get_backend(args.store).add_texts(args.function, cols, keys)
+    print(f"[stet] Marked {added} run(s) of {args.function} as done in {args.store}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    frame = _api.read(args.store)
+    suffix = Path(args.file).suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(args.file, index=False)
+    elif suffix == ".parquet":
+        keys = [c for c in frame.columns if not c.startswith("_stet_")]
+        text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})
+        text.to_parquet(args.file, index=False)
+    else:
+        raise _Failure(f"{args.file}: export writes .csv or .parquet files")
+    print(f"[stet] Wrote {len(frame)} record(s) to {args.file}")
+    return 0
+
+
+_COMMANDS = {
+    "status": _status,
+    "show": _show,
+    "reset": _reset,
+    "import": _import,
+    "export": _export,
+}

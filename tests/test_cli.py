@@ -1,0 +1,115 @@
+"""The stet command, run as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import stet
+
+
+def stet_cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stet", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def sweep(store: str) -> str:
+    @stet.once(store=store, quiet=True, name="run")
+    def run(alpha: float, seed: int, method: str = "adam") -> None: ...
+
+    for alpha in (0.1, 0.2):
+        for seed in range(3):
+            run(alpha, seed)
+    run(0.3, 1, "007")
+    stet.backends.get_backend(store).flush()
+    return store
+
+
+def test_status_prints_the_summary(sweep: str, tmp_path: Path) -> None:
+    done = stet_cli("status", sweep, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[stet] 7 completed experiments recorded" in done.stdout
+    assert "[stet] Key columns: alpha, method, seed" in done.stdout
+
+
+def test_show_prints_the_newest_records(sweep: str, tmp_path: Path) -> None:
+    done = stet_cli("show", sweep, "--limit", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:3] == ["alpha", "method", "seed"]
+    assert lines[-2].split()[:3] == ["0.3", "007", "1"]
+    assert lines[-1] == "(2 of 7 records)"
+
+
+def test_reset_where_removes_only_matching_records(sweep: str, tmp_path: Path) -> None:
+    done = stet_cli("reset", sweep, "--where", "alpha=0.1", "--yes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Removed 3 record(s)" in done.stdout
+    left = stet.read(sweep)
+    assert sorted(left["alpha"]) == [0.2, 0.2, 0.2, 0.3]
+    done = stet_cli("reset", sweep, "--where", "method='007", "--yes", cwd=tmp_path)
+    assert "Removed 1 record(s)" in done.stdout
+
+
+def test_reset_refuses_without_yes_when_not_a_terminal(sweep: str, tmp_path: Path) -> None:
+    done = stet_cli("reset", sweep, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "--yes" in done.stderr
+    assert len(stet.read(sweep)) == 7
+
+
+def test_export_then_import_carries_the_runs_over(sweep: str, tmp_path: Path) -> None:
+    out = tmp_path / "exported.parquet"
+    assert stet_cli("export", sweep, str(out), cwd=tmp_path).returncode == 0
+    assert len(pd.read_parquet(out)) == 7
+    other = tmp_path / "other.sqlite"
+    done = stet_cli(
+        "import",
+        str(other),
+        str(out),
+        "--function",
+        "run",
+        "--key",
+        "alpha,seed,method",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Marked 7 run(s)" in done.stdout
+    assert stet.backends.get_backend(other).has(
+        {"alpha": 0.3, "seed": 1, "method": "007"}, function="run"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("status", "missing.csv"), 1, "no store at missing.csv"),
+        (("status", "runs.txt"), 1, "unknown extension"),
+        (("show",), 2, "required"),
+        (("frobnicate", "x.csv"), 2, "invalid choice"),
+        (("reset", "damaged.csv", "--yes"), 1, "damaged.csv"),
+        (("reset", "damaged.csv", "--where", "x"), 1, "KEY=VALUE"),
+        (("import", "a.csv", "missing.parquet", "-f", "run", "-k", "x"), 1, "no file"),
+    ],
+)
+def test_mistakes_are_one_line_on_stderr_with_a_conventional_exit_code(
+    tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    (tmp_path / "damaged.csv").write_text("not a store\n")
+    done = stet_cli(*args, cwd=tmp_path)
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    if code == 1:
+        assert len(done.stderr.strip().splitlines()) == 1
