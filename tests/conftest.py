@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import stet.backends
+from stet._report import reporter
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
@@ -29,9 +30,12 @@ STORE_EXTENSIONS = ["csv", "json", "sqlite", "parquet"]
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test runs in its own directory with no stores open from before."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STET_QUIET", raising=False)
     stet.backends._open.clear()
+    reporter.reset()
     yield
     stet.backends._open.clear()
+    reporter.reset()
 
 
 @pytest.fixture(params=STORE_EXTENSIONS)

@@ -8,10 +8,10 @@ after a normal return record the key.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
-import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from ._codec import KeyCodec
+from ._report import quiet_by_environment, reporter
 from .backends import backend_class, get_backend
 from .backends._base import Table, pack
 from .exceptions import KeyEncodingError
@@ -151,11 +152,16 @@ class Once:
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 values = runner.key_texts(args, kwargs)
-                if runner.skip(values, args, kwargs):
+                # Store I/O runs in a thread, so the event loop never waits
+                # on a file; a key already known to be done needs none.
+                if runner.known_done(values):
+                    runner.report_skip(args, kwargs)
                     return None
-                start = time.perf_counter()
+                if await asyncio.to_thread(runner.skip, values, args, kwargs):
+                    return None
+                started = runner.start()
                 result = await func(*args, **kwargs)
-                runner.done(values, time.perf_counter() - start)
+                await asyncio.to_thread(runner.done, values, started)
                 return result
 
             async_wrapper.__stet__ = runner  # type: ignore[attr-defined]
@@ -166,9 +172,9 @@ class Once:
             values = runner.key_texts(args, kwargs)
             if runner.skip(values, args, kwargs):
                 return None
-            start = time.perf_counter()
+            started = runner.start()
             result = func(*args, **kwargs)
-            runner.done(values, time.perf_counter() - start)
+            runner.done(values, started)
             return result
 
         wrapper.__stet__ = runner  # type: ignore[attr-defined]
@@ -326,16 +332,35 @@ class Runner:
         return tuple(values)
 
     def skip(self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """True (and the skip reported) if the key is recorded, looking in the store."""
         if not self.table.is_done(self.name, self.cols, pack(values)):
             return False
-        if not self.config.quiet:
-            arguments = self.arguments(args, kwargs)
-            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
-            print(f"[stet] Skipping {self.label}({shown})", file=sys.stdout)
+        self.report_skip(args, kwargs)
         return True
 
-    def done(self, values: tuple[str, ...], duration: float) -> None:
-        self.table.add_texts(self.name, self.cols, [values], duration)
+    def known_done(self, values: tuple[str, ...]) -> bool:
+        """True if this process already knows the key is recorded (no I/O)."""
+        table = self._table
+        return table is not None and table.has_texts(self.name, self.cols, pack(values))
+
+    def report_skip(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.config.quiet or quiet_by_environment():
+            return
+
+        def describe() -> str:
+            arguments = self.arguments(args, kwargs)
+            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+            return f"{self.label}({shown})"
+
+        reporter.skipped(describe)
+
+    def start(self) -> float:
+        """A run starts: close any streak of skips; return the start time."""
+        reporter.end_streak()
+        return time.perf_counter()
+
+    def done(self, values: tuple[str, ...], started: float) -> None:
+        self.table.add_texts(self.name, self.cols, [values], time.perf_counter() - started)
 
 
 @overload
