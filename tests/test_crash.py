@@ -1,0 +1,101 @@
+"""A writer killed at any instant leaves a store that loads and holds every
+record whose call had returned."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import stet
+from stet.backends import get_backend
+
+KILLS = int(os.environ.get("STET_TEST_KILLS", "100"))
+
+
+def _writer(store: str, start: int, pipe_fd: int) -> None:
+    """Record keys start, start+1, ... and report each after its call returned."""
+    stet.backends._open.clear()
+
+    @stet.once(store=store, quiet=True, name="work")
+    def work(x: int) -> int:
+        return x
+
+    x = start
+    while True:
+        work(x)
+        os.write(pipe_fd, f"{x}\n".encode())
+        x += 1
+
+
+def test_sigkill_at_random_instants_loses_no_returned_record(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = multiprocessing.get_context("fork")
+    rng = random.Random(1234)
+    returned: set[int] = set()
+    next_key = 0
+    for _ in range(KILLS):
+        read_fd, write_fd = os.pipe()
+        child = context.Process(target=_writer, args=(store, next_key, write_fd))
+        child.start()
+        os.close(write_fd)
+        time.sleep(rng.uniform(0.0, 0.03))
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        with os.fdopen(read_fd) as pipe:
+            done = [int(line) for line in pipe.read().split()]
+        returned.update(done)
+        next_key = max(done, default=next_key) + 1000  # fresh keys each round
+    fresh = type(get_backend(store))(store)
+    recorded = {r["x"] for r in fresh.load()}
+    missing = returned - recorded
+    assert not missing, f"{len(missing)} returned calls have no record"
+    with capsys.disabled():
+        print(
+            f"\n  {Path(store).suffix[1:]}: {KILLS} SIGKILLs, {len(returned)} returned calls, "
+            f"{len(recorded)} records, 0 lost"
+        )
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
+@pytest.mark.parametrize("error", ["ENOSPC", "EIO"])
+@pytest.mark.parametrize("written", [0, 7])
+def test_a_failed_write_reaches_the_caller_and_leaves_a_valid_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, error: str, written: int
+) -> None:
+    import errno
+
+    store = str(tmp_path / f"runs.{ext}")
+    ran: list[int] = []
+
+    @stet.once(store=store, quiet=True)
+    def work(x: int) -> int:
+        ran.append(x)
+        return x
+
+    work(1)
+    work(2)
+    real_write = os.write
+
+    def failing_write(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data[:written]))  # part of the record reaches the file
+        raise OSError(getattr(errno, error), os.strerror(getattr(errno, error)))
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(stet.StoreError, match=os.strerror(getattr(errno, error))):
+        work(3)
+    monkeypatch.setattr(os, "write", real_write)
+    fresh = type(get_backend(store))(store)
+    assert fresh.has({"x": 1})
+    assert fresh.has({"x": 2})
+    assert not fresh.has({"x": 3})  # no partial record is visible
+    assert work(3) == 3  # it runs again, and now it is recorded
+    assert type(get_backend(store))(store).has({"x": 3})
+    assert ran == [1, 2, 3, 3]
