@@ -11,12 +11,15 @@ from . import _config as _config  # registers the cattrs hooks for Once
 from . import backends, exceptions, typing
 from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
+from ._explain import Difference, Explanation, explain, forget, is_done
 from ._once import Once, once
 from .exceptions import KeyEncodingError, StetError, StoreError
 
 __all__ = [
     "CODEC_VERSION",
+    "Difference",
     "Encoded",
+    "Explanation",
     "FunctionStatus",
     "KeyCodec",
     "KeyEncodingError",
@@ -26,6 +29,9 @@ __all__ = [
     "StoreStatus",
     "backends",
     "exceptions",
+    "explain",
+    "forget",
+    "is_done",
     "mark_done",
     "once",
     "read",

@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import _api
 from ._codec import KeyCodec
+from ._explain import explain_texts
 from .backends import backend_class, get_backend
 from .backends._base import FUNCTION, TIMESTAMP, Row
 from .exceptions import StetError
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--function", "-f", required=True, help="the function's name in the store")
     imp.add_argument("--key", "-k", required=True, help="key parameters, comma-separated")
+
+    why = commands.add_parser(
+        "why", help="why a run is not skipped: what differs from the nearest record"
+    )
+    why.add_argument("store")
+    why.add_argument("--function", "-f", required=True, help="the function's name in the store")
+    why.add_argument("key", nargs="+", metavar="KEY=VALUE", help="the run's key, as in the store")
 
     export = commands.add_parser("export", help="write the records to a CSV/Parquet file")
     export.add_argument("store")
@@ -162,6 +170,15 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _why(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    wanted = _where(args.key)
+    shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
+    call = f"{args.function}({shown})"
+    print(explain_texts(get_backend(args.store), args.function, wanted, call))
+    return 0
+
+
 def _read_file(path: str) -> pd.DataFrame:
     if not Path(path).exists():
         raise _Failure(f"no file at {path}")
@@ -216,4 +233,5 @@ _COMMANDS = {
     "reset": _reset,
     "import": _import,
     "export": _export,
+    "why": _why,
 }

@@ -164,7 +164,7 @@ class Once:
                 await asyncio.to_thread(runner.done, values, started)
                 return result
 
-            async_wrapper.__stet__ = runner  # type: ignore[attr-defined]
+            _expose(async_wrapper, runner)
             return async_wrapper
 
         @functools.wraps(func)
@@ -177,7 +177,7 @@ class Once:
             runner.done(values, started)
             return result
 
-        wrapper.__stet__ = runner  # type: ignore[attr-defined]
+        _expose(wrapper, runner)
         return wrapper
 
     def to_dict(self) -> dict[str, object]:
@@ -202,6 +202,20 @@ def qualname(func: Callable[..., Any]) -> str:
     """The function's qualified name (or its type's, for other callables)."""
     name = getattr(func, "__qualname__", None)
     return name if isinstance(name, str) else type(func).__qualname__
+
+
+def _expose(wrapper: Callable[..., Any], runner: Runner) -> None:
+    """Attach the runner and the per-function helpers to a decorated function.
+
+    Type checkers do not see these attributes; typed code calls
+    ``stet.is_done(func, ...)`` and friends instead.
+    """
+    from . import _explain
+
+    wrapper.__stet__ = runner  # type: ignore[attr-defined]
+    wrapper.is_done = lambda *a, **k: _explain.is_done_call(runner, a, k)  # type: ignore[attr-defined]
+    wrapper.forget = lambda *a, **k: _explain.forget_call(runner, a, k)  # type: ignore[attr-defined]
+    wrapper.explain = lambda *a, **k: _explain.explain_call(runner, a, k)  # type: ignore[attr-defined]
 
 
 def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> bool:

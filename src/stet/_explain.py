@@ -1,0 +1,190 @@
+"""Why did a call run when it was expected to be skipped?
+
+`explain` finds the records of a function nearest to a call's key and says
+which parameters differ and how: ``alpha: 0.30000000000000004 (float) here,
+0.3 recorded``, or a parameter that older records lack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._once import Runner
+from .backends._base import TIMESTAMP, Table, pack
+
+__all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
+
+
+@attrs.frozen
+class Difference:
+    """One parameter in which a call differs from the nearest record.
+
+    Attributes:
+        parameter: The parameter's name.
+        here: The call's value as key text, or None if the call has no
+            such key parameter (the record has an extra one).
+        recorded: The record's key text, or None if the record lacks the
+            parameter (for example a record made before it joined the key).
+        here_type: The type of the call's value, when known.
+    """
+
+    parameter: str
+    here: str | None
+    recorded: str | None
+    here_type: str = ""
+
+    def __str__(self) -> str:
+        here = "absent" if self.here is None else self.here
+        if self.here_type:
+            here += f" ({self.here_type})"
+        if self.recorded is None:
+            return f"{self.parameter}: {here} here, missing from the record"
+        return f"{self.parameter}: {here} here, {self.recorded} recorded"
+
+
+@attrs.frozen
+class Explanation:
+    """Whether a call's key is recorded and, if not, what the nearest record differs in.
+
+    Attributes:
+        call: The call as shown in messages, ``run(alpha=0.1, seed=3)``.
+        done: True if the key is recorded (the call would be skipped).
+        records: How many records the function has in the store.
+        differences: The differences from the nearest record (empty when
+            done, or when there is no record at all).
+        recorded_at: When the matching record was made, if done.
+    """
+
+    call: str
+    done: bool
+    records: int
+    differences: tuple[Difference, ...] = ()
+    recorded_at: str | None = None
+
+    def __str__(self) -> str:
+        if self.done:
+            return f"[stet] {self.call} is recorded (finished {self.recorded_at}): it is skipped"
+        if not self.records:
+            return f"[stet] {self.call} has no records in this store yet: it runs"
+        count = len(self.differences)
+        lines = [
+            f"[stet] {self.call} is not recorded: the nearest of {self.records} records "
+            f"differs in {count} parameter{'s' if count != 1 else ''}:"
+        ]
+        lines += [f"[stet]   {d}" for d in self.differences]
+        return "\n".join(lines)
+
+
+def explain_texts(
+    table: Table,
+    function: str,
+    wanted: dict[str, str],
+    call: str,
+    types: dict[str, str] | None = None,
+) -> Explanation:
+    """The explanation for a key given as texts (as the store writes them)."""
+    types = types or {}
+    best: list[Difference] | None = None
+    records = 0
+    for row in table.rows():
+        fn, cols, values = table.identity(row)
+        if fn not in (function, ""):
+            continue
+        records += 1
+        recorded = dict(zip(cols, values, strict=True))
+        differences = [
+            Difference(name, text, recorded.get(name), types.get(name, ""))
+            for name, text in wanted.items()
+            if recorded.get(name) != text
+        ]
+        differences += [
+            Difference(name, None, text) for name, text in recorded.items() if name not in wanted
+        ]
+        if not differences:
+            return Explanation(call, True, 1, (), row.get(TIMESTAMP))
+        if best is None or len(differences) < len(best):
+            best = differences
+    return Explanation(call, False, records, tuple(best or ()))
+
+
+def _runner(func: Callable[..., Any]) -> Runner:
+    runner = getattr(func, "__stet__", None)
+    if not isinstance(runner, Runner):
+        raise TypeError(f"needs a function decorated with @stet.once, got {func!r}")
+    return runner
+
+
+def explain(func: Callable[..., Any], /, *args: Any, **params: Any) -> Explanation:
+    """Say whether a call of ``func`` would be skipped, and if not, why.
+
+    Compares the call's key with the function's records and reports the
+    nearest: which parameters differ, their values here and in the record
+    (``seed: 3.5 (float) here, 3 recorded``), and parameters that older
+    records lack. Nothing runs. Also available as ``func.explain(...)``.
+
+    Args:
+        func: A function decorated with `stet.once`.
+        *args: The call's arguments, as you would pass them.
+        **params: The call's keyword arguments.
+
+    Returns:
+        An `Explanation`; ``print`` it for the message.
+
+    Example:
+        >>> import stet, tempfile, os
+        >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
+        ... def run(alpha: float, seed: int) -> None: ...
+        >>> run(0.3, 3)
+        >>> print(stet.explain(run, 0.1 + 0.2, 3))  # doctest: +NORMALIZE_WHITESPACE
+        [stet] run(alpha=0.30000000000000004, seed=3) is not recorded: the nearest
+        of 1 records differs in 1 parameter:
+        [stet]   alpha: 0.30000000000000004 (float) here, 0.3 recorded
+    """
+    return explain_call(_runner(func), args, params)
+
+
+def is_done(func: Callable[..., Any], /, *args: Any, **params: Any) -> bool:
+    """True if a call of ``func`` with these arguments is recorded (it would be skipped).
+
+    Nothing runs. Also available as ``func.is_done(...)``.
+    """
+    return is_done_call(_runner(func), args, params)
+
+
+def forget(func: Callable[..., Any], /, *args: Any, **params: Any) -> int:
+    """Remove the records of a call of ``func``, so that it runs again.
+
+    Removes the function's record of that key and any record of it without
+    a function (those count for every function with the same key columns).
+    Also available as ``func.forget(...)``.
+
+    Returns:
+        How many records were removed.
+    """
+    return forget_call(_runner(func), args, params)
+
+
+def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> Explanation:
+    arguments = runner.arguments(args, params)
+    texts = dict(zip(runner.cols, runner.encode_key(arguments), strict=True))
+    types = {name: type(arguments[name]).__name__ for name in runner.cols}
+    shown = ", ".join(f"{name}={texts[name]}" for name in runner.key)
+    return explain_texts(runner.table, runner.name, texts, f"{runner.label}({shown})", types)
+
+
+def is_done_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> bool:
+    values = runner.encode_key(runner.arguments(args, params))
+    return runner.table.is_done(runner.name, runner.cols, pack(values))
+
+
+def forget_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> int:
+    wanted = (runner.cols, runner.encode_key(runner.arguments(args, params)))
+
+    def keep(row: dict[str, str]) -> bool:
+        function, cols, texts = runner.table.identity(row)
+        return not (function in (runner.name, "") and (cols, texts) == wanted)
+
+    return runner.table.remove_where(keep)
