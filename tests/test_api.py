@@ -44,8 +44,9 @@ def test_status_prints_and_returns_the_summary(
     assert out[1] == "[stet] 6 completed experiments recorded"
     assert out[2].startswith("[stet] Last run: ")
     assert out[3] == "[stet] Key columns: alpha, method, seed"
-    assert len(out) == 4
+    assert out[4:] == ["[stet] 6 finished in the last hour"]
     assert summary.records == 6
+    assert summary.functions[0].last_hour == 6
     assert summary.last_run is not None
     assert summary.last_run >= before
     assert [f.function for f in summary.functions] == [run.__qualname__]
@@ -236,3 +237,47 @@ def test_read_and_reset_accept_what_read_returned(store: str) -> None:
     frame = stet.read(store)
     row = frame.iloc[0]
     assert stet.reset(store, {"cfg": row["cfg"], "method": row["method"]}) == 1
+
+
+def test_records_of_older_code_are_counted_and_can_be_forgotten(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[str] = []
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(x: int) -> None:
+        ran.append("v1")
+
+    run(1)
+    run(2)
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run_edited(x: int) -> None:
+        ran.append("v2")  # the body changed: a new code hash
+
+    run_edited(3)
+    run_edited(1)  # still skipped: nothing is invalidated automatically
+    assert ran == ["v1", "v1", "v2"]
+    (summary,) = stet.status(store).functions
+    assert summary.older_code == 2
+    assert "2 record(s) made by an older version of its code" in capsys.readouterr().out
+    assert stet.reset(store, function="run", stale_code=True) == 2
+    run_edited(1)
+    assert ran == ["v1", "v1", "v2", "v2"]
+    assert stet.status(store).functions[0].older_code == 0
+
+
+def test_progress_counts_done_and_left_and_estimates_the_rest(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, _ = make_sweep(store)
+    grid = pd.DataFrame({"alpha": [0.1, 0.1, 0.2, 0.2], "seed": [1, 2, 1, 2]})
+    empty = stet.progress(run, grid)
+    assert (empty.total, empty.done, empty.left, empty.eta) == (4, 0, 4, None)
+    run(0.1, 1)
+    run(0.2, 2)
+    half = stet.progress(run, list(grid.to_dict("records")) * 2)  # repeats count once
+    assert (half.total, half.done, half.left, half.last_hour) == (4, 2, 2, 2)
+    assert half.eta is not None
+    assert half.eta.total_seconds() == pytest.approx(3600.0)  # 2 left at 2 per hour
+    assert "2 of 4 done, 2 left" in capsys.readouterr().out

@@ -113,3 +113,46 @@ def test_mistakes_are_one_line_on_stderr_with_a_conventional_exit_code(
     assert "Traceback" not in done.stderr
     if code == 1:
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_merge_combines_per_node_stores_into_one(tmp_path: Path) -> None:
+    sources = []
+    for node, ext in enumerate(("csv", "json", "parquet")):
+        path = tmp_path / f"node{node}.{ext}"
+
+        @stet.once(store=str(path), quiet=True, name="run")
+        def run(x: int) -> None: ...
+
+        for x in range(node * 5, node * 5 + 10):  # overlapping halves
+            run(x)
+        stet.backends.get_backend(path).flush()
+        sources.append(str(path))
+    dest = tmp_path / "all.sqlite"
+    done = stet_cli("merge", *sources, str(dest), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Merged 20 record(s)" in done.stdout
+    merged = stet.read(dest)
+    assert sorted(merged["x"]) == list(range(20))
+    assert set(merged["_stet_function"]) == {"run"}
+    again = stet_cli("merge", *sources, str(dest), cwd=tmp_path)
+    assert "Merged 0 record(s)" in again.stdout
+
+
+def test_reset_stale_code_forgets_records_of_older_code(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.csv")
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(x: int) -> None:
+        pass
+
+    run(1)
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run_edited(x: int) -> None:
+        return None
+
+    run_edited(2)
+    done = stet_cli("reset", store, "--function", "run", "--stale-code", "--yes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Removed 1 record(s)" in done.stdout
+    assert list(stet.read(store)["x"]) == [2]

@@ -9,7 +9,16 @@ from importlib.metadata import version as _version
 
 from . import _config as _config  # registers the cattrs hooks for Once
 from . import backends, exceptions, typing
-from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
+from ._api import (
+    FunctionStatus,
+    Progress,
+    StoreStatus,
+    mark_done,
+    progress,
+    read,
+    reset,
+    status,
+)
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
 from ._once import Once, once
@@ -24,6 +33,7 @@ __all__ = [
     "KeyCodec",
     "KeyEncodingError",
     "Once",
+    "Progress",
     "StetError",
     "StoreError",
     "StoreStatus",
@@ -34,6 +44,7 @@ __all__ = [
     "is_done",
     "mark_done",
     "once",
+    "progress",
     "read",
     "reset",
     "status",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -13,10 +13,19 @@ import pandas as pd
 
 from ._once import DEFAULT_STORE, Runner, display
 from .backends import get_backend
-from .backends._base import FUNCTION, TIMESTAMP, Table
+from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table, pack
 from .exceptions import KeyEncodingError
 
-__all__ = ["FunctionStatus", "StoreStatus", "mark_done", "read", "reset", "status"]
+__all__ = [
+    "FunctionStatus",
+    "Progress",
+    "StoreStatus",
+    "mark_done",
+    "progress",
+    "read",
+    "reset",
+    "status",
+]
 
 
 @attrs.frozen
@@ -29,12 +38,17 @@ class FunctionStatus:
         records: Distinct finished runs.
         last_run: When the newest of them finished, or None.
         key_columns: The key parameters of its records.
+        last_hour: How many finished in the hour before the status was taken.
+        older_code: How many were made by a version of the function's code
+            other than the one of its newest record (``_stet_code``).
     """
 
     function: str
     records: int
     last_run: datetime | None
     key_columns: tuple[str, ...]
+    last_hour: int = 0
+    older_code: int = 0
 
 
 @attrs.frozen
@@ -88,19 +102,30 @@ def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
         StoreError: The store cannot be read.
     """
     table = _existing(store)
+    rows = table.rows()
     keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
     stamps: dict[str, list[str]] = {}
-    for row in table.rows():
+    for row in rows:
         function, cols, values = table.identity(row)
         keys.setdefault(function, set()).add((cols, values))
         if TIMESTAMP in row:
             stamps.setdefault(function, []).append(row[TIMESTAMP])
+    latest = _latest_code(table, rows)
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    older: dict[str, set[tuple[str, ...]]] = {}
+    for row in rows:
+        function, _, values = table.identity(row)
+        code = row.get(CODE)
+        if code is not None and code != latest.get(function):
+            older.setdefault(function, set()).add(values)
     functions = tuple(
         FunctionStatus(
             function=fn,
             records=len(keys[fn]),
             last_run=_last(stamps.get(fn, [])),
             key_columns=_columns(c for c, _ in keys[fn]),
+            last_hour=sum(1 for s in stamps.get(fn, []) if _after(s, hour_ago)),
+            older_code=len(older.get(fn, ())),
         )
         for fn in sorted(keys)
     )
@@ -113,6 +138,28 @@ def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
     )
     _print_status(result)
     return result
+
+
+def _latest_code(table: Table, rows: list[Row]) -> dict[str, str]:
+    """Each function's code hash on its newest record that has one."""
+    newest: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        code = row.get(CODE)
+        if code is None:
+            continue
+        function = table.identity(row)[0]
+        stamp = row.get(TIMESTAMP, "")
+        if function not in newest or stamp >= newest[function][0]:
+            newest[function] = (stamp, code)
+    return {function: code for function, (_, code) in newest.items()}
+
+
+def _after(text: str, moment: datetime) -> bool:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) >= moment
 
 
 def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
@@ -128,6 +175,9 @@ def _print_status(s: StoreStatus) -> None:
     if s.last_run is not None:
         print(f"[stet] Last run: {s.last_run.isoformat()}")
     print(f"[stet] Key columns: {', '.join(s.key_columns) or '(none)'}")
+    recent = sum(f.last_hour for f in s.functions)
+    if recent:
+        print(f"[stet] {recent} finished in the last hour")
     if len(s.functions) > 1:
         for f in s.functions:
             name = f.function or "(records without a function)"
@@ -136,6 +186,13 @@ def _print_status(s: StoreStatus) -> None:
                 f"[stet]   {name}: {f.records} recorded{last}; key columns: "
                 f"{', '.join(f.key_columns) or '(none)'}"
             )
+    for f in s.functions:
+        if f.older_code:
+            name = f.function or "(records without a function)"
+            print(
+                f"[stet] {name}: {f.older_code} record(s) made by an older version of its "
+                "code (stet reset STORE --function NAME --stale-code forgets them)"
+            )
 
 
 def reset(
@@ -143,6 +200,7 @@ def reset(
     key_dict: Mapping[str, object] | None = None,
     *,
     function: str | None = None,
+    stale_code: bool = False,
 ) -> int:
     """Forget finished runs so that they run again.
 
@@ -154,6 +212,8 @@ def reset(
         store: The store.
         key_dict: The run to forget: every key parameter and its value.
         function: Only this function's records.
+        stale_code: Only records made by a version of their function's code
+            other than the newest record's (see `StoreStatus`).
 
     Returns:
         How many records were removed.
@@ -170,6 +230,8 @@ def reset(
         else:
             print(f"[stet] No record of {shown} in {table.location}")
         return removed
+    if stale_code:
+        return _reset_stale(table, function)
     what = f"{function}'s records" if function else "all records"
     if sys.stdin is not None and sys.stdin.isatty():
         answer = input(f"[stet] Clear {what} from {table.location}? [y/N] ")
@@ -181,6 +243,21 @@ def reset(
     else:
         removed = table.remove_where(lambda row: row.get(FUNCTION, "") != function)
     print(f"[stet] Store cleared: {table.location}" + (f" ({function})" if function else ""))
+    return removed
+
+
+def _reset_stale(table: Table, function: str | None) -> int:
+    latest = _latest_code(table, table.rows())
+
+    def keep(row: Row) -> bool:
+        name = table.identity(row)[0]
+        code = row.get(CODE)
+        if function is not None and name != function:
+            return True
+        return code is None or code == latest.get(name)
+
+    removed = table.remove_where(keep)
+    print(f"[stet] Removed {removed} record(s) made by older code from {table.location}")
     return removed
 
 
@@ -217,28 +294,17 @@ def _column(values: list[Any]) -> pd.Series[Any]:
     return pd.Series(values, dtype=object)
 
 
-def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
-    """Record existing results as finished runs of a decorated function.
-
-    Each row gives the values of the function's key parameters (extra
-    columns are ignored; a missing parameter takes its default). All rows
-    are written in one transaction, so importing 100,000 takes seconds.
-
-    Args:
-        func: A function decorated with `stet.once`.
-        rows: A DataFrame or an iterable of mappings.
-
-    Returns:
-        How many runs were newly recorded (ones already there are skipped).
-
-    Raises:
-        TypeError: ``func`` is not decorated with `stet.once`.
-        ValueError: A row lacks a key parameter that has no default.
-        KeyEncodingError: A value cannot be keyed.
-    """
+def _runner_of(func: Callable[..., Any]) -> Runner:
     runner = getattr(func, "__stet__", None)
     if not isinstance(runner, Runner):
-        raise TypeError(f"mark_done() needs a function decorated with @stet.once, got {func!r}")
+        raise TypeError(f"needs a function decorated with @stet.once, got {func!r}")
+    return runner
+
+
+def _grid_keys(
+    runner: Runner, rows: pd.DataFrame | Iterable[Mapping[str, Any]]
+) -> list[tuple[str, ...]]:
+    """The key texts of each row (defaults applied), naming the row of any problem."""
     records: Iterable[Mapping[Any, Any]] = (
         rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
     )
@@ -268,7 +334,99 @@ def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[st
             raise KeyEncodingError(
                 exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
             ) from None
+    return keys
+
+
+def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+    """Record existing results as finished runs of a decorated function.
+
+    Each row gives the values of the function's key parameters (extra
+    columns are ignored; a missing parameter takes its default). All rows
+    are written in one transaction, so importing 100,000 takes seconds.
+
+    Args:
+        func: A function decorated with `stet.once`.
+        rows: A DataFrame or an iterable of mappings.
+
+    Returns:
+        How many runs were newly recorded (ones already there are skipped).
+
+    Raises:
+        TypeError: ``func`` is not decorated with `stet.once`.
+        ValueError: A row lacks a key parameter that has no default.
+        KeyEncodingError: A value cannot be keyed.
+    """
+    runner = _runner_of(func)
+    keys = _grid_keys(runner, rows)
     added = runner.table.add_texts(runner.name, runner.cols, keys)
     if not runner.config.quiet:
         print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.table.location}")
     return added
+
+
+@attrs.frozen
+class Progress:
+    """How far a sweep over a grid has come.
+
+    Attributes:
+        function: The function's name in the store.
+        total: Distinct keys in the grid.
+        done: How many of them are recorded.
+        left: How many are not.
+        last_hour: The function's records made in the last hour.
+        eta: Time to finish the rest at the last hour's rate, if there was one.
+    """
+
+    function: str
+    total: int
+    done: int
+    left: int
+    last_hour: int
+    eta: timedelta | None
+
+    def __str__(self) -> str:
+        text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, {self.left:,} left"
+        if self.left and self.eta is not None:
+            hours = self.eta.total_seconds() / 3600
+            text += f"; {self.last_hour:,} in the last hour, about {hours:.1f} h to go"
+        return text
+
+
+def progress(
+    func: Callable[..., Any], grid: pd.DataFrame | Iterable[Mapping[str, Any]]
+) -> Progress:
+    """Print and return how much of a grid of runs is done, and an ETA.
+
+    Args:
+        func: A function decorated with `stet.once`.
+        grid: The sweep's parameter combinations, as a DataFrame or an
+            iterable of mappings (missing parameters take their defaults).
+
+    Example:
+        >>> import stet, tempfile, os
+        >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
+        ... def run(alpha: float, seed: int = 0) -> None: ...
+        >>> run(0.1)
+        >>> grid = [{"alpha": a} for a in (0.1, 0.2, 0.3)]
+        >>> stet.progress(run, grid).left  # doctest: +ELLIPSIS
+        [stet] run: 1 of 3 done, 2 left; 1 in the last hour, about ... h to go
+        2
+    """
+    runner = _runner_of(func)
+    keys = {pack(values) for values in _grid_keys(runner, grid)}
+    table = runner.table
+    table.sync()
+    done = sum(table.has_texts(runner.name, runner.cols, key) for key in keys)
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    recent = 0
+    if table.exists():
+        recent = sum(
+            1
+            for row in table.rows()
+            if table.identity(row)[0] == runner.name and _after(row.get(TIMESTAMP, ""), hour_ago)
+        )
+    left = len(keys) - done
+    eta = timedelta(hours=left / recent) if recent else None
+    result = Progress(runner.name, len(keys), done, left, recent, eta)
+    print(result)
+    return result

@@ -17,7 +17,7 @@ from . import _api
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from .backends import backend_class, get_backend
-from .backends._base import FUNCTION, TIMESTAMP, Row
+from .backends._base import CODE, FUNCTION, TIMESTAMP, Row
 from .exceptions import StetError
 
 __all__ = ["main"]
@@ -53,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="only records whose KEY has VALUE, written as in the store (repeatable)",
     )
+    reset.add_argument(
+        "--stale-code",
+        action="store_true",
+        help="only records made by older code than the function's newest record",
+    )
+
+    merge = commands.add_parser("merge", help="combine stores into one (any format to any)")
+    merge.add_argument("sources", nargs="+", metavar="SRC")
+    merge.add_argument("dest", metavar="DEST")
 
     imp = commands.add_parser("import", help="mark results in a CSV/Parquet file as done")
     imp.add_argument("store")
@@ -146,15 +155,19 @@ def _reset(args: argparse.Namespace) -> int:
     _existing(args.store)
     table = get_backend(args.store)
     where = _where(args.where)
+    rows = table.rows()
+    latest = _api._latest_code(table, rows) if args.stale_code else {}
 
     def chosen(row: Row) -> bool:
-        _, cols, values = table.identity(row)
+        function, cols, values = table.identity(row)
         keys = dict(zip(cols, values, strict=True))
-        if args.function is not None and row.get(FUNCTION, "") != args.function:
+        if args.function is not None and function != args.function:
+            return False
+        if args.stale_code and row.get(CODE) in (None, latest.get(function)):
             return False
         return all(keys.get(name) == text for name, text in where.items())
 
-    count = sum(chosen(row) for row in table.rows())
+    count = sum(chosen(row) for row in rows)
     if count == 0:
         print("[stet] No record matches; nothing to remove.")
         return 0
@@ -176,6 +189,21 @@ def _why(args: argparse.Namespace) -> int:
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
     call = f"{args.function}({shown})"
     print(explain_texts(get_backend(args.store), args.function, wanted, call))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    backend_class(args.dest)
+    for source in args.sources:
+        _existing(source)
+    dest = get_backend(args.dest)
+    total = 0
+    for source in args.sources:
+        added = dest.merge_rows(get_backend(source).rows())
+        print(f"[stet] {source}: {added} new record(s)")
+        total += added
+    dest.flush()
+    print(f"[stet] Merged {total} record(s) into {dest.location}")
     return 0
 
 
@@ -234,4 +262,5 @@ _COMMANDS = {
     "import": _import,
     "export": _export,
     "why": _why,
+    "merge": _merge,
 }

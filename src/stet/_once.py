@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import os
+import textwrap
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
@@ -258,6 +260,22 @@ def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[st
     return key
 
 
+def code_hash(func: Callable[..., Any]) -> str | None:
+    """A short hash of the function's source (decorators left out), if it has one.
+
+    Records carry it as ``_stet_code`` so that `status` can say how many
+    were made by an older version of the code. Nothing is invalidated.
+    """
+    try:
+        lines, _ = inspect.getsourcelines(inspect.unwrap(func))
+    except (OSError, TypeError):
+        return None
+    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))]
+    body = [line for line in lines[starts[0] if starts else 0 :] if line.strip()]
+    text = textwrap.dedent("".join(body))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def display(value: object) -> str:
     """Short text of a value for messages."""
     if isinstance(value, np.generic):
@@ -289,6 +307,7 @@ class Runner:
         self.label = getattr(func, "__name__", self.name)
         self._encode = config.codec.encode
         self._table: Table | None = None
+        self.code = code_hash(func)
         params = self.signature.parameters.values()
         plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
         # Functions of plain parameters are bound without inspect (the common
@@ -374,7 +393,8 @@ class Runner:
         return time.perf_counter()
 
     def done(self, values: tuple[str, ...], started: float) -> None:
-        self.table.add_texts(self.name, self.cols, [values], time.perf_counter() - started)
+        duration = time.perf_counter() - started
+        self.table.add_texts(self.name, self.cols, [values], duration, self.code)
 
 
 @overload

@@ -114,7 +114,8 @@ FUNCTION: Final = "_stet_function"
 DURATION: Final = "_stet_duration"
 HOST: Final = "_stet_host"
 CODEC: Final = "_stet_codec"
-META_COLUMNS: Final = (FUNCTION, TIMESTAMP, DURATION, HOST, CODEC)
+CODE: Final = "_stet_code"
+META_COLUMNS: Final = (FUNCTION, TIMESTAMP, DURATION, HOST, CODE, CODEC)
 
 
 def lock_timeout() -> float:
@@ -397,8 +398,12 @@ class Table:
         cols: tuple[str, ...],
         keys: Iterable[tuple[str, ...]],
         duration: float | None = None,
+        code: str | None = None,
     ) -> int:
-        """Record keys (sorted-column order) not yet recorded; return how many were new."""
+        """Record keys (sorted-column order) not yet recorded; return how many were new.
+
+        ``code`` is the short hash of the function's source, when known.
+        """
         with self._locked():
             self.sync()
             timestamp = now_text()
@@ -416,6 +421,8 @@ class Table:
                 if duration is not None:
                     row[DURATION] = f"{duration:.6f}"
                 row[HOST] = _HOST
+                if code:
+                    row[CODE] = code
                 row[CODEC] = str(CODEC_VERSION)
                 rows.append(row)
             if rows:
@@ -423,6 +430,31 @@ class Table:
                 self._index.setdefault((function, cols), set()).update(seen)
                 _WRITTEN_TABLES.add(self)
             return len(rows)
+
+    def merge_rows(self, rows: Iterable[Row]) -> int:
+        """Add another store's rows, keeping one row per key; return how many were added.
+
+        Rows keep their metadata (function, time, host...). Rows of stet
+        0.0.x are written with canonical texts.
+        """
+        with self._locked():
+            self.sync()
+            added: list[Row] = []
+            for row in rows:
+                function, cols, values = self.identity(row)
+                packed = pack(values)
+                done = self._index.get((function, cols))
+                if done is not None and packed in done:
+                    continue
+                clean = {c: t for c, t in row.items() if c[:6] == "_stet_"}
+                clean.update(zip(cols, values, strict=True))
+                clean[CODEC] = str(CODEC_VERSION)
+                added.append(clean)
+                self._index.setdefault((function, cols), set()).add(packed)
+            if added:
+                self._cursor = self._format.append(added, self._cursor)
+                _WRITTEN_TABLES.add(self)
+            return len(added)
 
     def flush(self, timeout: float | None = None) -> None:
         """Move records a store buffers into its main file.
