@@ -276,7 +276,8 @@ def test_progress_counts_done_and_left_and_estimates_the_rest(
     assert (empty.total, empty.done, empty.left, empty.eta) == (4, 0, 4, None)
     run(0.1, 1)
     run(0.2, 2)
-    half = stet.progress(run, list(grid.to_dict("records")) * 2)  # repeats count once
+    rows = [{"alpha": a, "seed": s} for a in (0.1, 0.2) for s in (1, 2)]
+    half = stet.progress(run, rows * 2)  # repeats count once
     assert (half.total, half.done, half.left, half.last_hour) == (4, 2, 2, 2)
     assert half.eta is not None
     assert half.eta.total_seconds() == pytest.approx(3600.0)  # 2 left at 2 per hour

@@ -107,7 +107,8 @@ class _JsonFormat(AppendedFile):
             return None  # a torn tail, or damage: the careful reader decides
         if not records or not all(type(r) is dict for r in records):
             return None
-        names = list({name: None for record in records for name in record})
+        every = set().union(*records)
+        names = [n for n in records[0] if n in every] + sorted(every.difference(records[0]))
         for name in names:
             check_column_name(name, self.path)
         if TIMESTAMP not in names or any(TIMESTAMP not in r for r in records):
@@ -115,8 +116,18 @@ class _JsonFormat(AppendedFile):
         data_by_column: dict[str, list[str | None]] = {}
         for name in names:
             cells = [r.get(name, _ABSENT) for r in records]
-            if all(type(v) is str for v in cells):
+            kinds = set(map(type, cells))
+            if kinds == {str}:
                 data_by_column[name] = cells
+                continue
+            if kinds == {int}:
+                data_by_column[name] = list(map(str, cells))
+                continue
+            if kinds <= {int, float}:  # JSON numbers are finite: no NaN or infinity
+                data_by_column[name] = [
+                    str(v) if type(v) is int else str(int(v)) if v.is_integer() else repr(v)
+                    for v in cells
+                ]
                 continue
             texts: list[str | None] = []
             for value in cells:

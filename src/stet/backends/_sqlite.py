@@ -156,7 +156,7 @@ class _SqliteFormat:
                 ).fetchone()
                 records: Records
                 if count >= _BULK_ROWS:
-                    records = self._read_columns(conn, columns, since, top, every_column)
+                    records = self._read_columns(conn, columns, since, top, count, every_column)
                 else:
                     records = self._read_rows(conn, columns, since)
             finally:
@@ -183,23 +183,32 @@ class _SqliteFormat:
         columns: tuple[str, ...],
         since: int,
         top: int,
+        count: int,
         every_column: bool,
     ) -> Columns:
         """Many rows, one column at a time (only what the index needs, unless asked)."""
         wanted = [c for c in columns if every_column or c[:6] != "_stet_" or c in (FUNCTION, CODEC)]
         reader = conn.cursor()
         reader.row_factory = lambda _, row: row[0]
+        window = f"FROM {TABLE} WHERE rowid > ? AND rowid <= ?"
         data: dict[str, list[str | None]] = {}
         for name in wanted:
+            if name in (FUNCTION, CODEC):
+                # A metadata column with one value throughout is not fetched.
+                distinct = reader.execute(
+                    f"SELECT DISTINCT {_quote(name)} {window} LIMIT 2", (since, top)
+                ).fetchall()
+                if len(distinct) == 1:
+                    data[name] = distinct * count
+                    continue
             values = reader.execute(
-                f"SELECT {_quote(name)} FROM {TABLE} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
-                (since, top),
+                f"SELECT {_quote(name)} {window} ORDER BY rowid", (since, top)
             ).fetchall()
             # TEXT columns give str; only the REAL duration needs converting.
             if name == DURATION:
                 values = [v if v is None or type(v) is str else self._text(name, v) for v in values]
             data[name] = values
-        return Columns(wanted, len(data[wanted[0]]), data.__getitem__)
+        return Columns(wanted, count, data.__getitem__)
 
     def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
         return {
