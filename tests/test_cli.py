@@ -156,3 +156,34 @@ def test_reset_stale_code_forgets_records_of_older_code(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "Removed 1 record(s)" in done.stdout
     assert list(stet.read(store)["x"]) == [2]
+
+
+def test_show_and_reset_can_be_limited_to_one_function(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.csv")
+
+    @stet.once(store=store, quiet=True, name="train")
+    def train(x: int) -> None: ...
+
+    @stet.once(store=store, quiet=True, name="evaluate")
+    def evaluate(x: int) -> None: ...
+
+    for x in range(3):
+        train(x)
+        evaluate(x)
+    shown = stet_cli("show", store, "--function", "evaluate", "--limit", "0", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("evaluate") == 3
+    assert "train" not in shown.stdout
+    assert shown.stdout.splitlines()[-1] == "(3 of 3 records)"
+    done = stet_cli("reset", store, "--function", "train", "--yes", cwd=tmp_path)
+    assert "Removed 3 record(s)" in done.stdout
+    assert set(stet.read(store)["_stet_function"]) == {"evaluate"}
+
+
+def test_export_to_csv_opens_in_pandas(sweep: str, tmp_path: Path) -> None:
+    out = tmp_path / "exported.csv"
+    done = stet_cli("export", sweep, str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(out)
+    assert len(frame) == 7
+    assert sorted(set(frame["alpha"])) == [0.1, 0.2, 0.3]
