@@ -346,12 +346,22 @@ def test_a_json_store_is_a_json_array_of_records(tmp_path: Path) -> None:
     b.record({"alpha": 0.1, "seed": 3, "name": "x", "flag": True, "none": None})
     b.record({"alpha": 0.2, "seed": 4, "name": "007", "flag": False, "none": None})
     data = json.loads((tmp_path / "runs.json").read_text())
-    assert [r["alpha"] for r in data] == [0.1, 0.2]
-    assert [r["seed"] for r in data] == [3, 4]
-    assert [r["flag"] for r in data] == [True, False]
-    assert data[0]["none"] is None
-    frame = pd.read_json(tmp_path / "runs.json")
-    assert list(frame["seed"]) == [3, 4]
+    # Cells are the canonical texts, as in the CSV store.
+    assert [r["alpha"] for r in data] == ["0.1", "0.2"]
+    assert [r["seed"] for r in data] == ["3", "4"]
+    assert [r["name"] for r in data] == ["x", "'007"]
+    assert [r["flag"] for r in data] == ["True", "False"]
+    assert data[0]["none"] == "None"
+    assert len(pd.read_json(tmp_path / "runs.json", dtype=False)) == 2
+
+
+def test_a_json_store_edited_by_hand_with_json_numbers_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "runs.json"
+    path.write_text(
+        '[\n{"alpha": 0.5, "seed": 3, "ok": true, "none": null,'
+        ' "_stet_timestamp": "2024-01-01T00:00:00+00:00", "_stet_codec": "1"}\n]\n'
+    )
+    assert get_backend(path).has({"alpha": 0.5, "seed": 3, "ok": True, "none": None})
 
 
 def test_a_sqlite_store_is_a_queryable_table(tmp_path: Path) -> None:

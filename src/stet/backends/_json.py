@@ -1,21 +1,37 @@
 """JSON store: an array of record objects, one per line, appended in place.
 
 The file is always a JSON array that `json.load` and `pandas.read_json`
-read. Numbers, booleans and null are written as JSON values, everything else
-as the codec's canonical text in a JSON string. Appending replaces the
-closing bracket with the new records and a new closing bracket; a writer
-killed half-way leaves a prefix that is recovered by dropping the torn tail.
+read. Every cell is a JSON string holding the codec's canonical text (as in
+the CSV store: ``"0.1"``, ``"3"``, ``"adam"``, ``"'007"``), so a record never
+depends on how a JSON reader treats numbers, and a big store is read by
+Arrow's JSON reader. (Numbers, booleans and null written by hand are read
+too.) Appending replaces the closing bracket with the new records and a new
+closing bracket; a writer killed half-way leaves a prefix that is recovered
+by dropping the torn tail.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
 from typing import Any, Final
 
+import pyarrow as pa
+import pyarrow.json as pa_json
+
 from .._codec import _float_text
-from ._base import TIMESTAMP, Columns, Cursor, Records, Row, Table, check_column_name
+from ._base import (
+    TIMESTAMP,
+    Columns,
+    Cursor,
+    Records,
+    Row,
+    Table,
+    check_column_name,
+    exiting,
+)
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
 __all__ = ["JsonBackend"]
@@ -40,14 +56,6 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _cell_json(text: str) -> str:
-    if _NUMBER.match(text) and (("." not in text and "e" not in text) or repr(float(text)) == text):
-        return text
-    if text == "True":
-        return "true"
-    if text == "False":
-        return "false"
-    if text == "None":
-        return "null"
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -91,13 +99,37 @@ class _JsonFormat(AppendedFile):
             )
         start = text_start + m.end()
         if len(data) >= _BULK_BYTES:
-            whole = self._parse_whole(data, start - 1)
+            whole = self._parse_arrow(data, start) or self._parse_whole(data, start - 1)
             if whole is not None:
                 end = data.rindex(b"}") + 1
                 return whole, AppendCursor(state, end, tail_before(data, end), len(whole)), True
         rows, used = self._parse(data[start:], start, False)
         end = start + used
         return rows, AppendCursor(state, end, tail_before(data, end), len(rows)), True
+
+    def _parse_arrow(self, data: bytes, start: int) -> Columns | None:
+        """A big, complete file of string cells, one record per line, read by Arrow."""
+        end = len(data)
+        while end and data[end - 1] in b" \t\r\n":
+            end -= 1
+        if not end or data[end - 1] != ord("]"):
+            return None  # no closing bracket: a torn tail, read carefully
+        lines = data[start : end - 1].replace(b"},\n{", b"}\n{")
+        try:
+            table = pa_json.read_json(
+                io.BytesIO(lines),
+                read_options=pa_json.ReadOptions(use_threads=not exiting()),
+            )
+        except pa.ArrowException:
+            return None  # another layout, or other cell types: the C parser decides
+        names = table.column_names
+        if not all(pa.types.is_string(t) for t in table.schema.types):
+            return None
+        if TIMESTAMP not in names or table.column(TIMESTAMP).null_count:
+            return None
+        for name in names:
+            check_column_name(name, self.path)
+        return Columns.of_arrow(table)
 
     def _parse_whole(self, data: bytes, bracket: int) -> Columns | None:
         """A big, complete file in one pass of the C parser; None if it is not."""
