@@ -36,7 +36,6 @@ from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_be
 
 __all__ = ["JsonBackend"]
 
-_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[+-][0-9]+)?\Z")
 _WS: Final = re.compile(r"\s*")
 
 
