@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
 from ..exceptions import StoreError
@@ -67,17 +68,41 @@ class Columns:
     """
 
     def __init__(
-        self, names: Sequence[str], length: int, load: Callable[[str], list[str | None]]
+        self,
+        names: Sequence[str],
+        length: int,
+        load: Callable[[str], list[str | None]],
+        arrow: pa.Table | None = None,
     ) -> None:
         self.names = list(names)
         self.length = length
         self._load = load
         self._loaded: dict[str, list[str | None]] = {}
+        self._arrow = arrow
 
     @classmethod
     def of_arrow(cls, table: pa.Table) -> Columns:
         """Columns of an Arrow table of strings."""
-        return cls(table.column_names, table.num_rows, lambda n: table.column(n).to_pylist())
+        return cls(table.column_names, table.num_rows, lambda n: table.column(n).to_pylist(), table)
+
+    def distinct(self, name: str) -> set[str | None]:
+        """The distinct values of a column (without loading it, for Arrow)."""
+        if self._arrow is not None and name not in self._loaded:
+            return set(pc.unique(self._arrow.column(name)).to_pylist())
+        return set(self.column(name))
+
+    def has_null(self, name: str) -> bool:
+        """True if some record lacks the column."""
+        if self._arrow is not None:
+            return bool(self._arrow.column(name).null_count)
+        return None in self.column(name)
+
+    def contains(self, name: str, text: str) -> bool:
+        """True if some cell of the column contains ``text``."""
+        if self._arrow is not None:
+            column = self._arrow.column(name)
+            return bool(pc.any(pc.match_substring(column, text)).as_py())
+        return any(text in cell for cell in self.column(name) if cell is not None)
 
     def column(self, name: str) -> list[str | None]:
         loaded = self._loaded.get(name)
@@ -509,18 +534,18 @@ class Table:
         which is what a store with one function (or one key) looks like.
         """
         names = columns.names
-        if CODEC not in names or set(columns.column(CODEC)) != {str(CODEC_VERSION)}:
+        if CODEC not in names or columns.distinct(CODEC) != {str(CODEC_VERSION)}:
             return False
         keys = sorted(n for n in names if n[:6] != "_stet_")
-        values = [columns.column(k) for k in keys]
-        if any(None in v for v in values):
+        if any(columns.has_null(k) for k in keys):
             return False
         cols = tuple(keys)
-        functions = columns.column(FUNCTION) if FUNCTION in names else None
-        distinct = set(functions) if functions is not None else {None}
+        distinct = columns.distinct(FUNCTION) if FUNCTION in names else {None}
+        separated = len(keys) > 1 and any(columns.contains(k, _SEP) for k in keys)
+        values = [columns.column(k) for k in keys]
         if len(values) == 1:
             packed: Iterable[Packed] = values[0]  # type: ignore[assignment]  # no None: checked
-        elif any(_SEP in text for v in values for text in v):  # type: ignore[operator]
+        elif separated:
             packed = [pack(v) for v in zip(*values, strict=True)]
         else:
             packed = map(_SEP.join, zip(*values, strict=True))
@@ -528,7 +553,7 @@ class Table:
             (function,) = distinct
             index.setdefault((function or "", cols), set()).update(packed)
             return True
-        assert functions is not None
+        functions = columns.column(FUNCTION)
         for function, key in zip(functions, packed, strict=True):
             index.setdefault((function or "", cols), set()).add(key)
         return True
