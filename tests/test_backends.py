@@ -661,3 +661,35 @@ def test_a_lock_that_cannot_be_taken_is_a_clear_error_not_a_hang(
         holder.communicate()
     get_backend(store).record({"x": 1})  # the kernel freed the dead holder's lock
     assert get_backend(store).has({"x": 1})
+
+
+def test_a_big_json_store_read_in_many_chunks_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stet.backends import _json
+
+    monkeypatch.setattr(_json, "_CHUNK", 4096 + 17)  # chunk borders fall mid-record
+    codec = stet.KeyCodec()
+    path = tmp_path / "runs.json"
+    writer = get_backend(path)
+    texts = [codec.encode(t) for t in TRICKY]
+    writer.add_texts("f", ("s", "x"), [(texts[i % len(texts)], str(i)) for i in range(20_000)])
+    writer.add_texts("g", ("y",), [(str(i),) for i in range(50)])
+    chunks: list[int] = []
+    real = _json._JsonFormat._arrow_lines
+
+    def counted(lines: bytes, every_column: bool) -> Any:
+        chunks.append(len(lines))
+        return real(lines, every_column)
+
+    monkeypatch.setattr(_json._JsonFormat, "_arrow_lines", staticmethod(counted))
+    fresh = JsonBackend(path)
+    fresh.sync()
+    assert len(chunks) > 100  # the chunked reader did the work
+    for i in (0, 4_999, 19_999):
+        assert fresh.has({"s": TRICKY[i % len(TRICKY)], "x": i}, function="f")
+    assert fresh.has({"y": 49}, function="g")
+    assert not fresh.has({"y": 50}, function="g")
+    assert len(fresh.load()) == 20_050
+    fresh.record({"y": 50}, function="g")  # appends after the cursor the big read left
+    assert JsonBackend(path).has({"y": 50}, function="g")

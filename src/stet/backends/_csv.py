@@ -67,7 +67,7 @@ class _CsvFormat(AppendedFile):
         rows, used = self._parse_records(data, cursor.context, cursor.end)
         return rows, used, cursor.context
 
-    def scan_all(self) -> tuple[Records, AppendCursor, bool]:
+    def scan_all(self, every_column: bool = True) -> tuple[Records, AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         start = len(_BOM) if data.startswith(_BOM) else 0
         header_end = data.find(b"\n", start)

@@ -151,7 +151,7 @@ class AppendedFile(FileFormat):
     (`parse_after`); this class decides which is needed and writes appends.
     """
 
-    def scan_all(self) -> tuple[Any, AppendCursor, bool]:
+    def scan_all(self, every_column: bool = True) -> tuple[Any, AppendCursor, bool]:
         raise NotImplementedError
 
     def parse_after(
@@ -175,7 +175,7 @@ class AppendedFile(FileFormat):
                 rows, used, context = self.parse_after(data, cursor)
                 tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
                 return rows, AppendCursor(state, cursor.end + used, tail, context), False
-        return self.scan_all()
+        return self.scan_all(every_column)
 
     def write_at_end(
         self, cursor: AppendCursor, data: bytes, context: Any, closing: bytes = b""

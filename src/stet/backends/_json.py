@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from typing import Any, Final
@@ -23,6 +24,8 @@ import pyarrow.json as pa_json
 
 from .._codec import _float_text
 from ._base import (
+    CODEC,
+    FUNCTION,
     TIMESTAMP,
     Columns,
     Cursor,
@@ -32,15 +35,26 @@ from ._base import (
     check_column_name,
     exiting,
 )
-from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
+from ._files import (
+    TAIL,
+    AppendCursor,
+    AppendedFile,
+    atomic_write,
+    file_state,
+    read_from,
+    tail_before,
+)
 
 __all__ = ["JsonBackend"]
 
 _WS: Final = re.compile(r"\s*")
 
 
-#: Files at least this big are first tried in one pass of the C parser.
+#: Files at least this big are read by Arrow in chunks of _CHUNK bytes.
 _BULK_BYTES: Final = 1 << 20
+_CHUNK: Final = 8 << 20
+#: The metadata the index needs (the timestamp only to check the store).
+_INDEX_META: Final = (FUNCTION, CODEC, TIMESTAMP)
 _ABSENT: Final = object()
 _SURROGATE: Final = re.compile("[\udc80-\udcff]")
 
@@ -86,7 +100,12 @@ class _JsonFormat(AppendedFile):
         rows, used = self._parse(data, cursor.end, cursor.context > 0)
         return rows, used, cursor.context + len(rows)
 
-    def scan_all(self) -> tuple[Records, AppendCursor, bool]:
+    def scan_all(self, every_column: bool = True) -> tuple[Records, AppendCursor, bool]:
+        state = file_state(self.path)
+        if state is not None and state[2] >= _BULK_BYTES:
+            big = self._scan_big(every_column)
+            if big is not None:
+                return big
         data, state = read_from(self.path, 0)
         text_start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
         m = re.match(rb"\s*\[", data[text_start:])
@@ -98,7 +117,7 @@ class _JsonFormat(AppendedFile):
             )
         start = text_start + m.end()
         if len(data) >= _BULK_BYTES:
-            whole = self._parse_arrow(data, start) or self._parse_whole(data, start - 1)
+            whole = self._parse_whole(data, start - 1)
             if whole is not None:
                 end = data.rindex(b"}") + 1
                 return whole, AppendCursor(state, end, tail_before(data, end), len(whole)), True
@@ -106,29 +125,69 @@ class _JsonFormat(AppendedFile):
         end = start + used
         return rows, AppendCursor(state, end, tail_before(data, end), len(rows)), True
 
-    def _parse_arrow(self, data: bytes, start: int) -> Columns | None:
-        """A big, complete file of string cells, one record per line, read by Arrow."""
-        end = len(data)
-        while end and data[end - 1] in b" \t\r\n":
-            end -= 1
-        if not end or data[end - 1] != ord("]"):
-            return None  # no closing bracket: a torn tail, read carefully
-        lines = data[start : end - 1].replace(b"},\n{", b"}\n{")
+    def _scan_big(self, every_column: bool) -> tuple[Columns, AppendCursor, bool] | None:
+        """A big, complete file of string cells, read by Arrow a chunk at a time.
+
+        Only the columns the index needs are kept (unless asked for all), so
+        neither the whole file nor every cell is ever held. None when the
+        file is not that (a torn tail, hand-written numbers, another layout):
+        the careful reader then decides.
+        """
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            head = f.read(64)
+            m = re.match(rb"(?:\xef\xbb\xbf)?\s*\[", head)
+            f.seek(max(0, size - 64))
+            last = f.read()
+            body_end = len(last.rstrip())
+            if m is None or not last[:body_end].endswith(b"]"):
+                return None  # not a JSON array, or no closing bracket: a torn tail
+            close = size - len(last) + body_end - 1  # the closing bracket
+            f.seek(m.end())
+            tables, carry, remaining = [], b"", close - m.end()
+            while remaining > 0:
+                chunk = f.read(min(_CHUNK, remaining))
+                if not chunk:
+                    return None
+                remaining -= len(chunk)
+                buffer = carry + chunk
+                cut = len(buffer) if remaining <= 0 else buffer.rfind(b"\n") + 1
+                lines, carry = buffer[:cut], buffer[cut:]
+                if not lines.strip():
+                    continue
+                table = self._arrow_lines(lines.replace(b"},\n", b"}\n"), every_column)
+                if table is None:
+                    return None
+                tables.append(table)
+            f.seek(max(0, close - 64))
+            before_close = f.read(close - max(0, close - 64))
+        if not tables or carry.strip():
+            return None
+        table = pa.concat_tables(tables, promote_options="default")
+        if TIMESTAMP not in table.column_names or table.column(TIMESTAMP).null_count:
+            return None
+        for name in table.column_names:
+            check_column_name(name, self.path)
+        end = close - (len(before_close) - len(before_close.rstrip()))
+        f_tail = before_close.rstrip()[-TAIL:]
+        state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return Columns.of_arrow(table), AppendCursor(state, end, f_tail, table.num_rows), True
+
+    @staticmethod
+    def _arrow_lines(lines: bytes, every_column: bool) -> pa.Table | None:
         try:
             table = pa_json.read_json(
-                io.BytesIO(lines),
-                read_options=pa_json.ReadOptions(use_threads=not exiting()),
+                io.BytesIO(lines), read_options=pa_json.ReadOptions(use_threads=not exiting())
             )
         except pa.ArrowException:
-            return None  # another layout, or other cell types: the C parser decides
-        names = table.column_names
+            return None
         if not all(pa.types.is_string(t) for t in table.schema.types):
             return None
-        if TIMESTAMP not in names or table.column(TIMESTAMP).null_count:
-            return None
-        for name in names:
-            check_column_name(name, self.path)
-        return Columns.of_arrow(table)
+        if every_column:
+            return table
+        keep = [n for n in table.column_names if n[:6] != "_stet_" or n in _INDEX_META]
+        return table.select(keep)
 
     def _parse_whole(self, data: bytes, bracket: int) -> Columns | None:
         """A big, complete file in one pass of the C parser; None if it is not."""
