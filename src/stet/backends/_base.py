@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
-from ..exceptions import StoreError
+from ..exceptions import KeyEncodingError, StoreError
 from ._lock import LockTimeout, StoreLock
 
 __all__ = [
@@ -571,12 +571,8 @@ class Table:
         for col in cols:
             try:
                 values.append(self.codec.encode(key[col]))
-            except Exception as exc:
-                from ..exceptions import KeyEncodingError
-
-                if isinstance(exc, KeyEncodingError):
-                    raise exc.for_parameter(col) from None
-                raise
+            except KeyEncodingError as exc:
+                raise exc.for_parameter(col) from None
         return cols, tuple(values)
 
     def has(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
