@@ -151,13 +151,13 @@ def first_pass(ext: str, n: int, root: Path) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any]) -> None:
+def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    IMG.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     panels = [
         ("skip", "skip (key recorded), median µs", "joblib.Memory hit"),
         ("record", "new record, median µs", "joblib.Memory miss"),
@@ -181,14 +181,18 @@ def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any]) 
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    fig.savefig(IMG / "benchmark.png", dpi=110)
+    fig.savefig(out / "benchmark.png", dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--plots", type=Path, default=IMG, help=f"folder for benchmark.png (default {IMG})"
+    )
     args = parser.parse_args()
+    plots = args.plots.resolve()
     sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000, 1_000_000]
     passes = (100, 1_000) if args.quick else (100, 100_000)
     calls = 200 if args.quick else 5_000
@@ -222,8 +226,8 @@ def main() -> None:
             a, b = first_pass(ext, small, root), first_pass(ext, large, root)
             print(f"{ext:<8} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
         if not args.no_plot:
-            plot(results, base)
-            print(f"\nplots: {IMG / 'benchmark.png'}")
+            plot(results, base, plots)
+            print(f"\nplots: {plots / 'benchmark.png'}")
 
 
 if __name__ == "__main__":

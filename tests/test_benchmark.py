@@ -9,10 +9,15 @@ from pathlib import Path
 BENCH = Path(__file__).parent.parent / "benchmarks" / "bench.py"
 
 
-def test_the_benchmark_runs_and_prints_every_store() -> None:
+def test_the_benchmark_runs_prints_every_store_and_plots(tmp_path: Path) -> None:
+    # The plot goes to a temporary folder: the docs' figure comes from a full run.
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300
+        [sys.executable, str(BENCH), "--quick", "--plots", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     for row in ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet"):
         assert row in done.stdout
+    assert (tmp_path / "benchmark.png").stat().st_size > 10_000
