@@ -10,10 +10,12 @@ import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import stet
-from stet.backends import get_backend
+from stet.backends import ParquetBackend, get_backend
+from stet.backends._parquet import _ParquetFormat
 
 KILLS = int(os.environ.get("STET_TEST_KILLS", "100"))
 
@@ -99,3 +101,24 @@ def test_a_failed_write_reaches_the_caller_and_leaves_a_valid_store(
     assert work(3) == 3  # it runs again, and now it is recorded
     assert type(get_backend(store))(store).has({"x": 3})
     assert ran == [1, 2, 3, 3]
+
+
+def test_a_fold_killed_before_deleting_its_journal_repeats_no_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Parquet store's journal, once folded in, is deleted; a writer killed
+    between the two steps leaves it behind, and it must not count twice."""
+    store = "runs.parquet"
+    table = ParquetBackend(store)
+    for x in range(5):
+        table.record({"x": x}, function="f")
+    with monkeypatch.context() as m:
+        m.setattr(_ParquetFormat, "_drop_journal", lambda self: None)  # killed there
+        table.flush()
+    assert os.path.exists(store + ".journal.csv")
+    assert sorted(r["x"] for r in ParquetBackend(store).load()) == list(range(5))
+    writer = ParquetBackend(store)
+    writer.record({"x": 5}, function="f")  # finishes the fold, then journals x=5
+    assert sorted(r["x"] for r in ParquetBackend(store).load()) == list(range(6))
+    writer.flush()
+    assert sorted(pd.read_parquet(store)["x"].astype(int)) == list(range(6))

@@ -17,7 +17,7 @@ from . import _api
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from .backends import backend_class, get_backend
-from .backends._base import CODE, FUNCTION, TIMESTAMP, Row
+from .backends._base import ARROW_THREADS, CODE, FUNCTION, TIMESTAMP, Row
 from .exceptions import StetError
 
 __all__ = ["main"]
@@ -212,7 +212,7 @@ def _read_file(path: str) -> pd.DataFrame:
         raise _Failure(f"no file at {path}")
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, use_threads=ARROW_THREADS)
     if suffix == ".csv":
         return pd.read_csv(path)
     raise _Failure(f"{path}: import reads .csv or .parquet files")

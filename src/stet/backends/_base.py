@@ -240,22 +240,17 @@ def _reinit_after_fork() -> None:
         table._after_fork()
 
 
-_exiting = False
-
-
-def exiting() -> bool:
-    """True while buffered records are flushed at interpreter exit.
-
-    Arrow's thread pools must not start then: the interpreter aborts.
-    """
-    return _exiting
+#: Arrow reads stores without its thread pools. A pool thread still holding
+#: a Python object when the interpreter exits is torn down mid-C++ and aborts
+#: the process ("terminate called without an active exception", exit 134;
+#: apache/arrow#34314), which a cluster job reports as a failure. Measured on
+#: a million-record store, the pools did not make opening faster.
+ARROW_THREADS: Final = False
 
 
 def _flush_at_exit() -> None:
-    global _exiting
     if not _WRITTEN_TABLES:
         return
-    _exiting = True
     for table in list(_WRITTEN_TABLES):
         try:
             table.flush(timeout=5)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from ._base import (
+    ARROW_THREADS,
     META_COLUMNS,
     TIMESTAMP,
     Columns,
@@ -27,7 +28,6 @@ from ._base import (
     Table,
     as_rows,
     check_column_name,
-    exiting,
 )
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 
@@ -97,7 +97,7 @@ class _CsvFormat(AppendedFile):
             table = pa_csv.read_csv(
                 io.BytesIO(body),
                 read_options=pa_csv.ReadOptions(
-                    column_names=list(header), use_threads=not exiting()
+                    column_names=list(header), use_threads=ARROW_THREADS
                 ),
                 parse_options=pa_csv.ParseOptions(newlines_in_values=True),
                 convert_options=pa_csv.ConvertOptions(

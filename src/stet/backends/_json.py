@@ -24,6 +24,7 @@ import pyarrow.json as pa_json
 
 from .._codec import _float_text
 from ._base import (
+    ARROW_THREADS,
     CODEC,
     FUNCTION,
     TIMESTAMP,
@@ -33,7 +34,6 @@ from ._base import (
     Row,
     Table,
     check_column_name,
-    exiting,
 )
 from ._files import (
     TAIL,
@@ -178,7 +178,7 @@ class _JsonFormat(AppendedFile):
     def _arrow_lines(lines: bytes, every_column: bool) -> pa.Table | None:
         try:
             table = pa_json.read_json(
-                io.BytesIO(lines), read_options=pa_json.ReadOptions(use_threads=not exiting())
+                io.BytesIO(lines), read_options=pa_json.ReadOptions(use_threads=ARROW_THREADS)
             )
         except pa.ArrowException:
             return None

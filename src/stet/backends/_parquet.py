@@ -8,7 +8,6 @@ a reader, or a process killed mid-write, only ever sees a complete file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Final
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 
 from ..exceptions import StoreError
 from ._base import (
+    ARROW_THREADS,
     CODEC,
     FUNCTION,
     META_COLUMNS,
@@ -30,16 +30,17 @@ from ._base import (
     Table,
     as_rows,
     check_column_name,
-    exiting,
 )
 from ._csv import _CsvFormat
-from ._files import FileFormat, FileState, atomic_write, file_state
+from ._files import AppendCursor, FileFormat, FileState, atomic_write, file_state
 
 __all__ = ["ParquetBackend"]
 
 #: The journal is folded in once it holds this many records, or a quarter
 #: of the compacted file, whichever is more.
 _MIN_JOURNAL: Final = 1_000
+#: Schema metadata naming the journal last folded into the file.
+_FOLDED: Final = b"stet.folded_journal"
 
 
 @attrs.frozen
@@ -49,6 +50,7 @@ class _ParquetCursor:
     rows: int  # records in it
     journal: Cursor | None  # the journal's cursor
     pending: int  # records in the journal
+    folded: bool = False  # the journal is a leftover already in the file
 
 
 def _with_journal(main: pa.Table, journal: Sequence[Row]) -> Columns:
@@ -93,17 +95,23 @@ class _ParquetFormat(FileFormat):
                 pending = cursor.pending + len(rows)
                 return rows, attrs.evolve(cursor, journal=journal, pending=pending), False
         for _ in range(5):  # a compaction by another process may come in between
-            table, state, names = self._read_table(every_column)
+            table, state, names, folded = self._read_table(every_column)
             journal_records, journal, _ = self.journal.scan(None)
             if file_state(self.path) == state:
                 break
-        rows = as_rows(journal_records)
+        # A writer killed between replacing the file and deleting the journal
+        # it folded in leaves that journal behind: its records are in the file.
+        leftover = isinstance(journal, AppendCursor) and _journal_mark(journal) == folded
+        rows = [] if leftover else as_rows(journal_records)
         records = _with_journal(table, rows) if rows else Columns.of_arrow(table)
-        cursor = _ParquetCursor(state, names, table.num_rows, journal, len(rows))
+        cursor = _ParquetCursor(state, names, table.num_rows, journal, len(rows), leftover)
         return records, cursor, True
 
-    def _read_table(self, every_column: bool = True) -> tuple[pa.Table, FileState, tuple[str, ...]]:
-        """The compacted records (only the index's columns unless asked), and all names."""
+    def _read_table(
+        self, every_column: bool = True
+    ) -> tuple[pa.Table, FileState, tuple[str, ...], str | None]:
+        """The compacted records (only the index's columns unless asked), all
+        names, and the mark of the journal last folded in."""
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -112,19 +120,22 @@ class _ParquetFormat(FileFormat):
                         "is empty (0 bytes), so it is not a Parquet store written by "
                         "stet; it is left untouched (move it away to start a new store)"
                     )
-                parquet = pq.ParquetFile(f)
+                # No pre-buffering: it reads the Python file from Arrow's I/O
+                # threads, which can abort the interpreter at exit (see ARROW_THREADS).
+                parquet = pq.ParquetFile(f, pre_buffer=False)
                 schema = parquet.schema_arrow
                 names = self._check_schema(schema)
+                mark = (schema.metadata or {}).get(_FOLDED)
                 wanted = [
                     n for n in names if every_column or n[:6] != "_stet_" or n in (FUNCTION, CODEC)
                 ]
-                table = parquet.read(columns=wanted, use_threads=not exiting())
+                table = parquet.read(columns=wanted, use_threads=ARROW_THREADS)
         except StoreError:
             raise
         except (OSError, pa.ArrowException) as exc:
             raise self._error(f"cannot be read as Parquet: {exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return table, state, names
+        return table, state, names, mark.decode() if mark is not None else None
 
     def _check_schema(self, schema: pa.Schema) -> tuple[str, ...]:
         # pandas may add an index column; it is not a record column.
@@ -148,6 +159,9 @@ class _ParquetFormat(FileFormat):
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, _ParquetCursor):
             return self.rewrite(rows, cursor)
+        if cursor.folded:  # finish the interrupted fold first (the lock is held)
+            self._drop_journal()
+            cursor = attrs.evolve(cursor, journal=None, folded=False)
         journal = self.journal.append(rows, cursor.journal)
         cursor = attrs.evolve(cursor, journal=journal, pending=cursor.pending + len(rows))
         if cursor.pending >= max(_MIN_JOURNAL, cursor.rows // 4):
@@ -158,15 +172,16 @@ class _ParquetFormat(FileFormat):
         """Fold the journal into the Parquet file (the caller holds the lock)."""
         if not isinstance(cursor, _ParquetCursor) or not cursor.pending:
             return cursor
-        table, _, _ = self._read_table()
-        journal, _, _ = self.journal.scan(None, every_column=True)
+        table, _, _, _ = self._read_table()
+        journal, journal_cursor, _ = self.journal.scan(None, every_column=True)
         rows = as_rows(journal)
         if rows:
             names = list(table.column_names)
             names += [c for c in {k: None for row in rows for k in row} if c not in names]
             extra = _table(rows, names)
             table = pa.concat_tables([_widen(table, names), extra])
-        return self._write(table)
+        mark = _journal_mark(journal_cursor) if isinstance(journal_cursor, AppendCursor) else None
+        return self._write(table, mark)
 
     def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         names: dict[str, None] = {}
@@ -177,15 +192,34 @@ class _ParquetFormat(FileFormat):
         names.update(dict.fromkeys(META_COLUMNS))
         return self._write(_table(rows, list(names)))
 
-    def _write(self, table: pa.Table) -> _ParquetCursor:
+    def _write(self, table: pa.Table, folded: str | None = None) -> _ParquetCursor:
+        """Replace the file with ``table``; ``folded`` marks the journal it took in."""
+        if folded is not None:
+            metadata = {**(table.schema.metadata or {}), _FOLDED: folded.encode()}
+            table = table.replace_schema_metadata(metadata)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         state = atomic_write(self.path, sink.getvalue().to_pybytes())
-        # The journal's records are in the file now. A crash right here
-        # leaves them in both, which only repeats identical rows.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.journal.path)
+        # The journal's records are in the file now. A writer killed right
+        # here leaves the journal behind; the mark makes readers ignore it.
+        self._drop_journal()
         return _ParquetCursor(state, tuple(table.column_names), table.num_rows, None, 0)
+
+    def _drop_journal(self) -> None:
+        try:
+            os.unlink(self.journal.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(
+                self.journal.path, f"cannot be removed: {exc.strerror or exc}"
+            ) from None
+
+
+def _journal_mark(cursor: AppendCursor) -> str:
+    """Which journal, as of which size: device, inode and size."""
+    dev, ino, size, _ = cursor.state
+    return f"{dev}:{ino}:{size}"
 
 
 def _table(rows: Sequence[Row], names: Sequence[str]) -> pa.Table:
