@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import pandas as pd
 from ._once import DEFAULT_STORE, Runner, display
 from .backends import get_backend
 from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table, pack
+from .backends._claims import claims_by_function
 from .exceptions import KeyEncodingError
 
 __all__ = [
@@ -41,6 +43,10 @@ class FunctionStatus:
         last_hour: How many finished in the hour before the status was taken.
         older_code: How many were made by a version of the function's code
             other than the one of its newest record (``_stet_code``).
+        running: Claims in progress (``claim=True``): keys a live worker
+            is running now.
+        expired_claims: Claims whose worker stopped renewing them (it died
+            or was stopped); another worker takes such a key over.
     """
 
     function: str
@@ -49,6 +55,8 @@ class FunctionStatus:
     key_columns: tuple[str, ...]
     last_hour: int = 0
     older_code: int = 0
+    running: int = 0
+    expired_claims: int = 0
 
 
 @attrs.frozen
@@ -70,9 +78,9 @@ class StoreStatus:
     functions: tuple[FunctionStatus, ...]
 
 
-def _existing(store: str | os.PathLike[str]) -> Table:
+def _existing(store: str | os.PathLike[str], *, claims: bool = False) -> Table:
     table = get_backend(store)
-    if not table.exists():
+    if not table.exists() and not (claims and table.claims()):
         raise FileNotFoundError(
             f"stet store not found: {table.location} (nothing has been recorded "
             "there yet, or the path is wrong)"
@@ -95,15 +103,17 @@ def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
     """Print and return a summary of a store.
 
     Prints the store, how many runs are recorded, the last one, and the key
-    columns, then one line per function when the store holds several.
+    columns, then one line per function when the store holds several, and
+    the claims in progress when workers use ``claim=True``.
 
     Raises:
         FileNotFoundError: There is no store at ``store``.
         StoreError: The store cannot be read.
     """
-    table = _existing(store)
+    table = _existing(store, claims=True)
     rows = table.rows()
-    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    claims = claims_by_function(table.claims(), time.time())
+    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {fn: set() for fn in claims}
     stamps: dict[str, list[str]] = {}
     for row in rows:
         function, cols, values = table.identity(row)
@@ -126,6 +136,8 @@ def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
             key_columns=_columns(c for c, _ in keys[fn]),
             last_hour=sum(1 for s in stamps.get(fn, []) if _after(s, hour_ago)),
             older_code=len(older.get(fn, ())),
+            running=claims.get(fn, (0, 0))[0],
+            expired_claims=claims.get(fn, (0, 0))[1],
         )
         for fn in sorted(keys)
     )
@@ -186,6 +198,15 @@ def _print_status(s: StoreStatus) -> None:
                 f"[stet]   {name}: {f.records} recorded{last}; key columns: "
                 f"{', '.join(f.key_columns) or '(none)'}"
             )
+    for f in s.functions:
+        if f.running or f.expired_claims:
+            expired = (
+                f"; {f.expired_claims} claim(s) expired (their worker stopped; the key "
+                "runs again when a worker reaches it)"
+                if f.expired_claims
+                else ""
+            )
+            print(f"[stet] {f.function or '(no function)'}: {f.running} running now{expired}")
     for f in s.functions:
         if f.older_code:
             name = f.function or "(records without a function)"
@@ -372,7 +393,8 @@ class Progress:
         function: The function's name in the store.
         total: Distinct keys in the grid.
         done: How many of them are recorded.
-        left: How many are not.
+        running: How many are claimed by a live worker (``claim=True``).
+        left: How many are neither done nor running.
         last_hour: The function's records made in the last hour.
         eta: Time to finish the rest at the last hour's rate, if there was one.
     """
@@ -380,13 +402,17 @@ class Progress:
     function: str
     total: int
     done: int
+    running: int
     left: int
     last_hour: int
     eta: timedelta | None
 
     def __str__(self) -> str:
-        text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, {self.left:,} left"
-        if self.left and self.eta is not None:
+        text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, "
+        if self.running:
+            text += f"{self.running:,} running, "
+        text += f"{self.left:,} left"
+        if (self.left or self.running) and self.eta is not None:
             hours = self.eta.total_seconds() / 3600
             text += f"; {self.last_hour:,} in the last hour, about {hours:.1f} h to go"
         return text
@@ -416,7 +442,15 @@ def progress(
     keys = {pack(values) for values in _grid_keys(runner, grid)}
     table = runner.table
     table.sync()
-    done = sum(table.has_texts(runner.name, runner.cols, key) for key in keys)
+    pending = [key for key in keys if not table.has_texts(runner.name, runner.cols, key)]
+    done = len(keys) - len(pending)
+    now = time.time()
+    claimed = {
+        pack(c.values)
+        for c in table.claims().values()
+        if c.function == runner.name and c.cols == runner.cols and c.live(now)
+    }
+    running = sum(1 for key in pending if key in claimed)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent = 0
     if table.exists():
@@ -425,8 +459,8 @@ def progress(
             for row in table.rows()
             if table.identity(row)[0] == runner.name and _after(row.get(TIMESTAMP, ""), hour_ago)
         )
-    left = len(keys) - done
-    eta = timedelta(hours=left / recent) if recent else None
-    result = Progress(runner.name, len(keys), done, left, recent, eta)
+    left = len(pending) - running
+    eta = timedelta(hours=len(pending) / recent) if recent else None
+    result = Progress(runner.name, len(keys), done, running, left, recent, eta)
     print(result)
     return result

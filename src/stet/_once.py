@@ -25,7 +25,8 @@ from ._codec import KeyCodec
 from ._report import quiet_by_environment, reporter
 from .backends import backend_class, get_backend
 from .backends._base import Table, pack
-from .exceptions import KeyEncodingError
+from .backends._claims import Claim, describe_owner
+from .exceptions import KeyEncodingError, StoreError
 
 __all__ = ["Once", "once"]
 
@@ -72,14 +73,6 @@ def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float
         raise ValueError(f"lease must be a positive number of seconds, got {value!r}")
 
 
-def _check_claim(instance: Once, attribute: attrs.Attribute[bool], value: bool) -> None:
-    if value:
-        raise ValueError(
-            "claim=True (cooperative claiming for parallel workers) is not "
-            "available in this version of stet yet; run with claim=False"
-        )
-
-
 @attrs.frozen(kw_only=True)
 class Once:
     """How a decorated function records its finished runs.
@@ -97,8 +90,12 @@ class Once:
         name: The function's identity in the store; default its
             ``__qualname__``. Pin it when you rename the function.
         quiet: Do not print skip lines.
-        claim: Cooperative claiming for parallel workers (not available yet).
-        lease: Seconds a claim lives without a heartbeat.
+        claim: Claim each key before running it, so that parallel workers
+            over one grid split it: a key another worker is running is
+            skipped (see "Parallel workers with claims" in the docs).
+        lease: Seconds a claim lives without a heartbeat; a background
+            thread renews claims every ``lease / 3`` seconds. A worker that
+            dies loses its keys to others after at most this long.
         codec: The `KeyCodec` that turns key values into text.
 
     Example:
@@ -118,9 +115,7 @@ class Once:
     key: tuple[str, ...] | None = attrs.field(default=None, converter=_to_key)
     name: str | None = attrs.field(default=None)
     quiet: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    claim: bool = attrs.field(
-        default=False, validator=[attrs.validators.instance_of(bool), _check_claim]
-    )
+    claim: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     lease: float = attrs.field(default=60.0, validator=_check_lease)
     codec: KeyCodec = attrs.field(
         factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec)
@@ -149,6 +144,8 @@ class Once:
                 while iterating, after stet would have recorded it).
         """
         runner = Runner(self, func)
+        if self.claim:
+            return _claiming_wrapper(func, runner)
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -198,6 +195,53 @@ class Once:
         from ._config import structure
 
         return structure(data, cls)
+
+
+def _claiming_wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
+    """The decorated function with ``claim=True``: claim, run, complete or release."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            values = runner.key_texts(args, kwargs)
+            if runner.known_done(values):
+                runner.report_skip(args, kwargs)
+                return None
+            claim = await asyncio.to_thread(runner.claim, values, args, kwargs)
+            if claim is None:
+                return None
+            started = runner.start()
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException:
+                await asyncio.to_thread(runner.release, claim)
+                raise
+            await asyncio.to_thread(runner.complete, claim, started)
+            return result
+
+        _expose(async_wrapper, runner)
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        values = runner.key_texts(args, kwargs)
+        if runner.known_done(values):
+            runner.report_skip(args, kwargs)
+            return None
+        claim = runner.claim(values, args, kwargs)
+        if claim is None:
+            return None
+        started = runner.start()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            runner.release(claim)
+            raise
+        runner.complete(claim, started)
+        return result
+
+    _expose(wrapper, runner)
+    return wrapper
 
 
 def qualname(func: Callable[..., Any]) -> str:
@@ -376,16 +420,52 @@ class Runner:
         table = self._table
         return table is not None and table.has_texts(self.name, self.cols, pack(values))
 
-    def report_skip(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def report_skip(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None = None
+    ) -> None:
+        """Report a skip: done, or (with ``busy``) running in another worker."""
         if self.config.quiet or quiet_by_environment():
             return
 
         def describe() -> str:
             arguments = self.arguments(args, kwargs)
             shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+            if busy is not None:
+                return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
             return f"{self.label}({shown})"
 
         reporter.skipped(describe)
+
+    def claim(
+        self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Claim | None:
+        """Claim the key for this process; None (and the skip reported) if done or busy."""
+        state, claim = self.table.claim_texts(self.name, self.cols, values, self.config.lease)
+        if state == "claimed":
+            return claim
+        self.report_skip(args, kwargs, claim)
+        return None
+
+    def release(self, claim: Claim) -> None:
+        """The run raised: give the key back so that it runs again."""
+        try:
+            self.table.release_claim(claim)
+        except StoreError as exc:  # the run's own exception matters more
+            reporter.warn(
+                f"[stet] Could not release the claim on {self.label}: {exc}; "
+                f"it expires in at most {self.config.lease:g} s"
+            )
+
+    def complete(self, claim: Claim, started: float) -> None:
+        """Record a claimed run, unless another worker took the key over meanwhile."""
+        duration = time.perf_counter() - started
+        if not self.table.complete_claim(claim, duration, self.code):
+            shown = ", ".join(f"{c}={t}" for c, t in zip(claim.cols, claim.values, strict=True))
+            reporter.warn(
+                f"[stet] {self.label}({shown}) finished, but its claim had expired and "
+                "was taken over by another worker, so it is not recorded here (the lease "
+                f"of {self.config.lease:g} s was too short, or this process was stopped)"
+            )
 
     def start(self) -> float:
         """A run starts: close any streak of skips; return the start time."""

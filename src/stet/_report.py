@@ -43,6 +43,11 @@ class Reporter:
         print(message, file=sys.stdout)
         logger.info(message)
 
+    def warn(self, message: str) -> None:
+        """Print a warning to stderr and log it (even when quiet)."""
+        print(message, file=sys.stderr)
+        logger.warning(message)
+
     def skipped(self, describe: Callable[[], str]) -> None:
         """One more skip; ``describe()`` gives ``run(alpha=0.1, seed=3)``."""
         with self._lock:

@@ -22,17 +22,20 @@ import os
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol
 
+import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
 from ..exceptions import KeyEncodingError, StoreError
+from ._claims import Claim, ClaimId, heartbeat, owner
 from ._lock import LockTimeout, StoreLock
 
 __all__ = [
@@ -228,6 +231,14 @@ class RecordFormat(Protocol):
 
     def flush(self, cursor: Cursor | None) -> Cursor | None:
         """Move buffered records into the main file (lock held); return the cursor."""
+        ...
+
+    def load_claims(self) -> dict[ClaimId, Claim]:
+        """The claims in progress."""
+        ...
+
+    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
+        """Add or replace claims and remove others (lock held)."""
         ...
 
 
@@ -426,30 +437,108 @@ class Table:
         """
         with self._locked():
             self.sync()
-            timestamp = now_text()
-            seen: set[Packed] = set()
-            rows: list[Row] = []
-            for values in keys:
-                packed = pack(values)
-                if packed in seen or self.has_texts(function, cols, packed):
-                    continue
-                seen.add(packed)
-                row = dict(zip(cols, values, strict=True))
-                if function:
-                    row[FUNCTION] = function
-                row[TIMESTAMP] = timestamp
-                if duration is not None:
-                    row[DURATION] = f"{duration:.6f}"
-                row[HOST] = _HOST
-                if code:
-                    row[CODE] = code
-                row[CODEC] = str(CODEC_VERSION)
-                rows.append(row)
-            if rows:
-                self._cursor = self._format.append(rows, self._cursor)
-                self._index.setdefault((function, cols), set()).update(seen)
-                _WRITTEN_TABLES.add(self)
-            return len(rows)
+            return self._add_locked(function, cols, keys, duration, code)
+
+    def _add_locked(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None,
+        code: str | None,
+    ) -> int:
+        timestamp = now_text()
+        seen: set[Packed] = set()
+        rows: list[Row] = []
+        for values in keys:
+            packed = pack(values)
+            if packed in seen or self.has_texts(function, cols, packed):
+                continue
+            seen.add(packed)
+            row = dict(zip(cols, values, strict=True))
+            if function:
+                row[FUNCTION] = function
+            row[TIMESTAMP] = timestamp
+            if duration is not None:
+                row[DURATION] = f"{duration:.6f}"
+            row[HOST] = _HOST
+            if code:
+                row[CODE] = code
+            row[CODEC] = str(CODEC_VERSION)
+            rows.append(row)
+        if rows:
+            self._cursor = self._format.append(rows, self._cursor)
+            self._index.setdefault((function, cols), set()).update(seen)
+            _WRITTEN_TABLES.add(self)
+        return len(rows)
+
+    # -- claims (Once(claim=True)) ------------------------------------------
+
+    def claims(self) -> dict[ClaimId, Claim]:
+        """The claims in progress (live or expired), as last written."""
+        with self._mutex:
+            return self._format.load_claims()
+
+    def claim_texts(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+    ) -> tuple[str, Claim | None]:
+        """Claim a key for this process, atomically.
+
+        Returns ``("done", None)`` if the key is recorded, ``("busy", claim)``
+        with another live claim, or ``("claimed", claim)`` with this
+        process's new claim, which the heartbeat then keeps alive.
+        """
+        with self._locked():
+            self.sync()
+            if self.has_texts(function, cols, pack(values)):
+                return "done", None
+            now = time.time()
+            current = self._format.load_claims().get((function, cols, values))
+            if current is not None and current.live(now):
+                return "busy", current
+            epoch = current.epoch + 1 if current is not None else 1
+            claim = Claim(function, cols, values, owner(), epoch, now + lease, lease, now)
+            self._format.save_claims([claim], [])
+        heartbeat.hold(self, claim)
+        return "claimed", claim
+
+    def renew_claims(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Extend claims still held by their owner; return the renewed ones."""
+        with self._locked():
+            current = self._format.load_claims()
+            now = time.time()
+            renewed = [
+                attrs.evolve(c, expires=now + c.lease) for c in claims if c.same(current.get(c.id))
+            ]
+            if renewed:
+                self._format.save_claims(renewed, [])
+            return renewed
+
+    def complete_claim(
+        self, claim: Claim, duration: float | None = None, code: str | None = None
+    ) -> bool:
+        """Record a claimed key and drop the claim; False if the claim was lost.
+
+        A claim is lost when it expired and another worker took the key
+        over (or finished it): then nothing is written, so a key is never
+        completed twice.
+        """
+        heartbeat.drop(self, claim)
+        with self._locked():
+            self.sync()
+            current = self._format.load_claims().get(claim.id)
+            if not claim.same(current):
+                return False
+            self._add_locked(claim.function, claim.cols, [claim.values], duration, code)
+            self._format.save_claims([], [claim.id])
+            return True
+
+    def release_claim(self, claim: Claim) -> None:
+        """Give a claim up (the run failed): the key may run again at once."""
+        heartbeat.drop(self, claim)
+        with self._locked():
+            if claim.same(self._format.load_claims().get(claim.id)):
+                self._format.save_claims([], [claim.id])
 
     def merge_rows(self, rows: Iterable[Row]) -> int:
         """Add another store's rows, keeping one row per key; return how many were added.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
 
 from ..exceptions import StoreError
+from ._claims import Claim, ClaimId, ClaimsFile
 
 __all__ = [
     "TAIL",
@@ -113,6 +115,7 @@ class FileFormat:
     def __init__(self, path: str) -> None:
         self.path = path
         self.location = path
+        self._claims = ClaimsFile(path)
 
     def lock_path(self) -> str:
         return self.path + ".lock"
@@ -122,6 +125,12 @@ class FileFormat:
 
     def flush(self, cursor: Any) -> Any:
         return cursor
+
+    def load_claims(self) -> dict[ClaimId, Claim]:
+        return self._claims.load()
+
+    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
+        self._claims.save(put, drop)
 
     def _error(self, problem: str) -> StoreError:
         return StoreError(self.path, problem)

@@ -8,6 +8,7 @@ generation number in ``stet_meta`` so that readers reload everything.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -29,11 +30,13 @@ from ._base import (
     Table,
     check_column_name,
 )
+from ._claims import Claim, ClaimId
 
 __all__ = ["SqliteBackend"]
 
 TABLE: Final = "stet_records"
 META: Final = "stet_meta"
+CLAIMS: Final = "stet_claims"
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 #: Reads of at least this many rows are indexed from columns.
 _BULK_ROWS: Final = 10_000
@@ -47,6 +50,10 @@ class _SqliteCursor:
     generation: int
     max_rowid: int
     columns: tuple[str, ...]
+
+
+def _claim_key(cols: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return json.dumps(dict(zip(cols, values, strict=True)), sort_keys=True)
 
 
 def _quote(name: str) -> str:
@@ -71,6 +78,79 @@ class _SqliteFormat:
     def after_fork(self) -> None:
         # A connection must not be used across fork; the child opens its own.
         self._conn = None
+
+    def load_claims(self) -> dict[ClaimId, Claim]:
+        try:
+            conn = self._connect()
+            if conn is None:
+                return {}
+            rows = conn.execute(
+                f"SELECT function, key, owner, epoch, expires, lease, since FROM {CLAIMS}"
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise self._error(f"cannot be read: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be read: {exc}") from None
+        claims: dict[ClaimId, Claim] = {}
+        for function, key, owner, epoch, expires, lease, since in rows:
+            try:
+                claim = Claim.from_json(
+                    {
+                        "function": function,
+                        "key": json.loads(key),
+                        "owner": owner,
+                        "epoch": epoch,
+                        "expires": expires,
+                        "lease": lease,
+                        "since": since,
+                    }
+                )
+            except (ValueError, TypeError, KeyError) as exc:
+                raise self._error(f"table {CLAIMS} holds a row stet cannot read ({exc})") from None
+            claims[claim.id] = claim
+        return claims
+
+    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
+        if self._connect() is None:
+            self._create()
+        conn = self._connect()
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {CLAIMS} (function TEXT NOT NULL, "
+                    "key TEXT NOT NULL, owner TEXT NOT NULL, epoch INTEGER NOT NULL, "
+                    "expires REAL NOT NULL, lease REAL NOT NULL, since REAL NOT NULL, "
+                    "PRIMARY KEY (function, key))"
+                )
+                conn.executemany(
+                    f"DELETE FROM {CLAIMS} WHERE function = ? AND key = ?",
+                    [(f, _claim_key(c, v)) for f, c, v in drop],
+                )
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO {CLAIMS} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            c.function,
+                            _claim_key(c.cols, c.values),
+                            c.owner,
+                            c.epoch,
+                            c.expires,
+                            c.lease,
+                            c.since,
+                        )
+                        for c in put
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be written: {exc}") from None
 
     def _error(self, problem: str) -> StoreError:
         return StoreError(self.path, problem)
