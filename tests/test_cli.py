@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,25 @@ def test_status_prints_the_summary(sweep: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "[stet] 7 completed experiments recorded" in done.stdout
     assert "[stet] Key columns: alpha, method, seed" in done.stdout
+
+
+def test_status_shows_runs_in_progress_in_other_processes(store: str, tmp_path: Path) -> None:
+    worker = Path(__file__).with_name("claim_worker.py")
+    # One key, claimed and then running for a minute in another process.
+    args = [str(worker), store, "1", "60", "60", str(tmp_path / "log")]
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            if (tmp_path / "log").exists():
+                break
+            time.sleep(0.05)
+        done = stet_cli("status", store, cwd=tmp_path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert done.returncode == 0, done.stderr
+    assert "[stet] 0 completed experiments recorded" in done.stdout
+    assert "[stet] work: 1 running now" in done.stdout
 
 
 def test_show_prints_the_newest_records(sweep: str, tmp_path: Path) -> None:

@@ -96,17 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _existing(store: str) -> None:
+def _existing(store: str, *, claims: bool = False) -> None:
     try:
         backend_class(store)
     except ValueError as exc:
         raise _Failure(str(exc)) from None
-    if not Path(store).exists():
+    if not Path(store).exists() and not (claims and get_backend(store).claims()):
         raise _Failure(f"no store at {store}")
 
 
 def _status(args: argparse.Namespace) -> int:
-    _existing(args.store)
+    _existing(args.store, claims=True)  # the first runs may be in progress
     _api.status(args.store)
     return 0
 
