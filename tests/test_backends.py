@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -377,65 +374,7 @@ def test_a_parquet_store_reads_in_pandas(tmp_path: Path) -> None:
     assert list(frame["alpha"]) == ["0.1"]
 
 
-# -- damaged and foreign files ----------------------------------------------
-
-
-DAMAGED: list[tuple[str, bytes, str]] = [
-    ("csv", b"", "empty"),
-    ("csv", b"alpha,seed\n1,2\n", "_stet_timestamp"),
-    ("csv", b"a,_stet_timestamp\n1,2,3\n", "3 cells"),
-    ("csv", b"a,_stet_timestamp\n1\x002\n", "NUL"),
-    ("csv", b"a,_stet_timestamp\n\xff\xfe,x\n", "UTF-8"),
-    ("csv", b"a,a,_stet_timestamp\n", "repeats"),
-    ("csv", b"no newline at all", "header"),
-    ("json", b"", "empty"),
-    ("json", b"{}", "'['"),
-    ("json", b"[1, 2]", "not a JSON object"),
-    ("json", b'[{"a": "1"}]', "_stet_timestamp"),
-    ("json", b'[\n{"a": "1", "_stet_timestamp": "t"},\ngarbage\n{"b": 2}\n]', "not valid JSON"),
-    ("json", b'[{"a": [1], "_stet_timestamp": "t"}]', "list"),
-    ("json", b'[{"_stet_timestamp": "t"}] trailing', "after the closing"),
-    ("sqlite", b"", "empty"),
-    ("sqlite", b"not a database at all, just text", "not a SQLite database"),
-    ("sqlite", b"SQLite format 3\x00" + b"\x00" * 100, "SQLite"),
-    ("parquet", b"", "empty"),
-    ("parquet", b"PAR1garbagePAR1", "Parquet"),
-    ("parquet", b"alpha,seed\n1,2\n", "Parquet"),
-]
-
-
-@pytest.mark.parametrize(
-    ("ext", "content", "problem"), DAMAGED, ids=[f"{e}-{p}" for e, _, p in DAMAGED]
-)
-def test_a_damaged_store_is_an_error_never_an_empty_store(
-    tmp_path: Path, ext: str, content: bytes, problem: str
-) -> None:
-    path = tmp_path / f"runs.{ext}"
-    path.write_bytes(content)
-    b = get_backend(path)
-    with pytest.raises(stet.StoreError, match=re.escape(problem)) as info:
-        b.has({"x": 1})
-    assert str(path) in str(info.value)
-    with pytest.raises(stet.StoreError):
-        b.record({"x": 1})
-    assert path.read_bytes() == content  # never overwritten
-
-
-def test_a_sqlite_database_of_another_program_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE patients (name TEXT)")
-    with pytest.raises(stet.StoreError, match="no stet_records table"):
-        get_backend(path).record({"x": 1})
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("patients",)]
-
-
-def test_a_parquet_file_of_other_types_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "runs.parquet"
-    pq.write_table(pa.table({"x": [1], "_stet_timestamp": ["t"]}), path)
-    with pytest.raises(stet.StoreError, match="not string"):
-        get_backend(path).has({"x": 1})
+# -- half-written records -------------------------------------------------
 
 
 @pytest.mark.parametrize("ext", ["csv", "json"])

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import stet
@@ -123,3 +124,26 @@ def test_a_fold_killed_before_deleting_its_journal_repeats_no_record(
     assert Counter(r["x"] for r in ParquetBackend(store).load()) == Counter(range(6))
     writer.flush()
     assert sorted(pd.read_parquet(store)["x"].astype(int)) == list(range(6))
+
+
+def test_a_new_journal_like_the_folded_one_is_still_read() -> None:
+    """A new journal may get the folded one's inode number, and rows of equal
+    length give it the same size: it must not be taken for the leftover."""
+    store = "runs.parquet"
+    table = ParquetBackend(store)
+    table.record({"x": 0}, function="f")
+    for x in range(10, 20):
+        table.record({"x": x}, function="f")
+    table.flush()
+    for x in range(20, 30):  # as many rows, as long: the same journal size
+        table.record({"x": x}, function="f")
+    # Make the file's mark name the new journal's device, inode and size, as
+    # when the inode number is reused; only the content digest still differs.
+    folded = pq.read_table(store)
+    old = folded.schema.metadata[b"stet.folded_journal"].decode().split(":")
+    st = os.stat(store + ".journal.csv")
+    assert st.st_size == int(old[2])
+    mark = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{old[3]}".encode()
+    pq.write_table(folded.replace_schema_metadata({b"stet.folded_journal": mark}), store)
+    expected = Counter([0, *range(10, 30)])
+    assert Counter(r["x"] for r in ParquetBackend(store).load()) == expected

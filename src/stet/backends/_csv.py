@@ -63,6 +63,17 @@ def _format_rows(rows: Sequence[Row], header: Sequence[str]) -> bytes:
 class _CsvFormat(AppendedFile):
     """Cursor context: the header."""
 
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._tail = (b"", 0)  # bytes after the last complete record, as last read
+
+    def scan(
+        self, cursor: object | None, *, every_column: bool = False
+    ) -> tuple[Any, AppendCursor | None, bool]:
+        if cursor is None:
+            self._tail = (b"", 0)  # a new read: forget the last file's tail
+        return super().scan(cursor, every_column=every_column)
+
     def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Row], int, Any]:
         rows, used = self._parse_records(data, cursor.context, cursor.end)
         return rows, used, cursor.context
@@ -138,6 +149,7 @@ class _CsvFormat(AppendedFile):
                 f"bytes {offset + exc.start}-{offset + exc.end} are not UTF-8 text"
             ) from None
         self._check_tail(data[used:], header, offset + used)
+        self._tail = (data[used:], offset + used)  # checked again before it is cut off
         rows: list[Row] = []
         width = len(header)
         try:
@@ -165,6 +177,18 @@ class _CsvFormat(AppendedFile):
         if len(cells) > len(header):
             raise self._error(
                 f"unreadable data at byte {offset}: not a record nor a half-written one"
+            )
+
+    def check_cut(self, cut: bytes, offset: int) -> None:
+        # A killed writer leaves a prefix of its records: it never ends with a
+        # line break, which would have completed the record. Lines that do are
+        # someone's edit with an unclosed quote: never cut them off.
+        if cut.endswith(b"\n"):
+            raise self._error(
+                f"the record at byte {offset} opens a quote that is never closed, so "
+                "everything after it reads as one cell; it is not a record a killed "
+                "writer left half-written, so stet does not cut it off (fix the quote "
+                "by hand)"
             )
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
@@ -196,6 +220,8 @@ class _CsvFormat(AppendedFile):
         cursor: Cursor | None,
         header: tuple[str, ...] | None = None,
     ) -> Cursor:
+        if self._tail[0]:
+            self.check_cut(*self._tail)  # a rewrite drops what follows the last record
         if header is None:
             base = cursor.context if isinstance(cursor, AppendCursor) else ()
             header = self._header_for(rows, base)

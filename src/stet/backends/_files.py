@@ -29,6 +29,7 @@ __all__ = [
 FileState = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
 
 _NUL: Final = b"\x00"
+_UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 #: How many bytes before a cursor's end are kept to recognize the same file.
 TAIL: Final = 64
 
@@ -51,6 +52,12 @@ def read_from(path: str, offset: int) -> tuple[bytes, FileState]:
             data = f.read()
     except OSError as exc:
         raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if offset == 0 and data[:2] in _UTF16_BOMS:
+        raise StoreError(
+            path,
+            "is UTF-16 text (it starts with a UTF-16 byte-order mark), but stet's text "
+            "stores are UTF-8; it is left untouched (save it as UTF-8, e.g. 'CSV UTF-8')",
+        )
     if _NUL in data:
         raise StoreError(
             path,
@@ -186,6 +193,9 @@ class AppendedFile(FileFormat):
                 return rows, AppendCursor(state, cursor.end + used, tail, context), False
         return self.scan_all(every_column)
 
+    def check_cut(self, cut: bytes, offset: int) -> None:
+        """Refuse to cut off ``cut`` (found at ``offset``) if it cannot be a torn record."""
+
     def write_at_end(
         self, cursor: AppendCursor, data: bytes, context: Any, closing: bytes = b""
     ) -> AppendCursor:
@@ -193,14 +203,18 @@ class AppendedFile(FileFormat):
 
         Whatever followed the last complete record (a half-written record
         left by a killed writer, or the format's closing bytes) is cut off
-        first; ``closing`` is written after the data but not counted as
-        records.
+        first, once `check_cut` agrees; ``closing`` is written after the
+        data but not counted as records.
         """
         tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
-            fd = os.open(self.path, os.O_WRONLY)
+            fd = os.open(self.path, os.O_RDWR)
             try:
-                if os.fstat(fd).st_size != cursor.end:
+                size = os.fstat(fd).st_size
+                if size != cursor.end:
+                    if size > cursor.end:
+                        os.lseek(fd, cursor.end, os.SEEK_SET)
+                        self.check_cut(os.read(fd, size - cursor.end), cursor.end)
                     os.ftruncate(fd, cursor.end)
                 os.lseek(fd, cursor.end, os.SEEK_SET)
                 write_all(fd, data + closing)

@@ -8,6 +8,7 @@ a reader, or a process killed mid-write, only ever sees a complete file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from typing import Final
@@ -130,9 +131,10 @@ class _ParquetFormat(FileFormat):
                     n for n in names if every_column or n[:6] != "_stet_" or n in (FUNCTION, CODEC)
                 ]
                 table = parquet.read(columns=wanted, use_threads=ARROW_THREADS)
+                table.validate(full=True)  # e.g. strings that are not UTF-8
         except StoreError:
             raise
-        except (OSError, pa.ArrowException) as exc:
+        except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be read as Parquet: {exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return table, state, names, mark.decode() if mark is not None else None
@@ -217,9 +219,14 @@ class _ParquetFormat(FileFormat):
 
 
 def _journal_mark(cursor: AppendCursor) -> str:
-    """Which journal, as of which size: device, inode and size."""
+    """Which journal, as of which size: device, inode, size and a digest of its last bytes.
+
+    The digest matters: a new journal often gets the deleted one's inode
+    number, and rows of equal length make equal sizes; its last record's
+    timestamp (to the microsecond) tells it apart.
+    """
     dev, ino, size, _ = cursor.state
-    return f"{dev}:{ino}:{size}"
+    return f"{dev}:{ino}:{size}:{hashlib.sha256(cursor.tail).hexdigest()[:32]}"
 
 
 def _table(rows: Sequence[Row], names: Sequence[str]) -> pa.Table:
