@@ -225,6 +225,10 @@ class RecordFormat(Protocol):
         """The lock file that serializes writers of this store."""
         ...
 
+    def before_fork(self) -> None:
+        """Close what a forked child must not inherit (database connections)."""
+        ...
+
     def after_fork(self) -> None:
         """Drop process-bound resources (connections) in a forked child."""
         ...
@@ -246,7 +250,26 @@ _LIVE_TABLES: weakref.WeakSet[Table] = weakref.WeakSet()
 _WRITTEN_TABLES: weakref.WeakSet[Table] = weakref.WeakSet()
 
 
+_HELD_FOR_FORK: list[Table] = []
+
+
+def _before_fork() -> None:
+    # No store is in use while the process forks, and no database connection
+    # is open: a child that inherits one (even only to close it) can corrupt
+    # SQLite's shared WAL index, so that committed records vanish.
+    for table in list(_LIVE_TABLES):
+        if table._mutex.acquire(timeout=5):
+            _HELD_FOR_FORK.append(table)
+            table._format.before_fork()
+
+
+def _release_after_fork() -> None:
+    while _HELD_FOR_FORK:
+        _HELD_FOR_FORK.pop()._mutex.release()
+
+
 def _reinit_after_fork() -> None:
+    _HELD_FOR_FORK.clear()  # the child makes new mutexes
     for table in list(_LIVE_TABLES):
         table._after_fork()
 
@@ -272,7 +295,11 @@ def _flush_at_exit() -> None:
             )
 
 
-os.register_at_fork(after_in_child=_reinit_after_fork)
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_release_after_fork,
+    after_in_child=_reinit_after_fork,
+)
 atexit.register(_flush_at_exit)
 
 

@@ -127,6 +127,9 @@ class FileFormat:
     def lock_path(self) -> str:
         return self.path + ".lock"
 
+    def before_fork(self) -> None:
+        pass
+
     def after_fork(self) -> None:
         pass
 

@@ -75,8 +75,15 @@ class _SqliteFormat:
     def flush(self, cursor: Cursor | None) -> Cursor | None:
         return cursor
 
+    def before_fork(self) -> None:
+        # SQLite connections must not cross a fork: the parent reconnects on
+        # its next use (the cursor then reads what changed meanwhile).
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def after_fork(self) -> None:
-        # A connection must not be used across fork; the child opens its own.
+        # Whatever is left (a fork outside os.fork's hooks) is not used here.
         self._conn = None
 
     def load_claims(self) -> dict[ClaimId, Claim]:
@@ -240,7 +247,8 @@ class _SqliteFormat:
                 else:
                     records = self._read_rows(conn, columns, since)
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:  # an error may have rolled it back already
+                    conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be read: {exc}") from None
         assert self._inode is not None
