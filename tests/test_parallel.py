@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import pickle
 import random
 from collections import Counter
@@ -64,16 +65,32 @@ def test_concurrent_futures_sweep(ext: str) -> None:
     assert recorded_keys(ext) == Counter(range(30))
 
 
-def test_concurrent_writers_lose_nothing(ext: str) -> None:
-    """Four processes write overlapping halves of a grid at once."""
-    grid = list(range(120))
-    chunks = [grid[:80], grid[40:], grid[::2], grid[1::2]]
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(4) as pool:
-        pool.starmap(workers.sweep, [(ext, c) for c in chunks])
+#: STET_SOAK multiplies the calls of the concurrent-writer test.
+SOAK = int(os.environ.get("STET_SOAK", "1"))
+
+
+def test_concurrent_writers_lose_nothing(ext: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Eight processes write overlapping parts of a grid at once, twice."""
+    processes, calls, rounds = 8, 500 * SOAK, 2
+    grid = list(range(calls * (processes + 1) // 2))
+    step = calls // 2
+    chunks = [grid[i * step : i * step + calls] for i in range(processes)]  # each half shared
+    context = multiprocessing.get_context("fork")
+    for _ in range(rounds):
+        with context.Pool(processes) as pool:
+            pool.starmap(
+                workers.sweep,
+                [(ext, random.Random(i).sample(c, len(c))) for i, c in enumerate(chunks)],
+            )
     assert recorded_keys(ext) == Counter(grid)
     fresh = type(stet.backends.get_backend(f"pool.{ext}"))(f"pool.{ext}")
     assert all(fresh.has({"x": k}, function="run_" + ext) for k in grid)
+    ran = len(workers.executions())
+    with capsys.disabled():
+        print(
+            f"\n  {ext}: {processes} processes x {calls} calls x {rounds} rounds over "
+            f"{len(grid)} overlapping keys: {ran} executions, each key recorded once"
+        )
 
 
 def test_joblib_sweep_with_a_function_defined_in_the_script(ext: str, tmp_path: Path) -> None:
