@@ -115,6 +115,56 @@ def test_a_failed_write_reaches_the_caller_and_leaves_a_valid_store(
     assert ran == [1, 2, 3, 3]
 
 
+@pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
+@pytest.mark.parametrize("point", ["fsync", "replace"])
+def test_a_failed_rewrite_leaves_the_old_store_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, point: str
+) -> None:
+    """Removing records rewrites the store through a temporary file: an I/O
+    error while flushing it or renaming it over the store changes nothing."""
+    import errno
+
+    path = tmp_path / f"runs.{ext}"
+    table = get_backend(path)
+    for x in range(5):
+        table.record({"x": x}, function="f")
+    table.flush()
+    before = path.read_bytes()
+
+    def failing(*args: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, point, failing)
+    with pytest.raises(stet.StoreError, match=os.strerror(errno.EIO)):
+        table.remove({"x": 3}, function="f")
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))  # the temporary file is cleaned up
+    fresh = type(table)(path)
+    assert all(fresh.has({"x": x}, function="f") for x in range(5))
+    assert fresh.remove({"x": 3}, function="f") == 1  # and it works afterwards
+
+
+def test_a_full_sqlite_database_refuses_the_whole_batch(tmp_path: Path) -> None:
+    """SQLite reports a full disk (here: a page limit) inside the transaction;
+    none of the batch becomes visible and earlier records stay."""
+    path = tmp_path / "runs.sqlite"
+    table = get_backend(path)
+    table.record({"x": -1}, function="f")
+    conn = table._format._connect()  # type: ignore[attr-defined]
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    batch = [(str(x),) for x in range(5_000)]
+    with pytest.raises(stet.StoreError, match="full"):
+        table.add_texts("f", ("x",), batch)
+    fresh = type(table)(path)
+    assert fresh.has({"x": -1}, function="f")
+    assert len(fresh.load()) == 1
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert table.add_texts("f", ("x",), batch) == 5_000
+    assert len(type(table)(path).load()) == 5_001
+
+
 def test_a_fold_killed_before_deleting_its_journal_repeats_no_record(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
