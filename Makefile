@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make demo   - install and run examples/sweep.py twice (runs, then skips)"
-	@echo "make test   - install and run ruff, mypy, typing tests, pytest, docs build"
+	@echo "make test   - install and run ruff, mypy, pyright, typing tests, pytest, docs build"
 	@echo "make lint   - ruff check and ruff format --check"
 	@echo "make bench  - run the benchmarks"
 	@echo "make docs   - serve the documentation locally"
@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/pyright --pythonpath $(BIN)/python typing_tests/good.py
 	$(BIN)/python typing_tests/check_rejected.py
 
 pytest: $(STAMP)
