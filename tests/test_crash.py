@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import stet
-from stet.backends import BACKENDS, ParquetBackend, get_backend
+from stet.backends import BACKENDS, ParquetBackend, SqliteBackend, get_backend
 from stet.backends._base import Table
 from stet.backends._parquet import _ParquetFormat
 
@@ -385,3 +387,31 @@ def test_a_forked_child_inherits_no_open_sqlite_database(tmp_path: Path) -> None
     table.record({"x": 2}, function="f")  # the parent reconnects
     assert table.has({"x": 1}, function="f")
     assert table.has({"x": 2}, function="f")
+
+
+def _sqlite_in_use(path: Path) -> bool:
+    """True if some process holds SQLite's shared lock on the database file."""
+    probe = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)\n"
+        "except OSError:\n"
+        "    sys.exit(0)\n"
+        "sys.exit(1)\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+def test_opening_a_sqlite_store_again_keeps_the_first_connections_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a database drops all of the process's locks
+    on it; another process may then reset the write-ahead log under the open
+    connection, and committed records vanish. stet never opens the file itself."""
+    path = tmp_path / "runs.sqlite"
+    first = SqliteBackend(path)
+    first.record({"x": 1}, function="f")
+    assert _sqlite_in_use(path)
+    second = SqliteBackend(path)
+    assert second.has({"x": 1}, function="f")
+    assert _sqlite_in_use(path), "opening the store again dropped the first one's locks"
+    assert first.has({"x": 1}, function="f")

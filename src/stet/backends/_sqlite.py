@@ -37,7 +37,6 @@ __all__ = ["SqliteBackend"]
 TABLE: Final = "stet_records"
 META: Final = "stet_meta"
 CLAIMS: Final = "stet_claims"
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 #: Reads of at least this many rows are indexed from columns.
 _BULK_ROWS: Final = 10_000
 
@@ -176,11 +175,10 @@ class _SqliteFormat:
                 "is empty (0 bytes), so it is not a SQLite store written by stet; "
                 "it is left untouched (move it away to start a new store)"
             )
-        with open(self.path, "rb") as f:
-            if f.read(16) != _SQLITE_MAGIC:
-                raise self._error(
-                    "is not a SQLite database (wrong file header); it is left untouched"
-                )
+        # The header is checked by SQLite itself, not by opening the file here:
+        # closing any descriptor of the database drops every POSIX lock this
+        # process holds on it, including those of its other open connections,
+        # and then another process may reset the write-ahead log under them.
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60
@@ -190,6 +188,10 @@ class _SqliteFormat:
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.DatabaseError as exc:
+            if "file is not a database" in str(exc):
+                raise self._error(
+                    "is not a SQLite database (wrong file header); it is left untouched"
+                ) from None
             raise self._error(f"cannot be opened as SQLite: {exc}") from None
         if TABLE not in tables:
             conn.close()
