@@ -116,6 +116,13 @@ class Columns:
     def __len__(self) -> int:
         return self.length
 
+    def release(self) -> None:
+        """Drop the loaded columns and give Arrow's unused memory back."""
+        self._loaded.clear()
+        if self._arrow is not None:
+            self._arrow = None
+            pa.default_memory_pool().release_unused()
+
     def to_rows(self) -> list[Row]:
         """The records as row dicts (for whole-store operations)."""
         data = [self.column(n) for n in self.names]
@@ -633,7 +640,13 @@ class Table:
         self._index = index
 
     def _ingest(self, records: Records, index: Index) -> None:
-        if isinstance(records, Columns) and self._ingest_columns(records, index):
+        if isinstance(records, Columns):
+            done = self._ingest_columns(records, index)
+            if not done:
+                for row in as_rows(records):
+                    self._index_row(row, index)
+            # A big read leaves Arrow's allocator holding the columns' memory.
+            records.release()
             return
         for row in as_rows(records):
             self._index_row(row, index)
