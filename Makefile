@@ -31,8 +31,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/sweep.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests typing_tests examples benchmarks
-	$(BIN)/ruff format --check src tests typing_tests examples benchmarks
+	$(BIN)/ruff check conftest.py src tests typing_tests examples benchmarks
+	$(BIN)/ruff format --check conftest.py src tests typing_tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,0 +1,57 @@
+"""Run the Python code blocks of README.md and docs/ as tests (Sybil).
+
+Each page runs top to bottom in one namespace, in a fresh temporary working
+directory, so its stores start empty. A ```toml block whose first line is a
+comment naming a file (``# sweep.toml``) is written to that file, so a page
+can show a config file and then read it. Setup a reader need not see lives
+in ``<!-- invisible-code-block: python -->`` comments; a block that cannot
+run here (it waits for a terminal, say) is marked ``<!-- skip: next -->``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from sybil import Example, Sybil
+from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
+
+import stet.backends
+from stet._report import reporter
+
+
+def _write_named_file(example: Example) -> None:
+    text: str = example.parsed
+    first, _, _ = text.partition("\n")
+    if first.startswith("# "):
+        with open(first[2:].strip(), "w") as f:
+            f.write(text)
+
+
+def _setup(namespace: dict[str, Any]) -> None:
+    namespace["__docs_cwd__"] = os.getcwd()
+    namespace["__docs_tmp__"] = tempfile.mkdtemp(prefix="stet-docs-")
+    os.chdir(namespace["__docs_tmp__"])
+    stet.backends._open.clear()
+    reporter.reset()
+
+
+def _teardown(namespace: dict[str, Any]) -> None:
+    os.chdir(namespace["__docs_cwd__"])
+    shutil.rmtree(namespace["__docs_tmp__"], ignore_errors=True)
+    stet.backends._open.clear()
+    reporter.reset()
+
+
+pytest_collect_file = Sybil(
+    parsers=[
+        PythonCodeBlockParser(),
+        CodeBlockParser(language="toml", evaluator=_write_named_file),
+        SkipParser(),
+    ],
+    patterns=["*.md"],
+    setup=_setup,
+    teardown=_teardown,
+).pytest()
