@@ -80,10 +80,10 @@ def test_an_expired_claim_is_taken_over_and_its_stale_owner_cannot_complete(
 def test_the_heartbeat_keeps_a_long_run_claimed(store: str) -> None:
     started = threading.Event()
 
-    @stet.once(store=store, claim=True, lease=0.3, quiet=True, name="work")
+    @stet.once(store=store, claim=True, lease=0.6, quiet=True, name="work")
     def work(key: int) -> None:
         started.set()
-        time.sleep(1.2)  # four leases
+        time.sleep(2.0)  # over three leases
 
     thread = threading.Thread(target=work, args=(1,))
     thread.start()
