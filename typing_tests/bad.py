@@ -1,4 +1,4 @@
-"""Calls that mypy must reject; each marked line must have an error."""
+"""Calls that mypy and pyright must reject; each marked line must have an error."""
 
 from __future__ import annotations
 
@@ -18,3 +18,6 @@ stet.Once(key=[1, 2])  # expect-error
 stet.Once(quiet="yes")  # expect-error
 stet.once(stroe="runs.csv")  # expect-error
 stet.Once("runs.csv")  # expect-error
+stet.Once(lease="60")  # expect-error
+stet.Once(claim="yes")  # expect-error
+stet.Once(codec=None)  # expect-error

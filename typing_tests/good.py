@@ -1,9 +1,11 @@
-"""Public calls as users write them; mypy --strict checks the revealed types."""
+"""Public calls as users write them; mypy --strict and pyright check the revealed types."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import assert_type
 
+import attrs
 import pandas as pd
 
 import stet
@@ -70,3 +72,18 @@ backend: Backend = get_backend("runs.csv")
 csv_backend: Backend = CsvBackend("runs.csv")
 assert_type(backend.has({"alpha": 0.1}), bool)
 assert_type(backend.load(), list[dict[str, object]])
+assert_type(backend.record({"alpha": 0.1}), bool)
+assert_type(backend.remove({"alpha": 0.1}), int)
+assert_type(backend.clear(), None)
+
+CLAIMED = stet.Once(store="runs.sqlite", claim=True, lease=120.0)
+assert_type(attrs.evolve(ONCE, quiet=True), stet.Once)
+assert_type(stet.progress(bare, [{"alpha": 0.1, "seed": 3}]), stet.Progress)
+assert_type(stet.explain(bare, 0.1, 3), stet.Explanation)
+assert_type(stet.is_done(bare, 0.1, seed=3), bool)
+assert_type(stet.forget(bare, alpha=0.1, seed=3), int)
+assert_type(stet.status("runs.csv").functions[0], stet.FunctionStatus)
+assert_type(stet.KeyCodec().decode("0.1"), object)
+assert_type(
+    stet.KeyCodec().register(Fraction, lambda f: (f.numerator, f.denominator)), stet.KeyCodec
+)
