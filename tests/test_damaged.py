@@ -96,7 +96,7 @@ DAMAGED: list[tuple[str, bytes, str]] = [
     ("json", b'{"a": "1", "_stet_timestamp": "t"}\n', "'['"),  # JSON Lines
     ("json", PNG, "NUL"),
     ("json", "\ufeff[]".encode("utf-16"), "UTF-16"),
-    ("json", b'[{"a": "1", "_stet_timestamp": "t"}]\x00', "NUL"),
+    ("json", b'[{"a": "1", "_stet_timestamp": "t"}]\x00\n', "NUL"),
     ("json", b"[1, 2]", "not a JSON object"),
     ("json", b'[{"a": "1"}]', "_stet_timestamp"),
     ("json", b'[\n{"a": "1", "_stet_timestamp": "t"},\ngarbage\n{"b": 2}\n]', "not valid JSON"),

@@ -15,6 +15,7 @@ import joblib
 import pytest
 
 import stet
+from stet.backends import BACKENDS
 
 from . import workers
 from .conftest import STORE_EXTENSIONS
@@ -126,3 +127,34 @@ def test_a_forked_child_sees_what_the_parent_recorded(ext: str) -> None:
     with context.Pool(1) as pool:
         assert pool.map(func, [1, 2]) == [None, 4]
     assert func(2) is None
+
+
+def _append_records(ext: str, path: str, count: int) -> None:
+    table = BACKENDS[f".{ext}"](path)
+    for x in range(count):
+        table.record({"x": x}, function="f")
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
+def test_a_reader_never_takes_a_store_being_written_for_a_damaged_one(
+    ext: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Readers take no lock. Racing a writer that rewrites a file's last
+    bytes (JSON's closing bracket), a read can see some of them as NUL for an
+    instant; that must not read as damage."""
+    path = str(tmp_path / f"runs.{ext}")
+    BACKENDS[f".{ext}"](path).record({"x": -1}, function="f")
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_append_records, args=(ext, path, 5000)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        BACKENDS[f".{ext}"](path).rows()  # a fresh reader each time: a whole read
+        reads += 1
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    assert len(BACKENDS[f".{ext}"](path).load()) == 5001
+    with capsys.disabled():
+        print(f"\n  {ext}: {reads} whole reads while two processes appended, none failed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -30,6 +31,8 @@ FileState = tuple[int, int, int, int]  # (device, inode, size, mtime_ns)
 
 _NUL: Final = b"\x00"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
+#: Reads of a file with NUL bytes before it is called damaged (see read_from).
+_NUL_RETRIES: Final = 8
 #: How many bytes before a cursor's end are kept to recognize the same file.
 TAIL: Final = 64
 
@@ -44,26 +47,46 @@ def file_state(path: str) -> FileState | None:
 
 
 def read_from(path: str, offset: int) -> tuple[bytes, FileState]:
-    """Bytes of ``path`` from ``offset`` to its end, and the state they came from."""
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            f.seek(offset)
-            data = f.read()
-    except OSError as exc:
-        raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
-    if offset == 0 and data[:2] in _UTF16_BOMS:
-        raise StoreError(
-            path,
-            "is UTF-16 text (it starts with a UTF-16 byte-order mark), but stet's text "
-            "stores are UTF-8; it is left untouched (save it as UTF-8, e.g. 'CSV UTF-8')",
-        )
-    if _NUL in data:
+    """Bytes of ``path`` from ``offset`` to its end, and the state they came from.
+
+    Readers take no lock, so a read can race a writer that is cutting off a
+    file's closing bytes and appending: Linux may then show a few of the
+    rewritten bytes as NUL for an instant. NUL bytes are therefore read
+    again a few times before the file is called damaged. NUL bytes at the
+    very end (a write not finished, or a tail a power cut zero-filled) are
+    left out like a half-written record; the next writer cuts them off.
+    """
+    pause = 0.001
+    for attempt in range(_NUL_RETRIES):
+        data, st = _read(path, offset)
+        if offset == 0 and data[:2] in _UTF16_BOMS:
+            raise StoreError(
+                path,
+                "is UTF-16 text (it starts with a UTF-16 byte-order mark), but stet's text "
+                "stores are UTF-8; it is left untouched (save it as UTF-8, e.g. 'CSV UTF-8')",
+            )
+        complete = data.rstrip(_NUL)
+        if _NUL not in complete:
+            break
+        if attempt + 1 < _NUL_RETRIES:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    else:
         raise StoreError(
             path,
             "contains NUL bytes, so it is not a text store written by stet; it is left untouched",
         )
-    return data, (st.st_dev, st.st_ino, offset + len(data), st.st_mtime_ns)
+    return complete, (st.st_dev, st.st_ino, offset + len(complete), st.st_mtime_ns)
+
+
+def _read(path: str, offset: int) -> tuple[bytes, os.stat_result]:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            f.seek(offset)
+            return f.read(), st
+    except OSError as exc:
+        raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
 
 
 def read_after(path: str, end: int, tail: bytes) -> tuple[bytes, FileState] | None:
