@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
@@ -158,3 +159,29 @@ def test_a_reader_never_takes_a_store_being_written_for_a_damaged_one(
     assert len(BACKENDS[f".{ext}"](path).load()) == 5001
     with capsys.disabled():
         print(f"\n  {ext}: {reads} whole reads while two processes appended, none failed")
+
+
+def test_a_read_that_fails_while_the_file_changes_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock-free read can see old and new bytes mixed (the old closing
+    bracket, then the rest of a record appended meanwhile)."""
+    from stet.backends import JsonBackend
+    from stet.backends._files import read_from as real_read
+
+    path = str(tmp_path / "runs.json")
+    JsonBackend(path).record({"x": 1}, function="f")
+    racing: list[int] = []
+
+    def read_during_an_append(file: str, offset: int) -> tuple[bytes, Any]:
+        data, state = real_read(file, offset)
+        if not racing:
+            racing.append(1)
+            JsonBackend(path).record({"x": 2}, function="f")  # a writer, meanwhile
+            return data + b'"x": "2", "_stet_function": "f"}\n]\n', state
+        return data, state
+
+    monkeypatch.setattr("stet.backends._json.read_from", read_during_an_append)
+    reader = JsonBackend(path)
+    assert reader.has({"x": 2}, function="f")
+    assert racing == [1]

@@ -33,6 +33,8 @@ _NUL: Final = b"\x00"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 #: Reads of a file with NUL bytes before it is called damaged (see read_from).
 _NUL_RETRIES: Final = 8
+#: Reads of a file that fails to parse while it changes (see AppendedFile.scan).
+_SCAN_RETRIES: Final = 5
 #: How many bytes before a cursor's end are kept to recognize the same file.
 TAIL: Final = 64
 
@@ -205,7 +207,26 @@ class AppendedFile(FileFormat):
     def scan(
         self, cursor: object | None, *, every_column: bool = False
     ) -> tuple[Any, AppendCursor | None, bool]:
-        state = file_state(self.path)
+        """Read what is new (see `RecordFormat.scan`).
+
+        Readers take no lock, so a read can interleave with a writer's
+        append and see a mix of old and new bytes that does not parse. A
+        read that fails while the file changed under it is tried again; a
+        file that fails while nothing writes to it is damaged.
+        """
+        for attempt in range(_SCAN_RETRIES):
+            before = file_state(self.path)
+            try:
+                return self._scan(before, cursor, every_column)
+            except StoreError:
+                if attempt + 1 == _SCAN_RETRIES or file_state(self.path) == before:
+                    raise
+                time.sleep(0.002 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _scan(
+        self, state: FileState | None, cursor: object | None, every_column: bool
+    ) -> tuple[Any, AppendCursor | None, bool]:
         if state is None:
             return [], None, True
         if isinstance(cursor, AppendCursor) and state[:2] == cursor.state[:2]:
