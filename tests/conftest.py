@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ from hypothesis import HealthCheck, settings
 
 import stet.backends
 from stet._report import reporter
+
+from . import pg_server as pg_server_module
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
@@ -24,6 +27,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 #: Every file store, by extension; ids read as the store kind.
 STORE_EXTENSIONS = ["csv", "json", "sqlite", "parquet"]
+#: Every store kind: the file stores and PostgreSQL.
+STORE_KINDS = [*STORE_EXTENSIONS, "postgresql"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +43,53 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     reporter.reset()
 
 
-@pytest.fixture(params=STORE_EXTENSIONS)
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg_server_module.Server]:
+    """A PostgreSQL server on 127.0.0.1 for the whole test session.
+
+    Skipped only where the server is not installed and ``CI`` is not set;
+    in CI a missing server fails the tests (``.ci/run`` installs it).
+    """
+    if pg_server_module.binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but the PostgreSQL server is not installed (see .ci/run)")
+        pytest.skip("PostgreSQL server binaries are not installed (apt install postgresql)")
+    server = pg_server_module.start()
+    pg_server_module.running = server
+    yield server
+    pg_server_module.running = None
+    server.stop()
+
+
+_tables = itertools.count()
+
+
+def new_pg_store(server: pg_server_module.Server) -> str:
+    """The URL of a not-yet-created PostgreSQL store (a table of its own)."""
+    return server.url(f"t{os.getpid()}_{next(_tables)}")
+
+
+@pytest.fixture
+def pg_store(pg_server: pg_server_module.Server) -> str:
+    """The URL of a not-yet-created PostgreSQL store."""
+    return new_pg_store(pg_server)
+
+
+def shown(store: str) -> str:
+    """How messages name a store: the absolute path of a file, a URL as given."""
+    return store if store.startswith("postgresql://") else str(Path(store).resolve())
+
+
+def sibling(store: str, name: str) -> str:
+    """Another store of the same kind next to ``store`` (a table, for PostgreSQL)."""
+    if store.startswith("postgresql://"):
+        return store + "_" + name
+    return str(Path(store).with_name(name + Path(store).suffix))
+
+
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The path of a not-yet-created store of each kind."""
+    """A not-yet-created store of each kind: a file path, or a PostgreSQL URL."""
+    if request.param == "postgresql":
+        return new_pg_store(request.getfixturevalue("pg_server"))
     return str(tmp_path / f"runs.{request.param}")

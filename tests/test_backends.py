@@ -27,14 +27,16 @@ from stet.backends import (
     CsvBackend,
     JsonBackend,
     ParquetBackend,
+    PostgresBackend,
     SqliteBackend,
     get_backend,
 )
 from stet.backends._base import Table
 from stet.typing import Backend
 
+from . import pg_server as pg
 from . import strategies as S
-from .conftest import STORE_EXTENSIONS
+from .conftest import STORE_EXTENSIONS, new_pg_store
 
 
 def test_every_backend_satisfies_the_protocol(store: str) -> None:
@@ -129,7 +131,7 @@ def test_clear_leaves_an_empty_readable_store(store: str) -> None:
     b.record({"x": 1})
     b.clear()
     assert b.load() == []
-    assert Path(store).exists()
+    assert b.exists()
     b.record({"x": 1})
     assert b.has({"x": 1})
 
@@ -191,11 +193,11 @@ def test_every_tricky_string_survives_the_store(store: str, text: str) -> None:
 @settings(max_examples=20)
 @given(values=st.lists(S.keyable, min_size=1, max_size=8))
 def test_generated_values_round_trip_through_every_store(
-    tmp_path_factory: pytest.TempPathFactory, values: list[Any]
+    tmp_path_factory: pytest.TempPathFactory, pg_server: pg.Server, values: list[Any]
 ) -> None:
     codec = stet.KeyCodec()
-    for ext in STORE_EXTENSIONS:
-        path = tmp_path_factory.mktemp("rt") / f"s.{ext}"
+    paths = [str(tmp_path_factory.mktemp("rt") / f"s.{ext}") for ext in STORE_EXTENSIONS]
+    for path in [*paths, new_pg_store(pg_server)]:
         writer = get_backend(path)
         for v in values:
             writer.record({"v": v})
@@ -217,8 +219,13 @@ class StoreMachine(RuleBasedStateMachine):
         import tempfile
 
         self.dir = tempfile.TemporaryDirectory()
-        self.path = str(Path(self.dir.name) / f"m.{self.extension}")
-        self.cls: type[Table] = BACKENDS[f".{self.extension}"]
+        if self.extension == "postgresql":
+            assert pg.running is not None
+            self.path = new_pg_store(pg.running)
+            self.cls: type[Table] = PostgresBackend
+        else:
+            self.path = str(Path(self.dir.name) / f"m.{self.extension}")
+            self.cls = BACKENDS[f".{self.extension}"]
         self.store = self.cls(self.path)
         self.model: set[tuple[str, str, str]] = set()  # (function, column, text)
         self.codec = stet.KeyCodec()
@@ -279,7 +286,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def load_matches_the_model(self) -> None:
-        if not Path(self.path).exists():
+        if not self.cls(self.path).exists():
             assert not self.model
             return
         loaded = set()
@@ -308,11 +315,22 @@ class ParquetMachine(StoreMachine):
     extension = "parquet"
 
 
+class PostgresMachine(StoreMachine):
+    extension = "postgresql"
+
+
 TestCsvMachine = CsvMachine.TestCase
 TestJsonMachine = JsonMachine.TestCase
 TestSqliteMachine = SqliteMachine.TestCase
 TestParquetMachine = ParquetMachine.TestCase
-for _case in (TestCsvMachine, TestJsonMachine, TestSqliteMachine, TestParquetMachine):
+TestPostgresMachine = pytest.mark.usefixtures("pg_server")(PostgresMachine.TestCase)
+for _case in (
+    TestCsvMachine,
+    TestJsonMachine,
+    TestSqliteMachine,
+    TestParquetMachine,
+    TestPostgresMachine,
+):
     _case.settings = _MACHINE_SETTINGS
 
 
@@ -543,8 +561,9 @@ def test_a_big_store_reads_like_a_small_one(store: str) -> None:
     writer.add_texts("g", ("s", "x"), keys[:5])
     if store.endswith(".parquet"):
         writer.flush()
-    size = Path(store).stat().st_size
-    assert size > 1 << 20 or store.endswith((".sqlite", ".parquet"))
+    if not store.startswith("postgresql://"):
+        size = Path(store).stat().st_size
+        assert size > 1 << 20 or store.endswith((".sqlite", ".parquet"))
     fresh = type(writer)(store)
     for i in (0, 1, 7, 11, n - 1):
         assert fresh.has({"s": values[i % len(values)], "x": i}, function="f")
@@ -580,11 +599,14 @@ time.sleep(30)
 """
 
 
+@pytest.mark.parametrize("ext", STORE_EXTENSIONS)  # PostgreSQL takes no lock file
 def test_a_lock_that_cannot_be_taken_is_a_clear_error_not_a_hang(
-    store: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ext: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import subprocess
     import sys
+
+    store = str(tmp_path / f"runs.{ext}")
 
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, store + ".lock"], stdout=subprocess.PIPE, text=True

@@ -9,6 +9,8 @@ from typing import Any
 
 import stet
 
+from .conftest import sibling
+
 
 def make(store: str, key: list[str] | None = None) -> Any:
     @stet.once(store=store, quiet=True, key=key)
@@ -51,10 +53,7 @@ def test_a_recorded_call_is_explained_as_done(store: str) -> None:
     why = run.explain(0.3, 3)
     assert why.done
     assert "is recorded" in str(why)
-    assert (
-        stet.explain(make(str(Path(store).with_name("other" + Path(store).suffix))), 1, 1).records
-        == 0
-    )
+    assert stet.explain(make(sibling(store, "other")), 1, 1).records == 0
 
 
 def test_is_done_and_forget(store: str) -> None:

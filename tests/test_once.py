@@ -117,7 +117,8 @@ def test_a_function_that_raises_records_nothing_and_the_exception_is_unchanged(
     with pytest.raises(Boom) as info:
         run(1)
     assert info.value is error
-    assert not Path(store).exists() or not stet.backends.get_backend(store).has({"x": 1})
+    table = stet.backends.get_backend(store)
+    assert not table.exists() or not table.has({"x": 1})
     assert run(1) == 1
     assert run(1) is None
 
@@ -195,7 +196,8 @@ def test_once_is_frozen_and_evolvable(store: str) -> None:
     assert quiet.key == ("a",)
     assert quiet.store == store
     assert Once(key=["a", "b"]).key == ("a", "b")
-    assert Once(store=Path(store)).store == store
+    if not store.startswith("postgresql://"):
+        assert Once(store=Path(store)).store == store
 
 
 def test_once_round_trips_through_a_plain_dict(store: str) -> None:
@@ -332,7 +334,7 @@ def test_async_failures_record_nothing(store: str) -> None:
 
     with pytest.raises(RuntimeError, match="nope"):
         asyncio.run(run(1))
-    assert not Path(store).exists()
+    assert not stet.backends.get_backend(store).exists()
 
 
 def test_generator_functions_are_refused(store: str) -> None:

@@ -101,8 +101,9 @@ def _existing(store: str, *, claims: bool = False) -> None:
         backend_class(store)
     except ValueError as exc:
         raise _Failure(str(exc)) from None
-    if not Path(store).exists() and not (claims and get_backend(store).claims()):
-        raise _Failure(f"no store at {store}")
+    table = get_backend(store)
+    if not table.exists() and not (claims and table.claims()):
+        raise _Failure(f"no store at {table.location}")
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The stores stet can keep its records in, chosen by the file's extension.
+"""The stores stet can keep its records in, chosen by the file's extension
+(or, for PostgreSQL, by a ``postgresql://`` URL).
 
 Every backend class takes ordinary Python values in ``has``, ``record``,
 ``remove``, and ``load`` returns the records with their values decoded;
@@ -15,6 +16,7 @@ from ._base import Table
 from ._csv import CsvBackend
 from ._json import JsonBackend
 from ._parquet import ParquetBackend
+from ._postgres import PostgresBackend, is_url, parse_url
 from ._sqlite import SqliteBackend
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "CsvBackend",
     "JsonBackend",
     "ParquetBackend",
+    "PostgresBackend",
     "SqliteBackend",
     "backend_class",
     "get_backend",
@@ -41,17 +44,21 @@ _open_lock = threading.Lock()
 
 def supported_stores() -> str:
     """The accepted store names, for messages."""
-    return ", ".join(BACKENDS)
+    return ", ".join([*BACKENDS, "postgresql://..."])
 
 
 def backend_class(store: str | os.PathLike[str]) -> type[Table]:
-    """The backend class for a store path.
+    """The backend class for a store path or URL.
 
     Raises:
-        ValueError: The extension is not one stet knows; the message lists
-            the supported ones.
+        ValueError: The extension is not one stet knows (the message lists
+            the supported ones), or a PostgreSQL URL is malformed or psycopg
+            is not installed.
     """
     text = os.fspath(store)
+    if is_url(text):
+        parse_url(text)  # a bad URL or a missing psycopg fails here, not at the first call
+        return PostgresBackend
     ext = os.path.splitext(text)[1].lower()
     try:
         return BACKENDS[ext]
@@ -67,10 +74,11 @@ def get_backend(path: str | os.PathLike[str]) -> Table:
 
     Args:
         path: A store file; its extension picks the backend. Relative paths
-            are resolved against the current directory.
+            are resolved against the current directory. A
+            ``postgresql://`` URL opens a `PostgresBackend`.
 
     Raises:
-        ValueError: Unknown extension.
+        ValueError: Unknown extension, or a malformed URL.
 
     Example:
         >>> import tempfile, os
@@ -79,7 +87,8 @@ def get_backend(path: str | os.PathLike[str]) -> Table:
         'SqliteBackend'
     """
     cls = backend_class(path)
-    resolved = os.path.abspath(os.fspath(path))
+    text = os.fspath(path)
+    resolved = text if is_url(text) else os.path.abspath(text)
     with _open_lock:
         table = _open.get(resolved)
         if table is None or type(table) is not cls:

@@ -345,7 +345,7 @@ class Table:
     def __init__(self, path: str | os.PathLike[str], *, codec: KeyCodec | None = None):
         self.path = os.fspath(path)
         self.codec = codec if codec is not None else KeyCodec()
-        self._format: RecordFormat = self.format_class(self.path)
+        self._format: RecordFormat = self._open_format()
         self._index: Index = {}
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
@@ -360,6 +360,10 @@ class Table:
     def location(self) -> str:
         """Where the store is, as shown in messages."""
         return self._format.location
+
+    def _open_format(self) -> RecordFormat:
+        format_: RecordFormat = self.format_class(self.path)
+        return format_
 
     def _make_lock(self) -> StoreLock:
         return StoreLock(self._format.lock_path())
@@ -481,6 +485,22 @@ class Table:
         duration: float | None,
         code: str | None,
     ) -> int:
+        rows, seen = self._new_rows(function, cols, keys, duration, code)
+        if rows:
+            self._cursor = self._format.append(rows, self._cursor)
+            self._index.setdefault((function, cols), set()).update(seen)
+            _WRITTEN_TABLES.add(self)
+        return len(rows)
+
+    def _new_rows(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None,
+        code: str | None,
+    ) -> tuple[list[Row], set[Packed]]:
+        """The rows recording ``keys`` that the index does not hold yet, and their packed keys."""
         timestamp = now_text()
         seen: set[Packed] = set()
         rows: list[Row] = []
@@ -500,11 +520,7 @@ class Table:
                 row[CODE] = code
             row[CODEC] = str(CODEC_VERSION)
             rows.append(row)
-        if rows:
-            self._cursor = self._format.append(rows, self._cursor)
-            self._index.setdefault((function, cols), set()).update(seen)
-            _WRITTEN_TABLES.add(self)
-        return len(rows)
+        return rows, seen
 
     # -- claims (Once(claim=True)) ------------------------------------------
 

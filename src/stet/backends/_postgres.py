@@ -1,0 +1,1023 @@
+"""PostgreSQL store: one table of records that many machines share.
+
+Selected by a URL, ``postgresql://user@host:5432/db`` (or ``postgres://``),
+with an optional ``?table=NAME`` (default ``stet_records``); whatever the
+URL leaves out comes from libpq's environment variables (``PGHOST``,
+``PGUSER``, ``PGPASSWORD``...) and ``~/.pgpass``. Needs psycopg 3
+(``pip install "stet[postgres]"``).
+
+The store is three tables, created on first use:
+
+``NAME``
+    One row per record: a text column per key parameter (the codec's
+    canonical text), ``_stet_function`` ('' for a record of no function),
+    ``_stet_timestamp`` (timestamptz), ``_stet_duration`` (double),
+    ``_stet_host``, ``_stet_code``, ``_stet_codec``, and two columns of
+    stet's own: ``_stet_key``, the key as JSON of sorted {column: text},
+    unique together with the function, so recording is idempotent
+    (``INSERT ... ON CONFLICT DO NOTHING``); and ``_stet_seq``, the change
+    number of the write that added the row.
+``NAME_meta``
+    One row: a change counter every write increments, and a generation
+    every deletion increments. Writes take this row's lock, so change
+    numbers commit in order: a process that has read every row up to
+    number N only ever needs rows above N, and checking for news is one
+    tiny query.
+``NAME_claims``
+    Claims in progress, with expiry times from the server's clock.
+
+No file lock is involved: the unique constraint and transactions make
+every operation safe against other processes on any machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import attrs
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from .._codec import KeyCodec
+from ..exceptions import StoreError
+from ._base import (
+    DURATION,
+    FUNCTION,
+    TIMESTAMP,
+    Columns,
+    Cursor,
+    Records,
+    Row,
+    Table,
+    as_rows,
+    check_column_name,
+    pack,
+)
+from ._claims import Claim, ClaimId, heartbeat, owner
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresBackend", "is_url", "parse_url"]
+
+SCHEMES: Final = ("postgresql://", "postgres://")
+DEFAULT_TABLE: Final = "stet_records"
+KEY: Final = "_stet_key"
+SEQ: Final = "_stet_seq"
+_TABLE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,49}\Z")
+#: Rows written by one multi-row INSERT; larger batches go through COPY.
+_INSERT_ROWS: Final = 200
+#: Attempts at an operation that meets a transient error (connection lost,
+#: server restarting, serialization failure), with doubling pauses between.
+ATTEMPTS: Final = 6
+FIRST_PAUSE: Final = 0.25
+_ISO: Final = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
+_T = TypeVar("_T")
+
+
+def is_url(store: str) -> bool:
+    """True if ``store`` names a PostgreSQL store rather than a file."""
+    return store.lower().startswith(SCHEMES)
+
+
+@attrs.frozen(repr=False)
+class Target:
+    """Where a PostgreSQL store is.
+
+    Attributes:
+        conninfo: The URL libpq connects with (``table`` removed). Holds
+            the password if the URL did: never shown.
+        table: The records table's name.
+        shown: The URL with any password replaced by ``***``.
+        password: The password given in the URL, if any (to scrub it from
+            error messages).
+    """
+
+    conninfo: str
+    table: str
+    shown: str
+    password: str | None
+
+    def __repr__(self) -> str:
+        return f"Target({self.shown!r})"
+
+    def where(self) -> str:
+        """``database D on host H`` (from the URL or libpq's environment)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(self.conninfo)
+        host = str(params.get("host") or os.environ.get("PGHOST") or "localhost")
+        port = params.get("port") or os.environ.get("PGPORT")
+        user = params.get("user") or os.environ.get("PGUSER")
+        database = params.get("dbname") or os.environ.get("PGDATABASE") or user or "(default)"
+        return f"database {database!s} on host {host}{f':{port}' if port else ''}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the password in it."""
+        if self.password:
+            text = text.replace(self.password, "***")
+            quoted = urllib.parse.quote(self.password, safe="")
+            if quoted != self.password:
+                text = text.replace(quoted, "***")
+        return text
+
+
+def _redact(parts: urllib.parse.SplitResult, query: list[tuple[str, str]]) -> str:
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hosts}"
+    shown_query = urllib.parse.urlencode(
+        [(k, "***" if k == "password" else v) for k, v in query], safe="/:,"
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=shown_query))
+
+
+def parse_url(url: str) -> Target:
+    """Split a store URL into what libpq needs and the table name.
+
+    Raises:
+        ValueError: The table name is not a plain lowercase SQL name, or
+            libpq cannot parse the URL (the message never shows a password).
+    """
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    shown = _redact(parts, query)
+    table = DEFAULT_TABLE
+    kept: list[tuple[str, str]] = []
+    password = parts.password
+    for name, value in query:
+        if name == "table":
+            table = value
+        else:
+            kept.append((name, value))
+            if name == "password":
+                password = value
+    if password is not None:
+        password = urllib.parse.unquote(password)
+    if not _TABLE_NAME.match(table):
+        raise ValueError(
+            f"store {shown!r}: table={table!r} is not a table name stet uses; "
+            "use up to 50 lowercase letters, digits and underscores, starting with a letter"
+        )
+    conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    target = Target(conninfo, table, shown, password)
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise ValueError(
+            f"store {shown!r} is a PostgreSQL store, which needs psycopg 3: "
+            "pip install 'stet[postgres]'"
+        ) from None
+    try:
+        conninfo_to_dict(conninfo)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq's parse error
+        raise ValueError(
+            f"store {shown!r} is not a PostgreSQL URL libpq understands: {target.scrub(str(exc))}"
+        ) from None
+    return target
+
+
+@attrs.frozen
+class _PgCursor:
+    generation: int
+    version: int
+
+
+class _Retry(Exception):
+    """Raised inside an operation to have it run again from the start."""
+
+
+def key_json(cols: Sequence[str], values: Sequence[str]) -> str:
+    """The ``_stet_key`` text of a key: JSON of sorted {column: text}."""
+    return json.dumps(
+        dict(zip(cols, values, strict=True)),
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None  # a hand-written time stet cannot read: stored as NULL
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+def _duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+class PgFormat:
+    """The SQL behind `PostgresBackend`: a connection, retries, and every statement."""
+
+    def __init__(self, url: str) -> None:
+        from psycopg import sql
+
+        self.sql = sql
+        self.target = parse_url(url)
+        self.location = self.target.shown
+        t = self.target.table
+        self.records = sql.Identifier(t)
+        self.meta = sql.Identifier(t + "_meta")
+        self.claims_table = sql.Identifier(t + "_claims")
+        self._conn: psycopg.Connection[Any] | None = None
+        self._mutex = threading.RLock()
+        self._ready = False  # tables known to exist (this process made sure)
+        self._columns: set[str] = set()
+
+    # -- connection and errors ----------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn
+        options: dict[str, Any] = {"autocommit": True}
+        params = conninfo_to_dict(self.target.conninfo)
+        if "connect_timeout" not in params and "PGCONNECT_TIMEOUT" not in os.environ:
+            options["connect_timeout"] = 10
+        if "application_name" not in params and "PGAPPNAME" not in os.environ:
+            options["application_name"] = "stet"
+        conn = self._conn = psycopg.connect(self.target.conninfo, **options)
+        # A store that is dropped (or the process exiting) closes its connection.
+        weakref.finalize(self, conn.close)
+        return conn
+
+    def close(self) -> None:
+        """Close the connection (the next operation opens a new one)."""
+        with self._mutex:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    def before_fork(self) -> None:
+        # A connection must not cross a fork: a child that closed its copy
+        # would end the parent's session. The parent reconnects when needed.
+        self.close()
+
+    def after_fork(self) -> None:
+        self._conn = None
+        self._mutex = threading.RLock()
+
+    def error(self, problem: str) -> StoreError:
+        return StoreError(self.location, self.target.scrub(problem))
+
+    def run(self, what: str, op: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``op`` on the connection, retrying transient failures a few times.
+
+        ``op`` must be safe to repeat: every statement stet sends is
+        idempotent or runs in one transaction.
+
+        Raises:
+            StoreError: The server cannot be reached, or refused the
+                operation; names host and database, never the password.
+        """
+        import psycopg
+
+        pause = FIRST_PAUSE
+        for attempt in range(1, ATTEMPTS + 1):
+            with self._mutex:
+                try:
+                    return op(self._connect())
+                except _Retry:
+                    continue
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._drop_broken()
+                    reason = _reason(exc)
+                    if not _transient(exc, reason) or attempt == ATTEMPTS:
+                        tries = f" (tried {attempt} times)" if attempt > 1 else ""
+                        raise self.error(
+                            f"cannot {what}: {self.target.where()}: {reason}{tries}"
+                        ) from None
+                except psycopg.Error as exc:
+                    if self._conn is not None and self._conn.broken:
+                        self._drop_broken()
+                    raise self.error(
+                        f"cannot {what}: {self.target.where()}: {_reason(exc)}"
+                    ) from None
+            time.sleep(pause * (0.5 + random.random()))
+            pause *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop_broken(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # broken: nothing to tell the server
+                conn.close()
+
+    # -- schema -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            row = conn.execute("SELECT to_regclass(%s)", (self.target.table,)).fetchone()
+            return row is not None and row[0] is not None
+
+        return self.run("look for the store", op)
+
+    def _ensure(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the tables if missing (once per process), and check them."""
+        if self._ready:
+            return
+        sql = self.sql
+        with conn.transaction():
+            # Serializes concurrent first uses: CREATE ... IF NOT EXISTS alone
+            # can still collide in the catalog.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", ("stet " + self.target.table,)
+            )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    "_stet_function text NOT NULL DEFAULT '', "
+                    "_stet_timestamp timestamptz, _stet_duration double precision, "
+                    "_stet_host text, _stet_code text, _stet_codec text, "
+                    "_stet_key text NOT NULL, _stet_seq bigint NOT NULL, "
+                    "UNIQUE (_stet_function, _stet_key))"
+                ).format(self.records)
+            )
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_stet_seq)").format(
+                    sql.Identifier(self.target.table + "_seq"), self.records
+                )
+            )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), "
+                    "format text NOT NULL, generation bigint NOT NULL, version bigint NOT NULL)"
+                ).format(self.meta)
+            )
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} VALUES (1, 'stet 1', 0, 0) ON CONFLICT (id) DO NOTHING"
+                ).format(self.meta)
+            )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (function text NOT NULL, key text NOT NULL, "
+                    "owner text NOT NULL, epoch bigint NOT NULL, expires timestamptz NOT NULL, "
+                    "lease double precision NOT NULL, since timestamptz NOT NULL, "
+                    "PRIMARY KEY (function, key))"
+                ).format(self.claims_table)
+            )
+        self._columns = self._read_columns(conn)
+        for needed in (KEY, SEQ, FUNCTION, TIMESTAMP):
+            if needed not in self._columns:
+                raise self.error(
+                    f"table {self.target.table} exists but has no {needed} column, so it "
+                    "is not a stet store; it is left untouched (use ?table= to pick another name)"
+                )
+        self._ready = True
+
+    def _read_columns(self, conn: psycopg.Connection[Any]) -> set[str]:
+        rows = conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attnum > 0 AND NOT attisdropped",
+            (self.target.table,),
+        ).fetchall()
+        names = {r[0] for r in rows}
+        for name in names:
+            if name not in (KEY, SEQ):
+                check_column_name(name, self.location)
+        return names
+
+    def _add_columns(self, conn: psycopg.Connection[Any], names: Iterable[str]) -> None:
+        missing = [n for n in names if n not in self._columns]
+        if not missing:
+            return
+        self._columns = self._read_columns(conn)
+        for name in missing:
+            if name not in self._columns:
+                check_column_name(name, self.location)
+                conn.execute(
+                    self.sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(
+                        self.records, self.sql.Identifier(name)
+                    )
+                )
+                self._columns.add(name)
+
+    # -- reading --------------------------------------------------------------
+
+    def scan(
+        self, cursor: Cursor | None, *, every_column: bool = False
+    ) -> tuple[Records, Cursor | None, bool]:
+        def op(conn: psycopg.Connection[Any]) -> tuple[Records, Cursor | None, bool]:
+            import psycopg
+
+            try:
+                row = conn.execute(
+                    self.sql.SQL("SELECT generation, version FROM {} WHERE id = 1").format(
+                        self.meta
+                    )
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                self._ready = False
+                return [], None, True
+            if row is None:
+                raise self.error(f"table {self.target.table}_meta has lost its row")
+            now = _PgCursor(int(row[0]), int(row[1]))
+            if now == cursor:
+                return [], cursor, False
+            if isinstance(cursor, _PgCursor) and cursor.generation == now.generation:
+                return self._read_since(conn, cursor.version, now.version), now, False
+            return self._read_all(conn, now.version, every_column), now, True
+
+        return self.run("read the store", op)
+
+    def _read_since(self, conn: psycopg.Connection[Any], since: int, upto: int) -> list[Row]:
+        cur = conn.execute(
+            self.sql.SQL("SELECT * FROM {} WHERE _stet_seq > %s AND _stet_seq <= %s").format(
+                self.records
+            ),
+            (since, upto),
+        )
+        names = [d.name for d in cur.description or ()]
+        out: list[Row] = []
+        for values in cur.fetchall():
+            row: Row = {}
+            for name, value in zip(names, values, strict=True):
+                text = _text(value)
+                if text is None or name in (KEY, SEQ) or (name == FUNCTION and not text):
+                    continue
+                row[name] = text
+            out.append(row)
+        return out
+
+    def _read_all(self, conn: psycopg.Connection[Any], upto: int, every_column: bool) -> Records:
+        """Every record up to change ``upto``, through COPY into Arrow (a big store reads fast)."""
+        sql = self.sql
+        names = sorted(self._read_columns(conn) - {KEY, SEQ})
+        if not every_column:
+            names = [n for n in names if n[:6] != "_stet_" or n in (FUNCTION, "_stet_codec")]
+        select = []
+        for name in names:
+            ident = sql.Identifier(name)
+            if name == TIMESTAMP:
+                expr = sql.SQL("to_char({} AT TIME ZONE 'UTC', " + _ISO + ")").format(ident)
+            elif name == FUNCTION:
+                expr = sql.SQL("NULLIF({}, '')").format(ident)
+            else:
+                expr = sql.SQL("{}::text").format(ident)
+            select.append(sql.SQL("{} AS {}").format(expr, ident))
+        query = sql.SQL(
+            "COPY (SELECT {} FROM {} WHERE _stet_seq <= {}) TO STDOUT (FORMAT csv, HEADER true)"
+        ).format(sql.SQL(", ").join(select), self.records, sql.Literal(upto))
+        buffer = io.BytesIO()
+        with conn.cursor() as cur, cur.copy(query) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+        data = buffer.getvalue()
+        if not names:
+            return []
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(use_threads=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                null_values=[""],
+            ),
+        )
+        return Columns.of_arrow(table)
+
+    # -- writing --------------------------------------------------------------
+
+    def insert(self, rows: Sequence[Row]) -> int:
+        """Add rows not yet recorded (by function and key); return how many were new."""
+        groups: dict[tuple[str, ...], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
+
+        def op(conn: psycopg.Connection[Any]) -> int:
+            self._ensure(conn)
+            added = 0
+            for names, group in groups.items():
+                self._add_columns(conn, names)
+                if len(group) <= _INSERT_ROWS:
+                    added += self._insert_values(conn, names, group)
+                else:
+                    added += self._insert_copy(conn, names, group)
+            return added
+
+        return self.run("write to the store", op)
+
+    def _values(self, names: tuple[str, ...], row: Row) -> list[object]:
+        keys = sorted(n for n in names if n[:6] != "_stet_")
+        out: list[object] = []
+        for name in names:
+            text = row[name]
+            if name == TIMESTAMP:
+                out.append(_timestamp(text))
+            elif name == DURATION:
+                out.append(_duration(text))
+            else:
+                out.append(text)
+        out.append(key_json(keys, [row[k] for k in keys]))
+        return out
+
+    def _insert_values(
+        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
+    ) -> int:
+        """One statement (one round trip): take a change number, insert, skip duplicates."""
+        sql = self.sql
+        columns = [*names, KEY]
+        marks = sql.SQL("({})").format(sql.SQL(", ").join(_marks(columns)))
+        query = sql.SQL(
+            "WITH v AS (UPDATE {meta} SET version = version + 1 WHERE id = 1 "
+            "RETURNING version) "
+            "INSERT INTO {records} ({columns}, _stet_seq) "
+            "SELECT d.*, v.version FROM v, (VALUES {values}) AS d "
+            "ON CONFLICT (_stet_function, _stet_key) DO NOTHING RETURNING 1"
+        ).format(
+            meta=self.meta,
+            records=self.records,
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join([marks] * len(rows)),
+        )
+        params = [v for row in rows for v in self._values(names, row)]
+        return len(conn.execute(query, params).fetchall())
+
+    def _insert_copy(
+        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
+    ) -> int:
+        """Many rows: COPY into a scratch table, then one INSERT ... SELECT."""
+        sql = self.sql
+        columns = sql.SQL(", ").join(map(sql.Identifier, [*names, KEY]))
+        with conn.transaction():
+            bump = "UPDATE {} SET version = version + 1 WHERE id = 1 RETURNING version"
+            version = conn.execute(sql.SQL(bump).format(self.meta)).fetchone()
+            assert version is not None
+            conn.execute(
+                sql.SQL(
+                    "CREATE TEMPORARY TABLE stet_incoming ON COMMIT DROP AS "
+                    "SELECT {} FROM {} WITH NO DATA"
+                ).format(columns, self.records)
+            )
+            with (
+                conn.cursor() as cur,
+                cur.copy(sql.SQL("COPY stet_incoming ({}) FROM STDIN").format(columns)) as copy,
+            ):
+                for row in rows:
+                    copy.write_row([*self._values(names, row)])
+            cur = conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} ({columns}, _stet_seq) SELECT {columns}, %s "
+                    "FROM stet_incoming ON CONFLICT (_stet_function, _stet_key) DO NOTHING"
+                ).format(self.records, columns=columns),
+                (version[0],),
+            )
+            return max(cur.rowcount, 0)
+
+    def delete(self, keys: Sequence[tuple[str, str]] | None, upto: int | None) -> int:
+        """Delete records: those of ``(function, key json)`` pairs, or all (None).
+
+        Only rows up to change ``upto`` (what the caller read) are deleted, so
+        a record another process adds meanwhile stays.
+        """
+        sql = self.sql
+
+        def op(conn: psycopg.Connection[Any]) -> int:
+            import psycopg
+
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        sql.SQL(
+                            "UPDATE {} SET generation = generation + 1, version = version + 1 "
+                            "WHERE id = 1"
+                        ).format(self.meta)
+                    )
+                    limit = (
+                        sql.SQL("")
+                        if upto is None
+                        else sql.SQL(" AND _stet_seq <= {}").format(sql.Literal(upto))
+                    )
+                    if keys is None:
+                        cur = conn.execute(
+                            sql.SQL("DELETE FROM {} WHERE true{}").format(self.records, limit)
+                        )
+                        return max(cur.rowcount, 0)
+                    removed = 0
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            sql.SQL(
+                                "DELETE FROM {} WHERE _stet_function = %s AND _stet_key = %s{}"
+                            ).format(self.records, limit),
+                            keys,
+                        )
+                        removed = max(cur.rowcount, 0)
+                    return removed
+            except psycopg.errors.UndefinedTable:
+                self._ready = False
+                return 0
+
+        return self.run("delete records", op)
+
+    # -- claims ---------------------------------------------------------------
+
+    def _claim(self, row: Sequence[Any], function: str | None = None) -> Claim:
+        """A claim from (function, key, owner, epoch, seconds left, lease, age)."""
+        fn, key, who, epoch, left, lease, age = row
+        now = time.time()
+        cols = tuple(sorted(json.loads(key)))
+        values = tuple(json.loads(key)[c] for c in cols)
+        return Claim(
+            fn if function is None else function,
+            cols,
+            values,
+            who,
+            int(epoch),
+            now + float(left),
+            float(lease),
+            now - float(age),
+        )
+
+    _CLAIM_COLUMNS: Final = (
+        "function, key, owner, epoch, extract(epoch FROM expires - now()), lease, "
+        "extract(epoch FROM now() - since)"
+    )
+
+    def load_claims(self) -> dict[ClaimId, Claim]:
+        def op(conn: psycopg.Connection[Any]) -> dict[ClaimId, Claim]:
+            import psycopg
+
+            try:
+                rows = conn.execute(
+                    self.sql.SQL("SELECT " + self._CLAIM_COLUMNS + " FROM {}").format(
+                        self.claims_table
+                    )
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:
+                return {}
+            claims = [self._claim(r) for r in rows]
+            return {c.id: c for c in claims}
+
+        return self.run("read claims", op)
+
+    def try_claim(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+    ) -> tuple[bool, Claim | None]:
+        """Claim a key unless another live claim holds it: ``(won, claim)``.
+
+        ``claim`` is the new claim, or the one in the way. Expiry is the
+        server's ``now()`` plus the lease, whatever the clocks of the
+        workers say.
+        """
+        sql = self.sql
+        key = key_json(cols, values)
+        me = owner()
+
+        def op(conn: psycopg.Connection[Any]) -> tuple[bool, Claim | None]:
+            self._ensure(conn)
+            row = conn.execute(
+                sql.SQL(
+                    "INSERT INTO {table} AS c (function, key, owner, epoch, expires, lease, since) "
+                    "VALUES (%s, %s, %s, 1, now() + make_interval(secs => %s), %s, now()) "
+                    "ON CONFLICT (function, key) DO UPDATE SET owner = EXCLUDED.owner, "
+                    "epoch = c.epoch + 1, expires = EXCLUDED.expires, lease = EXCLUDED.lease, "
+                    "since = EXCLUDED.since WHERE c.expires <= now() "
+                    "RETURNING " + self._CLAIM_COLUMNS
+                ).format(table=self.claims_table),
+                (function, key, me, lease, lease),
+            ).fetchone()
+            if row is not None:
+                return True, self._claim(row)
+            current = conn.execute(
+                sql.SQL(
+                    "SELECT " + self._CLAIM_COLUMNS + " FROM {} WHERE function = %s AND key = %s"
+                ).format(self.claims_table),
+                (function, key),
+            ).fetchone()
+            if current is None:  # released between the two statements: try again
+                raise _Retry
+            return False, self._claim(current)
+
+        return self.run("claim a run", op)
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        """Extend claims still held by their owner (same epoch); return them renewed."""
+        sql = self.sql
+
+        def op(conn: psycopg.Connection[Any]) -> list[Claim]:
+            renewed = []
+            for claim in claims:
+                row = conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET expires = now() + make_interval(secs => lease) "
+                        "WHERE function = %s AND key = %s AND owner = %s AND epoch = %s "
+                        "RETURNING " + self._CLAIM_COLUMNS
+                    ).format(self.claims_table),
+                    (claim.function, key_json(claim.cols, claim.values), claim.owner, claim.epoch),
+                ).fetchone()
+                if row is not None:
+                    renewed.append(self._claim(row))
+            return renewed
+
+        return self.run("renew claims", op)
+
+    def finish(self, claim: Claim, rows: Sequence[Row]) -> bool:
+        """In one transaction: drop ``claim`` if still held and record ``rows``.
+
+        Returns False (and writes nothing) if the claim was taken over.
+        """
+        sql = self.sql
+        key = key_json(claim.cols, claim.values)
+        names = tuple(rows[0]) if rows else ()
+
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            self._ensure(conn)
+            self._add_columns(conn, names)
+            with conn.transaction():
+                gone = conn.execute(
+                    sql.SQL(
+                        "DELETE FROM {} WHERE function = %s AND key = %s AND owner = %s "
+                        "AND epoch = %s RETURNING 1"
+                    ).format(self.claims_table),
+                    (claim.function, key, claim.owner, claim.epoch),
+                ).fetchone()
+                if gone is None:
+                    return False
+                if rows:
+                    self._insert_values(conn, names, rows)
+                return True
+
+        return self.run("record a claimed run", op)
+
+    def release(self, claim: Claim) -> None:
+        """Drop ``claim`` if this owner still holds it."""
+
+        def op(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                self.sql.SQL(
+                    "DELETE FROM {} WHERE function = %s AND key = %s AND owner = %s AND epoch = %s"
+                ).format(self.claims_table),
+                (claim.function, key_json(claim.cols, claim.values), claim.owner, claim.epoch),
+            )
+
+        self.run("release a claim", op)
+
+    # -- the parts of RecordFormat a database does not need ------------------
+
+    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor | None:
+        # The rows get a change number above the cursor's: the next scan
+        # reads them back with whatever other processes added meanwhile.
+        self.insert(rows)
+        return cursor
+
+    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor | None:
+        raise NotImplementedError("PostgresBackend deletes records in place (remove_where)")
+
+    def flush(self, cursor: Cursor | None) -> Cursor | None:
+        return cursor
+
+    def lock_path(self) -> str:
+        return ""
+
+    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
+        """Write claims as given (times relative to this machine's clock), drop others.
+
+        Workers claim through `try_claim`; this is for tools and tests that
+        set claims up directly.
+        """
+        sql = self.sql
+        now = time.time()
+
+        def op(conn: psycopg.Connection[Any]) -> None:
+            self._ensure(conn)
+            with conn.transaction():
+                for function, cols, values in drop:
+                    conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE function = %s AND key = %s").format(
+                            self.claims_table
+                        ),
+                        (function, key_json(cols, values)),
+                    )
+                for c in put:
+                    conn.execute(
+                        sql.SQL(
+                            "INSERT INTO {} VALUES (%s, %s, %s, %s, "
+                            "now() + make_interval(secs => %s), %s, "
+                            "now() - make_interval(secs => %s)) "
+                            "ON CONFLICT (function, key) DO UPDATE SET owner = EXCLUDED.owner, "
+                            "epoch = EXCLUDED.epoch, expires = EXCLUDED.expires, "
+                            "lease = EXCLUDED.lease, since = EXCLUDED.since"
+                        ).format(self.claims_table),
+                        (
+                            c.function,
+                            key_json(c.cols, c.values),
+                            c.owner,
+                            c.epoch,
+                            c.expires - now,
+                            c.lease,
+                            now - c.since,
+                        ),
+                    )
+
+        self.run("write claims", op)
+
+
+#: Failures that another attempt will not cure, although psycopg reports
+#: them as operational errors.
+_PERMANENT: Final = (
+    "authentication failed",
+    "no password supplied",
+    "does not exist",
+    "permission denied",
+    "not permitted",
+    "could not translate host name",
+    "invalid",
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """psycopg's message in one line (its first line holds the server's words)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _transient(exc: BaseException, reason: str) -> bool:
+    lowered = reason.lower()
+    return not any(p in lowered for p in _PERMANENT)
+
+
+def _marks(columns: Sequence[str]) -> list[Any]:
+    from psycopg import sql
+
+    casts = {TIMESTAMP: "%s::timestamptz", DURATION: "%s::float8"}
+    return [sql.SQL(casts.get(c, "%s::text")) for c in columns]
+
+
+class _NoLock:
+    """PostgreSQL needs no store lock: constraints and transactions do that work."""
+
+    path = ""
+
+    def acquire(self, timeout: float) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def after_fork(self) -> None:
+        pass
+
+
+class PostgresBackend(Table):
+    """A store in a PostgreSQL database, shared by workers on many machines.
+
+    Args:
+        url: ``postgresql://user[:password]@host[:port]/database[?table=NAME]``;
+            missing parts come from libpq's environment (``PGHOST``...).
+        codec: The codec used to encode and decode key values.
+
+    A record costs one round trip to the server; a skip of a key this
+    process has seen recorded costs none, and looking for other workers'
+    records before a run is one small query. Passwords never appear in
+    messages, reprs or `status`.
+    """
+
+    def __init__(self, url: str, *, codec: KeyCodec | None = None) -> None:
+        self._pg = PgFormat(url)
+        super().__init__(url, codec=codec)
+        self.path = self._pg.location  # never the password
+        self._folder_made = True
+
+    def _open_format(self) -> PgFormat:
+        return self._pg
+
+    def _make_lock(self) -> Any:
+        return _NoLock()
+
+    def exists(self) -> bool:
+        return self._pg.exists()
+
+    def add_texts(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None = None,
+        code: str | None = None,
+    ) -> int:
+        with self._mutex:
+            self.sync()
+            rows, seen = self._new_rows(function, cols, keys, duration, code)
+            if not rows:
+                return 0
+            added = self._pg.insert(rows)
+            self._index.setdefault((function, cols), set()).update(seen)
+            return added
+
+    # -- claims, timed by the server's clock ---------------------------------
+
+    def claim_texts(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+    ) -> tuple[str, Claim | None]:
+        packed = pack(values)
+        if self.is_done(function, cols, packed):
+            return "done", None
+        won, claim = self._pg.try_claim(function, cols, values, lease)
+        if not won:
+            return "busy", claim
+        assert claim is not None
+        # A worker that finished the key a moment ago dropped its claim in the
+        # same transaction that recorded it: look again, now that we hold it.
+        self.sync()
+        if self.has_texts(function, cols, packed):
+            self._pg.release(claim)
+            return "done", None
+        heartbeat.hold(self, claim)
+        return "claimed", claim
+
+    def renew_claims(self, claims: Sequence[Claim]) -> list[Claim]:
+        return self._pg.renew(claims)
+
+    def complete_claim(
+        self, claim: Claim, duration: float | None = None, code: str | None = None
+    ) -> bool:
+        heartbeat.drop(self, claim)
+        with self._mutex:
+            rows, seen = self._new_rows(claim.function, claim.cols, [claim.values], duration, code)
+            if not self._pg.finish(claim, rows):
+                return False
+            self._index.setdefault((claim.function, claim.cols), set()).update(seen)
+            return True
+
+    def release_claim(self, claim: Claim) -> None:
+        heartbeat.drop(self, claim)
+        self._pg.release(claim)
+
+    def claims(self) -> dict[ClaimId, Claim]:
+        return self._pg.load_claims()
+
+    # -- deleting -------------------------------------------------------------
+
+    def remove_where(self, keep: Any) -> int:
+        """Delete the records for which ``keep(row)`` is false; return how many."""
+        with self._mutex:
+            records, cursor, _ = self._pg.scan(None, every_column=True)
+            doomed: list[tuple[str, str]] = []
+            for row in as_rows(records):
+                if not keep(row):
+                    function, cols, values = self.identity(row)
+                    doomed.append((function, key_json(cols, values)))
+            removed = 0
+            if doomed:
+                assert isinstance(cursor, _PgCursor)
+                removed = self._pg.delete(doomed, cursor.version)
+            self._cursor = None
+            self.sync()
+            return removed
+
+    def clear(self) -> None:
+        """Remove every record (the tables stay, empty; claims in progress stay)."""
+        with self._mutex:
+            self._pg.delete(None, None)
+            self._cursor = None
+            self.sync()
+
+
+def describe(store: str) -> str:
+    """The store URL with any password hidden (for messages about it)."""
+    try:
+        return parse_url(store).shown
+    except ValueError:
+        return "(a PostgreSQL URL)"
