@@ -235,8 +235,9 @@ def _import(args: argparse.Namespace) -> int:
         tuple(codec.encode(value) for value in row)
         for row in frame[list(cols)].itertuples(index=False, name=None)
     ]
-    added = get_backend(args.store).add_texts(args.function, cols, keys)
-    print(f"[stet] Marked {added} run(s) of {args.function} as done in {args.store}")
+    table = get_backend(args.store)
+    added = table.add_texts(args.function, cols, keys)
+    print(f"[stet] Marked {added} run(s) of {args.function} as done in {table.location}")
     return 0
 
 

@@ -26,6 +26,8 @@ from ._report import quiet_by_environment, reporter
 from .backends import backend_class, get_backend
 from .backends._base import Table, pack
 from .backends._claims import Claim, describe_owner
+from .backends._postgres import describe as describe_url
+from .backends._postgres import is_url
 from .exceptions import KeyEncodingError, StoreError
 
 __all__ = ["Once", "once"]
@@ -66,6 +68,12 @@ def _to_store(store: str | os.PathLike[str]) -> str:
 
 def _check_store(instance: Once, attribute: attrs.Attribute[str], value: str) -> None:
     backend_class(value)
+
+
+def _store_repr(store: str) -> str:
+    # A PostgreSQL URL may hold a password: a repr (in a log, a traceback)
+    # shows it as ***.
+    return repr(describe_url(store) if is_url(store) else store)
 
 
 def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float) -> None:
@@ -111,7 +119,9 @@ class Once:
         True
     """
 
-    store: str = attrs.field(default=DEFAULT_STORE, converter=_to_store, validator=_check_store)
+    store: str = attrs.field(
+        default=DEFAULT_STORE, converter=_to_store, validator=_check_store, repr=_store_repr
+    )
     key: tuple[str, ...] | None = attrs.field(default=None, converter=_to_key)
     name: str | None = attrs.field(default=None)
     quiet: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

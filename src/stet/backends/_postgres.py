@@ -144,7 +144,15 @@ def _redact(parts: urllib.parse.SplitResult, query: list[tuple[str, str]]) -> st
     shown_query = urllib.parse.urlencode(
         [(k, "***" if k == "password" else v) for k, v in query], safe="/:,"
     )
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=shown_query))
+    return _unsplit(parts._replace(netloc=netloc, query=shown_query))
+
+
+def _unsplit(parts: urllib.parse.SplitResult) -> str:
+    # urlunsplit drops the "//" of "postgresql://" (an empty host), which
+    # libpq then cannot parse.
+    query = f"?{parts.query}" if parts.query else ""
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}{fragment}"
 
 
 def parse_url(url: str) -> Target:
@@ -174,7 +182,7 @@ def parse_url(url: str) -> Target:
             f"store {shown!r}: table={table!r} is not a table name stet uses; "
             "use up to 50 lowercase letters, digits and underscores, starting with a letter"
         )
-    conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    conninfo = _unsplit(parts._replace(query=urllib.parse.urlencode(kept)))
     target = Target(conninfo, table, shown, password)
     try:
         from psycopg.conninfo import conninfo_to_dict
@@ -373,6 +381,10 @@ class PgFormat:
                     "UNIQUE (_stet_function, _stet_key))"
                 ).format(self.records)
             )
+            self._columns = self._read_columns(conn)
+            for needed in (KEY, SEQ, FUNCTION, TIMESTAMP):
+                if needed not in self._columns:
+                    raise self._foreign(f"no {needed} column")
             conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_stet_seq)").format(
                     sql.Identifier(self.target.table + "_seq"), self.records
@@ -397,14 +409,13 @@ class PgFormat:
                     "PRIMARY KEY (function, key))"
                 ).format(self.claims_table)
             )
-        self._columns = self._read_columns(conn)
-        for needed in (KEY, SEQ, FUNCTION, TIMESTAMP):
-            if needed not in self._columns:
-                raise self.error(
-                    f"table {self.target.table} exists but has no {needed} column, so it "
-                    "is not a stet store; it is left untouched (use ?table= to pick another name)"
-                )
         self._ready = True
+
+    def _foreign(self, missing: str) -> StoreError:
+        return self.error(
+            f"table {self.target.table} exists but has {missing}, so it "
+            "is not a stet store; it is left untouched (use ?table= to pick another name)"
+        )
 
     def _read_columns(self, conn: psycopg.Connection[Any]) -> set[str]:
         rows = conn.execute(
@@ -449,6 +460,8 @@ class PgFormat:
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 self._ready = False
+                if self._read_columns(conn):  # a table of that name, but not stet's
+                    raise self._foreign(f"no {self.target.table}_meta table") from None
                 return [], None, True
             if row is None:
                 raise self.error(f"table {self.target.table}_meta has lost its row")
