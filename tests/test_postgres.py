@@ -9,6 +9,7 @@ Dask cluster.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,7 @@ import psycopg
 import pytest
 
 import stet
-from stet.backends import PostgresBackend, get_backend
-from stet.backends import _postgres
+from stet.backends import PostgresBackend, _postgres, get_backend
 
 from . import pg_server as pg
 from .conftest import new_pg_store
@@ -31,7 +31,8 @@ WORKER = Path(__file__).with_name("claim_worker.py")
 
 def test_a_url_selects_the_postgresql_store(pg_store: str) -> None:
     assert isinstance(get_backend(pg_store), PostgresBackend)
-    assert isinstance(get_backend(pg_store.replace("postgresql://", "postgres://")), PostgresBackend)
+    short = pg_store.replace("postgresql://", "postgres://")
+    assert isinstance(get_backend(short), PostgresBackend)
     assert not Path("postgresql:").exists()  # a URL is never taken for a path
 
 
@@ -52,7 +53,7 @@ def test_the_tables_are_plain_sql_with_a_unique_key(pg_server: pg.Server, pg_sto
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(
                 f'INSERT INTO "{table}" (_stet_function, _stet_key, _stet_seq) '
-                f"SELECT _stet_function, _stet_key, 0 FROM \"{table}\""
+                f'SELECT _stet_function, _stet_key, 0 FROM "{table}"'
             )
 
 
@@ -95,7 +96,8 @@ def test_passwords_never_show(pg_server: pg.Server, capsys: pytest.CaptureFixtur
     assert run(1) == 1
     table = get_backend(url)
     stet.status(store=url)
-    shown = [repr(config), repr(table), table.location, str(stet.read(url)), capsys.readouterr().out]
+    shown = [repr(config), repr(table), table.location, str(stet.read(url))]
+    shown.append(capsys.readouterr().out)
     wrong = url.replace(pg.PASSWORD, "not-" + pg.PASSWORD + "-either")
     with pytest.raises(stet.StoreError) as info:
         get_backend(wrong).has({"x": 1})
@@ -112,12 +114,10 @@ def test_an_unreachable_server_is_an_error_after_a_few_tries_and_nothing_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_postgres, "FIRST_PAUSE", 0.01)
-    with pytest.raises(OSError):  # find a port nothing listens on
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
     calls: list[int] = []
 
@@ -162,19 +162,20 @@ def test_a_table_that_is_not_a_stet_store_is_left_alone(
         assert conn.execute(f'SELECT * FROM "{name}"').fetchall() == [(1, "mine")]
 
 
-def test_claims_expire_by_the_servers_clock(
-    pg_store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_claims_expire_by_the_servers_clock(pg_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     table = get_backend(pg_store)
     state, mine = table.claim_texts("work", ("key",), ("1",), 30)
-    assert state == "claimed" and mine is not None
+    assert state == "claimed"
+    assert mine is not None
     # Another worker whose clock runs an hour ahead still sees the claim alive.
     other = type(table)(pg_store)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 3600)
     monkeypatch.setattr("stet.backends._claims._owner", "ahead:1:cafe")
     state, holder = other.claim_texts("work", ("key",), ("1",), 30)
-    assert state == "busy" and holder is not None and holder.owner == mine.owner
+    assert state == "busy"
+    assert holder is not None
+    assert holder.owner == mine.owner
     monkeypatch.undo()
     assert table.complete_claim(mine)
 
@@ -239,14 +240,14 @@ def test_dask_process_workers_run_each_key_once(pg_server: pg.Server, tmp_path: 
     log = str(tmp_path / "executions.log")
     keys = list(range(200))
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=4,
             threads_per_worker=2,
             processes=True,
             dashboard_address=None,
             silence_logs=40,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         # Every key is submitted twice: one of the two runs, the other skips.
         futures = client.map(_dask_task, [store] * 400, [log] * 400, keys * 2, pure=False)
