@@ -16,6 +16,12 @@ and miss. Prints a table and writes plots to docs/img/.
 
     python benchmarks/bench.py            # sizes up to 1,000,000
     python benchmarks/bench.py --quick    # small sizes, a smoke test
+    python benchmarks/bench.py --stores postgresql --postgres URL
+
+PostgreSQL is measured against the server at ``--postgres URL`` (a
+database the benchmark may create tables in), or else against a temporary
+server on 127.0.0.1 started like the tests' when the server binaries are
+installed; without either its rows are left out.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import pandas as pd
 
 import stet
 
-STORES = ["csv", "json", "sqlite", "parquet"]
+STORES = ["csv", "json", "sqlite", "parquet", "postgresql"]
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "docs" / "img"
 
@@ -112,8 +118,36 @@ def baselines(calls: int, root: Path) -> dict[str, tuple[float, float]]:
     }
 
 
+_PG_URL: str | None = None
+
+
+def store_for(ext: str, name: str, root: Path) -> str:
+    """A fresh store of the kind ``ext`` (a file, or a table of the PostgreSQL database)."""
+    if ext == "postgresql":
+        assert _PG_URL is not None
+        sep = "&" if "?" in _PG_URL else "?"
+        return f"{_PG_URL}{sep}table=bench_{os.getpid()}_{name}"
+    return str(root / f"{name}.{ext}")
+
+
+def postgres_url(given: str | None) -> str | None:
+    """The server to measure PostgreSQL against, or None (rows left out)."""
+    if given:
+        return given
+    sys.path.insert(0, str(ROOT))
+    from tests import pg_server
+
+    if pg_server.binaries() is None:
+        return None
+    server = pg_server.start()
+    import atexit
+
+    atexit.register(server.stop)
+    return server.url()
+
+
 def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
-    store = str(root / f"s{size}.{ext}")
+    store = store_for(ext, f"s{size}", root)
     work = decorated(store)
     frame = grid(size)
     start = time.perf_counter()
@@ -144,7 +178,7 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
 
 def first_pass(ext: str, n: int, root: Path) -> float:
     """Microseconds per call of a sweep over n new keys, from an empty store."""
-    work = decorated(str(root / f"first{n}.{ext}"))
+    work = decorated(store_for(ext, f"first{n}", root))
     start = time.perf_counter()
     for i in range(n):
         work(float(i), i)
@@ -191,8 +225,19 @@ def main() -> None:
     parser.add_argument(
         "--plots", type=Path, default=IMG, help=f"folder for benchmark.png (default {IMG})"
     )
+    parser.add_argument(
+        "--stores", default=",".join(STORES), help="comma-separated store kinds to measure"
+    )
+    parser.add_argument("--postgres", help="URL of a PostgreSQL database to measure against")
     args = parser.parse_args()
     plots = args.plots.resolve()
+    global _PG_URL
+    stores = [s for s in args.stores.split(",") if s]
+    if "postgresql" in stores:
+        _PG_URL = postgres_url(args.postgres)
+        if _PG_URL is None:
+            print("postgresql: left out (no server binaries; pass --postgres URL)\n")
+            stores.remove("postgresql")
     sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000, 1_000_000]
     passes = (100, 1_000) if args.quick else (100, 100_000)
     calls = 200 if args.quick else 5_000
@@ -206,25 +251,25 @@ def main() -> None:
         hit = base["joblib.Memory hit"][0]
         print()
         print(
-            f"{'store':<8} {'records':>9} {'skip µs':>8} {'p90':>6} {'hit/skip':>8} "
+            f"{'store':<10} {'records':>9} {'skip µs':>8} {'p90':>6} {'hit/skip':>8} "
             f"{'record µs':>9} {'p90':>7} {'open s':>7} {'open MB':>8} {'mark_done s':>11}"
         )
         results: dict[str, dict[int, dict[str, float]]] = {}
-        for ext in STORES:
+        for ext in stores:
             results[ext] = {}
             for size in sizes:
                 r = results[ext][size] = bench_size(ext, size, calls, root)
                 print(
-                    f"{ext:<8} {size:>9,} {r['skip']:>8.2f} {r['skip_p90']:>6.2f} "
+                    f"{ext:<10} {size:>9,} {r['skip']:>8.2f} {r['skip_p90']:>6.2f} "
                     f"{hit / r['skip']:>7.0f}x {r['record']:>9.1f} {r['record_p90']:>7.1f} "
                     f"{r['open_s']:>7.2f} {r['open_mb']:>8.0f} {r['mark_done_s']:>11.2f}"
                 )
         print()
         small, large = passes
         print(f"first pass, µs per call: {small:,} calls vs {large:,} calls (ratio)")
-        for ext in STORES:
+        for ext in stores:
             a, b = first_pass(ext, small, root), first_pass(ext, large, root)
-            print(f"{ext:<8} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
+            print(f"{ext:<10} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
         if not args.no_plot:
             plot(results, base, plots)
             print(f"\nplots: {plots / 'benchmark.png'}")

@@ -44,21 +44,13 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[pg_server_module.Server]:
+def pg_server() -> pg_server_module.Server:
     """A PostgreSQL server on 127.0.0.1 for the whole test session.
 
     Skipped only where the server is not installed and ``CI`` is not set;
     in CI a missing server fails the tests (``.ci/run`` installs it).
     """
-    if pg_server_module.binaries() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but the PostgreSQL server is not installed (see .ci/run)")
-        pytest.skip("PostgreSQL server binaries are not installed (apt install postgresql)")
-    server = pg_server_module.start()
-    pg_server_module.running = server
-    yield server
-    pg_server_module.running = None
-    server.stop()
+    return pg_server_module.shared()
 
 
 _tables = itertools.count()
@@ -73,6 +65,11 @@ def new_pg_store(server: pg_server_module.Server) -> str:
 def pg_store(pg_server: pg_server_module.Server) -> str:
     """The URL of a not-yet-created PostgreSQL store."""
     return new_pg_store(pg_server)
+
+
+def kind(store: str) -> str:
+    """The store's kind, for test output: its extension, or postgresql."""
+    return "postgresql" if store.startswith("postgresql://") else Path(store).suffix[1:]
 
 
 def shown(store: str) -> str:

@@ -11,7 +11,9 @@ Two roles exist: ``stet`` (no password, the tests' own) and ``secretive``
 
 from __future__ import annotations
 
+import atexit
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -70,9 +72,42 @@ class Server:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-#: The server of this test session, once the ``pg_server`` fixture started it
-#: (for hypothesis state machines, which cannot take fixtures).
+#: The server of this test session, once `shared` started it (for hypothesis
+#: state machines, which cannot take fixtures).
 running: Server | None = None
+
+
+def shared() -> Server:
+    """The one server of this test process, started on first use, stopped at exit.
+
+    Skips the calling test where the server is not installed and ``CI`` is
+    not set; in CI a missing server fails it (``.ci/run`` installs one).
+    """
+    global running
+    if running is None:
+        import pytest
+
+        if binaries() is None:
+            if os.environ.get("CI"):
+                pytest.fail("CI is set but the PostgreSQL server is not installed (see .ci/run)")
+            pytest.skip("PostgreSQL server binaries are not installed (apt install postgresql)")
+        running = start()
+        started_by = os.getpid()
+
+        def stop() -> None:  # not in a forked child that exits normally
+            if running is not None and os.getpid() == started_by:
+                running.stop()
+
+        atexit.register(stop)
+    return running
+
+
+_docs_tables = itertools.count()
+
+
+def docs_store() -> str:
+    """A fresh store URL on the shared server, for a page of the docs."""
+    return shared().url(f"docs_{os.getpid()}_{next(_docs_tables)}")
 
 
 def start() -> Server:

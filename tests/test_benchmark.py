@@ -18,6 +18,7 @@ def test_the_benchmark_runs_prints_every_store_and_plots(tmp_path: Path) -> None
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    for row in ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet"):
+    rows = ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet", "postgresql")
+    for row in rows:
         assert row in done.stdout
     assert (tmp_path / "benchmark.png").stat().st_size > 10_000

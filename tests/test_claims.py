@@ -19,6 +19,8 @@ from stet.backends import get_backend
 from stet.backends._base import Table
 from stet.backends._claims import Claim, heartbeat
 
+from .conftest import kind
+
 WORKER = Path(__file__).with_name("claim_worker.py")
 ELSEWHERE = "elsewhere:4242:feedbeef"
 #: Workers and keys of the exactly-once test; STET_SOAK multiplies the keys.
@@ -237,7 +239,7 @@ def test_identical_workers_split_a_grid_each_key_executed_once(
     busy = len({pid for pid, _, _ in executions(log)})
     with capsys.disabled():
         print(
-            f"\n  {Path(store).suffix[1:]}: {workers} worker processes x {keys} keys, "
+            f"\n  {kind(store)}: {workers} worker processes x {keys} keys, "
             f"{busy} of them ran keys, executions per key: {set(ran.values())}"
         )
 
@@ -288,7 +290,7 @@ def test_keys_of_killed_and_stopped_workers_are_reclaimed_and_completed_once(
     )
     with capsys.disabled():
         print(
-            f"\n  {Path(store).suffix[1:]}: {workers} workers x {keys} keys, 2 SIGKILLed and "
+            f"\n  {kind(store)}: {workers} workers x {keys} keys, 2 SIGKILLed and "
             f"1 SIGSTOPped past the lease; {len(twice)} keys reclaimed, "
             f"each key recorded once"
         )

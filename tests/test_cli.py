@@ -114,7 +114,7 @@ def test_export_then_import_carries_the_runs_over(sweep: str, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("status", "missing.csv"), 1, "no store at missing.csv"),
+        (("status", "missing.csv"), 1, "/missing.csv"),
         (("status", "runs.txt"), 1, "unknown extension"),
         (("show",), 2, "required"),
         (("frobnicate", "x.csv"), 2, "invalid choice"),

@@ -533,22 +533,28 @@ class PgFormat:
 
     # -- writing --------------------------------------------------------------
 
-    def insert(self, rows: Sequence[Row]) -> int:
-        """Add rows not yet recorded (by function and key); return how many were new."""
+    def insert(self, rows: Sequence[Row]) -> tuple[int, list[int]]:
+        """Add rows not yet recorded (by function and key).
+
+        Returns how many were new, and the change number of each write.
+        """
         groups: dict[tuple[str, ...], list[Row]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
 
-        def op(conn: psycopg.Connection[Any]) -> int:
+        def op(conn: psycopg.Connection[Any]) -> tuple[int, list[int]]:
             self._ensure(conn)
             added = 0
+            versions: list[int] = []
             for names, group in groups.items():
                 self._add_columns(conn, names)
                 if len(group) <= _INSERT_ROWS:
-                    added += self._insert_values(conn, names, group)
+                    new, version = self._insert_values(conn, names, group)
                 else:
-                    added += self._insert_copy(conn, names, group)
-            return added
+                    new, version = self._insert_copy(conn, names, group)
+                added += new
+                versions.append(version)
+            return added, versions
 
         return self.run("write to the store", op)
 
@@ -568,17 +574,21 @@ class PgFormat:
 
     def _insert_values(
         self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
-    ) -> int:
-        """One statement (one round trip): take a change number, insert, skip duplicates."""
+    ) -> tuple[int, int]:
+        """One statement (one round trip): take a change number, insert, skip duplicates.
+
+        Returns how many rows were new, and the change number.
+        """
         sql = self.sql
         columns = [*names, KEY]
         marks = sql.SQL("({})").format(sql.SQL(", ").join(_marks(columns)))
         query = sql.SQL(
             "WITH v AS (UPDATE {meta} SET version = version + 1 WHERE id = 1 "
             "RETURNING version) "
-            "INSERT INTO {records} ({columns}, _stet_seq) "
+            ", ins AS (INSERT INTO {records} ({columns}, _stet_seq) "
             "SELECT d.*, v.version FROM v, (VALUES {values}) AS d "
-            "ON CONFLICT (_stet_function, _stet_key) DO NOTHING RETURNING 1"
+            "ON CONFLICT (_stet_function, _stet_key) DO NOTHING RETURNING 1) "
+            "SELECT (SELECT count(*) FROM ins), (SELECT version FROM v)"
         ).format(
             meta=self.meta,
             records=self.records,
@@ -586,11 +596,14 @@ class PgFormat:
             values=sql.SQL(", ").join([marks] * len(rows)),
         )
         params = [v for row in rows for v in self._values(names, row)]
-        return len(conn.execute(query, params).fetchall())
+        result = conn.execute(query, params).fetchone()
+        if result is None or result[1] is None:
+            raise self.error(f"table {self.target.table}_meta has lost its row")
+        return int(result[0]), int(result[1])
 
     def _insert_copy(
         self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
-    ) -> int:
+    ) -> tuple[int, int]:
         """Many rows: COPY into a scratch table, then one INSERT ... SELECT."""
         sql = self.sql
         columns = sql.SQL(", ").join(map(sql.Identifier, [*names, KEY]))
@@ -617,7 +630,7 @@ class PgFormat:
                 ).format(self.records, columns=columns),
                 (version[0],),
             )
-            return max(cur.rowcount, 0)
+            return max(cur.rowcount, 0), int(version[0])
 
     def delete(self, keys: Sequence[tuple[str, str]] | None, upto: int | None) -> int:
         """Delete records: those of ``(function, key json)`` pairs, or all (None).
@@ -955,9 +968,22 @@ class PostgresBackend(Table):
             rows, seen = self._new_rows(function, cols, keys, duration, code)
             if not rows:
                 return 0
-            added = self._pg.insert(rows)
+            added, versions = self._pg.insert(rows)
             self._index.setdefault((function, cols), set()).update(seen)
+            self._advance(versions)
             return added
+
+    def _advance(self, versions: list[int]) -> None:
+        """Move the cursor past our own writes, if nobody else wrote in between.
+
+        Then the next look for news is one query that finds nothing new,
+        instead of reading back what this process just wrote.
+        """
+        cursor = self._cursor
+        if isinstance(cursor, _PgCursor) and versions == list(
+            range(cursor.version + 1, cursor.version + 1 + len(versions))
+        ):
+            self._cursor = attrs.evolve(cursor, version=versions[-1])
 
     # -- claims, timed by the server's clock ---------------------------------
 
