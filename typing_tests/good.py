@@ -9,7 +9,7 @@ import attrs
 import pandas as pd
 
 import stet
-from stet.backends import CsvBackend, get_backend
+from stet.backends import CsvBackend, PostgresBackend, get_backend
 from stet.typing import Backend
 
 
@@ -70,6 +70,7 @@ assert_type(stet.Once.from_dict({"store": "runs.csv"}), stet.Once)
 
 backend: Backend = get_backend("runs.csv")
 csv_backend: Backend = CsvBackend("runs.csv")
+pg_backend: Backend = PostgresBackend("postgresql://alice@db.example.org/sweeps?table=runs")
 assert_type(backend.has({"alpha": 0.1}), bool)
 assert_type(backend.load(), list[dict[str, object]])
 assert_type(backend.record({"alpha": 0.1}), bool)

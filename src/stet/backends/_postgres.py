@@ -265,6 +265,9 @@ class PgFormat:
         self._conn: psycopg.Connection[Any] | None = None
         self._mutex = threading.RLock()
         self._ready = False  # tables known to exist (this process made sure)
+        # A store that is dropped (or the process exiting) closes its connection.
+        self._open: list[psycopg.Connection[Any] | None] = [None]
+        weakref.finalize(self, _close_quietly, self._open)
         self._columns: set[str] = set()
 
     # -- connection and errors ----------------------------------------------
@@ -283,8 +286,7 @@ class PgFormat:
         if "application_name" not in params and "PGAPPNAME" not in os.environ:
             options["application_name"] = "stet"
         conn = self._conn = psycopg.connect(self.target.conninfo, **options)
-        # A store that is dropped (or the process exiting) closes its connection.
-        weakref.finalize(self, conn.close)
+        self._open[0] = conn
         return conn
 
     def close(self) -> None:
@@ -343,7 +345,7 @@ class PgFormat:
                     ) from None
             time.sleep(pause * (0.5 + random.random()))
             pause *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self.error(f"cannot {what}: other workers kept changing it ({ATTEMPTS} attempts)")
 
     def _drop_broken(self) -> None:
         conn, self._conn = self._conn, None
@@ -891,6 +893,13 @@ _PERMANENT: Final = (
     "could not translate host name",
     "invalid",
 )
+
+
+def _close_quietly(holder: list[Any]) -> None:
+    conn, holder[0] = holder[0], None
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _reason(exc: BaseException) -> str:
