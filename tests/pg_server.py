@@ -77,6 +77,11 @@ class Server:
 running: Server | None = None
 
 
+def available() -> bool:
+    """True if the PostgreSQL tests run here: the server is installed, or CI is set."""
+    return binaries() is not None or bool(os.environ.get("CI"))
+
+
 def shared() -> Server:
     """The one server of this test process, started on first use, stopped at exit.
 

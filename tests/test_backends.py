@@ -193,11 +193,13 @@ def test_every_tricky_string_survives_the_store(store: str, text: str) -> None:
 @settings(max_examples=20)
 @given(values=st.lists(S.keyable, min_size=1, max_size=8))
 def test_generated_values_round_trip_through_every_store(
-    tmp_path_factory: pytest.TempPathFactory, pg_server: pg.Server, values: list[Any]
+    tmp_path_factory: pytest.TempPathFactory, values: list[Any]
 ) -> None:
     codec = stet.KeyCodec()
     paths = [str(tmp_path_factory.mktemp("rt") / f"s.{ext}") for ext in STORE_EXTENSIONS]
-    for path in [*paths, new_pg_store(pg_server)]:
+    if pg.available():  # else the file stores alone (pg_server explains the skip elsewhere)
+        paths.append(new_pg_store(pg.shared()))
+    for path in paths:
         writer = get_backend(path)
         for v in values:
             writer.record({"v": v})

@@ -259,3 +259,16 @@ def test_dask_process_workers_run_each_key_once(pg_server: pg.Server, tmp_path: 
     assert {int(p) for p, _ in lines} <= pids
     assert os.getpid() not in {int(p) for p, _ in lines}
     assert Counter(r["key"] for r in PostgresBackend(store).load()) == Counter(keys)
+
+
+def test_without_server_binaries_the_tests_skip_locally_and_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pg, "running", None)
+    monkeypatch.setattr(pg, "binaries", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt install postgresql"):
+        pg.shared()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="not installed"):
+        pg.shared()
