@@ -63,7 +63,16 @@ class Server:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self.user is not None:
             command = ["runuser", "-u", self.user, "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        # From the server's folder: the server's account may not enter the tests' cwd.
+        subprocess.run(command, check=True, capture_output=True, timeout=120, cwd=self.folder)
+
+    def restart(self) -> None:
+        """Stop the server (ending every session) and start it again, same settings."""
+        self._run(
+            "pg_ctl",
+            "restart",
+            *("-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-m", "fast", "-w"),
+        )
 
     def stop(self) -> None:
         try:

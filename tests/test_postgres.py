@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -145,6 +146,36 @@ def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -
     time.sleep(0.2)
     table.record({"x": 2})  # the broken connection is noticed, a new one made
     assert type(table)(pg_store).has({"x": 2})
+
+
+def test_a_sweep_goes_on_through_a_server_restart(
+    pg_server: pg.Server, pg_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    broken: list[object] = []
+    drop = _postgres.PgFormat._drop_broken
+
+    def counted(self: _postgres.PgFormat) -> None:
+        broken.append(self)
+        drop(self)
+
+    monkeypatch.setattr(_postgres.PgFormat, "_drop_broken", counted)
+
+    @stet.once(store=pg_store, quiet=True)
+    def run(x: int) -> None:
+        calls.append(x)
+
+    run(0)
+    restart = threading.Thread(target=pg_server.restart)
+    restart.start()
+    x = 1
+    while restart.is_alive() or x < 50:  # calls while the server goes down and comes back
+        run(x)
+        x += 1
+    restart.join()
+    assert broken, "the restart never broke the connection: nothing was retried"
+    assert calls == list(range(x))
+    assert sorted(r["x"] for r in PostgresBackend(pg_store).load()) == list(range(x))
 
 
 def test_a_table_that_is_not_a_stet_store_is_left_alone(
