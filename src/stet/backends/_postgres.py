@@ -462,7 +462,16 @@ class PgFormat:
                 ).fetchone()
             except psycopg.errors.UndefinedTable:
                 self._ready = False
-                if self._read_columns(conn):  # a table of that name, but not stet's
+                # One snapshot for both: another process may create the store
+                # between the query above and this one.
+                found = conn.execute(
+                    "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+                    (self.target.table, self.target.table + "_meta"),
+                ).fetchone()
+                records, meta = found if found is not None else (False, False)
+                if records and meta:  # created meanwhile: read it
+                    raise _Retry from None
+                if records:  # a table of that name, but not stet's
                     raise self._foreign(f"no {self.target.table}_meta table") from None
                 return [], None, True
             if row is None:
