@@ -178,6 +178,33 @@ def test_a_sweep_goes_on_through_a_server_restart(
     assert sorted(int(str(r["x"])) for r in PostgresBackend(pg_store).load()) == list(range(x))
 
 
+def test_readers_and_writers_racing_to_create_a_store_all_succeed(pg_server: pg.Server) -> None:
+    errors: list[BaseException] = []
+
+    def use(store: str, i: int, start: threading.Barrier) -> None:
+        table = PostgresBackend(store)  # its own connection
+        try:
+            start.wait()
+            if i % 2:
+                table.record({"x": i})
+            else:
+                table.has({"x": i})
+                table.load()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(40):
+        store = new_pg_store(pg_server)
+        start = threading.Barrier(8)
+        threads = [threading.Thread(target=use, args=(store, i, start)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert sorted(int(str(r["x"])) for r in PostgresBackend(store).load()) == [1, 3, 5, 7]
+
+
 def test_a_table_that_is_not_a_stet_store_is_left_alone(
     pg_server: pg.Server, pg_store: str
 ) -> None:
