@@ -304,7 +304,10 @@ class PgFormat:
         self.close()
 
     def after_fork(self) -> None:
+        # Forget (never close) whatever the parent had open: closing it here
+        # would end the parent's session.
         self._conn = None
+        self._open[0] = None
         self._mutex = threading.RLock()
 
     def error(self, problem: str) -> StoreError:
@@ -528,8 +531,6 @@ class PgFormat:
             for chunk in copy:
                 buffer.write(chunk)
         data = buffer.getvalue()
-        if not names:
-            return []
         table = pa_csv.read_csv(
             io.BytesIO(data),
             read_options=pa_csv.ReadOptions(use_threads=False),
@@ -952,10 +953,10 @@ class PostgresBackend(Table):
             missing parts come from libpq's environment (``PGHOST``...).
         codec: The codec used to encode and decode key values.
 
-    A record costs one round trip to the server; a skip of a key this
-    process has seen recorded costs none, and looking for other workers'
-    records before a run is one small query. Passwords never appear in
-    messages, reprs or `status`.
+    Writing a record is one statement (one round trip to the server);
+    before a run, one small query looks for records other workers added;
+    a skip of a key this process has seen recorded asks nothing. Passwords
+    never appear in messages, reprs or `status`.
     """
 
     def __init__(self, url: str, *, codec: KeyCodec | None = None) -> None:
