@@ -205,6 +205,41 @@ def test_readers_and_writers_racing_to_create_a_store_all_succeed(pg_server: pg.
         assert sorted(int(str(r["x"])) for r in PostgresBackend(store).load()) == [1, 3, 5, 7]
 
 
+def _record_in_child(store: str, first: int) -> None:
+    table = get_backend(store)
+    for x in range(first, first + 200):
+        table.record({"x": x})
+
+
+def test_forked_children_and_their_parent_each_keep_their_own_connection(
+    pg_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    table = get_backend(pg_store)
+    table.record({"x": 0})
+    broken: list[object] = []
+    drop = _postgres.PgFormat._drop_broken
+
+    def counted(self: _postgres.PgFormat) -> None:
+        broken.append(self)
+        drop(self)
+
+    monkeypatch.setattr(_postgres.PgFormat, "_drop_broken", counted)
+    ctx = multiprocessing.get_context("fork")
+    children = [ctx.Process(target=_record_in_child, args=(pg_store, n)) for n in (1000, 2000)]
+    for child in children:
+        child.start()
+    for x in range(1, 200):  # while the children write through the same store object
+        table.record({"x": x})
+    for child in children:
+        child.join()
+        assert child.exitcode == 0
+    assert broken == []  # no child used or ended the parent's session
+    expected = [*range(200), *range(1000, 1200), *range(2000, 2200)]
+    assert sorted(int(str(r["x"])) for r in type(table)(pg_store).load()) == expected
+
+
 def test_a_table_that_is_not_a_stet_store_is_left_alone(
     pg_server: pg.Server, pg_store: str
 ) -> None:
