@@ -154,6 +154,43 @@ def test_a_failed_run_gives_its_key_back(store: str) -> None:
     assert recorded(store) == Counter({5: 1})
 
 
+_SIGTERM_WORKER = """
+import signal, sys, time
+import stet
+
+def stop(signum, frame):
+    sys.exit(f"stopped by signal {signum}")
+
+signal.signal(signal.SIGTERM, stop)
+
+@stet.once(store=sys.argv[1], claim=True, quiet=True, name="work")
+def work(key):
+    print("running", flush=True)
+    time.sleep(60)
+
+work(7)
+"""
+
+
+def test_sigterm_turned_into_an_exception_gives_the_key_back_at_once(store: str) -> None:
+    # What a SLURM task does at its time limit with the handler the docs show.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _SIGTERM_WORKER, store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == "running"
+    assert len(get_backend(store).claims()) == 1
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 1
+    assert "stopped by signal" in err
+    assert get_backend(store).claims() == {}  # not after the 60 s lease: now
+    assert recorded(store) == Counter()
+
+
 def test_async_functions_claim_too(store: str) -> None:
     calls: list[int] = []
 
