@@ -28,6 +28,8 @@ from stet.backends import BACKENDS, ParquetBackend, SqliteBackend, get_backend
 from stet.backends._base import Table
 from stet.backends._parquet import _ParquetFormat
 
+from .conftest import kind
+
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
@@ -75,7 +77,7 @@ def test_sigkill_at_random_instants_loses_no_returned_record(
     assert not missing, f"{len(missing)} returned calls have no record"
     with capsys.disabled():
         print(
-            f"\n  {Path(store).suffix[1:]}: {KILLS} SIGKILLs, {len(returned)} returned calls, "
+            f"\n  {kind(store)}: {KILLS} SIGKILLs, {len(returned)} returned calls, "
             f"{len(recorded)} records, 0 lost"
         )
 
