@@ -114,7 +114,8 @@ def test_passwords_never_show(pg_server: pg.Server, capsys: pytest.CaptureFixtur
 def test_an_unreachable_server_is_an_error_after_a_few_tries_and_nothing_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_postgres, "FIRST_PAUSE", 0.01)
+    monkeypatch.setattr(_postgres, "FIRST_PAUSE", 0.05)
+    monkeypatch.setenv("STET_RETRY_SECONDS", "1.5")
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -126,11 +127,15 @@ def test_an_unreachable_server_is_an_error_after_a_few_tries_and_nothing_runs(
     def run(x: int) -> None:
         calls.append(x)
 
+    started = time.monotonic()
     with pytest.raises(stet.StoreError) as info:
         run(1)
+    waited = time.monotonic() - started
     message = str(info.value)
     assert f"database lab on host 127.0.0.1:{port}" in message
-    assert f"tried {_postgres.ATTEMPTS} times" in message
+    tries = int(message.split("tried ")[1].split()[0])
+    assert tries >= 4  # 0.05, 0.1, 0.2, 0.4 ... s apart, within the 1.5 s budget
+    assert 0.3 < waited < 30  # it paused between tries, and gave up
     assert "Pw-77x" not in message
     assert calls == []  # never a silent run
 

@@ -79,10 +79,23 @@ SEQ: Final = "_stet_seq"
 _TABLE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,49}\Z")
 #: Rows written by one multi-row INSERT; larger batches go through COPY.
 _INSERT_ROWS: Final = 200
-#: Attempts at an operation that meets a transient error (connection lost,
-#: server restarting, serialization failure), with doubling pauses between.
-ATTEMPTS: Final = 6
+#: An operation that meets a transient error (connection lost, server
+#: restarting) is tried again, with pauses doubling from FIRST_PAUSE up to
+#: MAX_PAUSE, for at most ``STET_RETRY_SECONDS`` (default 10).
 FIRST_PAUSE: Final = 0.25
+MAX_PAUSE: Final = 5.0
+#: Attempts at an operation that keeps losing a race with other workers.
+RACES: Final = 6
+
+
+def retry_seconds() -> float:
+    """How long to keep trying an unreachable server (``STET_RETRY_SECONDS``, default 10)."""
+    try:
+        return max(0.0, float(os.environ.get("STET_RETRY_SECONDS", "10")))
+    except ValueError:
+        return 10.0
+
+
 _ISO: Final = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
 _T = TypeVar("_T")
 
@@ -326,19 +339,29 @@ class PgFormat:
         import psycopg
 
         pause = FIRST_PAUSE
-        for attempt in range(1, ATTEMPTS + 1):
+        deadline = time.monotonic() + retry_seconds()
+        attempt = races = 0
+        while True:
+            attempt += 1
             with self._mutex:
                 try:
                     return op(self._connect())
                 except _Retry:
-                    continue
+                    races += 1
+                    if races < RACES:
+                        continue
+                    raise self.error(
+                        f"cannot {what}: other workers kept changing it ({races} attempts)"
+                    ) from None
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     self._drop_broken()
                     reason = _reason(exc)
-                    if not _transient(exc, reason) or attempt == ATTEMPTS:
+                    wait = pause * (0.5 + random.random())
+                    if not _transient(exc, reason) or time.monotonic() + wait > deadline:
                         tries = f" (tried {attempt} times)" if attempt > 1 else ""
                         raise self.error(
-                            f"cannot {what}: {self.target.where()}: {reason}{tries}"
+                            f"cannot {what}: {self.target.where()}: {reason}{tries}; "
+                            "check that the server runs and the URL is right"
                         ) from None
                 except psycopg.Error as exc:
                     if self._conn is not None and self._conn.broken:
@@ -346,9 +369,8 @@ class PgFormat:
                     raise self.error(
                         f"cannot {what}: {self.target.where()}: {_reason(exc)}"
                     ) from None
-            time.sleep(pause * (0.5 + random.random()))
-            pause *= 2
-        raise self.error(f"cannot {what}: other workers kept changing it ({ATTEMPTS} attempts)")
+            time.sleep(wait)
+            pause = min(pause * 2, MAX_PAUSE)
 
     def _drop_broken(self) -> None:
         conn, self._conn = self._conn, None
