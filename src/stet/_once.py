@@ -92,7 +92,10 @@ class Once:
     Attributes:
         store: The store file; its extension picks the backend (``.csv``,
             ``.json``, ``.sqlite``/``.db``, ``.parquet``). Relative paths are
-            resolved against the working directory of the first call.
+            resolved against the working directory of the first call. A
+            ``postgresql://user@host/db?table=NAME`` URL selects a
+            PostgreSQL store, for workers on many machines (its password
+            is shown as ``***`` in this object's repr).
         key: Names of the parameters that identify a run, or None for all of
             them (except ``self``/``cls`` of a method).
         name: The function's identity in the store; default its
