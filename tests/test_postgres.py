@@ -153,18 +153,24 @@ def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -
     assert type(table)(pg_store).has({"x": 2})
 
 
-def test_a_sweep_goes_on_through_a_server_restart(
-    pg_server: pg.Server, pg_store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-    broken: list[object] = []
+@pytest.fixture
+def broken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Each time a store finds its connection broken (and drops it), in order."""
+    seen: list[object] = []
     drop = _postgres.PgFormat._drop_broken
 
     def counted(self: _postgres.PgFormat) -> None:
-        broken.append(self)
+        seen.append(self)
         drop(self)
 
     monkeypatch.setattr(_postgres.PgFormat, "_drop_broken", counted)
+    return seen
+
+
+def test_a_sweep_goes_on_through_a_server_restart(
+    pg_server: pg.Server, pg_store: str, broken: list[object]
+) -> None:
+    calls: list[int] = []
 
     @stet.once(store=pg_store, quiet=True)
     def run(x: int) -> None:
@@ -217,20 +223,12 @@ def _record_in_child(store: str, first: int) -> None:
 
 
 def test_forked_children_and_their_parent_each_keep_their_own_connection(
-    pg_store: str, monkeypatch: pytest.MonkeyPatch
+    pg_store: str, broken: list[object]
 ) -> None:
     import multiprocessing
 
     table = get_backend(pg_store)
     table.record({"x": 0})
-    broken: list[object] = []
-    drop = _postgres.PgFormat._drop_broken
-
-    def counted(self: _postgres.PgFormat) -> None:
-        broken.append(self)
-        drop(self)
-
-    monkeypatch.setattr(_postgres.PgFormat, "_drop_broken", counted)
     ctx = multiprocessing.get_context("fork")
     children = [ctx.Process(target=_record_in_child, args=(pg_store, n)) for n in (1000, 2000)]
     for child in children:
