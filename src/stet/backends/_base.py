@@ -350,7 +350,6 @@ class Table:
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
         self._lock = self._make_lock()
-        self._folder_made = False
         _LIVE_TABLES.add(self)
 
     def __repr__(self) -> str:
@@ -379,9 +378,6 @@ class Table:
             timeout = lock_timeout()
         with self._mutex:
             try:
-                if not self._folder_made:
-                    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                    self._folder_made = True
                 self._lock.acquire(timeout=timeout)
             except LockTimeout:
                 raise StoreError(

@@ -36,7 +36,8 @@ class StoreLock:
     only excludes other processes.
 
     Args:
-        path: The lock file; created if missing and never deleted.
+        path: The lock file; created (with its folder) if missing and never
+            deleted.
     """
 
     def __init__(self, path: str) -> None:
@@ -64,6 +65,8 @@ class StoreLock:
         if self._depth:
             self._depth += 1
             return
+        if self._fd is None:  # first use: the store's folder may not exist yet
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         if self._fallback is not None:  # pragma: no cover - not POSIX
             try:
                 self._fallback.acquire(timeout=timeout)

@@ -985,7 +985,6 @@ class PostgresBackend(Table):
         self._pg = PgFormat(url)
         super().__init__(url, codec=codec)
         self.path = self._pg.location  # never the password
-        self._folder_made = True
 
     def _open_format(self) -> PgFormat:
         return self._pg
@@ -996,23 +995,23 @@ class PostgresBackend(Table):
     def exists(self) -> bool:
         return self._pg.exists()
 
-    def add_texts(
+    def _add_locked(
         self,
         function: str,
         cols: tuple[str, ...],
         keys: Iterable[tuple[str, ...]],
-        duration: float | None = None,
-        code: str | None = None,
+        duration: float | None,
+        code: str | None,
     ) -> int:
-        with self._mutex:
-            self.sync()
-            rows, seen = self._new_rows(function, cols, keys, duration, code)
-            if not rows:
-                return 0
-            added, versions = self._pg.insert(rows)
-            self._index.setdefault((function, cols), set()).update(seen)
-            self._advance(versions)
-            return added
+        # The database decides what is new (ON CONFLICT), so the count is
+        # right even when another worker recorded a key a moment ago.
+        rows, seen = self._new_rows(function, cols, keys, duration, code)
+        if not rows:
+            return 0
+        added, versions = self._pg.insert(rows)
+        self._index.setdefault((function, cols), set()).update(seen)
+        self._advance(versions)
+        return added
 
     def _advance(self, versions: list[int]) -> None:
         """Move the cursor past our own writes, if nobody else wrote in between.
