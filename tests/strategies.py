@@ -125,6 +125,12 @@ tricky_strings = st.sampled_from(
         " padded ",
         "#N/A",
         "=1+1",
+        "+plus",
+        "-minus",
+        "@handle",
+        "nul\x00byte",
+        "carriage\rreturn",
+        "\x1b[31mred",
         "Cfg(a=1)",
         "information",
     ]

@@ -352,10 +352,15 @@ def test_a_csv_store_of_numbers_and_words_reads_as_numbers_and_words(tmp_path: P
 
 
 def test_a_csv_store_opens_in_the_csv_module(tmp_path: Path) -> None:
-    get_backend(tmp_path / "runs.csv").record({"s": 'a,"b"\nc'})
+    """Commas and quotes are CSV-quoted; a string with a line break (or any
+    other control character) is one line too, its text JSON-quoted."""
+    backend = get_backend(tmp_path / "runs.csv")
+    backend.record({"s": 'a,"b" c'})
+    backend.record({"s": "line\nbreak\r\x00"})
     with open(tmp_path / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert rows[0]["s"] == 'a,"b"\nc'
+    assert [row["s"] for row in rows] == ['a,"b" c', '"line\\nbreak\\r\\u0000"']
+    assert len((tmp_path / "runs.csv").read_bytes().splitlines()) == 3
 
 
 def test_a_json_store_is_a_json_array_of_records(tmp_path: Path) -> None:
@@ -453,7 +458,7 @@ def test_a_stet_0_0_store_keeps_working(tmp_path: Path) -> None:
 
 def test_a_store_from_a_newer_stet_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.csv"
-    path.write_text("x,_stet_timestamp,_stet_codec\n1,2024-01-01,2\n")
+    path.write_text(f"x,_stet_timestamp,_stet_codec\n1,2024-01-01,{stet.CODEC_VERSION + 1}\n")
     with pytest.raises(stet.StoreError, match="upgrade stet"):
         get_backend(path).has({"x": 1})
 

@@ -214,8 +214,13 @@ def test_once_round_trips_through_a_plain_dict(store: str) -> None:
     assert Once.from_dict(data) == config
     assert cattrs.structure({"store": store, "key": ["a"]}, Once) == Once(store=store, key=["a"])
     plain = cattrs.unstructure(config)
-    assert plain["codec"] == {"version": 1}
+    assert plain["codec"] == {"version": stet.CODEC_VERSION}
     assert cattrs.structure(plain, Once) == config
+    # A config written when the key rules were version 1 still loads: this
+    # stet reads version 1 stores.
+    assert cattrs.structure({**plain, "codec": {"version": 1}}, Once) == config
+    with pytest.raises(cattrs.ClassValidationError):
+        cattrs.structure({**plain, "codec": {"version": stet.CODEC_VERSION + 1}}, Once)
 
 
 def test_a_typo_in_a_config_dict_is_an_error() -> None:

@@ -7,9 +7,17 @@ short: numbers by value, bools and strings as their own kinds, containers by
 their items, objects by their fields, and nothing by ``repr``.
 
 Top-level texts are chosen to read well in a spreadsheet: ``3``, ``0.1``,
-``adam``, ``True``, ``None``. A string that would read as something else is
-tagged with a leading apostrophe, as spreadsheets do: ``'007``, ``'None``,
-``'`` (the empty string). Inside containers, strings are JSON-quoted.
+``adam``, ``True``, ``None``. A string that would read as something else, or
+that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first),
+is tagged with a leading apostrophe, as spreadsheets do: ``'007``,
+``'None``, ``'=SUM(A1)``, ``'`` (the empty string). A string holding a
+control character (a line break, a carriage return, NUL...; a tab is fine) is
+written JSON-quoted, ``"a\\nb"``, so that no key text ever holds a raw line
+break or NUL byte: a store's records are then lines, and a torn last line is
+always told apart from damage. Inside containers, strings are JSON-quoted.
+
+Version 1 of these rules (stet 0.1) wrote formula-like and control-character
+strings bare; `canonical_from_v1` turns such texts into today's.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import numpy as np
 
 from .exceptions import KeyEncodingError
 
-__all__ = ["CODEC_VERSION", "Encoded", "KeyCodec", "canonical_from_legacy"]
+__all__ = ["CODEC_VERSION", "Encoded", "KeyCodec", "canonical_from_legacy", "canonical_from_v1"]
 
 #: Version of the key rules; stores record it in the ``_stet_codec`` column.
-CODEC_VERSION: Final = 1
+#: 2: formula-like strings are tagged, control characters JSON-quoted.
+CODEC_VERSION: Final = 2
 
 _MAX_DEPTH: Final = 64
 
@@ -52,6 +61,11 @@ _TOKEN_RE: Final = re.compile(
     r"|(?P<word>None|True|False|nan|-inf|inf)"
 )
 _IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+#: Characters no top-level key text holds raw: every C0 control but the tab.
+CONTROL_CHARACTERS: Final = r"[\x00-\x08\x0a-\x1f]"
+_CONTROL: Final = re.compile(CONTROL_CHARACTERS)
+#: First characters that make a spreadsheet evaluate a cell as a formula.
+_FORMULA_FIRST: Final = frozenset("=+-@")
 # Strings that pandas, a spreadsheet or a reader could take for a number,
 # a missing value or a boolean are tagged even where stet itself would not
 # need it, so that the store reads back as what was written.
@@ -176,6 +190,15 @@ def _number_from_text(text: str) -> int | float | np.floating[Any]:
 
 
 def _needs_tag(s: str) -> bool:
+    """True if a top-level string must be tagged with an apostrophe."""
+    return _needs_tag_v1(s) or s[0] in _FORMULA_FIRST
+
+
+def _has_control(s: str) -> bool:
+    return not s.isprintable() and _CONTROL.search(s) is not None
+
+
+def _needs_tag_v1(s: str) -> bool:
     if s in _READER_WORDS or s in _WORDS or s.lower() in ("true", "false"):
         return True
     first = s[0]
@@ -187,7 +210,24 @@ def _needs_tag(s: str) -> bool:
 
 
 def _str_text(s: str) -> str:
+    if _has_control(s):
+        return _quote(s)
     return "'" + s if _needs_tag(s) else s
+
+
+def _checked_utf8(text: str) -> str:
+    """``text``, if it can be written as UTF-8 (no lone surrogate)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise KeyEncodingError(
+                "str",
+                reason=f"it holds {text[exc.start : exc.end]!r}, a lone surrogate, which "
+                "no store can write as UTF-8 text; decode the bytes it came from with "
+                "errors='replace', or pass the bytes' hex() instead",
+            ) from None
+    return text
 
 
 class KeyCodec:
@@ -267,12 +307,12 @@ class KeyCodec:
         """
         t = type(value)
         if t is str:
-            return _str_text(value)  # type: ignore[arg-type]  # t is str
+            return _checked_utf8(_str_text(value))  # type: ignore[arg-type]  # t is str
         if t is int:
             return _int_text(value)  # type: ignore[arg-type]  # t is int
         if t is float:
             return _float_text(value)  # type: ignore[arg-type]  # t is float
-        return self._encode(value, False, "", 0)
+        return _checked_utf8(self._encode(value, False, "", 0))
 
     def _encode(self, v: object, inner: bool, where: str, depth: int) -> str:
         if depth > _MAX_DEPTH:
@@ -334,7 +374,7 @@ class KeyCodec:
 
     @staticmethod
     def _top_is_string(text: str) -> bool:
-        return text.startswith("'") or (not _needs_tag(text) and bool(text))
+        return text.startswith(("'", '"')) or (bool(text) and not _needs_tag(text))
 
     @staticmethod
     def _datetime_text(v: datetime, where: str) -> str:
@@ -405,10 +445,10 @@ class KeyCodec:
             ValueError: ``text`` is not a canonical key text.
         """
         if text.startswith("'"):
-            if not _needs_tag(text[1:]):
+            if not _needs_tag(text[1:]) or _has_control(text):
                 raise ValueError(f"not a stet key text: {text!r} (the apostrophe is not needed)")
             return text[1:]
-        if text and not _needs_tag(text):
+        if text and not _needs_tag(text) and not _has_control(text):
             return text
         try:
             value, end = _Parser(text).value(0)
@@ -416,6 +456,8 @@ class KeyCodec:
             raise ValueError(f"not a stet key text: {text!r} ({exc})") from None
         if end != len(text):
             raise ValueError(f"not a stet key text: {text!r} (junk after position {end})")
+        if isinstance(value, str) and not _has_control(value):
+            raise ValueError(f"not a stet key text: {text!r} (the quotes are not needed)")
         return value
 
 
@@ -568,4 +610,25 @@ def canonical_from_legacy(text: str) -> str:
         return _int_text(int(text))
     if _LEGACY_NUMBER.match(text) or text in ("nan", "inf", "-inf"):
         return _float_text(float(text))
+    return _str_text(text)
+
+
+#: Version 1 texts that may differ from today's: a bare string that begins
+#: like a formula, or any text with a control character. Numbers (``-1``,
+#: ``-inf``) match too; they come out unchanged. (RE2 syntax, for Arrow.)
+V1_CHANGED: Final = r"^[=@]|^[+-]$|^[+-][^0-9]|[\x00-\x08\x0a-\x1f]"
+
+
+def canonical_from_v1(text: str) -> str:
+    """Today's canonical text for a text written under key rules version 1.
+
+    Version 1 wrote strings beginning with ``=``, ``+``, ``-`` or ``@`` bare
+    and strings with control characters raw; everything else is unchanged.
+    """
+    if (not text or text[0] not in "'=+-@") and text.isprintable():
+        return text
+    if text[0] == "'":
+        return _str_text(text[1:])
+    if _needs_tag_v1(text):
+        return text  # not a string under version 1 (a number, a container...)
     return _str_text(text)

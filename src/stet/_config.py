@@ -25,10 +25,13 @@ def _unstructure_codec(codec: KeyCodec) -> dict[str, int]:
 
 
 def _structure_codec(value: Any, _: object) -> KeyCodec:
-    if value is None or value == {"version": CODEC_VERSION}:
+    # A config written under older key rules still loads: this stet reads
+    # stores of every earlier version and writes today's.
+    if value is None or value in ({"version": v} for v in range(1, CODEC_VERSION + 1)):
         return KeyCodec()
     raise ValueError(
-        f"codec {value!r} is not this stet's key rules ({{'version': {CODEC_VERSION}}})"
+        f"codec {value!r} is not this stet's key rules ({{'version': {CODEC_VERSION}}} "
+        "or an earlier one); upgrade stet to read it"
     )
 
 

@@ -26,6 +26,7 @@ from ._report import quiet_by_environment, reporter
 from .backends import backend_class, get_backend
 from .backends._base import Table, pack
 from .backends._claims import Claim, describe_owner
+from .backends._columns import check_key_columns
 from .backends._postgres import describe as describe_url
 from .backends._postgres import is_url
 from .exceptions import KeyEncodingError, StoreError
@@ -74,6 +75,14 @@ def _store_repr(store: str) -> str:
     # A PostgreSQL URL may hold a password: a repr (in a log, a traceback)
     # shows it as ***.
     return repr(describe_url(store) if is_url(store) else store)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float) -> None:
@@ -138,6 +147,12 @@ class Once:
     def _check_name(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"name must be a non-empty string or None, got {value!r}")
+        if value is not None and (not value.isprintable() or not _is_utf8(value)):
+            raise ValueError(
+                f"name {value!r} holds a control character (a line break, NUL...) or a "
+                "lone surrogate, which a store's function column cannot hold; use "
+                "printable text"
+            )
 
     @overload
     def __call__(
@@ -359,6 +374,9 @@ class Runner:
         self.func = func
         self.signature = inspect.signature(func)
         self.key = key_names(func, config.key)
+        check_key_columns(
+            self.key, backend_class(config.store).column_limits, store=_store_repr(config.store)
+        )
         self.cols = tuple(sorted(self.key))
         self.name = config.name or qualname(func)
         self.label = getattr(func, "__name__", self.name)

@@ -19,6 +19,7 @@ import atexit
 import multiprocessing
 import multiprocessing.util
 import os
+import re
 import socket
 import sys
 import threading
@@ -33,9 +34,10 @@ import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._codec import CODEC_VERSION, KeyCodec, canonical_from_legacy
+from .._codec import CODEC_VERSION, V1_CHANGED, KeyCodec, canonical_from_legacy, canonical_from_v1
 from ..exceptions import KeyEncodingError, StoreError
 from ._claims import Claim, ClaimId, heartbeat, owner
+from ._columns import NO_LIMITS, ColumnLimits, check_column_name, check_key_columns
 from ._lock import LockTimeout, StoreLock
 
 __all__ = [
@@ -107,6 +109,14 @@ class Columns:
             return bool(pc.any(pc.match_substring(column, text)).as_py())
         return any(text in cell for cell in self.column(name) if cell is not None)
 
+    def matches(self, name: str, pattern: str) -> bool:
+        """True if some cell of the column matches the (RE2) regular expression."""
+        if self._arrow is not None:
+            column = self._arrow.column(name)
+            return bool(pc.any(pc.match_substring_regex(column, pattern)).as_py())
+        compiled = re.compile(pattern)
+        return any(compiled.search(cell) for cell in self.column(name) if cell is not None)
+
     def column(self, name: str) -> list[str | None]:
         loaded = self._loaded.get(name)
         if loaded is None:
@@ -162,6 +172,7 @@ def lock_timeout() -> float:
 
 
 _HOST: Final = socket.gethostname()
+_CURRENT: Final = str(CODEC_VERSION)
 
 IndexKey = tuple[str, tuple[str, ...]]
 #: A key as the index holds it: see `pack`.
@@ -184,17 +195,6 @@ def pack(values: tuple[str, ...]) -> Packed:
         if _SEP in text:
             return values
     return _SEP.join(values)
-
-
-def check_column_name(name: str, path: str) -> str:
-    """Return ``name`` if it can be a column, else raise `StoreError`."""
-    if not name.isidentifier() or name.startswith("__"):
-        raise StoreError(
-            path,
-            f"column {name!r} is not a parameter name or a _stet_ column; "
-            "the file was not written by stet or was edited by hand",
-        )
-    return name
 
 
 class RecordFormat(Protocol):
@@ -341,6 +341,8 @@ class Table:
 
     format_class: ClassVar[type[Any]]
     extensions: ClassVar[tuple[str, ...]] = ()
+    #: What this store cannot hold in column names, beyond the shared rule.
+    column_limits: ClassVar[ColumnLimits] = NO_LIMITS
 
     def __init__(self, path: str | os.PathLike[str], *, codec: KeyCodec | None = None):
         self.path = os.fspath(path)
@@ -418,13 +420,16 @@ class Table:
         """The (function, key columns, key texts) a row records.
 
         Rows without a ``_stet_codec`` (stet 0.0.x, hand-written) hold
-        ``str(value)`` texts, which are canonicalized here.
+        ``str(value)`` texts, and rows of key rules version 1 a few texts
+        that changed since: both are canonicalized here.
         """
         version = row.get(CODEC)
-        if version is None:
+        if version == _CURRENT:
+            keys = {c: t for c, t in row.items() if c[:6] != "_stet_"}
+        elif version is None:
             keys = {c: canonical_from_legacy(t) for c, t in row.items() if c[:6] != "_stet_"}
         elif version == "1":
-            keys = {c: t for c, t in row.items() if c[:6] != "_stet_"}
+            keys = {c: canonical_from_v1(t) for c, t in row.items() if c[:6] != "_stet_"}
         else:
             self._bad_codec_version(version)
         cols = tuple(sorted(keys))
@@ -514,7 +519,7 @@ class Table:
             row[HOST] = _HOST
             if code:
                 row[CODE] = code
-            row[CODEC] = str(CODEC_VERSION)
+            row[CODEC] = _CURRENT
             rows.append(row)
         return rows, seen
 
@@ -603,7 +608,7 @@ class Table:
                     continue
                 clean = {c: t for c, t in row.items() if c[:6] == "_stet_"}
                 clean.update(zip(cols, values, strict=True))
-                clean[CODEC] = str(CODEC_VERSION)
+                clean[CODEC] = _CURRENT
                 added.append(clean)
                 self._index.setdefault((function, cols), set()).add(packed)
             if added:
@@ -666,13 +671,19 @@ class Table:
     def _ingest_columns(self, columns: Columns, index: Index) -> bool:
         """Index uniform columns without a dict per record; False if not uniform.
 
-        Uniform: every record has every key column and key rules version 1,
-        which is what a store with one function (or one key) looks like.
+        Uniform: every record has every key column and texts of today's key
+        rules (version 1 texts count when none of them changed since), which
+        is what a store with one function (or one key) looks like.
         """
         names = columns.names
-        if CODEC not in names or columns.distinct(CODEC) != {str(CODEC_VERSION)}:
+        if CODEC not in names:
             return False
+        versions = columns.distinct(CODEC)
         keys = sorted(n for n in names if n[:6] != "_stet_")
+        if not versions <= {_CURRENT, "1"}:
+            return False
+        if "1" in versions and any(columns.matches(k, V1_CHANGED) for k in keys):
+            return False
         if any(columns.has_null(k) for k in keys):
             return False
         cols = tuple(keys)
@@ -699,10 +710,9 @@ class Table:
     def _encode_key(self, key: Mapping[str, object]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if not isinstance(key, Mapping):
             raise TypeError(f"a key must be a mapping of parameter names to values, got {key!r}")
-        cols = tuple(sorted(key))
-        for col in cols:
-            if not isinstance(col, str) or not col.isidentifier() or col.startswith("_stet_"):
-                raise ValueError(f"key name {col!r} is not a parameter name")
+        names = list(key)
+        check_key_columns(names, self.column_limits, store=self.location)
+        cols = tuple(sorted(names))
         values: list[str] = []
         for col in cols:
             try:

@@ -5,12 +5,19 @@ themselves in a spreadsheet or ``pandas.read_csv``. An empty cell means the
 record has no such column. New records are appended with one ``write``; a
 new column (a function with other key parameters) rewrites the file
 atomically with the wider header.
+
+Key texts never hold a raw line break (the codec writes such strings
+JSON-quoted), so every record stet writes is one line. That is what tells a
+torn last record (a killed writer's, which never ends in a line break) from
+damage (an unclosed quote followed by more lines), which is an error at open.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -57,7 +64,34 @@ def _format_rows(rows: Sequence[Row], header: Sequence[str]) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:
         writer.writerow([row.get(col, "") for col in header])
-    return out.getvalue().encode("utf-8")
+    text = out.getvalue()
+    if "\r" in text:
+        # The csv module quotes a cell holding a line feed, but not one
+        # holding a lone carriage return, which readers then take for a line
+        # break. (Key texts never hold one; a row from elsewhere might.)
+        out = io.StringIO()
+        plain = csv.writer(out, lineterminator="\n")
+        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in rows:
+            cells = [row.get(col, "") for col in header]
+            (quoted if any("\r" in cell for cell in cells) else plain).writerow(cells)
+        text = out.getvalue()
+    return text.encode("utf-8")
+
+
+_limit_lock = threading.Lock()
+
+
+def _allow_fields_of(length: int) -> None:
+    """Let the csv module read cells of up to ``length`` characters.
+
+    Its default limit (131,072) is far below the longest key a store may
+    hold; the limit is process-wide, so it is only ever raised.
+    """
+    if length > csv.field_size_limit():
+        with _limit_lock:
+            if length > csv.field_size_limit():
+                csv.field_size_limit(min(length, sys.maxsize))
 
 
 class _CsvFormat(AppendedFile):
@@ -103,24 +137,34 @@ class _CsvFormat(AppendedFile):
 
     def _parse_bulk(self, body: bytes, header: tuple[str, ...]) -> Columns:
         """Whole records of a big file, parsed in C by Arrow into columns."""
-        strings = {name: pa.string() for name in header}
         try:
-            table = pa_csv.read_csv(
-                io.BytesIO(body),
-                read_options=pa_csv.ReadOptions(
-                    column_names=list(header), use_threads=ARROW_THREADS
-                ),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types=strings,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                    null_values=[""],
-                ),
-            )
+            table = self._arrow_csv(body, header, 1 << 20)
         except pa.ArrowInvalid as exc:
-            raise self._error(f"not valid CSV ({exc})") from None
+            if "straddling" not in str(exc):
+                raise self._error(f"not valid CSV ({exc})") from None
+            # A cell longer than Arrow's block: read the file as one block.
+            try:
+                table = self._arrow_csv(body, header, min(len(body) + 1, (1 << 31) - 1))
+            except pa.ArrowInvalid as exc2:
+                raise self._error(f"not valid CSV ({exc2})") from None
         return Columns.of_arrow(table)
+
+    @staticmethod
+    def _arrow_csv(body: bytes, header: tuple[str, ...], block_size: int) -> pa.Table:
+        strings = {name: pa.string() for name in header}
+        return pa_csv.read_csv(
+            io.BytesIO(body),
+            read_options=pa_csv.ReadOptions(
+                column_names=list(header), use_threads=ARROW_THREADS, block_size=block_size
+            ),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=strings,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
 
     def _parse_header(self, line: bytes) -> tuple[str, ...]:
         try:
@@ -152,6 +196,7 @@ class _CsvFormat(AppendedFile):
         self._tail = (data[used:], offset + used)  # checked again before it is cut off
         rows: list[Row] = []
         width = len(header)
+        _allow_fields_of(len(text))
         try:
             for cells in csv.reader(io.StringIO(text, newline=""), strict=True):
                 if not cells:
@@ -166,10 +211,26 @@ class _CsvFormat(AppendedFile):
         return rows, used
 
     def _check_tail(self, tail: bytes, header: tuple[str, ...], offset: int) -> None:
-        """Accept a half-written last record; refuse anything else."""
+        """Accept a half-written last record; refuse anything else.
+
+        A killed writer leaves a prefix of its records, cut anywhere but just
+        after a line break, which would have completed the record (stet
+        writes each record on one line). Bytes after the last complete record
+        that end in a line break are an unclosed quote that swallowed later
+        lines: damage, reported before anything runs.
+        """
         if not tail:
             return
+        if tail.endswith(b"\n"):
+            line = self._line_at(offset)
+            raise self._error(
+                f"the record on line {line} (byte {offset}) opens a quote that is never "
+                "closed, so every line after it would read as one cell; it is not a record "
+                "a killed writer left half-written, so stet neither reads past it nor cuts "
+                "it off (fix the quote by hand, e.g. in a text editor)"
+            )
         text = tail.decode("utf-8", errors="ignore")
+        _allow_fields_of(len(text))
         try:
             cells = next(csv.reader(io.StringIO(text, newline="")), [])
         except csv.Error:
@@ -178,6 +239,14 @@ class _CsvFormat(AppendedFile):
             raise self._error(
                 f"unreadable data at byte {offset}: not a record nor a half-written one"
             )
+
+    def _line_at(self, offset: int) -> int:
+        """The line number (from 1) of byte ``offset``, for messages."""
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(offset).count(b"\n") + 1
+        except OSError:
+            return 0
 
     def check_cut(self, cut: bytes, offset: int) -> None:
         # A killed writer leaves a prefix of its records: it never ends with a

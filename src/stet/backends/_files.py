@@ -264,7 +264,14 @@ class AppendedFile(FileFormat):
                         self.check_cut(os.read(fd, size - cursor.end), cursor.end)
                     os.ftruncate(fd, cursor.end)
                 os.lseek(fd, cursor.end, os.SEEK_SET)
-                write_all(fd, data + closing)
+                try:
+                    write_all(fd, data + closing)
+                except OSError:
+                    # A full disk (or quota) stopped the write part-way: take
+                    # the partial records back, so the store ends where it did.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, cursor.end)
+                    raise
                 st = os.fstat(fd)
             finally:
                 os.close(fd)

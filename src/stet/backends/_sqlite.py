@@ -31,6 +31,7 @@ from ._base import (
     check_column_name,
 )
 from ._claims import Claim, ClaimId
+from ._columns import ColumnLimits
 
 __all__ = ["SqliteBackend"]
 
@@ -412,3 +413,4 @@ class SqliteBackend(Table):
 
     format_class = _SqliteFormat
     extensions = (".sqlite", ".db")
+    column_limits = ColumnLimits(case_insensitive=True)
