@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 export NO_MKDOCS_2_WARNING := 1
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest docs docs-build bench clean
+.PHONY: help install demo test lint typecheck pytest docs docs-build dist-check bench clean
 
 help:
 	@echo "make demo   - install and run examples/sweep.py twice (runs, then skips)"
-	@echo "make test   - install and run ruff, mypy, pyright, typing tests, pytest, docs build"
+	@echo "make test   - install and run ruff, mypy, pyright, typing tests, pytest, docs build, dist check"
 	@echo "make lint   - ruff check and ruff format --check"
 	@echo "make bench  - run the benchmarks"
 	@echo "make docs   - serve the documentation locally"
@@ -31,8 +31,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/sweep.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check conftest.py src tests typing_tests examples benchmarks
-	$(BIN)/ruff format --check conftest.py src tests typing_tests examples benchmarks
+	$(BIN)/ruff check conftest.py src tests typing_tests examples benchmarks tools
+	$(BIN)/ruff format --check conftest.py src tests typing_tests examples benchmarks tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -45,7 +45,11 @@ pytest: $(STAMP)
 docs-build: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
-test: lint typecheck pytest docs-build
+# Build the sdist and wheel and check their metadata and contents.
+dist-check: $(STAMP)
+	$(BIN)/python tools/check_dist.py dist
+
+test: lint typecheck pytest docs-build dist-check
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve
@@ -54,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) site dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
