@@ -104,3 +104,75 @@ def test_an_async_sweep_does_not_block_the_event_loop_on_the_store(
     start, end = window[0], window[1]
     # The loop kept turning while the store was being read.
     assert any(start < tick < end for tick in ticks)
+
+
+def refined_grid(tmp_path: Any, points: int) -> Any:
+    """A sweep whose every other point is already done (a grid refined)."""
+    run = make(str(tmp_path / "runs.csv"), quiet=True)
+    for x in range(0, points, 2):
+        run(x)
+    return make(str(tmp_path / "runs.csv"))
+
+
+def test_alternating_runs_and_skips_collapse_off_a_terminal(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stet._report, "SUMMARY_SECONDS", 1e9)  # no summary by time here
+    run = refined_grid(tmp_path, 2_000)
+    capsys.readouterr()
+    for x in range(2_000):
+        run(x)
+    stet._report.reporter.finish()  # as at exit
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:FULL_LINES] == [f"[stet] Skipping run(x={x})" for x in range(0, 10, 2)]
+    assert lines[FULL_LINES:] == [f"[stet] ... and {1_000 - FULL_LINES:,} more skipped"]
+
+
+def test_alternating_runs_and_skips_are_summed_up_now_and_then(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stet._report, "SUMMARY_SECONDS", 0.0)  # every time a run starts
+    run = refined_grid(tmp_path, 20)
+    capsys.readouterr()
+    for x in range(20):
+        run(x)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[FULL_LINES:] == ["[stet] ... and 1 more skipped"] * (10 - FULL_LINES)
+
+
+class Terminal:
+    """A stdout that says it is a terminal and keeps what was written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_hidden_skips_are_one_count_line_that_rewrites_itself(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = refined_grid(tmp_path, 400)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.setattr(stet._report, "_REDRAW_SECONDS", 0.0)
+    for x in range(400):
+        run(x)
+    stet._report.reporter.finish()
+    # Five full lines and the final count stay on screen; every other
+    # update rewrote the count line in place.
+    screen = [line.rsplit("\r\x1b[K", 1)[-1] for line in terminal.text.split("\n")]
+    assert screen == [
+        *(f"[stet] Skipping run(x={x})" for x in range(0, 10, 2)),
+        f"[stet] ... and {200 - FULL_LINES:,} more skipped",
+        "",
+    ]
+    assert terminal.text.count("more skipped") > 100  # it was redrawn as skips came

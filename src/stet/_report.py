@@ -1,11 +1,19 @@
 """What stet tells the researcher: skip lines, collapsed when there are many.
 
-A resumed sweep of 100,000 finished runs must not print 100,000 lines: the
-first few skips of a streak are printed in full, the rest are counted and
-summed up in one line when the streak ends (a run starts, or the process
-exits). Every line also goes to the ``logging`` logger ``stet`` at INFO.
+A resumed sweep of 100,000 finished runs must not print 100,000 lines, nor
+must a refined grid whose every other point is done print one line per
+skip. The first few skips are printed in full; the rest are counted:
+
+- on a terminal, one count line rewrites itself in place (and reappears
+  below whatever a run prints);
+- elsewhere (a log file, a notebook, a pipe), a summary line is printed when
+  a long streak of skips ends, at most every `SUMMARY_SECONDS` while runs
+  and skips alternate, and when the process exits.
+
+Every printed line also goes to the ``logging`` logger ``stet`` at INFO
+(the rewriting count line does not; its final count does).
 ``Once(quiet=True)`` or the environment variable ``STET_QUIET=1`` silences
-both.
+all of it.
 """
 
 from __future__ import annotations
@@ -15,15 +23,22 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["FULL_LINES", "logger", "reporter"]
+__all__ = ["FULL_LINES", "SUMMARY_SECONDS", "logger", "reporter"]
 
 logger: Final = logging.getLogger("stet")
 
-#: Skips of one streak printed in full before the rest are counted.
+#: Skips printed in full before the rest are counted.
 FULL_LINES: Final = 5
+#: Off a terminal, the least time between two summary lines while runs and
+#: skips alternate.
+SUMMARY_SECONDS: Final = 30.0
+#: On a terminal, the least time between two redraws of the count line.
+_REDRAW_SECONDS: Final = 0.1
+_CLEAR: Final = "\r\x1b[K"
 
 
 def quiet_by_environment() -> bool:
@@ -32,14 +47,17 @@ def quiet_by_environment() -> bool:
 
 
 class Reporter:
-    """Prints skip lines and collapses long streaks of them."""
+    """Prints skip lines and collapses many of them into a count."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._streak = 0
+        self.reset()
 
     def say(self, message: str) -> None:
         """Print a line to stdout and log it."""
+        if self._drawn:
+            self._drawn = False
+            print(_CLEAR, end="", file=sys.stdout)
         print(message, file=sys.stdout)
         logger.info(message)
 
@@ -52,22 +70,64 @@ class Reporter:
         """One more skip; ``describe()`` gives ``run(alpha=0.1, seed=3)``."""
         with self._lock:
             self._streak += 1
-            if self._streak <= FULL_LINES:
+            if self._shown < FULL_LINES:
+                self._shown += 1
                 self.say(f"[stet] Skipping {describe()}")
+                return
+            self._hidden += 1
+            now = time.monotonic()
+            if now - self._drawn_at >= _REDRAW_SECONDS and _on_terminal():
+                self._drawn_at = now
+                self._drawn = True
+                print(f"{_CLEAR}[stet] ... {self._hidden:,} more skipped", end="", flush=True)
 
     def end_streak(self) -> None:
-        """A run starts (or the process ends): sum up the skips not shown."""
+        """A run starts: sum up the skips not shown, if it is time to."""
         with self._lock:
-            hidden = self._streak - FULL_LINES
+            streak, self._streak = self._streak, 0
+            if not self._hidden:
+                return
+            if streak >= FULL_LINES:  # a streak of its own: sum it up now
+                self._summarize()
+                self._shown = 0  # the next streak shows its first lines again
+            elif self._drawn:
+                # Clear the count line: the run's own output takes its place,
+                # and the next skip draws it again below.
+                self._drawn = False
+                print(_CLEAR, end="", flush=True)
+            elif time.monotonic() - self._summarized_at >= SUMMARY_SECONDS:
+                self._summarize()
+
+    def finish(self) -> None:
+        """The process ends: sum up every skip not shown yet."""
+        with self._lock:
             self._streak = 0
-        if hidden > 0:
-            self.say(f"[stet] ... and {hidden:,} more skipped")
+            if self._hidden:
+                self._summarize()
+
+    def _summarize(self) -> None:
+        hidden, self._hidden = self._hidden, 0
+        self._summarized_at = time.monotonic()
+        self.say(f"[stet] ... and {hidden:,} more skipped")
 
     def reset(self) -> None:
-        """Forget the current streak without a summary (for tests)."""
+        """Forget every count without a summary (for tests)."""
         with self._lock:
-            self._streak = 0
+            self._shown = 0  # skip lines printed in full
+            self._hidden = 0  # skips counted but not shown, since the last summary
+            self._streak = 0  # skips since the last run started
+            self._drawn = False  # a count line is on the terminal, unterminated
+            self._drawn_at = 0.0
+            self._summarized_at = time.monotonic()
+
+
+def _on_terminal() -> bool:
+    isatty = getattr(sys.stdout, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
 
 
 reporter: Final = Reporter()
-atexit.register(reporter.end_streak)
+atexit.register(reporter.finish)
