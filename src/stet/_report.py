@@ -113,12 +113,12 @@ class Reporter:
     def reset(self) -> None:
         """Forget every count without a summary (for tests)."""
         with self._lock:
-            self._shown = 0  # skip lines printed in full
-            self._hidden = 0  # skips counted but not shown, since the last summary
-            self._streak = 0  # skips since the last run started
-            self._drawn = False  # a count line is on the terminal, unterminated
-            self._drawn_at = 0.0
-            self._summarized_at = time.monotonic()
+            self._shown: int = 0  # skip lines printed in full
+            self._hidden: int = 0  # skips counted but not shown, since the last summary
+            self._streak: int = 0  # skips since the last run started
+            self._drawn: bool = False  # a count line is on the terminal, unterminated
+            self._drawn_at: float = 0.0
+            self._summarized_at: float = time.monotonic()
 
 
 def _on_terminal() -> bool:
