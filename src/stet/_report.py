@@ -51,7 +51,12 @@ class Reporter:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.reset()
+        self._shown = 0  # skip lines printed in full
+        self._hidden = 0  # skips counted but not shown, since the last summary
+        self._streak = 0  # skips since the last run started
+        self._drawn = False  # a count line is on the terminal, unterminated
+        self._drawn_at = 0.0
+        self._summarized_at = time.monotonic()
 
     def say(self, message: str) -> None:
         """Print a line to stdout and log it."""
@@ -113,12 +118,10 @@ class Reporter:
     def reset(self) -> None:
         """Forget every count without a summary (for tests)."""
         with self._lock:
-            self._shown: int = 0  # skip lines printed in full
-            self._hidden: int = 0  # skips counted but not shown, since the last summary
-            self._streak: int = 0  # skips since the last run started
-            self._drawn: bool = False  # a count line is on the terminal, unterminated
-            self._drawn_at: float = 0.0
-            self._summarized_at: float = time.monotonic()
+            self._shown = self._hidden = self._streak = 0
+            self._drawn = False
+            self._drawn_at = 0.0
+            self._summarized_at = time.monotonic()
 
 
 def _on_terminal() -> bool:
