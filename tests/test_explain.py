@@ -97,3 +97,24 @@ def test_stet_why_explains_from_the_command_line(store: str, tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stderr
     assert "alpha: 0.30000000000000004 here, 0.3 recorded" in done.stdout
+
+
+def test_the_nearest_record_is_the_numerically_nearest(store: str) -> None:
+    run = make(store)
+    run(0.1, 0)  # differs in alpha too, but by far more
+    run(0.1 + 0.2, 0)
+    run(0.9, 0)
+    (difference,) = stet.explain(run, 0.3, 0).differences
+    assert str(difference) == "alpha: 0.3 (float) here, 0.30000000000000004 recorded"
+
+
+def test_values_are_shown_as_skip_lines_show_them_not_as_store_text(store: str) -> None:
+    @stet.once(store=store, quiet=True)
+    def fit(method: str, seed: int) -> None: ...
+
+    fit("007", 1)
+    why = stet.explain(fit, "008", 1)
+    assert str(why).splitlines()[0].startswith("[stet] fit(method='008', seed=1) is not recorded")
+    (difference,) = why.differences
+    assert str(difference) == "method: '008' (str) here, '007' recorded"
+    assert (difference.here, difference.recorded) == ("'008", "'007")  # the store's texts

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from ._once import Runner
+from ._once import Runner, display
 from .backends._base import TIMESTAMP, Table, pack
 
 __all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
@@ -29,20 +29,25 @@ class Difference:
         recorded: The record's key text, or None if the record lacks the
             parameter (for example a record made before it joined the key).
         here_type: The type of the call's value, when known.
+        here_shown: The call's value as skip lines show it (its repr).
+        recorded_shown: The record's value as skip lines show it.
     """
 
     parameter: str
     here: str | None
     recorded: str | None
     here_type: str = ""
+    here_shown: str | None = None
+    recorded_shown: str | None = None
 
     def __str__(self) -> str:
-        here = "absent" if self.here is None else self.here
+        here = self.here_shown or self.here
+        here = "absent" if here is None else here
         if self.here_type:
             here += f" ({self.here_type})"
         if self.recorded is None:
             return f"{self.parameter}: {here} here, missing from the record"
-        return f"{self.parameter}: {here} here, {self.recorded} recorded"
+        return f"{self.parameter}: {here} here, {self.recorded_shown or self.recorded} recorded"
 
 
 @attrs.frozen
@@ -85,9 +90,15 @@ def explain_texts(
     call: str,
     types: dict[str, str] | None = None,
 ) -> Explanation:
-    """The explanation for a key given as texts (as the store writes them)."""
+    """The explanation for a key given as texts (as the store writes them).
+
+    The nearest record differs in the fewest parameters; among those, the
+    one whose numbers are numerically nearest (``0.30000000000000004`` is
+    nearer to ``0.3`` than ``0.1`` is).
+    """
     types = types or {}
     best: list[Difference] | None = None
+    best_score = (0, 0.0)
     records = 0
     for row in table.rows():
         fn, cols, values = table.identity(row)
@@ -105,9 +116,39 @@ def explain_texts(
         ]
         if not differences:
             return Explanation(call, True, 1, (), row.get(TIMESTAMP))
-        if best is None or len(differences) < len(best):
-            best = differences
-    return Explanation(call, False, records, tuple(best or ()))
+        score = (len(differences), sum(_distance(d.here, d.recorded) for d in differences))
+        if best is None or score < best_score:
+            best, best_score = differences, score
+    shown = tuple(
+        attrs.evolve(d, here_shown=_shown(table, d.here), recorded_shown=_shown(table, d.recorded))
+        for d in best or ()
+    )
+    return Explanation(call, False, records, shown)
+
+
+#: How far apart two differing values are when they are not both numbers.
+_APART = float("inf")
+
+
+def _distance(here: str | None, recorded: str | None) -> float:
+    """How far apart two key texts are: numerically for numbers."""
+    if here is None or recorded is None:
+        return _APART
+    try:
+        gap = abs(float(here) - float(recorded))
+    except ValueError:  # not numbers (a tagged string never reads as one)
+        return _APART
+    return gap if gap == gap else _APART  # nan
+
+
+def _shown(table: Table, text: str | None) -> str | None:
+    """A key text as skip lines show the value (its repr)."""
+    if text is None:
+        return None
+    try:
+        return display(table.codec.decode(text))
+    except ValueError:
+        return text
 
 
 def _runner(func: Callable[..., Any]) -> Runner:
@@ -171,7 +212,7 @@ def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) 
     arguments = runner.arguments(args, params)
     texts = dict(zip(runner.cols, runner.encode_key(arguments), strict=True))
     types = {name: type(arguments[name]).__name__ for name in runner.cols}
-    shown = ", ".join(f"{name}={texts[name]}" for name in runner.key)
+    shown = ", ".join(f"{name}={display(arguments[name])}" for name in runner.key)
     return explain_texts(runner.table, runner.name, texts, f"{runner.label}({shown})", types)
 
 
