@@ -9,19 +9,11 @@ from importlib.metadata import version as _version
 
 from . import _config as _config  # registers the cattrs hooks for Once
 from . import backends, exceptions, typing
-from ._api import (
-    FunctionStatus,
-    Progress,
-    StoreStatus,
-    mark_done,
-    progress,
-    read,
-    reset,
-    status,
-)
+from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
 from ._once import Once, once
+from ._progress import Progress, progress
 from .exceptions import KeyEncodingError, StetError, StoreError
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,16 +14,14 @@ import pandas as pd
 
 from ._once import DEFAULT_STORE, Runner, display
 from .backends import get_backend
-from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table, pack
+from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table
 from .backends._claims import claims_by_function
 from .exceptions import KeyEncodingError
 
 __all__ = [
     "FunctionStatus",
-    "Progress",
     "StoreStatus",
     "mark_done",
-    "progress",
     "read",
     "reset",
     "status",
@@ -322,13 +320,9 @@ def _runner_of(func: Callable[..., Any]) -> Runner:
     return runner
 
 
-def _grid_keys(
-    runner: Runner, rows: pd.DataFrame | Iterable[Mapping[str, Any]]
-) -> list[tuple[str, ...]]:
+def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
     """The key texts of each row (defaults applied), naming the row of any problem."""
-    records: Iterable[Mapping[Any, Any]] = (
-        rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
-    )
+    records: Iterable[Any] = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
     defaults = {
         name: p.default
         for name, p in runner.signature.parameters.items()
@@ -336,8 +330,15 @@ def _grid_keys(
     }
     keys: list[tuple[str, ...]] = []
     for number, row in enumerate(records):
+        if isinstance(row, tuple | list):
+            keys.append(_positional_key(runner, number, row))
+            continue
         if not isinstance(row, Mapping):
-            raise TypeError(f"row {number} is a {type(row).__name__}, not a mapping")
+            raise TypeError(
+                f"row {number} is a {type(row).__name__}; give each row as a mapping of "
+                f"parameter names to values, or a tuple of values in the order of "
+                f"{runner.label}{runner.signature}, or pass a pandas DataFrame"
+            )
         arguments: dict[str, Any] = {}
         for name in runner.cols:
             if name in row:
@@ -356,6 +357,22 @@ def _grid_keys(
                 exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
             ) from None
     return keys
+
+
+def _positional_key(runner: Runner, number: int, row: Sequence[Any]) -> tuple[str, ...]:
+    """The key texts of a row given as values in the function's parameter order."""
+    try:
+        arguments = runner.arguments(tuple(row), {})
+    except TypeError as exc:
+        raise TypeError(
+            f"row {number} {tuple(row)!r} does not fit {runner.label}{runner.signature}: {exc}"
+        ) from None
+    try:
+        return runner.encode_key(arguments)
+    except KeyEncodingError as exc:
+        raise KeyEncodingError(
+            exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
+        ) from None
 
 
 def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
@@ -383,84 +400,3 @@ def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[st
     if not runner.config.quiet:
         print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.table.location}")
     return added
-
-
-@attrs.frozen
-class Progress:
-    """How far a sweep over a grid has come.
-
-    Attributes:
-        function: The function's name in the store.
-        total: Distinct keys in the grid.
-        done: How many of them are recorded.
-        running: How many are claimed by a live worker (``claim=True``).
-        left: How many are neither done nor running.
-        last_hour: The function's records made in the last hour.
-        eta: Time to finish the rest at the last hour's rate, if there was one.
-    """
-
-    function: str
-    total: int
-    done: int
-    running: int
-    left: int
-    last_hour: int
-    eta: timedelta | None
-
-    def __str__(self) -> str:
-        text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, "
-        if self.running:
-            text += f"{self.running:,} running, "
-        text += f"{self.left:,} left"
-        if (self.left or self.running) and self.eta is not None:
-            hours = self.eta.total_seconds() / 3600
-            text += f"; {self.last_hour:,} in the last hour, about {hours:.1f} h to go"
-        return text
-
-
-def progress(
-    func: Callable[..., Any], grid: pd.DataFrame | Iterable[Mapping[str, Any]]
-) -> Progress:
-    """Print and return how much of a grid of runs is done, and an ETA.
-
-    Args:
-        func: A function decorated with `stet.once`.
-        grid: The sweep's parameter combinations, as a DataFrame or an
-            iterable of mappings (missing parameters take their defaults).
-
-    Example:
-        >>> import stet, tempfile, os
-        >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
-        ... def run(alpha: float, seed: int = 0) -> None: ...
-        >>> run(0.1)
-        >>> grid = [{"alpha": a} for a in (0.1, 0.2, 0.3)]
-        >>> stet.progress(run, grid).left  # doctest: +ELLIPSIS
-        [stet] run: 1 of 3 done, 2 left; 1 in the last hour, about ... h to go
-        2
-    """
-    runner = _runner_of(func)
-    keys = {pack(values) for values in _grid_keys(runner, grid)}
-    table = runner.table
-    table.sync()
-    pending = [key for key in keys if not table.has_texts(runner.name, runner.cols, key)]
-    done = len(keys) - len(pending)
-    now = time.time()
-    claimed = {
-        pack(c.values)
-        for c in table.claims().values()
-        if c.function == runner.name and c.cols == runner.cols and c.live(now)
-    }
-    running = sum(1 for key in pending if key in claimed)
-    hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    recent = 0
-    if table.exists():
-        recent = sum(
-            1
-            for row in table.rows()
-            if table.identity(row)[0] == runner.name and _after(row.get(TIMESTAMP, ""), hour_ago)
-        )
-    left = len(pending) - running
-    eta = timedelta(hours=len(pending) / recent) if recent else None
-    result = Progress(runner.name, len(keys), done, running, left, recent, eta)
-    print(result)
-    return result

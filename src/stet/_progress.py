@@ -1,0 +1,164 @@
+"""How far a sweep has come, and how long the rest will take.
+
+The estimate comes from the function's own recorded runs: the mean of their
+``_stet_duration`` and how many ran side by side (the run time the recent
+records add up to, over the wall time they span), so four runs of 0.2 s
+predict 0.2 s a run, and eight workers an eighth of the time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import attrs
+import pandas as pd
+
+from ._api import _after, _grid_keys, _runner_of
+from .backends._base import DURATION, TIMESTAMP, Row, pack
+
+__all__ = ["Progress", "progress"]
+
+#: The most recent timed runs the estimate is made from.
+RECENT_RUNS: Final = 200
+#: Timed runs needed before stet estimates the time left.
+MIN_TIMED_RUNS: Final = 3
+
+
+@attrs.frozen
+class Progress:
+    """How far a sweep over a grid has come.
+
+    Attributes:
+        function: The function's name in the store.
+        total: Distinct keys in the grid.
+        done: How many of them are recorded.
+        running: How many are claimed by a live worker (``claim=True``).
+        left: How many are neither done nor running.
+        last_hour: The function's records made in the last hour.
+        eta: Time to finish the rest (running and left), or None when too few
+            runs were timed to tell.
+        per_run: The mean duration of the function's recent runs, if timed.
+        workers: How many runs went side by side recently (1 for one worker).
+    """
+
+    function: str
+    total: int
+    done: int
+    running: int
+    left: int
+    last_hour: int
+    eta: timedelta | None
+    per_run: timedelta | None = None
+    workers: float = 1.0
+
+    def __str__(self) -> str:
+        text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, "
+        if self.running:
+            text += f"{self.running:,} running, "
+        text += f"{self.left:,} left"
+        if not (self.left or self.running):
+            return text
+        if self.eta is None or self.per_run is None:
+            return text + "; too few timed runs yet to estimate the time left"
+        side = f" x {self.workers:.0f} workers" if round(self.workers) > 1 else ""
+        return text + (
+            f"; about {_duration(self.eta)} to go "
+            f"({_duration(self.per_run)} a run{side}, {self.last_hour:,} in the last hour)"
+        )
+
+
+def _duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Progress:
+    """Print and return how much of a grid of runs is done, and an ETA.
+
+    The estimate is the mean duration of the function's recent runs times
+    the runs not done, divided by how many ran side by side lately; it says
+    so when fewer than three runs were timed.
+
+    Args:
+        func: A function decorated with `stet.once`.
+        grid: The sweep's parameter combinations: a DataFrame, an iterable
+            of mappings (missing parameters take their defaults), or of
+            tuples of values in the function's parameter order.
+
+    Example:
+        >>> import stet, tempfile, os
+        >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
+        ... def run(alpha: float, seed: int = 0) -> None: ...
+        >>> run(0.1)
+        >>> grid = [(0.1,), (0.2,), (0.3,)]
+        >>> stet.progress(run, grid).left  # doctest: +ELLIPSIS
+        [stet] run: 1 of 3 done, 2 left; too few timed runs yet to estimate the time left
+        2
+    """
+    runner = _runner_of(func)
+    keys = {pack(values) for values in _grid_keys(runner, grid)}
+    table = runner.table
+    table.sync()
+    pending = [key for key in keys if not table.has_texts(runner.name, runner.cols, key)]
+    now = time.time()
+    claimed = {
+        pack(c.values)
+        for c in table.claims().values()
+        if c.function == runner.name and c.cols == runner.cols and c.live(now)
+    }
+    running = sum(1 for key in pending if key in claimed)
+    rows = (
+        [r for r in table.rows() if table.identity(r)[0] == runner.name] if table.exists() else []
+    )
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    recent = sum(1 for row in rows if _after(row.get(TIMESTAMP, ""), hour_ago))
+    per_run, workers = estimate(rows)
+    eta = per_run * len(pending) / workers if per_run is not None else None
+    result = Progress(
+        runner.name,
+        len(keys),
+        len(keys) - len(pending),
+        running,
+        len(pending) - running,
+        recent,
+        eta,
+        per_run,
+        workers,
+    )
+    print(result)
+    return result
+
+
+def estimate(rows: Sequence[Row]) -> tuple[timedelta | None, float]:
+    """The mean duration of the recent timed runs, and how many ran side by side.
+
+    Side by side: the run time the recent records add up to, over the wall
+    time from the first one's start to the last one's end (at least 1).
+    """
+    timed: list[tuple[datetime, float]] = []
+    for row in rows:
+        try:
+            duration = float(row[DURATION])
+            finished = datetime.fromisoformat(row[TIMESTAMP])
+        except (KeyError, ValueError):
+            continue
+        if duration >= 0 and duration == duration:
+            timed.append((finished if finished.tzinfo else finished.replace(tzinfo=UTC), duration))
+    if len(timed) < MIN_TIMED_RUNS:
+        return None, 1.0
+    timed.sort()
+    timed = timed[-RECENT_RUNS:]
+    busy = sum(d for _, d in timed)
+    first_start = min(t - timedelta(seconds=d) for t, d in timed)
+    span = (timed[-1][0] - first_start).total_seconds()
+    workers = max(1.0, busy / span) if span > 0 else 1.0
+    return timedelta(seconds=busy / len(timed)), workers
