@@ -661,3 +661,20 @@ def test_a_big_json_store_read_in_many_chunks_loses_nothing(
     assert len(fresh.load()) == 20_050
     fresh.record({"y": 50}, function="g")  # appends after the cursor the big read left
     assert JsonBackend(path).has({"y": 50}, function="g")
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+def test_a_new_stores_columns_follow_the_functions_parameter_order(
+    tmp_path: Path, ext: str
+) -> None:
+    store = tmp_path / f"runs.{ext}"
+
+    @stet.once(store=str(store), quiet=True)
+    def run(zeta: int, alpha: int, mid: int = 1) -> None: ...
+
+    run(1, 2)
+    if ext == "csv":
+        assert list(pd.read_csv(store).columns[:3]) == ["zeta", "alpha", "mid"]
+    else:
+        assert list(json.loads(store.read_text())[0])[:3] == ["zeta", "alpha", "mid"]
+    assert type(get_backend(store))(store).has({"alpha": 2, "mid": 1, "zeta": 1})

@@ -398,7 +398,9 @@ class Runner:
     def table(self) -> Table:
         table = self._table
         if table is None:
-            table = self._table = get_backend(self.config.store)
+            table = get_backend(self.config.store)
+            table.prefer_order(self.key)
+            self._table = table
         return table
 
     def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -349,6 +349,7 @@ class Table:
         self.codec = codec if codec is not None else KeyCodec()
         self._format: RecordFormat = self._open_format()
         self._index: Index = {}
+        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
         self._lock = self._make_lock()
@@ -503,6 +504,7 @@ class Table:
     ) -> tuple[list[Row], set[Packed]]:
         """The rows recording ``keys`` that the index does not hold yet, and their packed keys."""
         timestamp = now_text()
+        order = self._order.get(cols)
         seen: set[Packed] = set()
         rows: list[Row] = []
         for values in keys:
@@ -511,6 +513,8 @@ class Table:
                 continue
             seen.add(packed)
             row = dict(zip(cols, values, strict=True))
+            if order is not None:
+                row = {c: row[c] for c in order}
             if function:
                 row[FUNCTION] = function
             row[TIMESTAMP] = timestamp
@@ -522,6 +526,16 @@ class Table:
             row[CODEC] = _CURRENT
             rows.append(row)
         return rows, seen
+
+    def prefer_order(self, names: Sequence[str]) -> None:
+        """Write these key columns in this order (the function's parameter order).
+
+        A key is sorted by column name everywhere else; only a new store's
+        columns (a CSV header, say) take this order, so they read as the
+        function is written.
+        """
+        order = tuple(names)
+        self._order.setdefault(tuple(sorted(order)), order)
 
     # -- claims (Once(claim=True)) ------------------------------------------
 
