@@ -116,7 +116,7 @@ def test_export_then_import_carries_the_runs_over(sweep: str, tmp_path: Path) ->
     [
         (("status", "missing.csv"), 1, "/missing.csv"),
         (("status", "runs.txt"), 1, "unknown extension"),
-        (("show",), 2, "required"),
+        (("show",), 1, "no store at"),  # the default store, _stet_store.csv, is not there
         (("frobnicate", "x.csv"), 2, "invalid choice"),
         (("reset", "damaged.csv", "--yes"), 1, "damaged.csv"),
         (("reset", "damaged.csv", "--where", "x"), 1, "KEY=VALUE"),
@@ -207,3 +207,77 @@ def test_export_to_csv_opens_in_pandas(sweep: str, tmp_path: Path) -> None:
     frame = pd.read_csv(out)
     assert len(frame) == 7
     assert sorted(set(frame["alpha"])) == [0.1, 0.2, 0.3]
+
+
+def test_without_a_store_argument_the_default_store_is_used(tmp_path: Path) -> None:
+    @stet.once(quiet=True)  # _stet_store.csv in the working directory
+    def run(x: int) -> None: ...
+
+    run(1)
+    for command in ("status", "show"):
+        done = stet_cli(command, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert "_stet_store.csv" in stet_cli("status", cwd=tmp_path).stdout
+
+
+def test_version_is_printed() -> None:
+    done = stet_cli("--version", cwd=Path.cwd())
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"stet {stet.__version__}"
+
+
+def test_why_needs_no_function_when_the_store_holds_one(sweep: str, tmp_path: Path) -> None:
+    done = stet_cli("why", sweep, "alpha=0.1", "seed=9", "method=adam", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "is not recorded" in done.stdout
+    assert "seed: 9 here, 2 recorded" in done.stdout  # the numerically nearest
+
+
+def test_why_asks_for_the_function_when_the_store_holds_several(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.csv")
+    for name in ("fit", "plot"):
+        stet.backends.get_backend(store).record({"x": 1}, function=name)
+    done = stet_cli("why", store, "x=1", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "several functions ('fit', 'plot'); name one with --function" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("show", "{store}", "--function", "runn"),
+            "no records of function 'runn'; did you mean 'run'?",
+        ),
+        (("reset", "{store}", "--function", "runn", "--yes"), "did you mean 'run'?"),
+        (
+            ("reset", "{store}", "--where", "alhpa=0.1", "--yes"),
+            "no key column 'alhpa'; did you mean 'alpha'?",
+        ),
+        (("why", "{store}", "-f", "run", "alhpa=0.1"), "did you mean 'alpha'?"),
+    ],
+)
+def test_a_misspelt_function_or_column_is_an_error_with_a_suggestion(
+    sweep: str, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    before = len(stet.read(sweep))
+    done = stet_cli(*(a.format(store=sweep) for a in args), cwd=tmp_path)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert len(stet.read(sweep)) == before  # nothing was removed
+
+
+def test_status_and_show_speak_json_for_scripts(sweep: str, tmp_path: Path) -> None:
+    import json
+
+    status = stet_cli("status", sweep, "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    summary = json.loads(status.stdout)
+    assert summary["records"] == 7
+    assert summary["functions"][0]["function"] == "run"
+    assert summary["key_columns"] == ["alpha", "method", "seed"]
+    show = stet_cli("show", sweep, "--json", "--limit", "0", cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    records = [json.loads(line) for line in show.stdout.splitlines()]
+    assert len(records) == 7
+    assert {"alpha": 0.3, "seed": 1, "method": "007"}.items() <= records[-1].items()

@@ -7,15 +7,24 @@ Exit codes: 0 success, 1 failure (missing or damaged store, bad value),
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import io
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pandas as pd
 
 from . import _api
 from ._codec import KeyCodec
 from ._explain import explain_texts
+from ._once import DEFAULT_STORE
 from .backends import backend_class, get_backend
 from .backends._base import ARROW_THREADS, CODE, FUNCTION, TIMESTAMP, Row
 from .exceptions import StetError
@@ -31,18 +40,26 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stet", description="Inspect and change stet stores of finished runs."
     )
+    parser.add_argument("--version", action="version", version=f"stet {version('stet')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default = {
+        "nargs": "?",
+        "default": DEFAULT_STORE,
+        "help": f"the store (default {DEFAULT_STORE})",
+    }
 
     status = commands.add_parser("status", help="summary of a store")
-    status.add_argument("store")
+    _store_argument(status)
+    status.add_argument("--json", action="store_true", help="the summary as JSON, for scripts")
 
     show = commands.add_parser("show", help="a table of the records")
-    show.add_argument("store")
+    _store_argument(show)
     show.add_argument("--function", "-f", help="only this function's records")
     show.add_argument("--limit", "-n", type=int, default=20, help="newest N records (0: all)")
+    show.add_argument("--json", action="store_true", help="the records as JSON lines, for scripts")
 
     reset = commands.add_parser("reset", help="forget finished runs so they run again")
-    reset.add_argument("store")
+    _store_argument(reset)
     reset.add_argument("--yes", "-y", action="store_true", help="do not ask")
     reset.add_argument("--function", "-f", help="only this function's records")
     reset.add_argument(
@@ -73,13 +90,21 @@ def _parser() -> argparse.ArgumentParser:
         "why", help="why a run is not skipped: what differs from the nearest record"
     )
     why.add_argument("store")
-    why.add_argument("--function", "-f", required=True, help="the function's name in the store")
+    why.add_argument(
+        "--function", "-f", help="the function's name in the store (needed if it holds several)"
+    )
     why.add_argument("key", nargs="+", metavar="KEY=VALUE", help="the run's key, as in the store")
 
     export = commands.add_parser("export", help="write the records to a CSV/Parquet file")
     export.add_argument("store")
     export.add_argument("file")
     return parser
+
+
+def _store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "store", nargs="?", default=DEFAULT_STORE, help=f"the store (default {DEFAULT_STORE})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,12 +133,59 @@ def _existing(store: str, *, claims: bool = False) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     _existing(args.store, claims=True)  # the first runs may be in progress
-    _api.status(args.store)
+    if not args.json:
+        _api.status(args.store)
+        return 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = _api.status(args.store)
+    print(json.dumps(attrs.asdict(summary, value_serializer=_plain), indent=2))
     return 0
+
+
+def _plain(instance: object, field: object, value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _functions(table: Any) -> set[str]:
+    """The functions a store holds records of ("" for records without one)."""
+    return {table.identity(row)[0] for row in table.rows()}
+
+
+def _check_function(table: Any, function: str) -> None:
+    """Fail, with a suggestion, if the store holds no records of ``function``."""
+    known = _functions(table)
+    if function in known or "" in known:
+        return
+    names = sorted(known)
+    close = difflib.get_close_matches(function, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise _Failure(
+        f"{table.location} has no records of function {function!r}; {hint}"
+        f"(its functions: {', '.join(map(repr, names)) or 'none'})"
+    )
+
+
+def _check_columns(table: Any, names: Iterable[str], function: str | None) -> None:
+    """Fail, with a suggestion, if a --where column is not a key column of the store."""
+    columns: set[str] = set()
+    for row in table.rows():
+        fn, cols, _ = table.identity(row)
+        if function is None or fn in (function, ""):
+            columns.update(cols)
+    for name in names:
+        if name not in columns:
+            close = difflib.get_close_matches(name, sorted(columns), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise _Failure(
+                f"{table.location} has no key column {name!r}; {hint}"
+                f"(its key columns: {', '.join(sorted(columns)) or 'none'})"
+            )
 
 
 def _show(args: argparse.Namespace) -> int:
     _existing(args.store)
+    if args.function is not None:
+        _check_function(get_backend(args.store), args.function)
     frame = _api.read(args.store)
     if args.function is not None and FUNCTION in frame:
         frame = frame[frame[FUNCTION] == args.function]
@@ -122,6 +194,10 @@ def _show(args: argparse.Namespace) -> int:
         frame = frame.sort_values(TIMESTAMP, kind="stable")
     if args.limit > 0:
         frame = frame.tail(args.limit)
+    if args.json:
+        for record in frame.to_dict("records"):
+            print(json.dumps({k: _json_value(v) for k, v in record.items() if not _missing(v)}))
+        return 0
     frame = frame.dropna(axis="columns", how="all")
     keys = [c for c in frame.columns if not c.startswith("_stet_")]
     shown = frame[[*keys, *(c for c in (FUNCTION, TIMESTAMP) if c in frame)]]
@@ -132,6 +208,28 @@ def _show(args: argparse.Namespace) -> int:
         print(shown.to_string(index=False))
     print(f"({len(shown)} of {total} records)")
     return 0
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: a value
+        return False
+
+
+def _json_value(value: Any) -> Any:
+    """A decoded key value as JSON can hold it (repr for what it cannot)."""
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
 
 
 def _where(pairs: list[str]) -> dict[str, str]:
@@ -156,6 +254,9 @@ def _reset(args: argparse.Namespace) -> int:
     _existing(args.store)
     table = get_backend(args.store)
     where = _where(args.where)
+    if args.function is not None:
+        _check_function(table, args.function)
+    _check_columns(table, where, args.function)
     rows = table.rows()
     latest = _api._latest_code(table, rows) if args.stale_code else {}
 
@@ -186,10 +287,23 @@ def _reset(args: argparse.Namespace) -> int:
 
 def _why(args: argparse.Namespace) -> int:
     _existing(args.store)
+    table = get_backend(args.store)
+    function = args.function
+    if function is None:
+        named = sorted(_functions(table) - {""})
+        if len(named) > 1:
+            raise _Failure(
+                f"{table.location} holds several functions ({', '.join(map(repr, named))}); "
+                "name one with --function"
+            )
+        function = named[0] if named else ""
+    else:
+        _check_function(table, function)
     wanted = _where(args.key)
+    _check_columns(table, wanted, function or None)
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
-    call = f"{args.function}({shown})"
-    print(explain_texts(get_backend(args.store), args.function, wanted, call))
+    call = f"{function or 'run'}({shown})"
+    print(explain_texts(table, function, wanted, call))
     return 0
 
 
