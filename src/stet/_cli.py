@@ -42,11 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"stet {version('stet')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    default = {
-        "nargs": "?",
-        "default": DEFAULT_STORE,
-        "help": f"the store (default {DEFAULT_STORE})",
-    }
 
     status = commands.add_parser("status", help="summary of a store")
     _store_argument(status)
