@@ -1077,7 +1077,14 @@ class PostgresBackend(Table):
         self._pg.release(claim)
 
     def claims(self) -> dict[ClaimId, Claim]:
-        return self._pg.load_claims()
+        # A claim on a recorded key is finished (its worker was killed after
+        # try_claim, before releasing it): not in progress.
+        self.sync()
+        return {
+            i: c
+            for i, c in self._pg.load_claims().items()
+            if not self.has_texts(c.function, c.cols, pack(c.values))
+        }
 
     # -- deleting -------------------------------------------------------------
 
