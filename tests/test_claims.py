@@ -260,6 +260,35 @@ def test_a_damaged_claims_file_is_an_error_naming_it(ext: str) -> None:
     assert Path(store + ".claims.json").read_text() == "{not json"
 
 
+@pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
+def test_a_fifo_in_place_of_the_claims_file_is_an_error_not_a_hang(ext: str) -> None:
+    store = f"runs.{ext}"
+    os.mkfifo(store + ".claims.json")
+    ran: list[int] = []
+
+    @stet.once(store=store, claim=True, quiet=True)
+    def work(key: int) -> None:
+        ran.append(key)
+
+    with pytest.raises(stet.StoreError, match=r"runs\.\w+\.claims\.json.*not a regular file"):
+        work(1)
+    assert ran == []
+
+
+def test_a_fifo_in_place_of_a_lease_file_counts_as_no_renewal(file_store: str) -> None:
+    clock = FakeClock()
+    table = worker(file_store, clock)
+    _, mine = table.claim_texts("work", ("key",), ("1",), 60, owner="a:1:aa")
+    assert mine is not None
+    (lease,) = Path(file_store + ".claims.d").iterdir()
+    lease.unlink()
+    os.mkfifo(lease)
+    clock.step_wall(-3600)  # no renewal: the claim's own wall-clock expiry counts
+    assert table.claim_texts("work", ("key",), ("1",), 60, owner="b:2:bb")[0] == "busy"
+    clock.step_wall(3600 + 61)
+    assert table.claim_texts("work", ("key",), ("1",), 60, owner="b:2:bb")[0] == "claimed"
+
+
 # -- leases: the clock and the lock --------------------------------------------
 
 _HOLD_LOCK = """

@@ -31,6 +31,7 @@ the next claim write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ import math
 import os
 import secrets
 import socket
+import stat
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -152,6 +154,22 @@ class Claim:
         )
 
 
+def _read_file(path: str, limit: int = -1) -> bytes:
+    """The bytes of a regular file; anything else raises `OSError` (EINVAL).
+
+    Opened without blocking, so that a FIFO planted in place of a claims or
+    lease file is an error rather than a hang.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
+
+
 class ClaimsFile:
     """The claims of a file store, in ``STORE.claims.json``.
 
@@ -164,12 +182,15 @@ class ClaimsFile:
 
     def load(self) -> dict[ClaimId, Claim]:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = _read_file(self.path)
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise StoreError(self.path, f"cannot be read: {exc.strerror or exc}") from None
+            raise StoreError(
+                self.path,
+                f"cannot be read: {exc.strerror or exc}; if no worker is running, delete it "
+                "(it only says which runs are in progress)",
+            ) from None
         try:
             parsed = json.loads(data)
             if parsed.get("format") != _FORMAT:
@@ -292,8 +313,7 @@ class LeaseFiles:
         the claim then expires by its record's wall-clock time.
         """
         try:
-            with open(self._file(claim), "rb") as f:
-                data = json.loads(f.read(4096))
+            data = json.loads(_read_file(self._file(claim), 4096))
             lease = Lease(
                 data["owner"],
                 int(data["epoch"]),
@@ -304,6 +324,8 @@ class LeaseFiles:
         except FileNotFoundError:
             return None
         except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a regular file: no lease of ours
+                return None
             raise StoreError(self.path, f"cannot be read: {exc.strerror or exc}") from None
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
