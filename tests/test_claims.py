@@ -54,36 +54,26 @@ def recorded(store: str) -> Counter[object]:
     return Counter(r["key"] for r in fresh.load())
 
 
-def test_a_claimed_key_is_busy_for_others_until_completed(
-    store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_claimed_key_is_busy_for_others_until_completed(store: str) -> None:
     table = get_backend(store)
     state, mine = table.claim_texts("work", ("key",), ("1",), 60)
     assert state == "claimed"
     assert mine is not None
-    with monkeypatch.context() as m:
-        m.setattr("stet.backends._claims._owner", ELSEWHERE)
-        state, holder = table.claim_texts("work", ("key",), ("1",), 60)
-        assert (state, holder is not None and holder.owner) == ("busy", mine.owner)
+    state, holder = table.claim_texts("work", ("key",), ("1",), 60, owner=ELSEWHERE)
+    assert (state, holder is not None and holder.owner) == ("busy", mine.owner)
     assert table.complete_claim(mine)
     assert table.has({"key": 1}, function="work")
     assert table.claims() == {}
-    with monkeypatch.context() as m:
-        m.setattr("stet.backends._claims._owner", ELSEWHERE)
-        assert table.claim_texts("work", ("key",), ("1",), 60) == ("done", None)
+    assert table.claim_texts("work", ("key",), ("1",), 60, owner=ELSEWHERE) == ("done", None)
 
 
-def test_an_expired_claim_is_taken_over_and_its_stale_owner_cannot_complete(
-    store: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_expired_claim_is_taken_over_and_its_stale_owner_cannot_complete(store: str) -> None:
     table = get_backend(store)
     _, stale = table.claim_texts("work", ("key",), ("7",), 0.05)
     assert stale is not None
     heartbeat.drop(table, stale)  # as if the worker were stopped: no more renewals
     time.sleep(0.1)
-    with monkeypatch.context() as m:
-        m.setattr("stet.backends._claims._owner", ELSEWHERE)
-        state, taken = table.claim_texts("work", ("key",), ("7",), 60)
+    state, taken = table.claim_texts("work", ("key",), ("7",), 60, owner=ELSEWHERE)
     assert state == "claimed"
     assert taken is not None
     assert taken.epoch == stale.epoch + 1
