@@ -23,7 +23,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,9 @@ import pyarrow.compute as pc
 
 from .._codec import CODEC_VERSION, V1_CHANGED, KeyCodec, canonical_from_legacy, canonical_from_v1
 from ..exceptions import KeyEncodingError, StoreError
-from ._claims import Claim, ClaimId, heartbeat, owner
+from ._claims import Claim, ClaimId, LeaseFiles, heartbeat, remaining
+from ._claims import owner as process_owner
+from ._clock import SYSTEM_CLOCK, Clock, Instant
 from ._columns import NO_LIMITS, ColumnLimits, check_column_name, check_key_columns
 from ._lock import LockTimeout, StoreLock
 
@@ -337,6 +338,8 @@ class Table:
     Args:
         path: The store's file.
         codec: The codec used to encode and decode key values.
+        clock: What times claims' leases (the machine's clocks by default;
+            tests pass a fake one).
     """
 
     format_class: ClassVar[type[Any]]
@@ -344,9 +347,16 @@ class Table:
     #: What this store cannot hold in column names, beyond the shared rule.
     column_limits: ClassVar[ColumnLimits] = NO_LIMITS
 
-    def __init__(self, path: str | os.PathLike[str], *, codec: KeyCodec | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        codec: KeyCodec | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self.path = os.fspath(path)
         self.codec = codec if codec is not None else KeyCodec()
+        self.clock = clock
         self._format: RecordFormat = self._open_format()
         self._index: Index = {}
         self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -538,46 +548,90 @@ class Table:
         self._order.setdefault(tuple(sorted(order)), order)
 
     # -- claims (Once(claim=True)) ------------------------------------------
+    #
+    # Claim records change under the store's lock; leases are renewed by
+    # their owner alone, without it (see _claims). A claim whose key is
+    # recorded is finished: it is neither listed nor in anyone's way.
+
+    @property
+    def _leases(self) -> LeaseFiles:
+        return LeaseFiles(self.path)
+
+    def _judged(self, now: Instant) -> dict[ClaimId, Claim]:
+        """The claim records, each with its expiry as of ``now``."""
+        judged = {}
+        for claim_id, claim in self._format.load_claims().items():
+            left = remaining(claim, self._leases.read(claim), now)
+            judged[claim_id] = attrs.evolve(claim, expires=now.wall + left)
+        return judged
+
+    def _finished(self, claim: Claim) -> bool:
+        return self.has_texts(claim.function, claim.cols, pack(claim.values))
+
+    def _save_claims(
+        self, claims: dict[ClaimId, Claim], put: Sequence[Claim], drop: Sequence[ClaimId]
+    ) -> None:
+        """Write claim records (lock held, index synced), dropping finished ones."""
+        drop = [*drop, *(i for i, c in claims.items() if self._finished(c))]
+        self._format.save_claims(put, drop)
+        kept = {i: c for i, c in claims.items() if i not in drop}
+        kept.update((c.id, c) for c in put)
+        self._leases.sweep(kept.values())
 
     def claims(self) -> dict[ClaimId, Claim]:
-        """The claims in progress (live or expired), as last written."""
+        """The claims in progress (live or expired), with their expiry as of now."""
         with self._mutex:
-            return self._format.load_claims()
+            self.sync()
+            now = self.clock.now()
+            return {i: c for i, c in self._judged(now).items() if not self._finished(c)}
 
     def claim_texts(
-        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        values: tuple[str, ...],
+        lease: float,
+        *,
+        owner: str | None = None,
     ) -> tuple[str, Claim | None]:
-        """Claim a key for this process, atomically.
+        """Claim a key, atomically.
 
         Returns ``("done", None)`` if the key is recorded, ``("busy", claim)``
-        with another live claim, or ``("claimed", claim)`` with this
-        process's new claim, which the heartbeat then keeps alive.
+        with another live claim, or ``("claimed", claim)`` with the new
+        claim. A claim for this process (``owner`` None) is then kept alive
+        by its heartbeat; one made for another ``owner`` (tools, tests) is
+        renewed only by `renew_claims`.
         """
         with self._locked():
             self.sync()
             if self.has_texts(function, cols, pack(values)):
                 return "done", None
-            now = time.time()
-            current = self._format.load_claims().get((function, cols, values))
-            if current is not None and current.live(now):
+            now = self.clock.now()
+            claims = self._judged(now)
+            current = claims.get((function, cols, values))
+            if current is not None and current.live(now.wall):
                 return "busy", current
             epoch = current.epoch + 1 if current is not None else 1
-            claim = Claim(function, cols, values, owner(), epoch, now + lease, lease, now)
-            self._format.save_claims([claim], [])
-        heartbeat.hold(self, claim)
+            who = process_owner() if owner is None else owner
+            claim = Claim(function, cols, values, who, epoch, now.wall + lease, lease, now.wall)
+            self._leases.write(claim, now)  # before the record: a claim always has its lease
+            self._save_claims(claims, [claim], [])
+        if owner is None:
+            heartbeat.hold(self, claim)
         return "claimed", claim
 
     def renew_claims(self, claims: Sequence[Claim]) -> list[Claim]:
-        """Extend claims still held by their owner; return the renewed ones."""
-        with self._locked():
-            current = self._format.load_claims()
-            now = time.time()
-            renewed = [
-                attrs.evolve(c, expires=now + c.lease) for c in claims if c.same(current.get(c.id))
-            ]
-            if renewed:
-                self._format.save_claims(renewed, [])
-            return renewed
+        """Renew claims by writing their leases, without the store's lock.
+
+        A claim that was taken over meanwhile gains nothing: its lease file
+        is its own (owner and epoch), and the new claim has another.
+        """
+        now = self.clock.now()
+        renewed = []
+        for claim in claims:
+            self._leases.write(claim, now)
+            renewed.append(attrs.evolve(claim, expires=now.wall + claim.lease))
+        return renewed
 
     def complete_claim(
         self, claim: Claim, duration: float | None = None, code: str | None = None
@@ -586,24 +640,33 @@ class Table:
 
         A claim is lost when it expired and another worker took the key
         over (or finished it): then nothing is written, so a key is never
-        completed twice.
+        completed twice. The record is written before the claim is dropped,
+        so a kill in between leaves a finished claim, never a lost record.
         """
         heartbeat.drop(self, claim)
-        with self._locked():
-            self.sync()
-            current = self._format.load_claims().get(claim.id)
-            if not claim.same(current):
-                return False
-            self._add_locked(claim.function, claim.cols, [claim.values], duration, code)
-            self._format.save_claims([], [claim.id])
-            return True
+        try:
+            with self._locked():
+                self.sync()
+                claims = self._format.load_claims()
+                if not claim.same(claims.get(claim.id)):
+                    return False
+                self._add_locked(claim.function, claim.cols, [claim.values], duration, code)
+                self._save_claims(claims, [], [claim.id])
+                return True
+        finally:
+            self._leases.delete(claim)
 
     def release_claim(self, claim: Claim) -> None:
         """Give a claim up (the run failed): the key may run again at once."""
         heartbeat.drop(self, claim)
-        with self._locked():
-            if claim.same(self._format.load_claims().get(claim.id)):
-                self._format.save_claims([], [claim.id])
+        try:
+            with self._locked():
+                self.sync()
+                claims = self._format.load_claims()
+                if claim.same(claims.get(claim.id)):
+                    self._save_claims(claims, [], [claim.id])
+        finally:
+            self._leases.delete(claim)
 
     def merge_rows(self, rows: Iterable[Row]) -> int:
         """Add another store's rows, keeping one row per key; return how many were added.

@@ -3,30 +3,44 @@
 With ``Once(claim=True)`` a worker claims a key before running it. A claim
 names its owner (host, process and a random token, so a reused pid is
 another owner), an epoch that grows each time the key is claimed anew, and
-the moment it expires. The owner's heartbeat thread pushes that moment
-forward while the run lasts; a worker that dies or is stopped stops
-renewing, and once its claim has expired another worker may take the key
-over, with the next epoch.
+its lease. The owner's heartbeat thread renews it while the run lasts; a
+worker that dies or is stopped stops renewing, and once a lease has passed
+since its last renewal another worker may take the key over, with the next
+epoch.
 
 Completing a run checks that the claim is still the same (owner, epoch):
 a worker that wakes up after its key was taken over does not write a
 second record (fencing).
 
-File stores keep claims in ``STORE.claims.json`` beside the store,
-rewritten atomically under the store's lock; SQLite keeps them in a
-``stet_claims`` table. Either way the claim check and the claim write
-happen under the store's lock, which is what makes claiming atomic.
+File stores keep two things apart. The *claim records* (who holds which
+key, in which epoch) live in ``STORE.claims.json`` beside the store (SQLite:
+a ``stet_claims`` table) and change only under the store's lock, which is
+what makes claiming atomic. The *leases* (when each claim was last renewed)
+live in ``STORE.claims.d/``, one small file per claim, written by its owner
+alone, atomically and without any lock: a heartbeat never waits for the
+store's lock, so another process holding that lock for minutes (a big
+import, a stopped writer) cannot make a live worker's claim expire.
+Leases are timed by the machine's monotonic clock (see `._clock`).
+
+A claim whose key is recorded is finished, whatever its lease says: a
+worker killed between writing the record and dropping the claim leaves
+such a claim behind, which is not listed as in progress and is dropped by
+the next claim write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import socket
+import stat
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -34,11 +48,12 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ..exceptions import StoreError
+from ._clock import Instant
 
 if TYPE_CHECKING:
     from ._base import Table
 
-__all__ = ["Claim", "ClaimId", "heartbeat", "owner"]
+__all__ = ["Claim", "ClaimId", "LeaseFiles", "heartbeat", "owner"]
 
 logger: Final = logging.getLogger("stet")
 
@@ -46,6 +61,7 @@ logger: Final = logging.getLogger("stet")
 ClaimId = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 _FORMAT: Final = "stet claims 1"
+_LEASE_FORMAT: Final = "stet lease 1"
 
 
 def _new_owner() -> str:
@@ -70,7 +86,9 @@ class Claim:
         values: The key's canonical texts, in ``cols`` order.
         owner: ``host:pid:token`` of the worker.
         epoch: 1 for the first claim of the key, one more at each takeover.
-        expires: Unix time after which other workers may take the key over.
+        expires: Unix time after which other workers may take the key over
+            (as estimated when the claim was read: file stores time leases
+            by the monotonic clock, PostgreSQL by the server's).
         lease: Seconds each heartbeat extends the claim by.
         since: Unix time the claim was made.
     """
@@ -136,6 +154,22 @@ class Claim:
         )
 
 
+def _read_file(path: str, limit: int = -1) -> bytes:
+    """The bytes of a regular file; anything else raises `OSError` (EINVAL).
+
+    Opened without blocking, so that a FIFO planted in place of a claims or
+    lease file is an error rather than a hang.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    finally:
+        os.close(fd)
+
+
 class ClaimsFile:
     """The claims of a file store, in ``STORE.claims.json``.
 
@@ -148,12 +182,15 @@ class ClaimsFile:
 
     def load(self) -> dict[ClaimId, Claim]:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = _read_file(self.path)
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise StoreError(self.path, f"cannot be read: {exc.strerror or exc}") from None
+            raise StoreError(
+                self.path,
+                f"cannot be read: {exc.strerror or exc}; if no worker is running, delete it "
+                "(it only says which runs are in progress)",
+            ) from None
         try:
             parsed = json.loads(data)
             if parsed.get("format") != _FORMAT:
@@ -189,24 +226,162 @@ class ClaimsFile:
         atomic_write(self.path, text.encode())
 
 
+@attrs.frozen
+class Lease:
+    """When a claim was last renewed: its owner's latest heartbeat."""
+
+    owner: str
+    epoch: int
+    timeline: str | None
+    monotonic: float
+    wall: float
+
+
+def remaining(claim: Claim, lease: Lease | None, now: Instant) -> float:
+    """Seconds ``claim`` has left at ``now`` (zero or less: expired).
+
+    A lease read on this machine's timeline counts by the monotonic clock,
+    whatever the wall clock did meanwhile. Anything else (no lease file,
+    as claims of an earlier release have; a lease from before a reboot or
+    from another machine) counts by wall-clock time, the claim record's
+    expiry or a lease after the last renewal, whichever is later.
+    """
+    if lease is not None and lease.timeline is not None and lease.timeline == now.timeline:
+        return lease.monotonic + claim.lease - now.monotonic
+    last = lease.wall + claim.lease if lease is not None else -math.inf
+    return max(claim.expires, last) - now.wall
+
+
+class LeaseFiles:
+    """The leases of a file store's claims: ``STORE.claims.d/*.lease``.
+
+    One file per claim, named by a digest of (function, key, owner, epoch),
+    so that only the claim's owner ever writes it: renewing needs no lock.
+    Each write replaces the file atomically (no fsync: a power failure stops
+    every worker of the machine, and the boot id changes).
+    """
+
+    def __init__(self, store_path: str) -> None:
+        self.path = store_path + ".claims.d"
+
+    def _file(self, claim: Claim) -> str:
+        ident = json.dumps([claim.function, claim.cols, claim.values, claim.owner, claim.epoch])
+        return os.path.join(self.path, hashlib.sha256(ident.encode()).hexdigest()[:32] + ".lease")
+
+    def write(self, claim: Claim, now: Instant) -> None:
+        """Record that ``claim`` is renewed at ``now``."""
+        data = json.dumps(
+            {
+                "format": _LEASE_FORMAT,
+                "owner": claim.owner,
+                "epoch": claim.epoch,
+                "timeline": now.timeline,
+                "monotonic": now.monotonic,
+                "wall": now.wall,
+            }
+        ).encode()
+        path = self._file(claim)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        for attempt in (1, 2):  # the folder may be removed by a sweep meanwhile
+            try:
+                os.makedirs(self.path, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise StoreError(self.path, "cannot be written: it keeps vanishing") from None
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise StoreError(
+                    self.path,
+                    f"cannot hold the claims' leases: {exc.strerror or exc} (it must be "
+                    "a folder stet can write; if no worker is running, delete it)",
+                ) from None
+
+    def read(self, claim: Claim) -> Lease | None:
+        """The latest lease of ``claim``, or None if there is none.
+
+        A file that is not a lease of this very claim counts as no lease:
+        the claim then expires by its record's wall-clock time.
+        """
+        try:
+            data = json.loads(_read_file(self._file(claim), 4096))
+            lease = Lease(
+                data["owner"],
+                int(data["epoch"]),
+                data["timeline"],
+                float(data["monotonic"]),
+                float(data["wall"]),
+            )
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a regular file: no lease of ours
+                return None
+            raise StoreError(self.path, f"cannot be read: {exc.strerror or exc}") from None
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        if data.get("format") != _LEASE_FORMAT or not isinstance(lease.timeline, str | None):
+            return None
+        if (lease.owner, lease.epoch) != (claim.owner, claim.epoch):
+            return None
+        return lease
+
+    def delete(self, claim: Claim) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._file(claim))
+
+    def sweep(self, claims: Iterable[Claim]) -> None:
+        """Delete the leases of claims not in ``claims`` (store lock held).
+
+        They belong to claims that were completed, released or taken over,
+        by a worker killed before it could delete them. With no claim left
+        the folder goes too.
+        """
+        keep = {os.path.basename(self._file(c)) for c in claims}
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            if name.endswith(".lease") and name not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.path, name))
+        if not keep:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path)  # fails while a heartbeat is writing: fine
+
+
 class Heartbeat:
     """Renews the claims this process holds, from one background thread.
 
     Each claim is renewed every third of its lease, so two renewals can
-    fail (a slow filesystem, a busy lock) before the claim expires.
+    fail (a slow filesystem, a lost connection) before the claim expires.
+    When a renewal is due is decided by the table's monotonic clock, so a
+    wall clock set back an hour does not pause the heartbeat.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._held: weakref.WeakKeyDictionary[Table, dict[ClaimId, Claim]] = (
+        #: Per table: each held claim and the monotonic time it was last renewed.
+        self._held: weakref.WeakKeyDictionary[Table, dict[ClaimId, tuple[Claim, float]]] = (
             weakref.WeakKeyDictionary()
         )
         self._thread: threading.Thread | None = None
 
     def hold(self, table: Table, claim: Claim) -> None:
+        renewed = table.clock.now().monotonic
         with self._lock:
-            self._held.setdefault(table, {})[claim.id] = claim
+            self._held.setdefault(table, {})[claim.id] = (claim, renewed)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="stet-heartbeat", daemon=True
@@ -217,18 +392,18 @@ class Heartbeat:
     def drop(self, table: Table, claim: Claim) -> None:
         with self._lock:
             held = self._held.get(table)
-            if held is not None and claim.same(held.get(claim.id)):
+            if held is not None and claim.id in held and claim.same(held[claim.id][0]):
                 del held[claim.id]
 
     def current(self, table: Table, claim: Claim) -> Claim:
         """The latest renewal of ``claim`` (for completing it)."""
         with self._lock:
-            held = self._held.get(table, {})
-            return held.get(claim.id, claim)
+            entry = self._held.get(table, {}).get(claim.id)
+            return entry[0] if entry is not None else claim
 
     def held(self) -> dict[Table, list[Claim]]:
         with self._lock:
-            return {t: list(c.values()) for t, c in self._held.items() if c}
+            return {t: [c for c, _ in held.values()] for t, held in self._held.items() if held}
 
     def _interval(self) -> float | None:
         leases = [c.lease for claims in self.held().values() for c in claims]
@@ -245,24 +420,27 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Renew every claim due for renewal now."""
-        now = time.time()
-        for table, claims in self.held().items():
+        with self._lock:
+            held = {t: list(h.values()) for t, h in self._held.items() if h}
+        for table, entries in held.items():
+            now = table.clock.now().monotonic
             # Due once a quarter of the lease has passed: a wake-up every third
             # of the lease renews every claim, while an early wake-up (a new
             # claim was just taken) leaves fresh ones alone.
-            due = [c for c in claims if c.expires - now < c.lease * 3 / 4]
+            due = [c for c, renewed in entries if now - renewed >= c.lease / 4]
             if not due:
                 continue
             try:
-                renewed = table.renew_claims(due)
+                renewed_claims = table.renew_claims(due)
             except Exception as exc:  # the thread must go on; the claim may still be renewed
                 logger.warning("[stet] Could not renew claims in %s: %s", table.location, exc)
                 continue
             with self._lock:
-                held = self._held.get(table, {})
-                for claim in renewed:
-                    if claim.same(held.get(claim.id)):
-                        held[claim.id] = claim
+                current = self._held.get(table, {})
+                for claim in renewed_claims:
+                    entry = current.get(claim.id)
+                    if entry is not None and claim.same(entry[0]):
+                        current[claim.id] = (claim, now)
 
     def after_fork(self) -> None:
         # The child holds none of its parent's claims and has no thread yet.

@@ -753,7 +753,12 @@ class PgFormat:
         return self.run("read claims", op)
 
     def try_claim(
-        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        values: tuple[str, ...],
+        lease: float,
+        who: str | None = None,
     ) -> tuple[bool, Claim | None]:
         """Claim a key unless another live claim holds it: ``(won, claim)``.
 
@@ -763,7 +768,7 @@ class PgFormat:
         """
         sql = self.sql
         key = key_json(cols, values)
-        me = owner()
+        me = owner() if who is None else who
 
         def op(conn: psycopg.Connection[Any]) -> tuple[bool, Claim | None]:
             self._ensure(conn)
@@ -1028,12 +1033,18 @@ class PostgresBackend(Table):
     # -- claims, timed by the server's clock ---------------------------------
 
     def claim_texts(
-        self, function: str, cols: tuple[str, ...], values: tuple[str, ...], lease: float
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        values: tuple[str, ...],
+        lease: float,
+        *,
+        owner: str | None = None,
     ) -> tuple[str, Claim | None]:
         packed = pack(values)
         if self.is_done(function, cols, packed):
             return "done", None
-        won, claim = self._pg.try_claim(function, cols, values, lease)
+        won, claim = self._pg.try_claim(function, cols, values, lease, owner)
         if not won:
             return "busy", claim
         assert claim is not None
@@ -1043,7 +1054,8 @@ class PostgresBackend(Table):
         if self.has_texts(function, cols, packed):
             self._pg.release(claim)
             return "done", None
-        heartbeat.hold(self, claim)
+        if owner is None:
+            heartbeat.hold(self, claim)
         return "claimed", claim
 
     def renew_claims(self, claims: Sequence[Claim]) -> list[Claim]:
@@ -1065,7 +1077,14 @@ class PostgresBackend(Table):
         self._pg.release(claim)
 
     def claims(self) -> dict[ClaimId, Claim]:
-        return self._pg.load_claims()
+        # A claim on a recorded key is finished (its worker was killed after
+        # try_claim, before releasing it): not in progress.
+        self.sync()
+        return {
+            i: c
+            for i, c in self._pg.load_claims().items()
+            if not self.has_texts(c.function, c.cols, pack(c.values))
+        }
 
     # -- deleting -------------------------------------------------------------
 
