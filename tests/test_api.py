@@ -101,8 +101,8 @@ def test_reset_one_entry_makes_it_run_again(store: str, capsys: pytest.CaptureFi
 def test_reset_of_an_absent_entry_says_so(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     run, _ = make_sweep(store)
     run(0.1, 1)
-    assert stet.reset(store, {"alpha": 0.1}) == 0
-    assert "No record of alpha=0.1" in capsys.readouterr().out
+    assert stet.reset(store, {"alpha": 0.2}) == 0
+    assert "No record of alpha=0.2" in capsys.readouterr().out
 
 
 def test_reset_without_a_terminal_clears_without_asking(

@@ -115,7 +115,7 @@ def test_export_then_import_carries_the_runs_over(sweep: str, tmp_path: Path) ->
     ("args", "code", "message"),
     [
         (("status", "missing.csv"), 1, "/missing.csv"),
-        (("status", "runs.txt"), 1, "unknown extension"),
+        (("status", "runs.txt"), 1, "Unsupported store extension"),
         (("show",), 1, "no store at"),  # the default store, _stet_store.csv, is not there
         (("frobnicate", "x.csv"), 2, "invalid choice"),
         (("reset", "damaged.csv", "--yes"), 1, "damaged.csv"),

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -239,6 +239,22 @@ def _torn_write_in_child(cls: type[Table], path: str, key: int, keep: int) -> No
     table.record({"x": key}, function="f")
 
 
+def _reset_killed_in_child(cls: type[Table], path: str, at: int) -> None:
+    """Reset the store, dying by SIGKILL just before removing its ``at``-th file."""
+    unlink = os.unlink
+    removed = 0
+
+    def dying(target: str, *args: Any, **kwargs: Any) -> None:
+        nonlocal removed
+        if removed == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        removed += 1
+        unlink(target, *args, **kwargs)
+
+    os.unlink = dying  # type: ignore[assignment]  # this child only
+    cls(path).clear()
+
+
 class CrashMachine(RuleBasedStateMachine):
     """What a store must hold after calls, concurrent calls, kills and torn writes.
 
@@ -319,6 +335,22 @@ class CrashMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.table = self.cls(self.path)
+
+    @rule()
+    def reset(self) -> None:
+        self.table.clear()
+        self.sure.clear()
+        self.maybe.clear()
+
+    @rule(at=st.integers(0, 2))
+    def killed_reset(self, at: int) -> None:
+        """A reset killed midway took effect or did not; what it removed never comes back."""
+        child = self.context.Process(target=_reset_killed_in_child, args=(self.cls, self.path, at))
+        child.start()
+        child.join()
+        if not self.cls(self.path).load():  # it took effect
+            self.sure.clear()
+            self.maybe.clear()
 
     @invariant()
     def holds_what_returned_and_nothing_else(self) -> None:

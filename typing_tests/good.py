@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 from typing import assert_type
 
 import attrs
@@ -63,6 +64,9 @@ assert_type(stet.once(store="runs.csv"), stet.Once)
 assert_type(stet.read("runs.csv"), pd.DataFrame)
 assert_type(stet.status("runs.csv"), stet.StoreStatus)
 assert_type(stet.reset("runs.csv", {"alpha": 0.1}), int)
+assert_type(stet.status(store_path="runs.csv"), stet.StoreStatus)  # the 0.0.x keyword
+assert_type(stet.reset(store_path="runs.csv", key_dict={"alpha": 0.1}), int)
+assert_type(CsvBackend("runs.csv").path, Path)
 assert_type(stet.mark_done(bare, [{"alpha": 0.1, "seed": 3}]), int)
 assert_type(stet.KeyCodec().encode(0.1), str)
 assert_type(ONCE.to_dict(), dict[str, object])

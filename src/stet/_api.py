@@ -97,18 +97,40 @@ def _last(stamps: Iterable[str]) -> datetime | None:
     return max(parsed) if parsed else None
 
 
-def status(store: str | os.PathLike[str] = DEFAULT_STORE) -> StoreStatus:
+def _store_argument(
+    store: str | os.PathLike[str], store_path: str | os.PathLike[str] | None
+) -> str | os.PathLike[str]:
+    """The store named by ``store`` or by ``store_path``, stet 0.0.x's name for it."""
+    if store_path is None:
+        return store
+    if os.fspath(store) != DEFAULT_STORE:
+        raise TypeError(
+            f"got two stores, store={os.fspath(store)!r} and store_path="
+            f"{os.fspath(store_path)!r}; give one (store_path is the 0.0.x name of store)"
+        )
+    return store_path
+
+
+def status(
+    store: str | os.PathLike[str] = DEFAULT_STORE,
+    *,
+    store_path: str | os.PathLike[str] | None = None,
+) -> StoreStatus:
     """Print and return a summary of a store.
 
     Prints the store, how many runs are recorded, the last one, and the key
     columns, then one line per function when the store holds several, and
     the claims in progress when workers use ``claim=True``.
 
+    Args:
+        store: The store.
+        store_path: The same, by its stet 0.0.x name.
+
     Raises:
         FileNotFoundError: There is no store at ``store``.
         StoreError: The store cannot be read.
     """
-    table = _existing(store, claims=True)
+    table = _existing(_store_argument(store, store_path), claims=True)
     rows = table.rows()
     claims = claims_by_function(table.claims(), time.time())
     keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {fn: set() for fn in claims}
@@ -220,29 +242,47 @@ def reset(
     *,
     function: str | None = None,
     stale_code: bool = False,
+    store_path: str | os.PathLike[str] | None = None,
 ) -> int:
     """Forget finished runs so that they run again.
 
-    With no ``key_dict``, clears the whole store (only ``function``'s records
-    if given), asking ``[y/N]`` first when standard input is a terminal. With
-    a ``key_dict`` of ordinary values, removes that run's records.
+    With no ``key_dict``, clears the whole store, asking ``[y/N]`` first when
+    standard input is a terminal: the store's file is deleted, as in stet
+    0.0.x (see `Table.clear` for the stores emptied in place), and a store
+    that does not exist is left as it is. With ``function``, only that
+    function's records go. With a ``key_dict`` of ordinary values, every
+    record whose listed columns hold these values goes: all of a run's key
+    parameters, or some of them for every run that shares those.
 
     Args:
         store: The store.
-        key_dict: The run to forget: every key parameter and its value.
+        key_dict: The runs to forget: key parameters and their values.
         function: Only this function's records.
         stale_code: Only records made by a version of their function's code
             other than the newest record's (see `StoreStatus`).
+        store_path: ``store``, by its stet 0.0.x name.
 
     Returns:
         How many records were removed.
 
     Raises:
-        FileNotFoundError: There is no store at ``store``.
+        FileNotFoundError: There is no store at ``store`` (with ``key_dict``,
+            ``function`` or ``stale_code``).
+        KeyEncodingError: ``key_dict`` gives a string, as stet 0.0.x took
+            them (``{"alpha": "0.1"}``), that matches no record while the
+            value it spells (``0.1``) does; the message shows the call to write.
     """
+    store = _store_argument(store, store_path)
+    if key_dict is None and function is None and not stale_code:
+        return _clear(store)
     table = _existing(store)
     if key_dict is not None:
-        removed = table.remove(key_dict, function=function)
+        words = [f"{os.fspath(store)!r}"] if os.fspath(store) != DEFAULT_STORE else []
+        words.append("key_dict={key}")
+        if function is not None:
+            words.append(f"function={function!r}")
+        call = f"stet.reset({', '.join(words)})"
+        removed = table.remove_matching(key_dict, function, call)
         shown = ", ".join(f"{k}={display(v)}" for k, v in key_dict.items())
         if removed:
             print(f"[stet] Removed {removed} record(s) of {shown} from {table.location}")
@@ -251,17 +291,31 @@ def reset(
         return removed
     if stale_code:
         return _reset_stale(table, function)
-    what = f"{function}'s records" if function else "all records"
+    if not _confirm(f"{function}'s records", table):
+        return 0
+    removed = table.remove_where(lambda row: row.get(FUNCTION, "") != function)
+    print(f"[stet] Store cleared: {table.location} ({function})")
+    return removed
+
+
+def _confirm(what: str, table: Table) -> bool:
     if sys.stdin is not None and sys.stdin.isatty():
         answer = input(f"[stet] Clear {what} from {table.location}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("[stet] Aborted.")
-            return 0
-    if function is None:
-        removed = table.remove_where(lambda row: False)
-    else:
-        removed = table.remove_where(lambda row: row.get(FUNCTION, "") != function)
-    print(f"[stet] Store cleared: {table.location}" + (f" ({function})" if function else ""))
+            return False
+    return True
+
+
+def _clear(store: str | os.PathLike[str]) -> int:
+    table = get_backend(store)
+    if not table.exists():
+        print(f"[stet] No store at {table.location}; nothing to clear")
+        return 0
+    if not _confirm("all records", table):
+        return 0
+    removed = table.clear_counted()
+    print(f"[stet] Store cleared: {table.location}")
     return removed
 
 

@@ -23,7 +23,7 @@ class Backend(Protocol):
         ...
 
     def has(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
-        """True if a record for exactly these key columns and values exists."""
+        """True if a record holds these key columns (all or some of its own) and values."""
         ...
 
     def record(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
@@ -35,9 +35,9 @@ class Backend(Protocol):
         ...
 
     def remove(self, key: Mapping[str, object], *, function: str | None = None) -> int:
-        """Remove the key's records; return how many."""
+        """Remove every record matching the key (as `has` does); return how many."""
         ...
 
     def clear(self) -> None:
-        """Remove every record."""
+        """Remove every record (a file store deletes its file; lock and claims stay)."""
         ...

@@ -64,8 +64,8 @@ def backend_class(store: str | os.PathLike[str]) -> type[Table]:
         return BACKENDS[ext]
     except KeyError:
         raise ValueError(
-            f"store {text!r} has an unknown extension {ext or '(none)'!r}; "
-            f"use one of {supported_stores()}"
+            f"Unsupported store extension {ext or '(none)'!r} in {text!r}: "
+            f"the supported stores are {supported_stores()}"
         ) from None
 
 

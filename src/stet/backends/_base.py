@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, Final, Protocol
 
 import attrs
@@ -198,6 +199,13 @@ def pack(values: tuple[str, ...]) -> Packed:
     return _SEP.join(values)
 
 
+def unpack(packed: Packed, width: int) -> tuple[str, ...]:
+    """The texts `pack` made ``packed`` of, for a key of ``width`` columns."""
+    if isinstance(packed, tuple):
+        return packed
+    return (packed,) if width == 1 else tuple(packed.split(_SEP))
+
+
 class RecordFormat(Protocol):
     """How one kind of file (or database) holds the records table.
 
@@ -346,6 +354,10 @@ class Table:
     extensions: ClassVar[tuple[str, ...]] = ()
     #: What this store cannot hold in column names, beyond the shared rule.
     column_limits: ClassVar[ColumnLimits] = NO_LIMITS
+    #: The files holding the records, as suffixes of the store's path, that
+    #: `clear` deletes in this order. The first is the store: once it is gone
+    #: the others are never read. Empty: `clear` empties the store in place.
+    record_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -354,7 +366,7 @@ class Table:
         codec: KeyCodec | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ):
-        self.path = os.fspath(path)
+        self._path = os.fspath(path)
         self.codec = codec if codec is not None else KeyCodec()
         self.clock = clock
         self._format: RecordFormat = self._open_format()
@@ -369,12 +381,17 @@ class Table:
         return f"{type(self).__name__}({self.location!r})"
 
     @property
+    def path(self) -> Path:
+        """The store's file."""
+        return Path(self._path)
+
+    @property
     def location(self) -> str:
         """Where the store is, as shown in messages."""
         return self._format.location
 
     def _open_format(self) -> RecordFormat:
-        format_: RecordFormat = self.format_class(self.path)
+        format_: RecordFormat = self.format_class(self._path)
         return format_
 
     def _make_lock(self) -> StoreLock:
@@ -555,7 +572,7 @@ class Table:
 
     @property
     def _leases(self) -> LeaseFiles:
-        return LeaseFiles(self.path)
+        return LeaseFiles(self._path)
 
     def _judged(self, now: Instant) -> dict[ClaimId, Claim]:
         """The claim records, each with its expiry as of ``now``."""
@@ -714,7 +731,7 @@ class Table:
 
     def exists(self) -> bool:
         """True if the store has been created."""
-        return os.path.exists(self.path)
+        return os.path.exists(self._path)
 
     def remove_where(self, keep: Any) -> int:
         """Rewrite the store without rows for which ``keep(row)`` is false."""
@@ -799,19 +816,34 @@ class Table:
         return cols, tuple(values)
 
     def has(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
-        """True if a record for ``key`` exists.
+        """True if a record matches ``key``.
+
+        A record matches when it holds each given column with the given
+        value: all its key columns, or some of them, as in stet 0.0.x (a
+        record of ``x=2, y=3`` makes ``has({"x": 2})`` true). A decorated
+        function's own lookups are exact.
 
         Args:
-            key: Parameter names and values, exactly the record's key columns.
+            key: Parameter names and values.
             function: Only records of this function (and records without a
                 function); None looks at every function.
         """
         cols, values = self._encode_key(key)
         self.sync()
         packed = pack(values)
-        if function is not None:
-            return self.has_texts(function, cols, packed)
-        return any(packed in done for (_, c), done in self._index.items() if c == cols)
+        for (fn, c), done in list(self._index.items()):
+            if function is not None and fn not in (function, ""):
+                continue
+            if c == cols:
+                if packed in done:
+                    return True
+            elif cols and set(cols) < set(c):
+                where = [c.index(col) for col in cols]
+                for other in done:
+                    texts = unpack(other, len(c))
+                    if all(texts[i] == t for i, t in zip(where, values, strict=True)):
+                        return True
+        return False
 
     def record(self, key: Mapping[str, object], *, function: str | None = None) -> bool:
         """Record ``key`` as done; return False if it already was.
@@ -825,25 +857,88 @@ class Table:
         return self.add_texts(function or "", cols, [values]) == 1
 
     def remove(self, key: Mapping[str, object], *, function: str | None = None) -> int:
-        """Remove the records of ``key``; return how many were removed.
+        """Remove every record matching ``key`` (see `has`); return how many.
+
+        A string that matches nothing where a record holds the number (or
+        bool, or None) it spells, as stet 0.0.x stored values, is refused
+        with the call to write instead.
 
         Args:
-            key: Parameter names and values, exactly the record's key columns.
+            key: Parameter names and values, all or some of a record's key columns.
             function: Only this function's records; None removes the key for
                 every function.
+
+        Raises:
+            KeyEncodingError: ``key`` holds such a string.
         """
+        return self.remove_matching(key, function, type(self).__name__ + ".remove({key})")
+
+    def remove_matching(self, key: Mapping[str, object], function: str | None, call: str) -> int:
+        """`remove`, naming ``call`` (with ``{key}`` for the key) in its hint."""
         cols, values = self._encode_key(key)
+        legacy = [
+            canonical_from_legacy(v) if isinstance(v, str) else None for v in map(key.get, cols)
+        ]
+        meant = tuple(t if t is not None else v for t, v in zip(legacy, values, strict=True))
+        spelt = 0  # records that ``meant`` matches
 
         def keep(row: Row) -> bool:
+            nonlocal spelt
             fn, c, v = self.identity(row)
-            return not (c == cols and v == values and (function is None or fn == function))
+            if function is not None and fn != function:
+                return True
+            if meant != values and _matches(c, v, cols, meant):
+                spelt += 1
+            return not _matches(c, v, cols, values)
 
-        return self.remove_where(keep)
+        removed = self.remove_where(keep)
+        if removed or not spelt:
+            return removed
+        typed = dict(key)
+        changed = [c for c, m, v in zip(cols, meant, values, strict=True) if m != v]
+        for col in changed:
+            typed[col] = self._decode(meant[cols.index(col)])
+        given = ", ".join(f"{c}={key[c]!r}" for c in changed)
+        holds = ", ".join(f"{c}={typed[c]!r}" for c in changed)
+        raise KeyEncodingError(
+            "str",
+            changed[0],
+            reason=f"no record has {given}, but {spelt} record(s) have {holds}; key values "
+            "keep their type now (stet 0.0.x compared them as text), so write "
+            + call.replace("{key}", repr(typed)),
+        )
 
     def clear(self) -> None:
-        """Remove every record (the store itself stays, empty)."""
-        if self.exists():
-            self.remove_where(lambda row: False)
+        """Remove every record.
+
+        The store's file is deleted (a Parquet store's journal too), as
+        stet 0.0.x did; a SQLite or PostgreSQL store, and a store reached
+        through a symbolic link, are emptied in place instead. The lock file
+        and the claims of running workers stay, so a sweep running meanwhile
+        loses nothing it records afterwards.
+        """
+        self.clear_counted()
+
+    def clear_counted(self) -> int:
+        """`clear`, returning how many records were removed."""
+        paths = [self._path + suffix for suffix in self.record_files]
+        if not paths or os.path.islink(self._path):
+            return self.remove_where(lambda row: False) if self.exists() else 0
+        if not any(os.path.lexists(p) for p in paths):
+            return 0
+        with self._locked():
+            records, _, _ = self._format.scan(None, every_column=True)  # refuses a damaged store
+            removed = len(records)
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise StoreError(path, f"cannot be removed: {exc.strerror or exc}") from None
+            self._cursor = None
+            self._rebuild([])
+            return removed
 
     def load(self) -> list[dict[str, object]]:
         """Every record, with key values decoded to Python values.
@@ -868,6 +963,20 @@ class Table:
             return self.codec.decode(text)
         except ValueError as exc:
             raise StoreError(self.location, f"a key cell cannot be read: {exc}") from None
+
+
+def _matches(
+    cols: tuple[str, ...], texts: tuple[str, ...], wanted: tuple[str, ...], values: tuple[str, ...]
+) -> bool:
+    """True if a record of ``cols``/``texts`` holds each ``wanted`` column's value.
+
+    An empty key matches only records with no key columns (a function
+    without parameters), never every record.
+    """
+    if not wanted:
+        return not cols
+    held = dict(zip(cols, texts, strict=True))
+    return all(held.get(c) == v for c, v in zip(wanted, values, strict=True))
 
 
 def _meta_value(col: str, text: str) -> object:

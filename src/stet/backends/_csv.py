@@ -317,3 +317,4 @@ class CsvBackend(Table):
 
     format_class = _CsvFormat
     extensions = (".csv",)
+    record_files = ("",)

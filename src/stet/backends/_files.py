@@ -121,9 +121,11 @@ def atomic_write(path: str, data: bytes) -> FileState:
 
     The data goes to a temporary file beside the store, is flushed to disk,
     and is renamed over the store; a crash at any point leaves one of the two
-    complete versions.
+    complete versions. A store reached through a symbolic link is replaced
+    where the link points, so the link stays.
     """
-    tmp = f"{path}.{os.getpid()}.tmp"
+    target = os.path.realpath(path)
+    tmp = f"{target}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -131,7 +133,7 @@ def atomic_write(path: str, data: bytes) -> FileState:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -325,3 +325,4 @@ class JsonBackend(Table):
 
     format_class = _JsonFormat
     extensions = (".json",)
+    record_files = ("",)

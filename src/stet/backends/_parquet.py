@@ -187,12 +187,17 @@ class _ParquetFormat(FileFormat):
 
     def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         names: dict[str, None] = {}
+        mark = None
         if isinstance(cursor, _ParquetCursor):
             names.update(dict.fromkeys(cursor.columns))
+            if isinstance(cursor.journal, AppendCursor):  # ``rows`` hold its records
+                mark = _journal_mark(cursor.journal)
+        else:  # no file: a journal is what a reset killed midway left
+            self._drop_journal()
         for row in rows:
             names.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
         names.update(dict.fromkeys(META_COLUMNS))
-        return self._write(_table(rows, list(names)))
+        return self._write(_table(rows, list(names)), mark)
 
     def _write(self, table: pa.Table, folded: str | None = None) -> _ParquetCursor:
         """Replace the file with ``table``; ``folded`` marks the journal it took in."""
@@ -249,3 +254,4 @@ class ParquetBackend(Table):
 
     format_class = _ParquetFormat
     extensions = (".parquet",)
+    record_files = ("", ".journal.csv")

@@ -44,7 +44,7 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import attrs
 import pyarrow as pa
@@ -989,7 +989,14 @@ class PostgresBackend(Table):
     def __init__(self, url: str, *, codec: KeyCodec | None = None) -> None:
         self._pg = PgFormat(url)
         super().__init__(url, codec=codec)
-        self.path = self._pg.location  # never the password
+        self._path = self._pg.location  # never the password
+
+    @property
+    def path(self) -> NoReturn:
+        """A PostgreSQL store has no file: its password-free URL is `location`."""
+        raise AttributeError(
+            f"a PostgreSQL store has no file, so no .path; its URL is .location ({self.location})"
+        )
 
     def _open_format(self) -> PgFormat:
         return self._pg
