@@ -225,6 +225,8 @@ def parse_url(url: str) -> Target:
         raise _ambiguous(scheme, "several '@'")
     if "@" in path:
         raise _ambiguous(scheme, "an '@' after its first '/'")
+    if has_query and any("@" in item.partition("=")[0] for item in query.split("&")):
+        raise _ambiguous(scheme, "an '@' in its query, outside a parameter's value")
     user, colon, password = (userinfo or "").partition(":")
     secrets = [password] if colon else []
     table = DEFAULT_TABLE
@@ -245,9 +247,14 @@ def parse_url(url: str) -> Target:
     auth = "" if userinfo is None else f"{user}{':***' if colon else ''}@"
     shown_query = f"?{'&'.join(shown_items)}" if has_query else ""
     shown = f"{scheme}://{auth}{hosts}{path}{shown_query}"
+    # Until libpq has read the query, a piece of it may be a piece of a
+    # password (an unencoded '&' in one): messages leave it out.
+    guarded = bool(secrets)  # the URL gives a password, even an empty one
+    secrets = [s for s in secrets if s]
+    unsure = f"{scheme}://{auth}{hosts}{path}{'?...' if has_query else ''}" if guarded else shown
     if not _TABLE_NAME.match(table):
         raise ValueError(
-            f"store {shown!r}: table={table!r} is not a table name stet uses; "
+            f"store {unsure!r}: table={table!r} is not a table name stet uses; "
             "use up to 50 lowercase letters, digits and underscores, starting with a letter"
         )
     kept_query = f"?{'&'.join(kept)}" if kept else ""
@@ -258,17 +265,17 @@ def parse_url(url: str) -> Target:
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:
         raise ValueError(
-            f"store {shown!r} is a PostgreSQL store, which needs psycopg 3: "
+            f"store {unsure!r} is a PostgreSQL store, which needs psycopg 3: "
             "pip install 'stet[postgres]'"
         ) from None
     try:
         params = conninfo_to_dict(conninfo)
     except Exception as exc:  # psycopg.ProgrammingError: libpq's parse error
         problem = " ".join(target.scrub(str(exc)).split())
-        if secrets:  # libpq quotes a piece of the URL, which may be a piece of the password
+        if guarded:  # libpq quotes a piece of the URL, which may be a piece of the password
             problem = re.sub(r'"[^"]*"', '"***"', problem)
         raise ValueError(
-            f"store {shown!r} is not a PostgreSQL URL libpq understands: {problem}"
+            f"store {unsure!r} is not a PostgreSQL URL libpq understands: {problem}"
         ) from None
     found = {str(params[n]) for n in _SECRET_PARAMETERS if params.get(n)}
     if found - {_unquote(s) for s in secrets}:
