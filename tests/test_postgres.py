@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -496,7 +497,7 @@ def test_a_store_of_the_earlier_layout_is_migrated_on_first_use_and_keeps_workin
     assert len(PostgresBackend(store).claims()) == 1  # the claim in progress survived
     xs = [r["x"] for r in PostgresBackend(store).load()]
     assert sorted(x for x in xs if isinstance(x, int)) == [0, 1, 2, 3]
-    assert [list(x) for x in xs if not isinstance(x, int)] == [list(big)]
+    assert [np.asarray(x).tolist() for x in xs if not isinstance(x, int)] == [big.tolist()]
 
 
 def test_eight_processes_opening_an_old_store_at_once_all_succeed(pg_server: pg.Server) -> None:
@@ -567,7 +568,7 @@ def test_an_error_the_server_would_repeat_is_reported_at_once_in_its_words(
     pg_server: pg.Server, pg_store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pauses: list[float] = []
-    monkeypatch.setattr(_postgres.time, "sleep", pauses.append)
+    monkeypatch.setattr(time, "sleep", pauses.append)
     table = PostgresBackend(pg_store)
     table.record({"x": "short"})
     name = pg_store.rsplit("=", 1)[1]
@@ -591,8 +592,9 @@ def test_a_parameter_name_over_63_bytes_is_refused_before_the_run(pg_store: str)
     calls: list[int] = []
     namespace: dict[str, Any] = {"calls": calls}
     exec(f"def run({long_name}, seed):\n    calls.append(seed)", namespace)
+    run: Callable[[float, int], None] = namespace["run"]
     for claim in (False, True):
-        once = stet.once(store=pg_store, quiet=True, claim=claim)(namespace["run"])
+        once = stet.once(store=pg_store, quiet=True, claim=claim)(run)
         with pytest.raises(stet.StoreError) as info:
             once(0.1, 1)
         assert repr(long_name) in str(info.value)
@@ -604,7 +606,8 @@ def test_a_parameter_name_over_63_bytes_is_refused_before_the_run(pg_store: str)
     assert not PostgresBackend(pg_store).exists() or PostgresBackend(pg_store).load() == []
     fits = long_name[:63]
     exec(f"def fits({fits}, seed):\n    calls.append(seed)", namespace)
-    once = stet.once(store=pg_store, quiet=True)(namespace["fits"])
+    fitting: Callable[[float, int], None] = namespace["fits"]
+    once = stet.once(store=pg_store, quiet=True)(fitting)
     once(0.1, 2)
     once(0.1, 2)
     assert calls == [2]
@@ -733,6 +736,7 @@ def test_libpq_gets_a_percent_encoded_password_exactly(
         "postgresql://user:QXZJK%YVWQX@{host}/db",
         "postgresql://{host}/db?password=QXZJK&YVWQX",
         "postgresql://{host}/db?password=QXZJK&YVWQX=1",
+        "postgresql://user:/QXZJK?YVWQX=@{host}/db",  # the password cut at its "/"
     ],
 )
 def test_an_ambiguous_url_is_refused_before_connecting_and_not_shown(

@@ -199,7 +199,8 @@ def parse_url(url: str) -> Target:
     ``@`` (unless a ``/`` comes first), the host list at the next ``/`` or
     ``?``. A URL that other readers would split elsewhere (an unencoded
     ``@``, ``/``, ``?`` or ``#`` in a password) is refused, since parts of
-    its password would appear as a host, port or database name.
+    its password would appear as a host, port or database name: the only
+    ``@`` may be the one that ends the user info, and no ``#`` is allowed.
 
     Raises:
         ValueError: The table name is not a plain lowercase SQL name, the
@@ -221,13 +222,11 @@ def parse_url(url: str) -> Target:
     end = min(ends, default=len(after))
     hosts, tail = after[:end], after[end:]
     path, has_query, query = tail.partition("?")
-    if "@" in hosts:
-        raise _ambiguous(scheme, "several '@'")
-    if "@" in path:
-        raise _ambiguous(scheme, "an '@' after its first '/'")
-    if has_query and any("@" in item.partition("=")[0] for item in query.split("&")):
-        raise _ambiguous(scheme, "an '@' in its query, outside a parameter's value")
     user, colon, password = (userinfo or "").partition(":")
+    if rest.count("@") > (0 if userinfo is None else 1):
+        # An '@' that does not end the user info may end a password that
+        # holds an '@', '/' or '?': whatever follows may be part of it.
+        raise _ambiguous(scheme, "an '@' that does not end its user name and password")
     secrets = [password] if colon else []
     table = DEFAULT_TABLE
     kept: list[str] = []
