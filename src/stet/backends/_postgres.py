@@ -518,11 +518,12 @@ class PgFormat:
             claims = t + "_claims"
             self._unique_by_digest(conn, claims, t + "_claims_key", _CLAIM_IDENTITY, _OLD_CLAIM_KEY)
             # Claims are looked up by their key text; a hash index holds any length.
-            conn.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hash (key)").format(
-                    sql.Identifier(t + "_claims_find"), self.claims_table
+            if not _exists(conn, t + "_claims_find"):
+                conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hash (key)").format(
+                        sql.Identifier(t + "_claims_find"), self.claims_table
+                    )
                 )
-            )
         self._ready = True
 
     def _unique_by_digest(
@@ -536,11 +537,14 @@ class PgFormat:
         commits whole or not at all, and the next process finds it done.
         """
         sql = self.sql
-        conn.execute(
-            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} " + identity).format(
-                sql.Identifier(index), sql.Identifier(table)
+        # CREATE INDEX locks out writers even when the index exists: only
+        # when it is missing.
+        if not _exists(conn, index):
+            conn.execute(
+                sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} " + identity).format(
+                    sql.Identifier(index), sql.Identifier(table)
+                )
             )
-        )
         row = conn.execute(
             "SELECT i.indrelid = to_regclass(%s) FROM pg_index i "
             "WHERE i.indexrelid = to_regclass(%s)",
@@ -1065,6 +1069,11 @@ _CLAIM_IDENTITY: Final = f"({_digest('function')}, {_digest('key')})"
 #: ``pg_get_constraintdef`` shows them; the first use migrates them.
 _OLD_RECORD_KEY: Final = "UNIQUE (_stet_function, _stet_key)"
 _OLD_CLAIM_KEY: Final = "PRIMARY KEY (function, key)"
+
+
+def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    return row is not None and bool(row[0])
 
 
 def _drop_constraint(conn: psycopg.Connection[Any], statement: Any) -> None:
