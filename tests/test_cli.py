@@ -51,9 +51,10 @@ def test_status_shows_runs_in_progress_in_other_processes(store: str, tmp_path: 
     args = [str(worker), store, "1", "60", "60", str(tmp_path / "log")]
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            if (tmp_path / "log").exists():
-                break
+        deadline = time.monotonic() + 120  # however loaded the machine
+        while not (tmp_path / "log").exists():  # the worker is inside the run
+            assert proc.poll() is None, "the worker exited before it ran its key"
+            assert time.monotonic() < deadline, "the worker never started its run"
             time.sleep(0.05)
         done = stet_cli("status", store, cwd=tmp_path)
     finally:
@@ -226,7 +227,7 @@ def test_import_takes_each_cells_text_as_the_key(tmp_path: Path) -> None:
     ran: list[object] = []
 
     @stet.once(store=str(store), quiet=True, name="run")
-    def run(method: str, seed: int, alpha: float, tag: object) -> None:
+    def run(method: object, seed: int, alpha: float, tag: object) -> None:
         ran.append(method)
 
     run("007", 3, 1.0, "NA")
