@@ -287,7 +287,7 @@ def test_an_empty_cell_is_an_error_naming_its_row_and_column_and_nothing_is_mark
     store = tmp_path / "runs.csv"
     done = _import(store, file, "--key", "alpha,seed", *typed)
     assert done.returncode == 1
-    assert f"{file}, data row 3, column 'alpha': the cell is empty" in done.stderr
+    assert f"{file}, data row 2, column 'seed': the cell is empty" in done.stderr
     assert not store.exists()
 
 

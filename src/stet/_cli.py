@@ -272,10 +272,13 @@ def _parquet_keys(path: str, cols: tuple[str, ...]) -> list[tuple[str, ...]]:
         table = pq.read_table(path, columns=list(cols), use_threads=ARROW_THREADS)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise _Failure(f"{path} cannot be read as Parquet: {exc}") from None
-    for column in cols:
-        if table.column(column).null_count:
-            first = pc.index(table.column(column).is_null(), True).as_py()
-            raise _empty_cell(path, first, column)
+    nulls = [
+        (pc.index(table.column(c).is_null(), True).as_py(), c)
+        for c in table.column_names
+        if table.column(c).null_count
+    ]
+    if nulls:  # the first in reading order, as for a CSV file
+        raise _empty_cell(path, *min(nulls, key=lambda n: (n[0], cols.index(n[1]))))
     values = [table.column(c).to_pylist() for c in cols]
     return _encoded(path, cols, zip(*values, strict=True))
 
