@@ -155,7 +155,14 @@ def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'stet' AND pid <> pg_backend_pid()"
         )
-    time.sleep(0.2)
+        # Termination is asynchronous: wait until the server has ended them,
+        # or the next record could still use the old connection.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'stet' AND pid <> pg_backend_pid()"
+        ).fetchone() != (0,):
+            time.sleep(0.01)
     table.record({"x": 2})  # the broken connection is noticed, a new one made
     assert type(table)(pg_store).has({"x": 2})
 
