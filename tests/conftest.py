@@ -25,6 +25,20 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=3000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+#: STET_SOAK=N runs the soak tests (marked ``soak``) at N times their full
+#: size; unset, they run at a quick size, so that every test still runs.
+_SOAK = os.environ.get("STET_SOAK", "").strip()
+
+
+def soak(quick: int, full: int) -> int:
+    """A soak test's size: ``quick`` by default, ``full`` times STET_SOAK when set."""
+    if not _SOAK:
+        return quick
+    if not _SOAK.isdigit() or int(_SOAK) < 1:
+        raise pytest.UsageError(f"STET_SOAK={_SOAK!r}: give a whole number from 1")
+    return full * int(_SOAK)
+
+
 #: Every file store, by extension; ids read as the store kind.
 STORE_EXTENSIONS = ["csv", "json", "sqlite", "parquet"]
 #: Every store kind: the file stores and PostgreSQL.

@@ -36,7 +36,7 @@ from stet.typing import Backend
 
 from . import pg_server as pg
 from . import strategies as S
-from .conftest import STORE_EXTENSIONS, new_pg_store
+from .conftest import STORE_EXTENSIONS, new_pg_store, soak
 
 
 def test_every_backend_satisfies_the_protocol(store: str) -> None:
@@ -300,7 +300,8 @@ class StoreMachine(RuleBasedStateMachine):
         assert loaded == self.model
 
 
-_MACHINE_SETTINGS = settings(max_examples=25, stateful_step_count=20, deadline=None)
+#: Full size 25 examples (STET_SOAK=1).
+_MACHINE_SETTINGS = settings(max_examples=soak(10, 25), stateful_step_count=20, deadline=None)
 
 
 class CsvMachine(StoreMachine):
@@ -336,6 +337,8 @@ for _case in (
     TestPostgresMachine,
 ):
     _case.settings = _MACHINE_SETTINGS
+    pytest.mark.soak(_case)
+del _case  # else pytest collects the last machine a second time, as "_case"
 
 
 # -- what other tools see ---------------------------------------------------

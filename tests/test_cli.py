@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -50,9 +51,10 @@ def test_status_shows_runs_in_progress_in_other_processes(store: str, tmp_path: 
     args = [str(worker), store, "1", "60", "60", str(tmp_path / "log")]
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(200):
-            if (tmp_path / "log").exists():
-                break
+        deadline = time.monotonic() + 120  # however loaded the machine
+        while not (tmp_path / "log").exists():  # the worker is inside the run
+            assert proc.poll() is None, "the worker exited before it ran its key"
+            assert time.monotonic() < deadline, "the worker never started its run"
             time.sleep(0.05)
         done = stet_cli("status", store, cwd=tmp_path)
     finally:
@@ -281,3 +283,131 @@ def test_status_and_show_speak_json_for_scripts(sweep: str, tmp_path: Path) -> N
     records = [json.loads(line) for line in show.stdout.splitlines()]
     assert len(records) == 7
     assert {"alpha": 0.3, "seed": 1, "method": "007"}.items() <= records[-1].items()
+
+
+def _import(store: Path, file: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return stet_cli("import", str(store), str(file), "-f", "run", *options, cwd=file.parent)
+
+
+def test_import_takes_each_cells_text_as_the_key(tmp_path: Path) -> None:
+    """A cell is read as stet reads a store written by hand: 007 stays the
+    string "007", NA the string "NA", 3 and 1.0 are numbers."""
+    store = tmp_path / "runs.csv"
+    file = tmp_path / "old.csv"
+    file.write_text("method,seed,alpha,tag\n007,3,1.0,NA\nadam,4,0.5,nan\n")
+    done = _import(store, file, "--key", "method,seed,alpha,tag")
+    assert done.returncode == 0, done.stderr
+    assert "Marked 2 run(s)" in done.stdout
+    ran: list[object] = []
+
+    @stet.once(store=str(store), quiet=True, name="run")
+    def run(method: object, seed: int, alpha: float, tag: object) -> None:
+        ran.append(method)
+
+    run("007", 3, 1.0, "NA")
+    run("adam", 4, 0.5, float("nan"))
+    assert ran == []
+    run(7, 3, 1.0, "NA")  # the number 7 was never imported
+    assert ran == [7]
+
+
+def test_import_of_an_exported_csv_keeps_strings_that_look_like_numbers(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "runs.json"
+
+    @stet.once(store=str(store), quiet=True, name="run")
+    def run(method: str, seed: int) -> None: ...
+
+    run("007", 1)
+    run("042", 2)  # a column of nothing but number-like strings
+    stet.backends.get_backend(store).flush()
+    exported = tmp_path / "exported.csv"
+    assert stet_cli("export", str(store), str(exported), cwd=tmp_path).returncode == 0
+    other = tmp_path / "other.sqlite"
+    done = _import(other, exported, "--key", "method,seed")
+    assert done.returncode == 0, done.stderr
+    table = stet.backends.get_backend(other)
+    assert table.has({"method": "007", "seed": 1}, function="run")
+    assert table.has({"method": "042", "seed": 2}, function="run")
+    assert not table.has({"method": 7, "seed": 1}, function="run")
+
+
+def test_import_typed_reads_columns_as_pandas_types_them(tmp_path: Path) -> None:
+    store = tmp_path / "runs.csv"
+    file = tmp_path / "old.csv"
+    file.write_text("run_id,method\n007,adam\n008,sgd\n")
+    done = _import(store, file, "--key", "run_id,method", "--typed")
+    assert done.returncode == 0, done.stderr
+    table = stet.backends.get_backend(store)
+    assert table.has({"run_id": 7, "method": "adam"}, function="run")
+    assert table.has({"run_id": 8, "method": "sgd"}, function="run")
+    assert not table.has({"run_id": "007", "method": "adam"}, function="run")
+
+
+@pytest.mark.parametrize("typed", [(), ("--typed",)])
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_an_empty_cell_is_an_error_naming_its_row_and_column_and_nothing_is_marked(
+    tmp_path: Path, suffix: str, typed: tuple[str, ...]
+) -> None:
+    """An empty cell could mean a missing value or the empty string; stet
+    does not guess (pandas would have made it the key NaN)."""
+    frame = pd.DataFrame({"alpha": [0.1, 0.2, None], "seed": ["1", None, "3"]})
+    file = tmp_path / f"old.{suffix}"
+    if suffix == "csv":
+        frame.to_csv(file, index=False)
+    else:
+        frame.to_parquet(file, index=False)
+    store = tmp_path / "runs.csv"
+    done = _import(store, file, "--key", "alpha,seed", *typed)
+    assert done.returncode == 1
+    assert f"{file}, data row 2, column 'seed': the cell is empty" in done.stderr
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "key", "message"),
+    [
+        ("fifo", "x", "is not a regular file"),
+        ("directory", "x", "is not a regular file"),
+        ("empty", "x", "cannot be read as CSV"),
+        ("latin-1", "x", "is not UTF-8 text"),
+        ("garbage", "x", "cannot be read as Parquet"),
+        ("good", "x,x", "key name 'x' appears twice"),
+        ("good", ",", "names no column"),
+        ("good", "_stet_function", "reserved"),
+        ("good", "y", "has no column 'y'"),
+    ],
+)
+def test_an_import_file_or_key_stet_cannot_use_is_a_clear_error(
+    tmp_path: Path, setup: str, key: str, message: str
+) -> None:
+    file = tmp_path / ("in.parquet" if setup == "garbage" else "in.csv")
+    if setup == "fifo":  # reading it would wait for a writer forever
+        os.mkfifo(file)
+    elif setup == "directory":
+        file.mkdir()
+    elif setup == "empty":
+        file.write_bytes(b"")
+    elif setup == "latin-1":
+        file.write_bytes("x\ncaf\xe9\n".encode("latin-1"))
+    elif setup == "garbage":
+        file.write_bytes(b"not parquet at all")
+    else:
+        file.write_text("x\n1\n")
+    store = tmp_path / "runs.csv"
+    done = _import(store, file, "--key", key)
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert str(file.name) in done.stderr or setup == "good"
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not store.exists()
+
+
+def test_an_imported_double_underscore_column_is_read_back(store: str, tmp_path: Path) -> None:
+    file = tmp_path / "old.csv"
+    file.write_text("__x\n1\n")
+    done = stet_cli("import", store, str(file), "-f", "run", "--key", "__x", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert stet_cli("status", store, cwd=tmp_path).returncode == 0
+    assert list(stet.read(store)["__x"]) == [1]

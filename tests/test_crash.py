@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -28,12 +28,13 @@ from stet.backends import BACKENDS, ParquetBackend, SqliteBackend, get_backend
 from stet.backends._base import Table
 from stet.backends._parquet import _ParquetFormat
 
-from .conftest import kind
+from .conftest import kind, soak
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-KILLS = int(os.environ.get("STET_TEST_KILLS", "100"))
+#: SIGKILLs per store; full size 100 (STET_SOAK=1).
+KILLS = soak(30, 100)
 
 
 def _writer(store: str, start: int, pipe_fd: int) -> None:
@@ -51,6 +52,18 @@ def _writer(store: str, start: int, pipe_fd: int) -> None:
         x += 1
 
 
+def _first_line(pipe: BinaryIO) -> bytes:
+    """Read up to the first line break (the writer's first report), or EOF."""
+    data = b""
+    while not data.endswith(b"\n"):
+        byte = pipe.read(1)
+        if not byte:
+            break
+        data += byte
+    return data
+
+
+@pytest.mark.soak
 def test_sigkill_at_random_instants_loses_no_returned_record(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -58,17 +71,22 @@ def test_sigkill_at_random_instants_loses_no_returned_record(
     rng = random.Random(1234)
     returned: set[int] = set()
     next_key = 0
-    for _ in range(KILLS):
+    for round_ in range(KILLS):
         read_fd, write_fd = os.pipe()
         child = context.Process(target=_writer, args=(store, next_key, write_fd))
         child.start()
         os.close(write_fd)
-        time.sleep(rng.uniform(0.0, 0.03))
-        assert child.pid is not None
-        os.kill(child.pid, signal.SIGKILL)
-        child.join()
-        with os.fdopen(read_fd) as pipe:
-            done = [int(line) for line in pipe.read().split()]
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            # Kill while it writes, however slow the machine: after its first
+            # returned call (forking and opening the store can take longer
+            # than any pause), at a random instant; one round in five from
+            # the start, to kill it while it opens or creates the store.
+            first = _first_line(pipe) if round_ % 5 else b""
+            time.sleep(rng.uniform(0.0, 0.03))
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            child.join()
+            done = [int(line) for line in (first + pipe.read()).split()]
         returned.update(done)
         next_key = max(done, default=next_key) + 1000  # fresh keys each round
     fresh = type(get_backend(store))(store)
@@ -382,10 +400,10 @@ class CrashParquet(CrashMachine):
 
 
 #: Each step may fork; a few examples of a dozen steps cover the mixes
-#: (STET_CRASH_EXAMPLES for more). Kills make runs differ in timing, so a
+#: (full size 15 examples, STET_SOAK=1). Kills make runs differ in timing, so a
 #: failure is reported as found, without shrinking (which would not replay).
 CRASH_SETTINGS = settings(
-    max_examples=int(os.environ.get("STET_CRASH_EXAMPLES", "15")),
+    max_examples=soak(6, 15),
     stateful_step_count=12,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -396,6 +414,8 @@ TestCrashSqlite = CrashSqlite.TestCase
 TestCrashParquet = CrashParquet.TestCase
 for _case in (TestCrashCsv, TestCrashJson, TestCrashSqlite, TestCrashParquet):
     _case.settings = CRASH_SETTINGS
+    pytest.mark.soak(_case)
+del _case  # else pytest collects the last machine a second time, as "_case"
 
 
 def test_a_forked_child_inherits_no_open_sqlite_database(tmp_path: Path) -> None:

@@ -20,13 +20,13 @@ from .conftest import STORE_EXTENSIONS
 _WRITER = """
 import pickle, sys
 import stet
-store, values = pickle.load(sys.stdin.buffer)
+stores, values = pickle.load(sys.stdin.buffer)
+for store in stores:
+    @stet.once(store=store, quiet=True, name="experiment")
+    def experiment(value, seed):
+        return 1
 
-@stet.once(store=store, quiet=True, name="experiment")
-def experiment(value, seed):
-    return 1
-
-print(sum(experiment(v, seed=0) == 1 for v in values))
+    print(sum(experiment(v, seed=0) == 1 for v in values))
 """
 
 
@@ -47,18 +47,19 @@ def test_runs_recorded_by_another_process_are_skipped_here(
     codec = stet.KeyCodec()
     distinct = {codec.encode(v) for v in values}
     root = str(Path(__file__).parent.parent)
-    for ext in STORE_EXTENSIONS:
-        store = str(tmp_path_factory.mktemp("e2e") / f"runs.{ext}")
-        env = {**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": root}
-        done = subprocess.run(
-            [sys.executable, "-c", _WRITER],
-            input=pickle.dumps((store, values)),
-            capture_output=True,
-            env=env,
-            check=True,
-        )
-        assert int(done.stdout) == len(distinct)
-
+    # One writer process records into every store (starting a process is
+    # most of this test's time, above all on a loaded machine).
+    stores = [str(tmp_path_factory.mktemp("e2e") / f"runs.{ext}") for ext in STORE_EXTENSIONS]
+    env = {**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": root}
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITER],
+        input=pickle.dumps((stores, values)),
+        capture_output=True,
+        env=env,
+        check=True,
+    )
+    assert [int(n) for n in done.stdout.split()] == [len(distinct)] * len(stores)
+    for store in stores:
         ran: list[Any] = []
         experiment = _reader(store, ran)
 

@@ -295,3 +295,24 @@ def test_status_and_read_never_fail_on_a_recorded_string(
     store = str(tmp_path_factory.mktemp("s") / "runs.csv")
     get_backend(store).record({"s": text})
     assert stet.read(store)["s"].tolist() == [text]
+
+
+def test_a_key_column_that_differs_in_case_from_another_functions_is_refused_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    store = str(tmp_path / "runs.sqlite")
+    ran: list[str] = []
+
+    @stet.once(store=store, quiet=True)
+    def first(alpha: int) -> None:
+        ran.append("first")
+
+    @stet.once(store=store, quiet=True)
+    def second(Alpha: int) -> None:
+        ran.append("second")
+
+    first(1)
+    stet.backends._open.clear()  # a new process
+    with pytest.raises(ValueError, match=r"'Alpha' and the column 'alpha'.*differ only in case"):
+        second(1)
+    assert ran == ["first"]

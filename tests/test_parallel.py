@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import pickle
 import random
 from collections import Counter
@@ -19,7 +18,7 @@ import stet
 from stet.backends import BACKENDS
 
 from . import workers
-from .conftest import STORE_EXTENSIONS
+from .conftest import STORE_EXTENSIONS, soak
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +66,10 @@ def test_concurrent_futures_sweep(ext: str) -> None:
     assert recorded_keys(ext) == Counter(range(30))
 
 
-#: STET_SOAK multiplies the calls of the concurrent-writer test.
-SOAK = int(os.environ.get("STET_SOAK", "1"))
-
-
+@pytest.mark.soak
 def test_concurrent_writers_lose_nothing(ext: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Eight processes write overlapping parts of a grid at once, twice."""
-    processes, calls, rounds = 8, 500 * SOAK, 2
+    processes, calls, rounds = 8, soak(500, 500), 2  # STET_SOAK multiplies
     grid = list(range(calls * (processes + 1) // 2))
     step = calls // 2
     chunks = [grid[i * step : i * step + calls] for i in range(processes)]  # each half shared

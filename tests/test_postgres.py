@@ -8,18 +8,25 @@ Dask cluster.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import stet
 from stet.backends import PostgresBackend, _postgres, get_backend
@@ -148,7 +155,14 @@ def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'stet' AND pid <> pg_backend_pid()"
         )
-    time.sleep(0.2)
+        # Termination is asynchronous: wait until the server has ended them,
+        # or the next record could still use the old connection.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'stet' AND pid <> pg_backend_pid()"
+        ).fetchone() != (0,):
+            time.sleep(0.01)
     table.record({"x": 2})  # the broken connection is noticed, a new one made
     assert type(table)(pg_store).has({"x": 2})
 
@@ -368,3 +382,381 @@ def test_without_server_binaries_the_tests_skip_locally_and_fail_in_ci(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="not installed"):
         pg.shared()
+
+
+# -- keys of any size (issue #12, item 5) -------------------------------------
+
+#: The tables of a store as the earlier release made them, statement for
+#: statement (``{t}`` is the table's name): unique by the key texts.
+OLD_LAYOUT = (
+    "CREATE TABLE IF NOT EXISTS {t} ("
+    "_stet_function text NOT NULL DEFAULT '', "
+    "_stet_timestamp timestamptz, _stet_duration double precision, "
+    "_stet_host text, _stet_code text, _stet_codec text, "
+    "_stet_key text NOT NULL, _stet_seq bigint NOT NULL, "
+    "UNIQUE (_stet_function, _stet_key))",
+    "CREATE INDEX IF NOT EXISTS {t}_seq ON {t} (_stet_seq)",
+    "CREATE TABLE IF NOT EXISTS {t}_meta (id integer PRIMARY KEY CHECK (id = 1), "
+    "format text NOT NULL, generation bigint NOT NULL, version bigint NOT NULL)",
+    "INSERT INTO {t}_meta VALUES (1, 'stet 1', 0, 0) ON CONFLICT (id) DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS {t}_claims (function text NOT NULL, key text NOT NULL, "
+    "owner text NOT NULL, epoch bigint NOT NULL, expires timestamptz NOT NULL, "
+    "lease double precision NOT NULL, since timestamptz NOT NULL, "
+    "PRIMARY KEY (function, key))",
+)
+
+
+def old_store(server: pg.Server, function: str, xs: range) -> str:
+    """A store in the earlier release's layout holding ``x`` records of ``function``."""
+    store = new_pg_store(server)
+    t = store.rsplit("=", 1)[1]
+    with psycopg.connect(server.url(), autocommit=True) as conn, conn.transaction():
+        for statement in OLD_LAYOUT:
+            conn.execute(statement.format(t=t))
+        conn.execute(f"ALTER TABLE {t} ADD COLUMN x text")
+        for x in xs:  # as the earlier release wrote a record
+            conn.execute(
+                f"WITH v AS (UPDATE {t}_meta SET version = version + 1 WHERE id = 1 "
+                f"RETURNING version) INSERT INTO {t} (x, _stet_function, _stet_timestamp, "
+                "_stet_codec, _stet_key, _stet_seq) SELECT %s, %s, now(), '1', %s, v.version "
+                "FROM v",
+                (str(x), function, f'{{"x":"{x}"}}'),
+            )
+        conn.execute(
+            f"INSERT INTO {t}_claims VALUES (%s, %s, 'elsewhere', 1, "
+            "now() + interval '1 hour', 3600, now())",
+            (function, '{"x":"99"}'),
+        )
+    return store
+
+
+def layout(server: pg.Server, store: str) -> tuple[list[str], list[str]]:
+    """The store's unique constraints and unique indexes (definitions)."""
+    t = store.rsplit("=", 1)[1]
+    with psycopg.connect(server.url()) as conn:
+        constraints = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN (to_regclass(%s), to_regclass(%s)) AND contype IN ('u', 'p')",
+            (t, t + "_claims"),
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index "
+            "WHERE indrelid IN (to_regclass(%s), to_regclass(%s)) AND indisunique",
+            (t, t + "_claims"),
+        ).fetchall()
+    return sorted(c[0] for c in constraints), sorted(i[0] for i in indexes)
+
+
+def test_keys_of_many_kilobytes_are_recorded_skipped_and_claimed(pg_store: str) -> None:
+    import numpy as np
+
+    calls: list[int] = []
+
+    @stet.once(store=pg_store, quiet=True, name=secrets.token_hex(3000))
+    def run(data: object, n: int) -> None:
+        calls.append(n)
+
+    @stet.once(store=pg_store, quiet=True, claim=True)
+    def claimed(data: object) -> None:
+        calls.append(-1)
+
+    # Texts that do not compress (the index compresses what it can).
+    vector = np.random.default_rng(12).random(300)  # about 6 KB of key text
+    text = "\\x" + "\\".join(secrets.token_urlsafe(8) + "é" for _ in range(600))
+    for _ in range(2):
+        run(vector, 1)
+        run(text, 2)
+        claimed(vector)
+    assert calls == [1, 2, -1]
+    again = PostgresBackend(pg_store)  # a new process's view
+    assert again.has({"data": vector, "n": 1})
+    assert again.has({"data": text, "n": 2})
+    assert not again.has({"data": vector[:-1], "n": 1})
+    assert again.remove({"data": text, "n": 2}) == 1
+    assert not PostgresBackend(pg_store).has({"data": text, "n": 2})
+
+
+def test_a_store_of_the_earlier_layout_is_migrated_on_first_use_and_keeps_working(
+    pg_server: pg.Server,
+) -> None:
+    import numpy as np
+
+    calls: list[object] = []
+
+    def run(x: object) -> None:
+        calls.append(x)
+
+    store = old_store(pg_server, run.__qualname__, range(3))
+    assert layout(pg_server, store)[0] == [
+        "PRIMARY KEY (function, key)",
+        "UNIQUE (_stet_function, _stet_key)",
+    ]
+    once = stet.once(store=store, quiet=True)(run)
+    assert sorted(int(str(r["x"])) for r in stet.read(store).to_dict("records")) == [0, 1, 2]
+    once(1)  # read and skipped
+    once(3)  # appended
+    big = np.arange(400.0)
+    once(big)  # a key the old layout could not index
+    once(big)
+    assert calls == [3, big]
+    constraints, indexes = layout(pg_server, store)
+    assert constraints == []
+    assert len(indexes) == 2  # the digest indexes of records and claims
+    assert len(PostgresBackend(store).claims()) == 1  # the claim in progress survived
+    xs = [r["x"] for r in PostgresBackend(store).load()]
+    assert sorted(x for x in xs if isinstance(x, int)) == [0, 1, 2, 3]
+    assert [np.asarray(x).tolist() for x in xs if not isinstance(x, int)] == [big.tolist()]
+
+
+def test_eight_processes_opening_an_old_store_at_once_all_succeed(pg_server: pg.Server) -> None:
+    for _ in range(5):
+        store = old_store(pg_server, "", range(2))
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def use(
+            i: int,
+            store: str = store,
+            start: threading.Barrier = start,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            table = PostgresBackend(store)  # a connection of its own, as a process has
+            try:
+                start.wait()
+                table.record({"x": 10 + i})
+                assert table.has({"x": 0})
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=use, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        assert sorted(int(str(r["x"])) for r in PostgresBackend(store).load()) == [
+            0,
+            1,
+            *range(10, 18),
+        ]
+        assert layout(pg_server, store)[0] == []
+
+
+KILLED_MIDWAY = """
+import os, signal, sys
+from stet.backends import _postgres, get_backend
+
+def die(conn, statement):
+    conn.execute(statement)
+    os.kill(os.getpid(), signal.SIGKILL)  # the old constraint dropped, nothing committed
+
+_postgres._drop_constraint = die
+get_backend(sys.argv[1]).record({"x": 7})
+"""
+
+
+def test_a_migration_killed_midway_leaves_a_store_that_works_and_migrates_later(
+    pg_server: pg.Server,
+) -> None:
+    store = old_store(pg_server, "", range(2))
+    before = layout(pg_server, store)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_MIDWAY, store], capture_output=True, timeout=120
+    )
+    assert child.returncode == -9, child.stderr
+    assert layout(pg_server, store) == before  # rolled back whole
+    table = PostgresBackend(store)
+    assert table.has({"x": 1})
+    table.record({"x": 7})
+    assert sorted(int(str(r["x"])) for r in PostgresBackend(store).load()) == [0, 1, 7]
+    assert layout(pg_server, store)[0] == []
+
+
+def test_an_error_the_server_would_repeat_is_reported_at_once_in_its_words(
+    pg_server: pg.Server, pg_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    table = PostgresBackend(pg_store)
+    table.record({"x": "short"})
+    name = pg_store.rsplit("=", 1)[1]
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX {name}_mine ON {name} (x)")  # a user's own btree index
+    with pytest.raises(stet.StoreError) as info:
+        table.record({"x": secrets.token_urlsafe(8000)})  # too big for that index
+    message = str(info.value)
+    assert "index row" in message  # what the server said
+    assert "check that the server runs" not in message
+    assert "tried" not in message
+    assert pauses == []  # not retried
+
+
+# -- parameter names PostgreSQL would cut (issue #12, item 5b) -----------------
+
+
+def test_a_parameter_name_over_63_bytes_is_refused_before_the_run(pg_store: str) -> None:
+    long_name = "learning_rate_of_the_second_optimizer_in_the_fine_tuning_stage_x"
+    assert len(long_name.encode()) == 64
+    calls: list[int] = []
+    namespace: dict[str, Any] = {"calls": calls}
+    exec(f"def run({long_name}, seed):\n    calls.append(seed)", namespace)
+    run: Callable[[float, int], None] = namespace["run"]
+    for claim in (False, True):
+        once = stet.once(store=pg_store, quiet=True, claim=claim)(run)
+        with pytest.raises(stet.StoreError) as info:
+            once(0.1, 1)
+        assert repr(long_name) in str(info.value)
+        assert "rename the parameter" in str(info.value)
+    accented = "é" * 32  # 32 characters, 64 bytes
+    with pytest.raises(stet.StoreError, match="64 bytes"):
+        PostgresBackend(pg_store).record({accented: 1})
+    assert calls == []
+    assert not PostgresBackend(pg_store).exists() or PostgresBackend(pg_store).load() == []
+    fits = long_name[:63]
+    exec(f"def fits({fits}, seed):\n    calls.append(seed)", namespace)
+    fitting: Callable[[float, int], None] = namespace["fits"]
+    once = stet.once(store=pg_store, quiet=True)(fitting)
+    once(0.1, 2)
+    once(0.1, 2)
+    assert calls == [2]
+    assert PostgresBackend(pg_store).has({fits: 0.1, "seed": 2})
+
+
+# -- passwords in hostile URLs (issue #12, item 12) ---------------------------
+
+#: Pieces of a password: no message, URL or table name holds these letters in a row.
+TOKEN = st.text(alphabet="QXZJKVWY", min_size=5, max_size=8)
+#: What a careless or hostile password holds between its pieces.
+SEPARATOR = st.sampled_from(["@", ":", "/", "?", "#", "%", "&", "=", "+", " ", "[", "]", "%40", ""])
+FORMS = (
+    "postgresql://secretive:{raw}@{host}/stet",
+    "postgresql://secretive:{quoted}@{host}/stet?table=hostile",
+    "postgresql://secretive@{host}/stet?password={raw}",
+    "postgresql://secretive@{host}/stet?sslmode=disable&password={quoted}",
+    "postgresql://secretive:{raw}@{host}/stet?password={raw}",
+    "postgresql://secretive:{raw}@{host}",
+    "postgresql://secretive@{host}/stet",  # the password in PGPASSWORD
+)
+
+
+@st.composite
+def hostile_passwords(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A password, and the pieces of it no output may show."""
+    tokens = draw(st.lists(TOKEN, min_size=1, max_size=4))
+    seps = draw(st.lists(SEPARATOR, min_size=len(tokens) + 1, max_size=len(tokens) + 1))
+    return seps[0] + "".join(t + s for t, s in zip(tokens, seps[1:], strict=True)), tokens
+
+
+def everything_shown(url: str) -> list[str]:
+    """Every text stet shows about ``url``: errors, reprs, the CLI's output."""
+    from stet._cli import main
+
+    shown: list[str] = []
+    try:
+        config = stet.Once(store=url)
+    except ValueError as exc:
+        return [str(exc), repr(exc)]
+    table = get_backend(url)
+    shown += [repr(config), repr(table), table.location]
+    with pytest.raises(stet.StoreError) as info:
+        table.has({"x": 1})
+    shown += [str(info.value), repr(info.value), info.value.path]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["status", url]) == 1
+    return [*shown, out.getvalue(), err.getvalue()]
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(secret=hostile_passwords(), form=st.sampled_from(FORMS), where=st.integers(0, 2))
+def test_no_piece_of_a_password_shows_whatever_the_url(
+    secret: tuple[str, list[str]], form: str, where: int
+) -> None:
+    server = pg.shared()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    host = (f"127.0.0.1:{server.port}", f"[::1]:{closed}", f"localhost:{closed}")[where]
+    password, tokens = secret
+    url = form.format(raw=password, quoted=urllib.parse.quote(password, safe=""), host=host)
+    saved = {k: os.environ.get(k) for k in ("PGPASSWORD", "STET_RETRY_SECONDS")}
+    os.environ.update(PGPASSWORD=password, STET_RETRY_SECONDS="0")
+    try:
+        shown = everything_shown(url)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    for text in shown:
+        for token in tokens:
+            assert token not in text, (url, text)
+
+
+HOSTILE = "p@ss:w/o?r#d%&=+ [x]é"
+
+
+@pytest.fixture(scope="module")
+def hostile_role(pg_server: pg.Server) -> str:
+    """A role whose password holds every character a URL gives a meaning to."""
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("CREATE ROLE hostile LOGIN PASSWORD {}").format(
+                psycopg.sql.Literal(HOSTILE)
+            )
+        )
+        conn.execute("GRANT ALL ON SCHEMA public TO hostile")
+    return "hostile"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "postgresql://hostile:{quoted}@127.0.0.1:{port}/stet?table=h1",
+        "postgresql://hostile@127.0.0.1:{port}/stet?password={quoted}&table=h2",
+        "postgresql://hostile:wrong@127.0.0.1:{port}/stet?table=h3&password={quoted}",
+    ],
+    ids=["userinfo", "query", "query-overrides-userinfo"],
+)
+def test_libpq_gets_a_percent_encoded_password_exactly(
+    pg_server: pg.Server, hostile_role: str, form: str
+) -> None:
+    url = form.format(quoted=urllib.parse.quote(HOSTILE, safe=""), port=pg_server.port)
+    table = get_backend(url)
+    table.record({"x": 1})  # the server accepted the password
+    assert PostgresBackend(url).has({"x": 1})
+    for text in (repr(table), table.location, repr(stet.Once(store=url))):
+        assert "ss:w" not in text
+        assert "%40ss" not in text
+        assert "***" in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:QXZJK@YVWQX@{host}/db",  # libpq splits at the first '@'
+        "postgresql://us@QXZJK:YVWQX@{host}/db",
+        "postgresql://user:QXZJK/YVWQX@{host}/db",  # libpq: host 'user', port 'QXZJK'
+        "postgresql://user:QXZJK?YVWQX@{host}/db",
+        "postgresql://user:QXZJK#YVWQX@{host}/db",
+        "postgresql://user:QXZJKYVWQX/db",  # '@host' forgotten: the password as a port
+        "postgresql://user:QXZJK%YVWQX@{host}/db",
+        "postgresql://{host}/db?password=QXZJK&YVWQX",
+        "postgresql://{host}/db?password=QXZJK&YVWQX=1",
+        "postgresql://user:/QXZJK?YVWQX=@{host}/db",  # the password cut at its "/"
+    ],
+)
+def test_an_ambiguous_url_is_refused_before_connecting_and_not_shown(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_connection(*args: object, **kwargs: object) -> None:
+        raise AssertionError("connected")
+
+    monkeypatch.setattr(psycopg, "connect", no_connection)
+    url = url.format(host="127.0.0.1:5432")
+    with pytest.raises(ValueError, match=r"Percent-encode|libpq understands") as info:
+        stet.Once(store=url)
+    for text in (str(info.value), repr(info.value)):
+        assert "QXZJK" not in text
+        assert "YVWQX" not in text

@@ -22,12 +22,13 @@ import attrs
 import pandas as pd
 
 from . import _api
-from ._codec import KeyCodec
+from ._codec import KeyCodec, canonical_from_legacy
 from ._explain import explain_texts
 from ._once import DEFAULT_STORE
 from .backends import backend_class, get_backend
 from .backends._base import ARROW_THREADS, CODE, FUNCTION, TIMESTAMP, Row
-from .exceptions import StetError
+from .backends._columns import check_key_columns
+from .exceptions import KeyEncodingError, StetError
 
 __all__ = ["main"]
 
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--function", "-f", required=True, help="the function's name in the store")
     imp.add_argument("--key", "-k", required=True, help="key parameters, comma-separated")
+    imp.add_argument(
+        "--typed",
+        action="store_true",
+        help="read CSV columns with the types pandas infers (007 becomes 7); "
+        "by default each cell's text is the key, as in a store written by hand",
+    )
 
     why = commands.add_parser(
         "why", help="why a run is not skipped: what differs from the nearest record"
@@ -317,33 +324,101 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_file(path: str) -> pd.DataFrame:
-    if not Path(path).exists():
-        raise _Failure(f"no file at {path}")
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path, use_threads=ARROW_THREADS)
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    raise _Failure(f"{path}: import reads .csv or .parquet files")
+def _import_columns(args: argparse.Namespace) -> tuple[str, ...]:
+    names = [k.strip() for k in args.key.split(",") if k.strip()]
+    if not names:
+        raise _Failure(f"--key {args.key!r} names no column")
+    try:
+        backend = backend_class(args.store)
+        check_key_columns(names, backend.column_limits, store=args.store)
+    except ValueError as exc:
+        raise _Failure(f"--key: {exc}") from None
+    return tuple(sorted(names))
+
+
+def _missing_column(path: str, cols: tuple[str, ...], columns: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in columns]
+    if missing:
+        raise _Failure(f"{path} has no column {missing[0]!r} (columns: {list(columns)})")
+
+
+def _empty_cell(path: str, row: int, column: str) -> _Failure:
+    return _Failure(
+        f"{path}, data row {row + 1}, column {column!r}: the cell is empty, which is "
+        "no key value; fill it in (None for None) or leave the row out"
+    )
+
+
+def _csv_keys(path: str, cols: tuple[str, ...], typed: bool) -> list[tuple[str, ...]]:
+    """The key texts of a CSV file's rows: each cell's text read by the codec's
+    rule for cells written by hand, or, ``typed``, the values pandas infers."""
+    try:
+        text = pd.read_csv(path, dtype=str, na_filter=False)
+    except UnicodeDecodeError as exc:
+        raise _Failure(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise _Failure(f"{path} cannot be read as CSV: {exc}") from None
+    _missing_column(path, cols, list(text.columns))
+    rows = list(text[list(cols)].itertuples(index=False, name=None))
+    for number, row in enumerate(rows):
+        for column, cell in zip(cols, row, strict=True):
+            if cell == "":
+                raise _empty_cell(path, number, column)
+    if not typed:
+        return [tuple(canonical_from_legacy(cell) for cell in row) for row in rows]
+    frame = pd.read_csv(path, usecols=list(cols))
+    return _encoded(path, cols, frame[list(cols)].itertuples(index=False, name=None))
+
+
+def _parquet_keys(path: str, cols: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The key texts of a Parquet file's rows: its columns carry their types."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        _missing_column(path, cols, pq.read_schema(path).names)
+        table = pq.read_table(path, columns=list(cols), use_threads=ARROW_THREADS)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise _Failure(f"{path} cannot be read as Parquet: {exc}") from None
+    nulls = [
+        (pc.index(table.column(c).is_null(), True).as_py(), c)
+        for c in table.column_names
+        if table.column(c).null_count
+    ]
+    if nulls:  # the first in reading order, as for a CSV file
+        raise _empty_cell(path, *min(nulls, key=lambda n: (n[0], cols.index(n[1]))))
+    values = [table.column(c).to_pylist() for c in cols]
+    return _encoded(path, cols, zip(*values, strict=True))
+
+
+def _encoded(
+    path: str, cols: tuple[str, ...], rows: Iterable[tuple[object, ...]]
+) -> list[tuple[str, ...]]:
+    codec = KeyCodec()
+    keys: list[tuple[str, ...]] = []
+    for number, row in enumerate(rows):
+        try:
+            keys.append(tuple(codec.encode(value) for value in row))
+        except KeyEncodingError as exc:
+            raise _Failure(f"{path}, data row {number + 1}: {exc}") from None
+    return keys
 
 
 def _import(args: argparse.Namespace) -> int:
-    frame = _read_file(args.file)
-    names = [k.strip() for k in args.key.split(",") if k.strip()]
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise _Failure(f"{args.file} has no column {missing[0]!r} (columns: {list(frame.columns)})")
-    for name in names:
-        if not name.isidentifier():
-            raise _Failure(f"--key {name!r} is not a parameter name")
+    path: str = args.file
+    cols = _import_columns(args)
+    if not Path(path).exists():
+        raise _Failure(f"no file at {path}")
+    if not Path(path).is_file():
+        raise _Failure(f"{path} is not a regular file")
     backend_class(args.store)
-    codec = KeyCodec()
-    cols = tuple(sorted(names))
-    keys = [
-        tuple(codec.encode(value) for value in row)
-        for row in frame[list(cols)].itertuples(index=False, name=None)
-    ]
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        keys = _csv_keys(path, cols, args.typed)
+    elif suffix == ".parquet":
+        keys = _parquet_keys(path, cols)
+    else:
+        raise _Failure(f"{path}: import reads .csv or .parquet files")
     table = get_backend(args.store)
     added = table.add_texts(args.function, cols, keys)
     print(f"[stet] Marked {added} run(s) of {args.function} as done in {table.location}")

@@ -399,6 +399,7 @@ class Runner:
         table = self._table
         if table is None:
             table = get_backend(self.config.store)
+            table.check_can_hold(self.cols)
             table.prefer_order(self.key)
             self._table = table
         return table

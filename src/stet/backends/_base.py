@@ -554,6 +554,26 @@ class Table:
             rows.append(row)
         return rows, seen
 
+    def check_can_hold(self, cols: Sequence[str]) -> None:
+        """Raise `ValueError` if the store's columns cannot hold this key beside theirs.
+
+        Only a store whose column names ignore case (SQLite) can refuse: a
+        key column ``Alpha`` in a store that has ``alpha`` would be written
+        into the other function's column.
+        """
+        if not self.column_limits.case_insensitive:
+            return
+        self.sync()
+        known = {c.lower(): c for (_, group) in self._index for c in group}
+        for col in cols:
+            other = known.get(col.lower())
+            if other is not None and other != col:
+                raise ValueError(
+                    f"key name {col!r} and the column {other!r} of {self.location} differ "
+                    "only in case, which this store cannot tell apart (SQLite column names "
+                    "ignore case); rename the parameter, or use another store"
+                )
+
     def prefer_order(self, names: Sequence[str]) -> None:
         """Write these key columns in this order (the function's parameter order).
 

@@ -58,6 +58,7 @@ from ._base import (
     TIMESTAMP,
     Columns,
     Cursor,
+    Packed,
     Records,
     Row,
     Table,
@@ -88,6 +89,27 @@ MAX_PAUSE: Final = 5.0
 RACES: Final = 6
 
 
+#: PostgreSQL keeps the first 63 bytes of a longer name (NAMEDATALEN - 1).
+MAX_COLUMN_BYTES: Final = 63
+
+
+def check_column_length(name: str, location: str) -> str:
+    """Return ``name`` if the server can hold it as a column name, else raise `StoreError`.
+
+    The server would silently cut a longer name to 63 bytes, and records
+    under the cut name would never match the parameter again.
+    """
+    size = len(name.encode())
+    if size > MAX_COLUMN_BYTES:
+        raise StoreError(
+            location,
+            f"parameter {name!r} is {size} bytes long, and PostgreSQL cuts column "
+            f"names to {MAX_COLUMN_BYTES} bytes, so its runs could never be skipped; "
+            "rename the parameter, or leave it out of the key (key=[...] or exclude=[...])",
+        )
+    return name
+
+
 def retry_seconds() -> float:
     """How long to keep trying an unreachable server (``STET_RETRY_SECONDS``, default 10)."""
     try:
@@ -114,14 +136,14 @@ class Target:
             the password if the URL did: never shown.
         table: The records table's name.
         shown: The URL with any password replaced by ``***``.
-        password: The password given in the URL, if any (to scrub it from
-            error messages).
+        secrets: Every text of the URL that is or holds a password, as
+            written and decoded, to scrub from error messages.
     """
 
     conninfo: str
     table: str
     shown: str
-    password: str | None
+    secrets: tuple[str, ...]
 
     def __repr__(self) -> str:
         return f"Target({self.shown!r})"
@@ -138,78 +160,129 @@ class Target:
         return f"database {database!s} on host {host}{f':{port}' if port else ''}"
 
     def scrub(self, text: str) -> str:
-        """``text`` without the password in it."""
-        if self.password:
-            text = text.replace(self.password, "***")
-            quoted = urllib.parse.quote(self.password, safe="")
-            if quoted != self.password:
-                text = text.replace(quoted, "***")
-        return text
+        """``text`` without any password in it (the URL's, or ``PGPASSWORD``)."""
+        return _scrub(text, (*self.secrets, os.environ.get("PGPASSWORD", "")))
 
 
-def _redact(parts: urllib.parse.SplitResult, query: list[tuple[str, str]]) -> str:
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    shown_query = urllib.parse.urlencode(
-        [(k, "***" if k == "password" else v) for k, v in query], safe="/:,"
+#: Connection parameters whose values are passwords.
+_SECRET_PARAMETERS: Final = ("password", "sslpassword")
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    variants: set[str] = set()
+    for secret in secrets:
+        if secret:
+            variants.update((secret, urllib.parse.quote(secret, safe=""), _unquote(secret)))
+    for variant in sorted(variants - {""}, key=len, reverse=True):
+        text = text.replace(variant, "***")
+    return text
+
+
+def _unquote(text: str) -> str:
+    # libpq decodes %XX and nothing else ('+' stays '+', unlike a form).
+    return urllib.parse.unquote(text, errors="surrogateescape")
+
+
+def _ambiguous(scheme: str, found: str) -> ValueError:
+    return ValueError(
+        f"a {scheme}:// store URL has {found}, so libpq and the URL standard read its "
+        "user name, password or host differently; it is not shown, since it may hold "
+        "a password. Percent-encode these characters in the user name, password and "
+        "database name: @ as %40, / as %2F, ? as %3F, # as %23, % as %25"
     )
-    return _unsplit(parts._replace(netloc=netloc, query=shown_query))
-
-
-def _unsplit(parts: urllib.parse.SplitResult) -> str:
-    # urlunsplit drops the "//" of "postgresql://" (an empty host), which
-    # libpq then cannot parse.
-    query = f"?{parts.query}" if parts.query else ""
-    fragment = f"#{parts.fragment}" if parts.fragment else ""
-    return f"{parts.scheme}://{parts.netloc}{parts.path}{query}{fragment}"
 
 
 def parse_url(url: str) -> Target:
     """Split a store URL into what libpq needs and the table name.
 
+    The URL is read as libpq reads it: the user info ends at the first
+    ``@`` (unless a ``/`` comes first), the host list at the next ``/`` or
+    ``?``. A URL that other readers would split elsewhere (an unencoded
+    ``@``, ``/``, ``?`` or ``#`` in a password) is refused, since parts of
+    its password would appear as a host, port or database name: the only
+    ``@`` may be the one that ends the user info, and no ``#`` is allowed.
+
     Raises:
-        ValueError: The table name is not a plain lowercase SQL name, or
-            libpq cannot parse the URL (the message never shows a password).
+        ValueError: The table name is not a plain lowercase SQL name, the
+            URL is ambiguous, or libpq cannot parse it (the message never
+            shows a password).
     """
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    shown = _redact(parts, query)
+    scheme, _, rest = url.partition("://")
+    if "#" in rest:
+        raise _ambiguous(scheme, "a '#'")
+    stops = [i for i in (rest.find("@"), rest.find("/")) if i >= 0]
+    stop = min(stops, default=len(rest))
+    userinfo: str | None = None
+    after = rest
+    if stop < len(rest) and rest[stop] == "@":
+        userinfo, after = rest[:stop], rest[stop + 1 :]
+        if "?" in userinfo:
+            raise _ambiguous(scheme, "a '?' before its '@'")
+    ends = [i for i in (after.find("/"), after.find("?")) if i >= 0]
+    end = min(ends, default=len(after))
+    hosts, tail = after[:end], after[end:]
+    path, has_query, query = tail.partition("?")
+    user, colon, password = (userinfo or "").partition(":")
+    if rest.count("@") > (0 if userinfo is None else 1):
+        # An '@' that does not end the user info may end a password that
+        # holds an '@', '/' or '?': whatever follows may be part of it.
+        raise _ambiguous(scheme, "an '@' that does not end its user name and password")
+    secrets = [password] if colon else []
     table = DEFAULT_TABLE
-    kept: list[tuple[str, str]] = []
-    password = parts.password
-    for name, value in query:
-        if name == "table":
-            table = value
+    kept: list[str] = []
+    shown_items: list[str] = []
+    for item in query.split("&") if has_query else ():
+        name, _, value = item.partition("=")
+        if _unquote(name) == "table":
+            table = _unquote(value)
+            shown_items.append(item)
+            continue
+        kept.append(item)
+        if _unquote(name) in _SECRET_PARAMETERS:
+            secrets.append(value)
+            shown_items.append(f"{name}=***")
         else:
-            kept.append((name, value))
-            if name == "password":
-                password = value
-    if password is not None:
-        password = urllib.parse.unquote(password)
+            shown_items.append(item)
+    auth = "" if userinfo is None else f"{user}{':***' if colon else ''}@"
+    shown_query = f"?{'&'.join(shown_items)}" if has_query else ""
+    shown = f"{scheme}://{auth}{hosts}{path}{shown_query}"
+    # Until libpq has read the query, a piece of it may be a piece of a
+    # password (an unencoded '&' in one): messages leave it out.
+    guarded = bool(secrets)  # the URL gives a password, even an empty one
+    secrets = [s for s in secrets if s]
+    unsure = f"{scheme}://{auth}{hosts}{path}{'?...' if has_query else ''}" if guarded else shown
     if not _TABLE_NAME.match(table):
         raise ValueError(
-            f"store {shown!r}: table={table!r} is not a table name stet uses; "
+            f"store {unsure!r}: table={table!r} is not a table name stet uses; "
             "use up to 50 lowercase letters, digits and underscores, starting with a letter"
         )
-    conninfo = _unsplit(parts._replace(query=urllib.parse.urlencode(kept)))
-    target = Target(conninfo, table, shown, password)
+    kept_query = f"?{'&'.join(kept)}" if kept else ""
+    auth = "" if userinfo is None else f"{userinfo}@"
+    conninfo = f"{scheme}://{auth}{hosts}{path}{kept_query}"
+    target = Target(conninfo, table, shown, tuple(secrets))
     try:
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:
         raise ValueError(
-            f"store {shown!r} is a PostgreSQL store, which needs psycopg 3: "
+            f"store {unsure!r} is a PostgreSQL store, which needs psycopg 3: "
             "pip install 'stet[postgres]'"
         ) from None
     try:
-        conninfo_to_dict(conninfo)
+        params = conninfo_to_dict(conninfo)
     except Exception as exc:  # psycopg.ProgrammingError: libpq's parse error
+        problem = " ".join(target.scrub(str(exc)).split())
+        if guarded:  # libpq quotes a piece of the URL, which may be a piece of the password
+            problem = re.sub(r'"[^"]*"', '"***"', problem)
         raise ValueError(
-            f"store {shown!r} is not a PostgreSQL URL libpq understands: {target.scrub(str(exc))}"
+            f"store {unsure!r} is not a PostgreSQL URL libpq understands: {problem}"
         ) from None
+    found = {str(params[n]) for n in _SECRET_PARAMETERS if params.get(n)}
+    if found - {_unquote(s) for s in secrets}:
+        raise _ambiguous(scheme, "a password where libpq does not expect one")
+    ports = str(params.get("port") or "")
+    if not all(p.isdigit() for p in ports.split(",") if p):
+        # "user:secret/db" (no '@'): libpq takes the password for a port.
+        raise _ambiguous(scheme, "a port that is not a number")
     return target
 
 
@@ -353,22 +426,30 @@ class PgFormat:
                     raise self.error(
                         f"cannot {what}: other workers kept changing it ({races} attempts)"
                     ) from None
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    self._drop_broken()
+                except psycopg.Error as exc:
                     reason = _reason(exc)
+                    connection = _connection_failure(exc)
+                    if connection or (self._conn is not None and self._conn.broken):
+                        self._drop_broken()
+                    if not _transient(exc, reason):
+                        # A limit, a constraint, a refusal: trying again would
+                        # give the same answer, so say at once what it was.
+                        hint = "; check that the server runs and the URL is right"
+                        raise self.error(
+                            f"cannot {what}: {self.target.where()}: {reason}"
+                            f"{hint if connection else ''}"
+                        ) from None
                     wait = pause * (0.5 + random.random())
-                    if not _transient(exc, reason) or time.monotonic() + wait > deadline:
+                    if time.monotonic() + wait > deadline:
+                        hint = (
+                            "check that the server runs and the URL is right"
+                            if connection
+                            else "other workers kept conflicting with it"
+                        )
                         tries = f" (tried {attempt} times)" if attempt > 1 else ""
                         raise self.error(
-                            f"cannot {what}: {self.target.where()}: {reason}{tries}; "
-                            "check that the server runs and the URL is right"
+                            f"cannot {what}: {self.target.where()}: {reason}{tries}; {hint}"
                         ) from None
-                except psycopg.Error as exc:
-                    if self._conn is not None and self._conn.broken:
-                        self._drop_broken()
-                    raise self.error(
-                        f"cannot {what}: {self.target.where()}: {_reason(exc)}"
-                    ) from None
             time.sleep(wait)
             pause = min(pause * 2, MAX_PAUSE)
 
@@ -388,24 +469,22 @@ class PgFormat:
         return self.run("look for the store", op)
 
     def _ensure(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the tables if missing (once per process), and check them."""
+        """Create the tables if missing (once per process), check them, migrate them."""
         if self._ready:
             return
         sql = self.sql
+        t = self.target.table
         with conn.transaction():
-            # Serializes concurrent first uses: CREATE ... IF NOT EXISTS alone
-            # can still collide in the catalog.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", ("stet " + self.target.table,)
-            )
+            # Serializes concurrent first uses (CREATE ... IF NOT EXISTS alone
+            # can still collide in the catalog) and migrations.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("stet " + t,))
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("
                     "_stet_function text NOT NULL DEFAULT '', "
                     "_stet_timestamp timestamptz, _stet_duration double precision, "
                     "_stet_host text, _stet_code text, _stet_codec text, "
-                    "_stet_key text NOT NULL, _stet_seq bigint NOT NULL, "
-                    "UNIQUE (_stet_function, _stet_key))"
+                    "_stet_key text NOT NULL, _stet_seq bigint NOT NULL)"
                 ).format(self.records)
             )
             self._columns = self._read_columns(conn)
@@ -414,9 +493,10 @@ class PgFormat:
                     raise self._foreign(f"no {needed} column")
             conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (_stet_seq)").format(
-                    sql.Identifier(self.target.table + "_seq"), self.records
+                    sql.Identifier(t + "_seq"), self.records
                 )
             )
+            self._unique_by_digest(conn, t, t + "_record_key", _RECORD_IDENTITY, _OLD_RECORD_KEY)
             conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY CHECK (id = 1), "
@@ -432,11 +512,60 @@ class PgFormat:
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} (function text NOT NULL, key text NOT NULL, "
                     "owner text NOT NULL, epoch bigint NOT NULL, expires timestamptz NOT NULL, "
-                    "lease double precision NOT NULL, since timestamptz NOT NULL, "
-                    "PRIMARY KEY (function, key))"
+                    "lease double precision NOT NULL, since timestamptz NOT NULL)"
                 ).format(self.claims_table)
             )
+            claims = t + "_claims"
+            self._unique_by_digest(conn, claims, t + "_claims_key", _CLAIM_IDENTITY, _OLD_CLAIM_KEY)
+            # Claims are looked up by their key text; a hash index holds any length.
+            if not _exists(conn, t + "_claims_find"):
+                conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hash (key)").format(
+                        sql.Identifier(t + "_claims_find"), self.claims_table
+                    )
+                )
         self._ready = True
+
+    def _unique_by_digest(
+        self, conn: psycopg.Connection[Any], table: str, index: str, identity: str, old: str
+    ) -> None:
+        """Make ``table`` unique by the digests ``identity``, dropping the ``old`` constraint.
+
+        Stores made by earlier versions were unique by the texts themselves,
+        whose btree index refuses a key of more than about 2.7 KB. Run inside the
+        first-use transaction (under its advisory lock): the migration
+        commits whole or not at all, and the next process finds it done.
+        """
+        sql = self.sql
+        # CREATE INDEX locks out writers even when the index exists: only
+        # when it is missing.
+        if not _exists(conn, index):
+            conn.execute(
+                sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} " + identity).format(
+                    sql.Identifier(index), sql.Identifier(table)
+                )
+            )
+        row = conn.execute(
+            "SELECT i.indrelid = to_regclass(%s) FROM pg_index i "
+            "WHERE i.indexrelid = to_regclass(%s)",
+            (table, index),
+        ).fetchone()
+        if row is None or not row[0]:
+            raise self.error(
+                f"the name {index} is taken by another table or index in this database, "
+                "so stet cannot index its store; use ?table= to pick another name"
+            )
+        for (name,) in conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+            "AND pg_get_constraintdef(oid) = %s",
+            (table, old),
+        ).fetchall():
+            _drop_constraint(
+                conn,
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(table), sql.Identifier(name)
+                ),
+            )
 
     def _foreign(self, missing: str) -> StoreError:
         return self.error(
@@ -464,6 +593,7 @@ class PgFormat:
         for name in missing:
             if name not in self._columns:
                 check_column_name(name, self.location)
+                check_column_length(name, self.location)
                 conn.execute(
                     self.sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text").format(
                         self.records, self.sql.Identifier(name)
@@ -621,7 +751,7 @@ class PgFormat:
             "RETURNING version) "
             ", ins AS (INSERT INTO {records} ({columns}, _stet_seq) "
             "SELECT d.*, v.version FROM v, (VALUES {values}) AS d "
-            "ON CONFLICT (_stet_function, _stet_key) DO NOTHING RETURNING 1) "
+            "ON CONFLICT " + _RECORD_IDENTITY + " DO NOTHING RETURNING 1) "
             "SELECT (SELECT count(*) FROM ins), (SELECT version FROM v)"
         ).format(
             meta=self.meta,
@@ -660,7 +790,7 @@ class PgFormat:
             cur = conn.execute(
                 sql.SQL(
                     "INSERT INTO {} ({columns}, _stet_seq) SELECT {columns}, %s "
-                    "FROM stet_incoming ON CONFLICT (_stet_function, _stet_key) DO NOTHING"
+                    "FROM stet_incoming ON CONFLICT " + _RECORD_IDENTITY + " DO NOTHING"
                 ).format(self.records, columns=columns),
                 (version[0],),
             )
@@ -698,9 +828,9 @@ class PgFormat:
                     removed = 0
                     with conn.cursor() as cur:
                         cur.executemany(
-                            sql.SQL(
-                                "DELETE FROM {} WHERE _stet_function = %s AND _stet_key = %s{}"
-                            ).format(self.records, limit),
+                            sql.SQL("DELETE FROM {} WHERE " + _RECORD_MATCH + "{}").format(
+                                self.records, limit
+                            ),
                             keys,
                         )
                         removed = max(cur.rowcount, 0)
@@ -776,7 +906,7 @@ class PgFormat:
                 sql.SQL(
                     "INSERT INTO {table} AS c (function, key, owner, epoch, expires, lease, since) "
                     "VALUES (%s, %s, %s, 1, now() + make_interval(secs => %s), %s, now()) "
-                    "ON CONFLICT (function, key) DO UPDATE SET owner = EXCLUDED.owner, "
+                    "ON CONFLICT " + _CLAIM_IDENTITY + " DO UPDATE SET owner = EXCLUDED.owner, "
                     "epoch = c.epoch + 1, expires = EXCLUDED.expires, lease = EXCLUDED.lease, "
                     "since = EXCLUDED.since WHERE c.expires <= now() "
                     "RETURNING " + self._CLAIM_COLUMNS
@@ -901,7 +1031,9 @@ class PgFormat:
                             "INSERT INTO {} VALUES (%s, %s, %s, %s, "
                             "now() + make_interval(secs => %s), %s, "
                             "now() - make_interval(secs => %s)) "
-                            "ON CONFLICT (function, key) DO UPDATE SET owner = EXCLUDED.owner, "
+                            "ON CONFLICT "
+                            + _CLAIM_IDENTITY
+                            + " DO UPDATE SET owner = EXCLUDED.owner, "
                             "epoch = EXCLUDED.epoch, expires = EXCLUDED.expires, "
                             "lease = EXCLUDED.lease, since = EXCLUDED.since"
                         ).format(self.claims_table),
@@ -917,6 +1049,41 @@ class PgFormat:
                     )
 
         self.run("write claims", op)
+
+
+def _digest(text: str) -> str:
+    """SQL for the SHA-256 of a text column or parameter.
+
+    A text becomes bytes through bytea's escape input with every backslash
+    doubled (PostgreSQL has no immutable text-to-bytea function, and an
+    index needs one); ``md5`` would be simpler but is refused by servers in
+    FIPS mode.
+    """
+    return f"sha256(replace({text}, E'\\\\', E'\\\\\\\\')::bytea)"
+
+
+#: What makes a record unique: digests of its function and its key, so a key
+#: of any length fits in the index (a btree entry holds at most ~2.7 KB).
+_RECORD_IDENTITY: Final = f"({_digest('_stet_function')}, {_digest('_stet_key')})"
+_RECORD_MATCH: Final = (
+    f"{_digest('_stet_function')} = {_digest('%s::text')} "
+    f"AND {_digest('_stet_key')} = {_digest('%s::text')}"
+)
+_CLAIM_IDENTITY: Final = f"({_digest('function')}, {_digest('key')})"
+#: The unique constraints of stores made before digests, as
+#: ``pg_get_constraintdef`` shows them; the first use migrates them.
+_OLD_RECORD_KEY: Final = "UNIQUE (_stet_function, _stet_key)"
+_OLD_CLAIM_KEY: Final = "PRIMARY KEY (function, key)"
+
+
+def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
+    return row is not None and bool(row[0])
+
+
+def _drop_constraint(conn: psycopg.Connection[Any], statement: Any) -> None:
+    """Drop an old constraint (a seam for the test that kills a migration midway)."""
+    conn.execute(statement)
 
 
 #: Failures that another attempt will not cure, although psycopg reports
@@ -945,7 +1112,35 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+#: SQLSTATEs after which the same operation may well succeed: the server
+#: is shutting down, restarting or full of connections, or the transaction
+#: lost a race with another (serialization failure, deadlock).
+_TRANSIENT_STATES: Final = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def _connection_failure(exc: BaseException) -> bool:
+    """True for a failure of the connection itself, rather than of a statement."""
+    import psycopg
+
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return bool(state.startswith("08") or state in ("57P01", "57P02", "57P03", "53300"))
+    # No SQLSTATE: libpq's own report of a connection that failed or broke.
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
 def _transient(exc: BaseException, reason: str) -> bool:
+    """True if trying the operation again may succeed.
+
+    Only a lost or refused connection and a lost race qualify; anything
+    the server said about the statement (a program limit, a constraint, a
+    permission) is answered the same way every time.
+    """
+    state = getattr(exc, "sqlstate", None)
+    if state is not None:
+        return bool(state.startswith("08") or state in _TRANSIENT_STATES)
+    if not _connection_failure(exc):
+        return False
     lowered = reason.lower()
     return not any(p in lowered for p in _PERMANENT)
 
@@ -988,6 +1183,7 @@ class PostgresBackend(Table):
 
     def __init__(self, url: str, *, codec: KeyCodec | None = None) -> None:
         self._pg = PgFormat(url)
+        self._checked: set[tuple[str, ...]] = set()  # key columns that fit the server
         super().__init__(url, codec=codec)
         self._path = self._pg.location  # never the password
 
@@ -1007,6 +1203,18 @@ class PostgresBackend(Table):
     def exists(self) -> bool:
         return self._pg.exists()
 
+    def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        if self.has_texts(function, cols, key):
+            return True
+        # A key not known to be done is about to run: refuse, before it runs,
+        # a parameter name the server would truncate (and so never match).
+        if cols not in self._checked:
+            for col in cols:
+                check_column_length(col, self.location)
+            self._checked.add(cols)
+        self.sync()
+        return self.has_texts(function, cols, key)
+
     def _add_locked(
         self,
         function: str,
@@ -1017,6 +1225,8 @@ class PostgresBackend(Table):
     ) -> int:
         # The database decides what is new (ON CONFLICT), so the count is
         # right even when another worker recorded a key a moment ago.
+        for col in cols:
+            check_column_length(col, self.location)
         rows, seen = self._new_rows(function, cols, keys, duration, code)
         if not rows:
             return 0
