@@ -147,11 +147,15 @@ class ClaimsFile:
         self.path = store_path + ".claims.json"
 
     def load(self) -> dict[ClaimId, Claim]:
+        from ._files import open_regular  # _files imports this module
+
         try:
-            with open(self.path, "rb") as f:
+            with open(open_regular(self.path), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return {}
+        except StoreError:
+            raise
         except OSError as exc:
             raise StoreError(self.path, f"cannot be read: {exc.strerror or exc}") from None
         try:
