@@ -65,7 +65,7 @@ class Progress:
     _points: Points | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     def grid(self, rows: str | None = None, columns: str | None = None) -> Grid:
-        """The points of the grid, done, running or pending, by two key parameters.
+        r"""The points of the grid, done, running or pending, by two key parameters.
 
         Rows are the values of ``rows``, columns those of ``columns``; both
         may be left out when the function has exactly two key parameters
@@ -78,6 +78,20 @@ class Progress:
             ValueError: A name is not a key parameter, or both names are the
                 same, or the function has more than two key parameters and
                 ``rows`` and ``columns`` are not given.
+
+        Example:
+            >>> import stet, tempfile, os
+            >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
+            ... def run(alpha: float, seed: int) -> None: ...
+            >>> run(0.1, 0)
+            >>> progress = stet.progress(run, [(a, s) for a in (0.1, 0.2) for s in (0, 1)])
+            [stet] run: 1 of 4 done, 3 left; too few timed runs yet to estimate the time left
+            >>> print(progress.grid().text(width=80))
+            [stet] run: 1 of 4 done, 0 running, 3 pending; rows alpha, columns seed
+            alpha \ seed  0  1
+            0.1           #  .
+            0.2           .  .
+            [stet] # done  ~ running  . pending
         """
         if self._points is None:
             raise ValueError(
