@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
 import matplotlib
 import pytest
 from hypothesis import given
@@ -432,3 +433,20 @@ def test_status_and_progress_show_as_html_tables_in_jupyter(tmp_path: Path) -> N
     assert grid.startswith("<table>")
     assert grid.count("<td ") == 9
     assert 'title="running: 0 done, 1 running, 0 pending"' in grid
+
+
+def test_a_progress_as_a_dict_does_not_copy_every_key_of_the_grid(tmp_path: Path) -> None:
+    facts = attrs.asdict(make_run(str(tmp_path / "runs.csv")))
+    assert set(facts) == {
+        "function",
+        "total",
+        "done",
+        "running",
+        "left",
+        "last_hour",
+        "eta",
+        "per_run",
+        "workers",
+        "_points",
+    }
+    assert not isinstance(facts["_points"], dict)  # not a copy of every key of the grid

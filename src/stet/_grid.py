@@ -379,21 +379,33 @@ def unpack(key: Packed, width: int) -> tuple[str, ...]:
     return (key,) if width == 1 else tuple(key.split(_SEP))
 
 
-@attrs.frozen(eq=False)
 class Points:
     """The states of a progress grid's points, kept to draw it on demand.
 
     Holds the sets `stet.progress` builds anyway (the grid's distinct keys,
-    those not done, and those running), so keeping them costs no copy.
+    those not done, and those running), so keeping them costs no copy. Not
+    an attrs class, so that ``attrs.asdict(progress)`` stays the facts.
     """
 
-    function: str
-    names: tuple[str, ...]
-    cols: tuple[str, ...]
-    keys: Collection[Packed]
-    pending: Collection[Packed]
-    running: Collection[Packed]
-    decode: Callable[[str], object]
+    __slots__ = ("cols", "decode", "function", "keys", "names", "pending", "running")
+
+    def __init__(
+        self,
+        function: str,
+        names: tuple[str, ...],
+        cols: tuple[str, ...],
+        keys: Collection[Packed],
+        pending: Collection[Packed],
+        running: Collection[Packed],
+        decode: Callable[[str], object],
+    ) -> None:
+        self.function = function
+        self.names = names
+        self.cols = cols
+        self.keys = keys
+        self.pending = pending
+        self.running = running
+        self.decode = decode
 
     def grid(self, rows: str | None, columns: str | None) -> Grid:
         """The grid of the points by the values of ``rows`` and ``columns``."""
