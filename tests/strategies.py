@@ -145,7 +145,13 @@ aware_datetimes = st.datetimes(
 )
 dates = st.dates()
 paths = st.lists(
-    st.text(st.characters(blacklist_characters="/\x00"), min_size=1, max_size=8), max_size=3
+    st.text(
+        # A lone surrogate (a non-UTF-8 file name) cannot be keyed: see test_codec.
+        st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
+        min_size=1,
+        max_size=8,
+    ),
+    max_size=3,
 ).map(lambda parts: Path(*parts) if parts else Path("."))
 enums = st.sampled_from([*Method, *Level])
 arrays = st.one_of(

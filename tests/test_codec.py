@@ -334,7 +334,9 @@ def test_no_key_text_holds_a_line_break_or_nul(value: Any) -> None:
     assert not re.search(_codec.CONTROL_CHARACTERS, enc(value))
 
 
-@pytest.mark.parametrize("value", ["lone \ud800", ["x", "\udfff"], {"k": "\ud83d"}])
+@pytest.mark.parametrize(
+    "value", ["lone \ud800", ["x", "\udfff"], {"k": "\ud83d"}, Path("non-utf8-\udcff")]
+)
 def test_a_lone_surrogate_is_refused_as_no_store_can_write_it(value: Any) -> None:
     with pytest.raises(KeyEncodingError, match="lone surrogate"):
         enc(value)

@@ -107,7 +107,6 @@ DAMAGED: list[tuple[str, bytes, str]] = [
     ("json", b'[{"_stet_timestamp": "t"}] trailing', "after the closing"),
     ("json", b'[{"a": "1", "_stet_timestamp": "t", "_stet_codec": "99"}]', "newer"),
     # SQLite
-    ("sqlite", b"", "empty"),
     ("sqlite", b"not a database at all, just text", "not a SQLite database"),
     ("sqlite", b"SQLite format 3\x00" + b"\x00" * 100, "SQLite"),
     ("sqlite", b"SQLite format 3\x00" + bytes(range(256)) * 20, "SQLite"),

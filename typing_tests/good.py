@@ -8,6 +8,7 @@ from typing import assert_type
 
 import attrs
 import pandas as pd
+from matplotlib.figure import Figure
 
 import stet
 from stet.backends import CsvBackend, PostgresBackend, get_backend
@@ -84,6 +85,12 @@ assert_type(backend.clear(), None)
 CLAIMED = stet.Once(store="runs.sqlite", claim=True, lease=120.0)
 assert_type(attrs.evolve(ONCE, quiet=True), stet.Once)
 assert_type(stet.progress(bare, [{"alpha": 0.1, "seed": 3}]), stet.Progress)
+GRID = stet.progress(bare, [(0.1, 3)]).grid("alpha", "seed")
+assert_type(GRID, stet.Grid)
+assert_type(GRID.cells[0][0], stet.GridCell)
+assert_type(GRID.cells[0][0].state, stet.CellState)
+assert_type(GRID.text(width=80), str)
+assert_type(stet.progress(bare, [(0.1, 3)]).plot(path="grid.png"), Figure)
 assert_type(stet.explain(bare, 0.1, 3), stet.Explanation)
 assert_type(stet.is_done(bare, 0.1, seed=3), bool)
 assert_type(stet.forget(bare, alpha=0.1, seed=3), int)

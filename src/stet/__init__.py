@@ -12,18 +12,23 @@ from . import backends, exceptions, typing
 from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
+from ._grid import CellState, Grid, GridCell
 from ._once import Once, once
 from ._progress import Progress, progress
-from .exceptions import KeyEncodingError, StetError, StoreError
+from .exceptions import KeyEncodingError, MissingDependencyError, StetError, StoreError
 
 __all__ = [
     "CODEC_VERSION",
+    "CellState",
     "Difference",
     "Encoded",
     "Explanation",
     "FunctionStatus",
+    "Grid",
+    "GridCell",
     "KeyCodec",
     "KeyEncodingError",
+    "MissingDependencyError",
     "Once",
     "Progress",
     "StetError",

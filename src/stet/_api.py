@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import pandas as pd
 
+from ._html import html_table
 from ._once import DEFAULT_STORE, Runner, display
 from .backends import get_backend
 from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table
@@ -56,6 +57,9 @@ class FunctionStatus:
     running: int = 0
     expired_claims: int = 0
 
+    def _repr_html_(self) -> str:
+        return html_table(_STATUS_HEADER, [_status_row(self)])
+
 
 @attrs.frozen
 class StoreStatus:
@@ -74,6 +78,37 @@ class StoreStatus:
     last_run: datetime | None
     key_columns: tuple[str, ...]
     functions: tuple[FunctionStatus, ...]
+
+    def _repr_html_(self) -> str:
+        last = f", last run {self.last_run.isoformat()}" if self.last_run else ""
+        caption = f"stet store {self.store}: {self.records:,} completed experiments recorded{last}"
+        return html_table(_STATUS_HEADER, map(_status_row, self.functions), caption=caption)
+
+
+_STATUS_HEADER = (
+    "function",
+    "records",
+    "last run",
+    "key columns",
+    "last hour",
+    "running",
+    "expired claims",
+    "older code",
+)
+
+
+def _status_row(f: FunctionStatus) -> tuple[object, ...]:
+    """A function's status as a row of `_STATUS_HEADER` (the Jupyter table)."""
+    return (
+        f.function or "(records without a function)",
+        f"{f.records:,}",
+        f.last_run.isoformat() if f.last_run else "",
+        ", ".join(f.key_columns),
+        f"{f.last_hour:,}",
+        f"{f.running:,}",
+        f"{f.expired_claims:,}",
+        f"{f.older_code:,}",
+    )
 
 
 def _existing(store: str | os.PathLike[str], *, claims: bool = False) -> Table:

@@ -11,7 +11,9 @@ import contextlib
 import difflib
 import io
 import json
+import shutil
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from importlib.metadata import version
@@ -21,7 +23,7 @@ from typing import Any
 import attrs
 import pandas as pd
 
-from . import _api
+from . import _api, _grid
 from ._codec import KeyCodec, canonical_from_legacy
 from ._explain import explain_texts
 from ._once import DEFAULT_STORE
@@ -53,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--function", "-f", help="only this function's records")
     show.add_argument("--limit", "-n", type=int, default=20, help="newest N records (0: all)")
     show.add_argument("--json", action="store_true", help="the records as JSON lines, for scripts")
+    show.add_argument(
+        "--grid",
+        "-g",
+        metavar="ROWS,COLUMNS",
+        help="which points are done, as a text grid of two key columns' values",
+    )
 
     reset = commands.add_parser("reset", help="forget finished runs so they run again")
     _store_argument(reset)
@@ -184,8 +192,42 @@ def _check_columns(table: Any, names: Iterable[str], function: str | None) -> No
             )
 
 
+def _one_function(table: Any, function: str | None) -> str:
+    """The function named, checked; else the store's only one ("" for none)."""
+    if function is not None:
+        _check_function(table, function)
+        return function
+    named = sorted(_functions(table) - {""})
+    if len(named) > 1:
+        raise _Failure(
+            f"{table.location} holds several functions ({', '.join(map(repr, named))}); "
+            "name one with --function"
+        )
+    return named[0] if named else ""
+
+
+def _show_grid(args: argparse.Namespace) -> int:
+    if args.json:
+        raise _Failure("--grid draws a picture; leave out --json (stet.progress gives the numbers)")
+    names = [name.strip() for name in args.grid.split(",")]
+    if len(names) != 2 or not all(names):
+        raise _Failure(f"--grid takes two key columns, ROWS,COLUMNS; got {args.grid!r}")
+    table = get_backend(args.store)
+    function = _one_function(table, args.function)
+    grid, left_out = _grid.store_grid(table, function, names, time.time(), KeyCodec().decode)
+    print(grid.text(shutil.get_terminal_size().columns))
+    if left_out:
+        print(
+            f"[stet] {left_out} record(s) of {function or 'the store'} with other key columns "
+            "are not in the grid"
+        )
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     _existing(args.store)
+    if args.grid is not None:
+        return _show_grid(args)
     if args.function is not None:
         _check_function(get_backend(args.store), args.function)
     frame = _api.read(args.store)
@@ -290,17 +332,7 @@ def _reset(args: argparse.Namespace) -> int:
 def _why(args: argparse.Namespace) -> int:
     _existing(args.store)
     table = get_backend(args.store)
-    function = args.function
-    if function is None:
-        named = sorted(_functions(table) - {""})
-        if len(named) > 1:
-            raise _Failure(
-                f"{table.location} holds several functions ({', '.join(map(repr, named))}); "
-                "name one with --function"
-            )
-        function = named[0] if named else ""
-    else:
-        _check_function(table, function)
+    function = _one_function(table, args.function)
     wanted = _where(args.key)
     _check_columns(table, wanted, function or None)
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import os
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
@@ -86,8 +87,17 @@ def _is_utf8(text: str) -> bool:
 
 
 def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"lease must be a positive number of seconds, got {value!r}")
+    # The heartbeat waits lease / 3 between renewals: an infinite or huge
+    # lease cannot be waited for and would end the thread.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= threading.TIMEOUT_MAX
+    ):
+        raise ValueError(
+            f"lease must be a finite, positive number of seconds (at most "
+            f"{threading.TIMEOUT_MAX:g}), got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -8,16 +8,22 @@ predict 0.2 s a run, and eight workers an eighth of the time.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import pandas as pd
 
 from ._api import _after, _grid_keys, _runner_of
+from ._grid import Grid, Points
+from ._html import html_table
 from .backends._base import DURATION, TIMESTAMP, Row, pack
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["Progress", "progress"]
 
@@ -42,6 +48,9 @@ class Progress:
             runs were timed to tell.
         per_run: The mean duration of the function's recent runs, if timed.
         workers: How many runs went side by side recently (1 for one worker).
+
+    `grid` and `plot` show which points are done, by the values of two key
+    parameters; in Jupyter a `Progress` shows as a table.
     """
 
     function: str
@@ -53,6 +62,70 @@ class Progress:
     eta: timedelta | None
     per_run: timedelta | None = None
     workers: float = 1.0
+    _points: Points | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
+
+    def grid(self, rows: str | None = None, columns: str | None = None) -> Grid:
+        r"""The points of the grid, done, running or pending, by two key parameters.
+
+        Rows are the values of ``rows``, columns those of ``columns``; both
+        may be left out when the function has exactly two key parameters
+        (rows the first, columns the second). With more, each cell holds
+        the grid's points of every value of the others, and is done only
+        when all of them are (`CellState.PARTLY_DONE` when some are). The
+        states are those `stet.progress` saw.
+
+        Raises:
+            ValueError: A name is not a key parameter, or both names are the
+                same, or the function has more than two key parameters and
+                ``rows`` and ``columns`` are not given.
+
+        Example:
+            >>> import stet, tempfile, os
+            >>> @stet.once(store=os.path.join(tempfile.mkdtemp(), "runs.csv"), quiet=True)
+            ... def run(alpha: float, seed: int) -> None: ...
+            >>> run(0.1, 0)
+            >>> progress = stet.progress(run, [(a, s) for a in (0.1, 0.2) for s in (0, 1)])
+            [stet] run: 1 of 4 done, 3 left; too few timed runs yet to estimate the time left
+            >>> print(progress.grid().text(width=80))
+            [stet] run: 1 of 4 done, 0 running, 3 pending; rows alpha, columns seed
+            alpha \ seed  0  1
+            0.1           #  .
+            0.2           .  .
+            [stet] # done  ~ running  . pending
+        """
+        if self._points is None:
+            raise ValueError(
+                "this Progress holds no points (only stet.progress(func, grid) records them)"
+            )
+        return self._points.grid(rows, columns)
+
+    def plot(
+        self,
+        rows: str | None = None,
+        columns: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> Figure:
+        """Draw `grid` as a heatmap (matplotlib); save it to ``path`` if given.
+
+        In a notebook the returned figure shows as the cell's value. Needs
+        matplotlib: ``pip install "stet[plot]"``. See `Grid.plot`.
+        """
+        return self.grid(rows, columns).plot(path)
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, object]] = [
+            ("done", f"{self.done:,} of {self.total:,}"),
+            ("running", f"{self.running:,}"),
+            ("left", f"{self.left:,}"),
+            ("finished in the last hour", f"{self.last_hour:,}"),
+        ]
+        if self.per_run is not None:
+            rows.append(("per run", _duration(self.per_run)))
+            rows.append(("side by side", f"{self.workers:.1f}"))
+        if self.left or self.running:
+            left = _duration(self.eta) if self.eta is not None else "too few timed runs to tell"
+            rows.append(("time left", left))
+        return html_table(("", self.function), rows, caption=f"stet progress: {self.function}")
 
     def __str__(self) -> str:
         text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, "
@@ -108,14 +181,14 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     keys = {pack(values) for values in _grid_keys(runner, grid)}
     table = runner.table
     table.sync()
-    pending = [key for key in keys if not table.has_texts(runner.name, runner.cols, key)]
+    pending = {key for key in keys if not table.has_texts(runner.name, runner.cols, key)}
     now = time.time()
     claimed = {
         pack(c.values)
         for c in table.claims().values()
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
-    running = sum(1 for key in pending if key in claimed)
+    running = claimed & pending
     rows = (
         [r for r in table.rows() if table.identity(r)[0] == runner.name] if table.exists() else []
     )
@@ -127,12 +200,15 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         runner.name,
         len(keys),
         len(keys) - len(pending),
-        running,
-        len(pending) - running,
+        len(running),
+        len(pending) - len(running),
         recent,
         eta,
         per_run,
         workers,
+        points=Points(
+            runner.name, runner.key, runner.cols, keys, pending, running, runner.config.codec.decode
+        ),
     )
     print(result)
     return result

@@ -8,7 +8,7 @@ pickling, so a failure in a worker process reaches the parent intact.
 
 from __future__ import annotations
 
-__all__ = ["KeyEncodingError", "StetError", "StoreError"]
+__all__ = ["KeyEncodingError", "MissingDependencyError", "StetError", "StoreError"]
 
 
 class StetError(Exception):
@@ -84,3 +84,26 @@ class StoreError(StetError, OSError):
 
     def __reduce__(self) -> tuple[type[StoreError], tuple[str, str]]:
         return (type(self), (self.path, self.problem))
+
+
+class MissingDependencyError(StetError, ImportError):
+    """An optional dependency that a feature needs is not installed.
+
+    Attributes:
+        package: The package to install.
+        extra: stet's extra that brings it (``pip install "stet[EXTRA]"``).
+        feature: What needs it.
+    """
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        self.feature = feature
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: "
+            f'pip install "stet[{extra}]" (or pip install {package})',
+            name=package,
+        )
+
+    def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str, str]]:
+        return (type(self), (self.package, self.extra, self.feature))

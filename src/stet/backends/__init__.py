@@ -14,6 +14,7 @@ from typing import Final
 
 from ._base import Table
 from ._csv import CsvBackend
+from ._files import real_path
 from ._json import JsonBackend
 from ._parquet import ParquetBackend
 from ._postgres import PostgresBackend, is_url, parse_url
@@ -74,11 +75,14 @@ def get_backend(path: str | os.PathLike[str]) -> Table:
 
     Args:
         path: A store file; its extension picks the backend. Relative paths
-            are resolved against the current directory. A
+            are resolved against the current directory, and symlinks are
+            followed: a link and its target are one store. A
             ``postgresql://`` URL opens a `PostgresBackend`.
 
     Raises:
         ValueError: Unknown extension, or a malformed URL.
+        StoreError: The path is a symlink loop, a symlink to nothing, or
+            not a regular file (a directory, a FIFO).
 
     Example:
         >>> import tempfile, os
@@ -88,9 +92,10 @@ def get_backend(path: str | os.PathLike[str]) -> Table:
     """
     cls = backend_class(path)
     text = os.fspath(path)
-    resolved = text if is_url(text) else os.path.abspath(text)
+    resolved = text if is_url(text) else real_path(text)
     with _open_lock:
         table = _open.get(resolved)
         if table is None or type(table) is not cls:
-            table = _open[resolved] = cls(resolved)
+            given = text if is_url(text) else os.path.abspath(text)
+            table = _open[resolved] = cls(given)
         return table

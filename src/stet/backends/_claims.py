@@ -181,10 +181,13 @@ class ClaimsFile:
         self.path = store_path + ".claims.json"
 
     def load(self) -> dict[ClaimId, Claim]:
+
         try:
             data = _read_file(self.path)
         except FileNotFoundError:
             return {}
+        except StoreError:
+            raise
         except OSError as exc:
             raise StoreError(
                 self.path,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -21,8 +23,10 @@ __all__ = [
     "FileState",
     "atomic_write",
     "file_state",
+    "open_regular",
     "read_after",
     "read_from",
+    "real_path",
     "tail_before",
     "write_all",
 ]
@@ -37,6 +41,114 @@ _NUL_RETRIES: Final = 8
 _SCAN_RETRIES: Final = 5
 #: How many bytes before a cursor's end are kept to recognize the same file.
 TAIL: Final = 64
+_O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_regular(path: str, mode: int) -> StoreError:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return StoreError(
+        path,
+        f"is {kind}, not a regular file, so it cannot be a stet store; it is left "
+        "untouched (give the store the path of a file)",
+    )
+
+
+def real_path(path: str) -> str:
+    """The absolute path of the file ``path`` names, every symlink followed.
+
+    A store is locked, rewritten and given its side files (lock, journal,
+    claims) under this one name, so writers that reach it through a link
+    and through its real name share one lock, and a rewrite replaces the
+    target, never the link. It is resolved once, when the store is opened.
+
+    Raises:
+        StoreError: ``path`` is (or passes through) a symlink loop or a
+            symlink to nothing, or is something other than a regular file
+            (a directory, a FIFO, a device), which stet never opens.
+    """
+    absolute = os.path.abspath(path)
+    try:
+        real = os.path.realpath(absolute, strict=True)
+    except FileNotFoundError:
+        _check_dangling(absolute)
+        real = os.path.realpath(absolute)  # a new store (its folder may be new too)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(
+                absolute,
+                "is a loop of symbolic links that never reaches a file; fix the links "
+                "or give the store another path",
+            ) from None
+        raise StoreError(absolute, f"cannot be resolved: {exc.strerror or exc}") from None
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return real
+    except OSError as exc:
+        raise StoreError(real, f"cannot be opened: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(real, st.st_mode)
+    return real
+
+
+def _check_dangling(absolute: str) -> None:
+    """Refuse a path through a symlink whose target does not exist.
+
+    The link names a store that is gone (a moved or unmounted disk): a new,
+    empty store in its place would run the whole sweep again.
+    """
+    prefix = os.sep
+    for part in absolute.split(os.sep):
+        prefix = os.path.join(prefix, part)
+        if os.path.islink(prefix) and not os.path.exists(prefix):
+            target = os.readlink(prefix)
+            raise StoreError(
+                absolute,
+                f"goes through the symbolic link {prefix} to {target}, which does not "
+                "exist; stet does not start a new store in its place (restore the "
+                "target, or remove the link to start a new store)",
+            )
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of the regular file ``path``, opened without blocking.
+
+    Anything else found at the store's path (a FIFO, which would block the
+    process forever, a device, a directory) is refused before and after
+    opening, so a file swapped in meanwhile is caught too.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        StoreError: ``path`` is not a regular file, or cannot be opened.
+    """
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        fd = os.open(path, flags | _O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except (FileNotFoundError, StoreError):
+        raise
+    except OSError as exc:
+        raise StoreError(path, f"cannot be opened: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return fd
 
 
 def file_state(path: str) -> FileState | None:
@@ -45,6 +157,8 @@ def file_state(path: str) -> FileState | None:
         st = os.stat(path)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -83,10 +197,12 @@ def read_from(path: str, offset: int) -> tuple[bytes, FileState]:
 
 def _read(path: str, offset: int) -> tuple[bytes, os.stat_result]:
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path), "rb") as f:
             st = os.fstat(f.fileno())
             f.seek(offset)
             return f.read(), st
+    except StoreError:
+        raise
     except OSError as exc:
         raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
 
@@ -127,7 +243,11 @@ def atomic_write(path: str, data: bytes) -> FileState:
     target = os.path.realpath(path)
     tmp = f"{target}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # A leftover of a killed writer of this pid, or anything planted
+        # there (a FIFO would block, a symlink would redirect the write).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW, 0o644)
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -147,9 +267,9 @@ class FileFormat:
     """What every file format shares: its path, lock file and errors."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.location = path
-        self._claims = ClaimsFile(path)
+        self.path = real_path(path)
+        self.location = self.path
+        self._claims = ClaimsFile(self.path)
 
     def lock_path(self) -> str:
         return self.path + ".lock"
@@ -257,7 +377,7 @@ class AppendedFile(FileFormat):
         """
         tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = open_regular(self.path, os.O_RDWR)
             try:
                 size = os.fstat(fd).st_size
                 if size != cursor.end:
@@ -277,6 +397,8 @@ class AppendedFile(FileFormat):
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
+        except StoreError:
+            raise
         except OSError as exc:
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -33,7 +33,14 @@ from ._base import (
     check_column_name,
 )
 from ._csv import _CsvFormat
-from ._files import AppendCursor, FileFormat, FileState, atomic_write, file_state
+from ._files import (
+    AppendCursor,
+    FileFormat,
+    FileState,
+    atomic_write,
+    file_state,
+    open_regular,
+)
 
 __all__ = ["ParquetBackend"]
 
@@ -80,7 +87,7 @@ class _ParquetFormat(FileFormat):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self.journal = _CsvFormat(path + ".journal.csv")
+        self.journal = _CsvFormat(self.path + ".journal.csv")
 
     def scan(
         self, cursor: Cursor | None, *, every_column: bool = False
@@ -114,7 +121,7 @@ class _ParquetFormat(FileFormat):
         """The compacted records (only the index's columns unless asked), all
         names, and the mark of the journal last folded in."""
         try:
-            with open(self.path, "rb") as f:
+            with open(open_regular(self.path), "rb") as f:
                 st = os.fstat(f.fileno())
                 if st.st_size == 0:
                     raise self._error(
@@ -137,7 +144,18 @@ class _ParquetFormat(FileFormat):
         except (OSError, pa.ArrowException, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be read as Parquet: {exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return table, state, names, mark.decode() if mark is not None else None
+        return table, state, names, self._mark_text(mark)
+
+    def _mark_text(self, mark: bytes | None) -> str | None:
+        if mark is None:
+            return None
+        try:
+            return mark.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._error(
+                f"its footer's {_FOLDED.decode()} entry is {mark[:40]!r}, not text, so the "
+                "file was not written by stet or is damaged; it is left untouched"
+            ) from None
 
     def _check_schema(self, schema: pa.Schema) -> tuple[str, ...]:
         # pandas may add an index column; it is not a record column.

@@ -8,9 +8,13 @@ generation number in ``stet_meta`` so that readers reload everything.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
+import stat
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -32,6 +36,7 @@ from ._base import (
 )
 from ._claims import Claim, ClaimId
 from ._columns import ColumnLimits
+from ._files import real_path
 
 __all__ = ["SqliteBackend"]
 
@@ -40,6 +45,10 @@ META: Final = "stet_meta"
 CLAIMS: Final = "stet_claims"
 #: Reads of at least this many rows are indexed from columns.
 _BULK_ROWS: Final = 10_000
+#: Files SQLite keeps beside a database, named after the database's path.
+_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+logger: Final = logging.getLogger("stet")
 
 
 @attrs.frozen
@@ -63,10 +72,11 @@ def _quote(name: str) -> str:
 
 class _SqliteFormat:
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.location = path
+        self.path = real_path(path)
+        self.location = self.path
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._has_table = False  # the open database has stet's tables
         self._serial = 0  # which connection; data_version is only comparable within one
 
     def lock_path(self) -> str:
@@ -120,10 +130,7 @@ class _SqliteFormat:
         return claims
 
     def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
-        if self._connect() is None:
-            self._create()
-        conn = self._connect()
-        assert conn is not None
+        conn = self._ready()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -163,19 +170,31 @@ class _SqliteFormat:
         return StoreError(self.path, problem)
 
     def _connect(self) -> sqlite3.Connection | None:
+        """The connection to the database at the path, or None while it has no file.
+
+        A file of 0 bytes (what ``sqlite3.connect(path)`` leaves) is an
+        empty store too, and gets no connection: opening it would replay a
+        write-ahead log another database left beside it (see
+        `_set_aside_orphans`).
+        """
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._conn = None
+            self._disconnect()
             return None
+        except OSError as exc:
+            raise self._error(f"cannot be read: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(st.st_mode):  # stat, never open: SQLite would block on a FIFO
+            raise self._error(
+                "is not a regular file (a directory, FIFO or device), so it cannot be a "
+                "stet store; it is left untouched (give the store the path of a file)"
+            )
         inode = (st.st_dev, st.st_ino)
         if self._conn is not None and inode == self._inode:
             return self._conn
+        self._disconnect()
         if st.st_size == 0:
-            raise self._error(
-                "is empty (0 bytes), so it is not a SQLite store written by stet; "
-                "it is left untouched (move it away to start a new store)"
-            )
+            return None
         # The header is checked by SQLite itself, not by opening the file here:
         # closing any descriptor of the database drops every POSIX lock this
         # process holds on it, including those of its other open connections,
@@ -186,22 +205,63 @@ class _SqliteFormat:
             )
             conn.execute("PRAGMA synchronous=NORMAL")
             tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                if not r[0].startswith("sqlite_")
             }
+            # Someone else's views or triggers make a foreign database too.
+            others = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type IN ('view', 'trigger')"
+            ).fetchone()[0]
         except sqlite3.DatabaseError as exc:
             if "file is not a database" in str(exc):
                 raise self._error(
                     "is not a SQLite database (wrong file header); it is left untouched"
                 ) from None
             raise self._error(f"cannot be opened as SQLite: {exc}") from None
-        if TABLE not in tables:
+        if (tables or others) and TABLE not in tables:
             conn.close()
             raise self._error(
                 f"has no {TABLE} table (tables: {sorted(tables)}), so it is not a "
                 "stet store; it is left untouched"
             )
-        self._conn, self._inode = conn, inode
+        # A database without tables is an empty store; its tables are made
+        # by the first write (`_ready`).
+        self._conn, self._inode, self._has_table = conn, inode, TABLE in tables
         self._serial += 1
+        return conn
+
+    def _disconnect(self) -> None:
+        """Let go of a database that is no longer at the path (moved, replaced)."""
+        conn, self._conn, self._has_table = self._conn, None, False
+        if conn is None:
+            return
+        # Its last commits may still be in its write-ahead log, which is
+        # named after the path: copy them into the database itself (wherever
+        # it was moved), so that the log left at the path holds nothing of it.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def _table_exists(self, conn: sqlite3.Connection) -> bool:
+        """True once stet's table is in an open database that had none."""
+        if not self._has_table:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (TABLE,)
+            ).fetchone()
+            self._has_table = row is not None
+        return self._has_table
+
+    def _ready(self) -> sqlite3.Connection:
+        """A connection to the store with its tables made if missing (lock held)."""
+        conn = self._connect()
+        if conn is None:
+            self._create()
+            conn = self._connect()
+            assert conn is not None
+        elif not self._table_exists(conn):
+            self._create_tables(conn)
         return conn
 
     def _columns(self, conn: sqlite3.Connection) -> tuple[str, ...]:
@@ -225,7 +285,7 @@ class _SqliteFormat:
     ) -> tuple[Records, Cursor | None, bool]:
         try:
             conn = self._connect()
-            if conn is None:
+            if conn is None or not self._table_exists(conn):
                 return [], None, True
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             same_file = isinstance(cursor, _SqliteCursor) and cursor.inode == self._inode
@@ -316,25 +376,81 @@ class _SqliteFormat:
         raise self._error(f"column {col!r} holds a {type(value).__name__}, not text")
 
     def _create(self) -> None:
+        """Make the store's file (lock held; the path has none, or an empty one).
+
+        The database is built beside the path and renamed onto it, so a
+        reader sees no store or a whole one.
+        """
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            for leftover in (tmp, *(tmp + suffix for suffix in _SIDE_FILES)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)  # of a killed creation by a process of this pid
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
-                meta_cols = ", ".join(
-                    f"{_quote(c)} {'REAL' if c == DURATION else 'TEXT'}" for c in META_COLUMNS
-                )
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"CREATE TABLE {TABLE} ({meta_cols})")
-                conn.execute(f"CREATE TABLE {META} (name TEXT PRIMARY KEY, value TEXT)")
-                conn.execute(f"INSERT INTO {META} VALUES ('generation', '0')")
-                conn.execute(f"INSERT INTO {META} VALUES ('format', 'stet 1')")
+                for statement in _schema():
+                    conn.execute(statement)
             finally:
                 conn.close()
+            self._set_aside_orphans()
             os.replace(tmp, self.path)
         except (OSError, sqlite3.Error) as exc:
             raise self._error(f"cannot be created: {exc}") from None
+
+    def _create_tables(self, conn: sqlite3.Connection) -> None:
+        """Make stet's tables in a database that has no tables (lock held)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _schema(if_missing=True):
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            # Write-ahead logging as in a store stet made, if no one else is
+            # reading right now (the store works in the other modes too).
+            conn.execute("PRAGMA busy_timeout = 100")
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout = 60000")
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"cannot be written: {exc}") from None
+        self._has_table = True
+
+    def _set_aside_orphans(self) -> None:
+        """Rename the journal files another database left at the path (lock held).
+
+        SQLite names a database's write-ahead log, its shared index and its
+        rollback journal after the database's path, and replays a log it
+        finds there into whatever database it opens. A store killed while
+        writing, then moved away or deleted, would so hand its last records
+        to a new store at the same path, which would then skip runs it never
+        ran. The files are renamed, never deleted: put the old database back
+        at the path and rename them back, and its last records return.
+        """
+        found = [self.path + s for s in _SIDE_FILES if os.path.lexists(self.path + s)]
+        if not found:
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        moved: list[str] = []
+        for name in found:
+            backup, n = f"{name}.orphaned-{stamp}", 1
+            while os.path.lexists(backup):
+                backup, n = f"{name}.orphaned-{stamp}-{n}", n + 1
+            os.rename(name, backup)
+            moved.append(backup)
+        logger.warning(
+            "[stet] %s: no database at this path (missing or empty), yet %s lay beside it: "
+            "an earlier database's journal files (moved away, deleted or killed while "
+            "writing). SQLite would replay them into the new store, so they were renamed "
+            "to %s. To recover that database's last records, put it back at this path "
+            "and rename the files back.",
+            self.path,
+            ", ".join(found),
+            ", ".join(moved),
+        )
 
     def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
         return self._write(rows, cursor, replace=False)
@@ -343,10 +459,7 @@ class _SqliteFormat:
         return self._write(rows, cursor, replace=True)
 
     def _write(self, rows: Sequence[Row], cursor: Cursor | None, *, replace: bool) -> Cursor:
-        if self._connect() is None:
-            self._create()
-        conn = self._connect()
-        assert conn is not None
+        conn = self._ready()
         # The caller holds the lock and has just read the store: a cursor of
         # this connection knows the columns, change counter and generation.
         known = (
@@ -401,6 +514,18 @@ class _SqliteFormat:
         return _SqliteCursor(
             self._inode, self._serial, version, generation, max_rowid, tuple(columns)
         )
+
+
+def _schema(if_missing: bool = False) -> list[str]:
+    """The statements that make a new store's tables and meta rows."""
+    columns = ", ".join(f"{_quote(c)} {'REAL' if c == DURATION else 'TEXT'}" for c in META_COLUMNS)
+    create = "CREATE TABLE IF NOT EXISTS" if if_missing else "CREATE TABLE"
+    insert = "INSERT OR IGNORE" if if_missing else "INSERT"
+    return [
+        f"{create} {TABLE} ({columns})",
+        f"{create} {META} (name TEXT PRIMARY KEY, value TEXT)",
+        f"{insert} INTO {META} VALUES ('generation', '0'), ('format', 'stet 1')",
+    ]
 
 
 class SqliteBackend(Table):

@@ -1,0 +1,499 @@
+"""Pictures of a sweep: which points of a two-parameter grid are done.
+
+A `Grid` counts, for each pair of values of two key parameters, the sweep's
+points there that are done, running (claimed by a live worker) or pending.
+It prints as a text grid (``stet show STORE --grid a,b`` prints the same),
+draws as a heatmap with matplotlib (an optional dependency, imported only
+when drawing), and shows as a coloured table in Jupyter.
+
+Failed runs are not recorded yet; when they are, they become one more count
+of a cell and one more `CellState`, drawn over the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import html
+import math
+import os
+import shutil
+import textwrap
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from ._once import display
+from .backends._base import _SEP, TIMESTAMP, Packed, Table
+from .exceptions import MissingDependencyError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["CellState", "Grid", "GridCell", "Points", "store_grid"]
+
+
+class CellState(enum.Enum):
+    """What a cell of a `Grid` shows, from the states of its points.
+
+    With two key parameters a cell is one point: done, running or pending.
+    With more, a cell holds every combination of the other parameters and is
+    done only when all of them are. A ``FAILED`` state will be added once
+    stet records failures, so code that matches on states should have a
+    default case.
+    """
+
+    DONE = "done"
+    PARTLY_DONE = "partly done"
+    RUNNING = "running"
+    PENDING = "pending"
+    EMPTY = "not in the grid"
+
+
+#: The character of each state in the text grid.
+CHARS: Final = {
+    CellState.DONE: "#",
+    CellState.PARTLY_DONE: "+",
+    CellState.RUNNING: "~",
+    CellState.PENDING: ".",
+    CellState.EMPTY: " ",
+}
+#: The colour of each state in the heatmap and the HTML table.
+COLOURS: Final = {
+    CellState.DONE: "#2e7d32",
+    CellState.PARTLY_DONE: "#a5d6a7",
+    CellState.RUNNING: "#f9a825",
+    CellState.PENDING: "#e0e0e0",
+    CellState.EMPTY: "#ffffff",
+}
+#: Cells beyond which the HTML table gives way to a summary.
+HTML_CELLS: Final = 10_000
+#: Cells up to which the heatmap writes each cell's counts.
+ANNOTATED_CELLS: Final = 400
+
+
+@attrs.frozen
+class GridCell:
+    """The points of a grid that share one value of each of the two parameters.
+
+    Attributes:
+        done: Recorded.
+        running: Claimed by a live worker (``claim=True``), not yet recorded.
+        pending: Neither.
+    """
+
+    done: int = 0
+    running: int = 0
+    pending: int = 0
+
+    @property
+    def total(self) -> int:
+        """How many points the cell holds."""
+        return self.done + self.running + self.pending
+
+    @property
+    def state(self) -> CellState:
+        """Running if any point is; else done, partly done or pending."""
+        if self.total == 0:
+            return CellState.EMPTY
+        if self.running:
+            return CellState.RUNNING
+        if self.done == self.total:
+            return CellState.DONE
+        return CellState.PARTLY_DONE if self.done else CellState.PENDING
+
+
+@attrs.frozen
+class Grid:
+    """Which points of a sweep are done, by the values of two key parameters.
+
+    Made by `Progress.grid` (the points of the grid given to
+    `stet.progress`) or by ``stet show STORE --grid a,b`` (every
+    combination of the values the store's records hold). Values are sorted:
+    numbers numerically, then booleans, strings, None, and the rest by their
+    key text.
+
+    Attributes:
+        function: The function's name in the store.
+        rows: The parameter whose values are the rows.
+        columns: The parameter whose values are the columns.
+        row_values: The rows' values, top to bottom.
+        column_values: The columns' values, left to right.
+        cells: ``cells[i][j]`` counts the points with ``row_values[i]`` and
+            ``column_values[j]``.
+        others: The other key parameters, whose combinations each cell counts.
+    """
+
+    function: str
+    rows: str
+    columns: str
+    row_values: tuple[object, ...]
+    column_values: tuple[object, ...]
+    cells: tuple[tuple[GridCell, ...], ...]
+    others: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> int:
+        """Points done, over all cells."""
+        return sum(c.done for row in self.cells for c in row)
+
+    @property
+    def running(self) -> int:
+        """Points running, over all cells."""
+        return sum(c.running for row in self.cells for c in row)
+
+    @property
+    def pending(self) -> int:
+        """Points pending, over all cells."""
+        return sum(c.pending for row in self.cells for c in row)
+
+    @property
+    def total(self) -> int:
+        """Points in the grid."""
+        return self.done + self.running + self.pending
+
+    def summary(self) -> str:
+        """One line: the counts and what the rows and columns are."""
+        name = self.function or "(records without a function)"
+        text = (
+            f"{name}: {self.done:,} of {self.total:,} done, {self.running:,} running, "
+            f"{self.pending:,} pending; rows {self.rows}, columns {self.columns}"
+        )
+        if self.others:
+            text += f"; each cell holds every {', '.join(self.others)}"
+        return text
+
+    def _legend(self) -> list[CellState]:
+        shown = {c.state for row in self.cells for c in row}
+        if self.others:
+            shown.add(CellState.PARTLY_DONE)
+        shown.update((CellState.DONE, CellState.RUNNING, CellState.PENDING))
+        return [s for s in CellState if s in shown]
+
+    def text(self, width: int | None = None) -> str:
+        """The grid as text, one character a cell (see `CHARS`) with a legend.
+
+        Columns are labelled above their cells when the lines fit in
+        ``width`` (default: the terminal's); otherwise they are numbered,
+        and a key below says which value each number stands for.
+        """
+        if width is None:
+            width = shutil.get_terminal_size().columns
+        row_labels = [display(v) for v in self.row_values]
+        column_labels = [display(v) for v in self.column_values]
+        corner = f"{self.rows} \\ {self.columns}"
+        left = max([len(corner), *map(len, row_labels)])
+        chars = [[CHARS[c.state] for c in row] for row in self.cells]
+        lines = [f"[stet] {self.summary()}"]
+        spans = [max(1, len(label)) for label in column_labels]
+        if left + sum(2 + s for s in spans) <= width:
+            lines.append(corner.ljust(left) + "".join(f"  {label}" for label in column_labels))
+            for label, row in zip(row_labels, chars, strict=True):
+                cells = "".join(f"  {ch.center(s)}" for ch, s in zip(row, spans, strict=True))
+                lines.append(label.ljust(left) + cells)
+        else:
+            numbers = range(1, len(column_labels) + 1)
+            if len(column_labels) >= 10:
+                tens = "".join(str(n // 10 % 10) if n % 10 == 0 else " " for n in numbers)
+                lines.append(" " * (left + 2) + tens)
+            lines.append(corner.ljust(left) + "  " + "".join(str(n % 10) for n in numbers))
+            lines.extend(
+                label.ljust(left) + "  " + "".join(row)
+                for label, row in zip(row_labels, chars, strict=True)
+            )
+            key = "  ".join(f"{n}={label}" for n, label in zip(numbers, column_labels, strict=True))
+            lines.extend(textwrap.wrap(f"{self.columns}: {key}", max(width, 40)))
+        legend = "  ".join(
+            f"{CHARS[s]} {s.value}" if s is not CellState.EMPTY else f"(blank) {s.value}"
+            for s in self._legend()
+        )
+        lines.append(f"[stet] {legend}")
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def plot(self, path: str | os.PathLike[str] | None = None) -> Figure:
+        """Draw the grid as a heatmap; save it to ``path`` if given.
+
+        Rows run top to bottom and columns left to right, as in the text
+        grid. Where each cell holds several points (more than two key
+        parameters), small grids show ``done/total`` in each cell. The
+        figure is closed in pyplot before it is returned, so a notebook
+        shows it once (as the cell's value) and a loop of plots holds no
+        memory; in a script, pass ``path``.
+
+        Returns:
+            The matplotlib ``Figure``.
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed
+                (``pip install "stet[plot]"``).
+            ValueError: The grid has no points.
+        """
+        try:
+            import matplotlib.pyplot as plt
+            from matplotlib.colors import ListedColormap
+            from matplotlib.patches import Patch
+        except ImportError:
+            raise MissingDependencyError("matplotlib", "plot", "drawing a grid") from None
+        if not self.cells or not self.cells[0]:
+            raise ValueError(f"{self.summary()}: there is nothing to draw")
+        states = list(CellState)
+        codes = [[states.index(c.state) for c in row] for row in self.cells]
+        n_rows, n_columns = len(self.row_values), len(self.column_values)
+        figure, ax = plt.subplots(
+            figsize=(min(16.0, 4.5 + 0.35 * n_columns), min(12.0, 2.5 + 0.35 * n_rows)),
+            layout="constrained",
+        )
+        plt.close(figure)
+        ax.imshow(
+            codes,
+            cmap=ListedColormap([COLOURS[s] for s in states]),
+            vmin=-0.5,
+            vmax=len(states) - 0.5,
+            interpolation="nearest",
+            aspect="auto",
+        )
+        _ticks(ax.set_xticks, [display(v) for v in self.column_values])
+        _ticks(ax.set_yticks, [display(v) for v in self.row_values])
+        if any(len(display(v)) > 4 for v in self.column_values):
+            ax.tick_params(axis="x", labelrotation=90)
+        if max(n_rows, n_columns) <= 60:
+            ax.set_xticks([j - 0.5 for j in range(1, n_columns)], minor=True)
+            ax.set_yticks([i - 0.5 for i in range(1, n_rows)], minor=True)
+            ax.grid(which="minor", color="white", linewidth=1)
+            ax.tick_params(which="minor", length=0)
+        if self.others and n_rows * n_columns <= ANNOTATED_CELLS:
+            for i, row in enumerate(self.cells):
+                for j, cell in enumerate(row):
+                    if cell.total:
+                        ax.text(
+                            j,
+                            i,
+                            f"{cell.done}/{cell.total}",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if cell.state is CellState.DONE else "black",
+                        )
+        ax.set_xlabel(self.columns)
+        ax.set_ylabel(self.rows)
+        ax.set_title(self.summary().replace("; ", "\n"), fontsize=9)
+        handles = [
+            Patch(facecolor=COLOURS[s], edgecolor="#9e9e9e", label=s.value) for s in self._legend()
+        ]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        if path is not None:
+            figure.savefig(os.fspath(path))
+        return figure
+
+    def _mark(self, cell: GridCell) -> str:
+        """What an HTML cell shows: its counts where it holds several points."""
+        return f"{cell.done}/{cell.total}" if self.others else CHARS[cell.state]
+
+    def _repr_html_(self) -> str:
+        caption = html.escape(self.summary())
+        if len(self.row_values) * len(self.column_values) > HTML_CELLS:
+            return f"<p>{caption} (too many cells for a table: use print() or .plot())</p>"
+        corner = html.escape(f"{self.rows} \\ {self.columns}")
+        head = "".join(f"<th>{html.escape(display(v))}</th>" for v in self.column_values)
+        body = []
+        for value, row in zip(self.row_values, self.cells, strict=True):
+            cells = "".join(
+                f'<td style="background:{COLOURS[c.state]};text-align:center" '
+                f'title="{c.state.value}: {c.done} done, {c.running} running, '
+                f'{c.pending} pending">{self._mark(c)}</td>'
+                for c in row
+            )
+            body.append(f"<tr><th>{html.escape(display(value))}</th>{cells}</tr>")
+        legend = " ".join(
+            f'<span style="background:{COLOURS[s]};padding:0 0.5em">{html.escape(s.value)}</span>'
+            for s in self._legend()
+        )
+        return (
+            f"<table><caption>{caption}<br>{legend}</caption>"
+            f"<thead><tr><th>{corner}</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
+
+
+def _ticks(setter: Callable[..., Any], labels: Sequence[str]) -> None:
+    """Label at most about 40 ticks, so that a long axis stays legible."""
+    step = max(1, math.ceil(len(labels) / 40))
+    positions = range(0, len(labels), step)
+    setter(list(positions), labels=[labels[p] for p in positions])
+
+
+def _order(value: object, text: str) -> tuple[int, float | int | str]:
+    """Sort numbers numerically (NaN last), then booleans, strings, None, the rest."""
+    if isinstance(value, bool):
+        return (2, int(value))
+    if isinstance(value, int | float):
+        return (1, math.inf) if value != value else (0, value)
+    if isinstance(value, str):
+        return (3, value)
+    if value is None:
+        return (4, "")
+    return (5, text)
+
+
+def _assemble(
+    function: str,
+    names: tuple[str, str],
+    others: tuple[str, ...],
+    counts: Mapping[tuple[str, str], Sequence[int]],
+    decode: Callable[[str], object],
+    cross: int = 0,
+) -> Grid:
+    """The grid of the counted cells; with ``cross``, every cell holds that many points."""
+    row_texts = {r for r, _ in counts}
+    column_texts = {c for _, c in counts}
+    rows = sorted(((decode(t), t) for t in row_texts), key=lambda vt: _order(*vt))
+    columns = sorted(((decode(t), t) for t in column_texts), key=lambda vt: _order(*vt))
+    cells = []
+    for _, r in rows:
+        line = []
+        for _, c in columns:
+            done, running, pending = counts.get((r, c), (0, 0, 0))
+            if cross:
+                pending = cross - done - running
+            line.append(GridCell(done, running, pending))
+        cells.append(tuple(line))
+    return Grid(
+        function,
+        names[0],
+        names[1],
+        tuple(v for v, _ in rows),
+        tuple(v for v, _ in columns),
+        tuple(cells),
+        others,
+    )
+
+
+def unpack(key: Packed, width: int) -> tuple[str, ...]:
+    """The texts of a key packed by `pack` for ``width`` columns."""
+    if isinstance(key, tuple):
+        return key
+    return (key,) if width == 1 else tuple(key.split(_SEP))
+
+
+class Points:
+    """The states of a progress grid's points, kept to draw it on demand.
+
+    Holds the sets `stet.progress` builds anyway (the grid's distinct keys,
+    those not done, and those running), so keeping them costs no copy. Not
+    an attrs class, so that ``attrs.asdict(progress)`` stays the facts.
+    """
+
+    __slots__ = ("cols", "decode", "function", "keys", "names", "pending", "running")
+
+    def __init__(
+        self,
+        function: str,
+        names: tuple[str, ...],
+        cols: tuple[str, ...],
+        keys: Collection[Packed],
+        pending: Collection[Packed],
+        running: Collection[Packed],
+        decode: Callable[[str], object],
+    ) -> None:
+        self.function = function
+        self.names = names
+        self.cols = cols
+        self.keys = keys
+        self.pending = pending
+        self.running = running
+        self.decode = decode
+
+    def grid(self, rows: str | None, columns: str | None) -> Grid:
+        """The grid of the points by the values of ``rows`` and ``columns``."""
+        names = self._choose(rows, columns)
+        at = (self.cols.index(names[0]), self.cols.index(names[1]))
+        counts: dict[tuple[str, str], list[int]] = {}
+        for key in self.keys:
+            texts = unpack(key, len(self.cols))
+            cell = counts.setdefault((texts[at[0]], texts[at[1]]), [0, 0, 0])
+            if key not in self.pending:
+                cell[0] += 1
+            elif key in self.running:
+                cell[1] += 1
+            else:
+                cell[2] += 1
+        others = tuple(n for n in self.names if n not in names)
+        return _assemble(self.function, names, others, counts, self.decode)
+
+    def _choose(self, rows: str | None, columns: str | None) -> tuple[str, str]:
+        if rows is None and columns is None:
+            if len(self.names) != 2:
+                raise ValueError(
+                    f"name the two key parameters to draw, as grid(rows=..., columns=...): "
+                    f"{self.function} has {len(self.names)} ({', '.join(self.names)})"
+                )
+            return self.names[0], self.names[1]
+        if rows is None or columns is None:
+            raise ValueError("give both rows= and columns=, or neither (for two key parameters)")
+        check_names(self.function, self.names, (rows, columns))
+        return rows, columns
+
+
+def check_names(function: str, names: Sequence[str], chosen: Sequence[str]) -> None:
+    """Fail unless ``chosen`` are two different names among ``names``."""
+    if len(chosen) != 2 or chosen[0] == chosen[1]:
+        raise ValueError(
+            f"a grid takes two different key parameters, one for the rows and one for "
+            f"the columns; got {', '.join(map(repr, chosen)) or 'none'}"
+        )
+    for name in chosen:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"{name!r} is not a key parameter of {function or 'the records'}; {hint}"
+                f"(key parameters: {', '.join(names) or 'none'})"
+            )
+
+
+def store_grid(
+    table: Table, function: str, names: Sequence[str], now: float, decode: Callable[[str], object]
+) -> tuple[Grid, int]:
+    """The grid of a store's records of ``function``, and the records left out.
+
+    The points are every combination of the values the records (and live
+    claims) hold, one value per key column, under the function's current
+    key: the key columns of its newest record. Records with other key
+    columns are left out, as the decorator would not skip them either.
+    """
+    mine: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = []
+    for row in table.rows():
+        fn, cols, values = table.identity(row)
+        if fn in (function, ""):
+            mine.append((fn, cols, values, row.get(TIMESTAMP, "")))
+    if not mine:
+        raise ValueError(f"{table.location} has no records of {function or 'any function'}")
+    named = [m for m in mine if m[0] == function] or mine
+    cols = max(named, key=lambda m: m[3])[1]
+    check_names(function, cols, names)
+    done = {values for _, c, values, _ in mine if c == cols}
+    left_out = sum(1 for _, c, _, _ in mine if c != cols)
+    running = {
+        claim.values
+        for claim in table.claims().values()
+        if claim.function == function and claim.cols == cols and claim.live(now)
+    } - done
+    at = (cols.index(names[0]), cols.index(names[1]))
+    seen: list[set[str]] = [set() for _ in cols]
+    counts: dict[tuple[str, str], list[int]] = {}
+    for state, keys in ((0, done), (1, running)):
+        for values in keys:
+            for i, text in enumerate(values):
+                seen[i].add(text)
+            counts.setdefault((values[at[0]], values[at[1]]), [0, 0, 0])[state] += 1
+    cross = math.prod(len(s) for i, s in enumerate(seen) if i not in at)
+    for r in seen[at[0]]:
+        for c in seen[at[1]]:
+            counts.setdefault((r, c), [0, 0, 0])
+    others = tuple(c for c in cols if c not in names)
+    grid = _assemble(function, (names[0], names[1]), others, counts, decode, cross)
+    return grid, left_out
