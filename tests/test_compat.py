@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import stet
-from stet.backends import BACKENDS, ParquetBackend, SqliteBackend, get_backend
+from stet.backends import BACKENDS, CsvBackend, ParquetBackend, SqliteBackend, get_backend
 from stet.backends import _parquet as parquet_module
 from stet.backends._base import Table
 
@@ -218,18 +218,22 @@ def test_reset_of_a_store_that_does_not_exist_clears_nothing_and_says_so(
     assert not list(tmp_path.iterdir())  # not even a lock file
 
 
+@pytest.mark.parametrize("opened_first", ["real", "link"])
 def test_reset_through_a_symbolic_link_empties_the_store_and_keeps_the_link(
-    tmp_path: Path,
+    tmp_path: Path, opened_first: str
 ) -> None:
     real = tmp_path / "shared" / "runs.csv"
     real.parent.mkdir()
-    get_backend(real).record({"x": 1})
     link = tmp_path / "runs.csv"
     link.symlink_to(real)
-    assert stet.reset(link) == 1
+    CsvBackend(str(real)).record({"x": 0})  # the store exists
+    get_backend(real if opened_first == "real" else link).record({"x": 1})
+    assert stet.reset(link) == 2
     assert link.is_symlink()
     assert real.exists()
     assert _xs(real) == []
+    get_backend(link).record({"x": 2})  # the link still leads to the store
+    assert _xs(real) == [2]
 
 
 def test_reset_leaves_a_file_that_is_not_a_store_untouched(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from ._once import DEFAULT_STORE, Runner, display
 from .backends import get_backend
 from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table
 from .backends._claims import claims_by_function
+from .backends._postgres import is_url
 from .exceptions import KeyEncodingError
 
 __all__ = [
@@ -349,7 +350,8 @@ def _clear(store: str | os.PathLike[str]) -> int:
         return 0
     if not _confirm("all records", table):
         return 0
-    removed = table.clear_counted()
+    linked = not is_url(os.fspath(store)) and os.path.islink(os.fspath(store))
+    removed = table.clear_counted(in_place=linked)
     print(f"[stet] Store cleared: {table.location}")
     return removed
 

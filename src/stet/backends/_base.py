@@ -939,10 +939,15 @@ class Table:
         """
         self.clear_counted()
 
-    def clear_counted(self) -> int:
-        """`clear`, returning how many records were removed."""
-        paths = [self._path + suffix for suffix in self.record_files]
-        if not paths or os.path.islink(self._path):
+    def clear_counted(self, *, in_place: bool = False) -> int:
+        """`clear`, returning how many records were removed.
+
+        ``in_place`` empties the file instead of deleting it: the store was
+        named through a symbolic link, which must keep pointing at a store.
+        """
+        real = os.path.realpath(self._path)  # where the format keeps the files
+        paths = [real + suffix for suffix in self.record_files]
+        if not paths or in_place or os.path.islink(self._path):
             return self.remove_where(lambda row: False) if self.exists() else 0
         if not any(os.path.lexists(p) for p in paths):
             return 0

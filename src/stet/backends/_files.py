@@ -237,11 +237,9 @@ def atomic_write(path: str, data: bytes) -> FileState:
 
     The data goes to a temporary file beside the store, is flushed to disk,
     and is renamed over the store; a crash at any point leaves one of the two
-    complete versions. A store reached through a symbolic link is replaced
-    where the link points, so the link stays.
+    complete versions.
     """
-    target = os.path.realpath(path)
-    tmp = f"{target}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         # A leftover of a killed writer of this pid, or anything planted
         # there (a FIFO would block, a symlink would redirect the write).
@@ -253,7 +251,7 @@ def atomic_write(path: str, data: bytes) -> FileState:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
