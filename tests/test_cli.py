@@ -411,3 +411,14 @@ def test_an_imported_double_underscore_column_is_read_back(store: str, tmp_path:
     assert done.returncode == 0, done.stderr
     assert stet_cli("status", store, cwd=tmp_path).returncode == 0
     assert list(stet.read(store)["__x"]) == [1]
+
+
+def test_reset_of_everything_removes_the_store_file_as_the_python_api_does(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "runs.csv"
+    stet.backends.get_backend(store).record({"x": 1})
+    done = stet_cli("reset", str(store), "--yes", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Removed 1 record(s)" in done.stdout
+    assert not store.exists()

@@ -392,3 +392,17 @@ def test_decode_accepts_only_canonical_texts(text: str) -> None:
     except ValueError:
         return
     assert enc(value) == text
+
+
+@given(
+    st.one_of(
+        S.strings.map(lambda s: "'" + s if _codec._needs_tag_v1(s) else s), S.keyable.map(enc)
+    )
+)
+def test_the_fast_check_finds_every_version_1_text_that_changed(text: str) -> None:
+    """The bulk read trusts version 1 columns the regex does not match."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if canonical_from_v1(text) != text:
+        assert pc.match_substring_regex(pa.array([text]), _codec.V1_CHANGED)[0].as_py()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -316,3 +317,34 @@ def test_a_key_column_that_differs_in_case_from_another_functions_is_refused_on_
     with pytest.raises(ValueError, match=r"'Alpha' and the column 'alpha'.*differ only in case"):
         second(1)
     assert ran == ["first"]
+
+
+@pytest.mark.parametrize("name", ["rowid", "ROWID", "oid", "_rowid_", "_STET_function"])
+def test_a_parameter_named_like_sqlites_own_columns_is_refused_at_decoration(
+    tmp_path: Path, name: str
+) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"def run({name}): ...", namespace)
+    with pytest.raises(ValueError, match="own columns"):
+        stet.once(store=str(tmp_path / "runs.sqlite"))(namespace["run"])
+
+
+def test_version_1_rows_are_removed_by_their_values(store: str) -> None:
+    """reset/remove find a version 1 row by today's value (PostgreSQL deletes
+    it by the texts it was stored with)."""
+    write_v1_rows(store, ["-abc", "=x", "plain"])
+    stet.backends._open.clear()
+    assert stet.reset(store=store, key_dict={"s": "-abc"}) == 1
+    assert sorted(stet.read(store)["s"]) == ["=x", "plain"]
+    assert fresh(store).has({"s": "=x"})
+    assert not fresh(store).has({"s": "-abc"})
+
+
+def test_a_merge_that_cannot_be_written_leaves_the_index_as_the_store(tmp_path: Path) -> None:
+    source = str(tmp_path / "old.csv")
+    get_backend(source).record({"alpha": 1}, function="f")
+    dest = str(tmp_path / "new.sqlite")
+    get_backend(dest).record({"Alpha": 1}, function="g")
+    with pytest.raises(ValueError, match="differ only in case"):
+        get_backend(dest).merge_rows(get_backend(source).rows())
+    assert not get_backend(dest).has({"alpha": 1})

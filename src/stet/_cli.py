@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -30,6 +31,7 @@ from ._once import DEFAULT_STORE
 from .backends import backend_class, get_backend
 from .backends._base import ARROW_THREADS, CODE, FUNCTION, TIMESTAMP, Row
 from .backends._columns import check_key_columns
+from .backends._postgres import is_url
 from .exceptions import KeyEncodingError, StetError
 
 __all__ = ["main"]
@@ -324,7 +326,12 @@ def _reset(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("[stet] Aborted.")
             return 0
-    removed = table.remove_where(lambda row: not chosen(row))
+    if not where and args.function is None and not args.stale_code:
+        # Everything: the store's file goes, as stet.reset() does.
+        linked = not is_url(args.store) and os.path.islink(args.store)
+        removed = table.clear_counted(in_place=linked)
+    else:
+        removed = table.remove_where(lambda row: not chosen(row))
     print(f"[stet] Removed {removed} record(s) from {table.location}")
     return 0
 

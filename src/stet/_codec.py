@@ -307,7 +307,10 @@ class KeyCodec:
         """
         t = type(value)
         if t is str:
-            return _checked_utf8(_str_text(value))  # type: ignore[arg-type]  # t is str
+            text: str = value  # type: ignore[assignment]  # t is str
+            if text.isascii() and text.isprintable():  # the common case: no new checks
+                return "'" + text if _needs_tag(text) else text
+            return _checked_utf8(_str_text(text))
         if t is int:
             return _int_text(value)  # type: ignore[arg-type]  # t is int
         if t is float:
@@ -616,7 +619,10 @@ def canonical_from_legacy(text: str) -> str:
 #: Version 1 texts that may differ from today's: a bare string that begins
 #: like a formula, or any text with a control character. Numbers (``-1``,
 #: ``-inf``) match too; they come out unchanged. (RE2 syntax, for Arrow.)
-V1_CHANGED: Final = r"^[=@]|^[+-]$|^[+-][^0-9]|[\x00-\x08\x0a-\x1f]"
+V1_CHANGED: Final = (
+    r"^[=@]|^[+-]$|^[+-][^0-9i]|^[+-]i$|^[+-]i[^n]|^[+-]in$|^[+-]in[^f]|^[+-]inf."
+    r"|[\x00-\x08\x0a-\x1f]"
+)
 
 
 def canonical_from_v1(text: str) -> str:

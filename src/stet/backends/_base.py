@@ -714,20 +714,33 @@ class Table:
         with self._locked():
             self.sync()
             added: list[Row] = []
+            new: Index = {}
             for row in rows:
                 function, cols, values = self.identity(row)
                 packed = pack(values)
                 done = self._index.get((function, cols))
-                if done is not None and packed in done:
+                group = new.setdefault((function, cols), set())
+                if (done is not None and packed in done) or packed in group:
                     continue
+                if not group:  # a group seen for the first time
+                    check_key_columns(cols, self.column_limits, store=self.location)
+                    self.check_can_hold(cols)
+                if function and not function.isprintable():
+                    raise StoreError(
+                        self.location,
+                        f"a record to merge names the function {function!r}, which holds a "
+                        "control character no store line may hold; fix it in the source",
+                    )
                 clean = {c: t for c, t in row.items() if c[:6] == "_stet_"}
                 clean.update(zip(cols, values, strict=True))
                 clean[CODEC] = _CURRENT
                 added.append(clean)
-                self._index.setdefault((function, cols), set()).add(packed)
+                group.add(packed)
             if added:
                 self._cursor = self._format.append(added, self._cursor)
                 _WRITTEN_TABLES.add(self)
+                for group_key, keys in new.items():  # only once they are written
+                    self._index.setdefault(group_key, set()).update(keys)
             return len(added)
 
     def flush(self, timeout: float | None = None) -> None:

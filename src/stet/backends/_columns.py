@@ -40,6 +40,7 @@ class ColumnLimits:
 
     case_insensitive: bool = False
     max_bytes: int | None = None
+    reserved: frozenset[str] = frozenset()
 
 
 NO_LIMITS: Final = ColumnLimits()
@@ -83,6 +84,13 @@ def check_key_columns(
                 "rename the parameter or leave it out of key="
             )
         folded = name.translate(_ASCII_LOWER) if limits.case_insensitive else name
+        if folded in limits.reserved or (
+            limits.case_insensitive and folded.startswith(META_PREFIX)
+        ):
+            raise ValueError(
+                f"key name {name!r} is taken by {what}'s own columns (its column names "
+                "ignore case); rename the parameter or leave it out of key="
+            )
         other = seen.get(folded)
         if other is not None:
             if other == name:

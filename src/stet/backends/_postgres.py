@@ -1312,8 +1312,10 @@ class PostgresBackend(Table):
             doomed: list[tuple[str, str]] = []
             for row in as_rows(records):
                 if not keep(row):
-                    function, cols, values = self.identity(row)
-                    doomed.append((function, key_json(cols, values)))
+                    # By the texts as stored: a row of older key rules holds
+                    # them as written then, and its _stet_key was made of them.
+                    function, cols, _ = self.identity(row)
+                    doomed.append((function, key_json(cols, tuple(row[c] for c in cols))))
             removed = 0
             if doomed:
                 assert isinstance(cursor, _PgCursor)
@@ -1324,10 +1326,15 @@ class PostgresBackend(Table):
 
     def clear(self) -> None:
         """Remove every record (the tables stay, empty; claims in progress stay)."""
+        self.clear_counted()
+
+    def clear_counted(self, *, in_place: bool = False) -> int:
+        """`clear`, returning how many records were removed (one statement)."""
         with self._mutex:
-            self._pg.delete(None, None)
+            removed = self._pg.delete(None, None)
             self._cursor = None
             self.sync()
+            return removed
 
 
 def describe(store: str) -> str:

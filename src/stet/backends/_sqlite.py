@@ -538,4 +538,8 @@ class SqliteBackend(Table):
 
     format_class = _SqliteFormat
     extensions = (".sqlite", ".db")
-    column_limits = ColumnLimits(case_insensitive=True)
+    # rowid and its aliases name SQLite's own row number, which reading
+    # what is new relies on.
+    column_limits = ColumnLimits(
+        case_insensitive=True, reserved=frozenset({"rowid", "oid", "_rowid_"})
+    )
