@@ -434,9 +434,9 @@ def test_a_forked_child_inherits_no_open_sqlite_database(tmp_path: Path) -> None
         os.write(write_fd, "\n".join(held).encode())
         os._exit(0)
     os.close(write_fd)
-    os.waitpid(pid, 0)
-    with os.fdopen(read_fd) as pipe:
+    with os.fdopen(read_fd) as pipe:  # read first: a long list fills the pipe
         held = pipe.read().split("\n")
+    os.waitpid(pid, 0)
     assert not [f for f in held if f.startswith(str(path))], held
     table.record({"x": 2}, function="f")  # the parent reconnects
     assert table.has({"x": 1}, function="f")
