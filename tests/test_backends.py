@@ -683,3 +683,21 @@ def test_a_new_stores_columns_follow_the_functions_parameter_order(
     else:
         assert list(json.loads(store.read_text())[0])[:3] == ["zeta", "alpha", "mid"]
     assert type(get_backend(store))(store).has({"alpha": 2, "mid": 1, "zeta": 1})
+
+
+def test_a_store_no_longer_used_closes_its_lock_file(tmp_path: Path) -> None:
+    """A long session that opens many stores does not run out of descriptors."""
+    import gc
+    import os
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    for i in range(50):
+        backend = type(get_backend(tmp_path / f"s{i}.csv"))(tmp_path / f"s{i}.csv")
+        backend.record({"x": i})
+        del backend
+    stet.backends._open.clear()
+    gc.collect()
+    assert open_files() - before < 10

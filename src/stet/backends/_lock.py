@@ -46,6 +46,16 @@ class StoreLock:
         self._depth = 0
         self._fallback = filelock.FileLock(path, thread_local=False) if fcntl is None else None
 
+    def __del__(self) -> None:
+        # The descriptor is this object's alone: a store no longer used must
+        # not keep its lock file open (a long session opens many stores).
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:  # pragma: no cover - already closed
+                pass
+
     def after_fork(self) -> None:
         """Drop the parent's file descriptor: the child needs its own lock."""
         # The inherited descriptor shares the parent's open file (and lock);
