@@ -9,6 +9,7 @@ dies, so a killed writer never leaves a store locked.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Final
@@ -51,10 +52,8 @@ class StoreLock:
         # not keep its lock file open (a long session opens many stores).
         fd, self._fd = self._fd, None
         if fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:  # pragma: no cover - already closed
-                pass
 
     def after_fork(self) -> None:
         """Drop the parent's file descriptor: the child needs its own lock."""
