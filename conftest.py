@@ -18,8 +18,7 @@ from typing import Any
 from sybil import Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser, PythonCodeBlockParser, SkipParser
 
-import stet.backends
-from stet._report import reporter
+import stet.testing
 
 
 def _write_named_file(example: Example) -> None:
@@ -34,15 +33,13 @@ def _setup(namespace: dict[str, Any]) -> None:
     namespace["__docs_cwd__"] = os.getcwd()
     namespace["__docs_tmp__"] = tempfile.mkdtemp(prefix="stet-docs-")
     os.chdir(namespace["__docs_tmp__"])
-    stet.backends._open.clear()
-    reporter.reset()
+    stet.testing.fresh_process()
 
 
 def _teardown(namespace: dict[str, Any]) -> None:
     os.chdir(namespace["__docs_cwd__"])
     shutil.rmtree(namespace["__docs_tmp__"], ignore_errors=True)
-    stet.backends._open.clear()
-    reporter.reset()
+    stet.testing.fresh_process()
 
 
 pytest_collect_file = Sybil(

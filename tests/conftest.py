@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-import stet.backends
-from stet._report import reporter
+import stet.testing
 
 from . import pg_server as pg_server_module
 
@@ -50,11 +49,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     """Each test runs in its own directory with no stores open from before."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("STET_QUIET", raising=False)
-    stet.backends._open.clear()
-    reporter.reset()
+    stet.testing.fresh_process()
     yield
-    stet.backends._open.clear()
-    reporter.reset()
+    stet.testing.fresh_process()
 
 
 @pytest.fixture(scope="session")

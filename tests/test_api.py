@@ -285,8 +285,6 @@ def test_progress_counts_done_and_left(store: str, capsys: pytest.CaptureFixture
 
 def timed_runs(store: str, function: str, runs: list[tuple[int, float, float]]) -> None:
     """Records of ``(x, finished at, duration)``, as runs at those times write them."""
-    table = stet.backends.get_backend(store)
-    table.sync()
     start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
     rows = [
         {
@@ -298,9 +296,10 @@ def timed_runs(store: str, function: str, runs: list[tuple[int, float, float]]) 
         }
         for x, at, duration in runs
     ]
-    table._cursor = table._format.append(rows, table._cursor)
+    table = stet.backends.open_store(store)
+    table.merge(rows)  # as written, metadata and all
     table.flush()
-    stet.backends._open.clear()  # read them as a new process would
+    stet.backends.forget_open()  # read them as a new process would
 
 
 def test_progress_estimates_from_the_recorded_durations(

@@ -23,15 +23,15 @@ from hypothesis.stateful import (
 
 import stet
 from stet.backends import (
-    BACKENDS,
     CsvBackend,
     JsonBackend,
     ParquetBackend,
-    PostgresBackend,
     SqliteBackend,
+    StoreBackend,
     get_backend,
+    new_store,
+    registered,
 )
-from stet.backends._base import Table
 from stet.typing import Backend
 
 from . import pg_server as pg
@@ -50,7 +50,13 @@ def test_extensions_pick_the_backend(tmp_path: Path) -> None:
     assert type(get_backend(tmp_path / "a.sqlite")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.db")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.parquet")) is ParquetBackend
-    assert set(BACKENDS) == {".csv", ".json", ".sqlite", ".db", ".parquet"}
+    assert [n for n in registered() if n.startswith(".")] == [
+        ".csv",
+        ".json",
+        ".sqlite",
+        ".db",
+        ".parquet",
+    ]
 
 
 def test_an_unknown_extension_lists_the_supported_ones(tmp_path: Path) -> None:
@@ -226,16 +232,18 @@ class StoreMachine(RuleBasedStateMachine):
         if self.extension == "postgresql":
             assert pg.running is not None
             self.path = new_pg_store(pg.running)
-            self.cls: type[Table] = PostgresBackend
         else:
             self.path = str(Path(self.dir.name) / f"m.{self.extension}")
-            self.cls = BACKENDS[f".{self.extension}"]
-        self.store = self.cls(self.path)
+        self.store = self.fresh()
         self.model: set[tuple[str, str, str]] = set()  # (function, column, text)
         self.codec = stet.KeyCodec()
 
     def teardown(self) -> None:
         self.dir.cleanup()
+
+    def fresh(self) -> StoreBackend:
+        """The store as another process would open it."""
+        return StoreBackend(new_store(self.path))
 
     @initialize(target=keys)
     def first_key(self) -> Any:
@@ -281,7 +289,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(other_process=st.booleans())
     def reopen(self, other_process: bool) -> None:
-        fresh = self.cls(self.path)
+        fresh = self.fresh()
         if other_process:  # another writer appends, then we must see it
             fresh.record({"z": len(self.model)}, function="other")
             self.model.add(("other", "z", str(len(self.model))))
@@ -290,11 +298,11 @@ class StoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def load_matches_the_model(self) -> None:
-        if not self.cls(self.path).exists():
+        if not self.fresh().exists():
             assert not self.model
             return
         loaded = set()
-        for r in self.cls(self.path).load():
+        for r in self.fresh().load():
             (col,) = [c for c in r if not c.startswith("_stet_")]
             loaded.add((str(r.get("_stet_function", "")), col, self.codec.encode(r[col])))
         assert loaded == self.model
@@ -508,7 +516,7 @@ def test_a_sqlite_reader_after_fork_sees_new_records(tmp_path: Path) -> None:
     writer = ctx.Process(target=_record_in_child, args=(path, 1))
     writer.start()
     writer.join()
-    b._format.after_fork()  # as in a forked child: a new connection, a new counter
+    b.store.reset_in_child()  # type: ignore[attr-defined]  # as in a forked child
     assert b.has({"x": 1})
 
 
@@ -536,7 +544,7 @@ def test_a_parquet_journal_is_folded_in_when_it_grows(tmp_path: Path) -> None:
     path = tmp_path / "runs.parquet"
     b = get_backend(path)
     b.record({"x": -1})
-    b.add_texts("", ("x",), [(str(i),) for i in range(1_200)])
+    b.store.add("", ("x",), [(str(i),) for i in range(1_200)])
     assert not (tmp_path / "runs.parquet.journal.csv").exists()
     assert len(pd.read_parquet(path)) == 1_201
 
@@ -568,9 +576,9 @@ def test_a_big_store_reads_like_a_small_one(store: str) -> None:
     writer = get_backend(store)
     n = 25_000  # over a megabyte of records
     keys = [(codec.encode(values[i % len(values)]), str(i)) for i in range(n)]
-    writer.add_texts("f", ("s", "x"), keys)
-    writer.add_texts("", ("y",), [(codec.encode(v),) for v in values])
-    writer.add_texts("g", ("s", "x"), keys[:5])
+    writer.store.add("f", ("s", "x"), keys)
+    writer.store.add("", ("y",), [(codec.encode(v),) for v in values])
+    writer.store.add("g", ("s", "x"), keys[:5])
     if store.endswith(".parquet"):
         writer.flush()
     if not store.startswith("postgresql://"):
@@ -591,7 +599,7 @@ def test_a_big_store_reads_like_a_small_one(store: str) -> None:
 def test_a_big_store_with_a_torn_tail_keeps_its_records(tmp_path: Path, ext: str) -> None:
     path = tmp_path / f"runs.{ext}"
     writer = get_backend(path)
-    writer.add_texts("f", ("x",), [(str(i),) for i in range(20_000)])
+    writer.store.add("f", ("x",), [(str(i),) for i in range(20_000)])
     complete = type(writer)(path)  # one function, every column: the fastest read
     assert complete.has({"x": 19_999}, function="f")
     assert not complete.has({"x": 20_000}, function="f")
@@ -646,8 +654,8 @@ def test_a_big_json_store_read_in_many_chunks_loses_nothing(
     path = tmp_path / "runs.json"
     writer = get_backend(path)
     texts = [codec.encode(t) for t in TRICKY]
-    writer.add_texts("f", ("s", "x"), [(texts[i % len(texts)], str(i)) for i in range(20_000)])
-    writer.add_texts("g", ("y",), [(str(i),) for i in range(50)])
+    writer.store.add("f", ("s", "x"), [(texts[i % len(texts)], str(i)) for i in range(20_000)])
+    writer.store.add("g", ("y",), [(str(i),) for i in range(50)])
     chunks: list[int] = []
     real = _json._JsonFormat._arrow_lines
 
@@ -657,7 +665,7 @@ def test_a_big_json_store_read_in_many_chunks_loses_nothing(
 
     monkeypatch.setattr(_json._JsonFormat, "_arrow_lines", staticmethod(counted))
     fresh = JsonBackend(path)
-    fresh.sync()
+    fresh.store.refresh()
     assert len(chunks) > 100  # the chunked reader did the work
     for i in (0, 4_999, 19_999):
         assert fresh.has({"s": TRICKY[i % len(TRICKY)], "x": i}, function="f")
@@ -698,6 +706,6 @@ def test_a_store_no_longer_used_closes_its_lock_file(tmp_path: Path) -> None:
         backend = type(get_backend(tmp_path / f"s{i}.csv"))(tmp_path / f"s{i}.csv")
         backend.record({"x": i})
         del backend
-    stet.backends._open.clear()
+    stet.backends.forget_open()
     gc.collect()
     assert open_files() - before < 10

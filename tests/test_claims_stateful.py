@@ -35,9 +35,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from stet.backends import get_backend
-from stet.backends._base import Table
+from stet.backends import new_store
 from stet.backends._claims import Claim
+from stet.typing import ClaimingStore
 
 from .conftest import STORE_EXTENSIONS
 from .fake_clock import FakeClock
@@ -62,7 +62,7 @@ class ModelClaim:
 @attrs.define
 class Worker:
     owner: str
-    table: Table
+    table: ClaimingStore
     held: dict[int, Claim] = attrs.Factory(dict)
 
 
@@ -87,8 +87,10 @@ class ClaimsMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _open(self) -> Table:
-        return type(get_backend(self.store))(self.store, clock=self.clock)
+    def _open(self) -> ClaimingStore:
+        opened = new_store(self.store, clock=self.clock)
+        assert isinstance(opened, ClaimingStore)
+        return opened
 
     @initialize()
     def two_workers(self) -> None:
@@ -106,7 +108,7 @@ class ClaimsMachine(RuleBasedStateMachine):
     def claim(self, data: st.DataObject, key: int, lease: float) -> None:
         worker = data.draw(st.sampled_from(self.workers))
         function, cols, values = _key(key)
-        state, claim = worker.table.claim_texts(function, cols, values, lease, owner=worker.owner)
+        state, claim = worker.table.claim(function, cols, values, lease, owner=worker.owner)
         current = self.claims.get(key)
         now = self.clock.monotonic
         if key in self.records:
@@ -140,7 +142,7 @@ class ClaimsMachine(RuleBasedStateMachine):
     def complete(self, data: st.DataObject) -> None:
         worker, key, claim = self._pick_held(data)
         expected = self._same(key, claim)
-        assert worker.table.complete_claim(claim) == expected
+        assert worker.table.complete(claim) == expected
         if expected:
             self.records.add(key)
             del self.claims[key]
@@ -149,7 +151,7 @@ class ClaimsMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         worker, key, claim = self._pick_held(data)
-        worker.table.release_claim(claim)
+        worker.table.release(claim)
         if self._same(key, claim):
             del self.claims[key]
 
@@ -157,7 +159,7 @@ class ClaimsMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def heartbeat(self, data: st.DataObject) -> None:
         worker = data.draw(st.sampled_from(self._holding()))
-        renewed = worker.table.renew_claims(list(worker.held.values()))
+        renewed = worker.table.renew(list(worker.held.values()))
         worker.held.update((int(c.values[0]), c) for c in renewed)
         for key, claim in worker.held.items():
             if self._same(key, claim):
@@ -170,7 +172,7 @@ class ClaimsMachine(RuleBasedStateMachine):
         worker, key, claim = self._pick_held(data)
         if not self._same(key, claim):
             return
-        worker.table.record({"key": key}, function="work")
+        worker.table.add("work", ("key",), [(str(key),)])
         self.records.add(key)
         del self.claims[key]  # finished: no longer in progress
         self.workers.remove(worker)
@@ -198,7 +200,7 @@ class ClaimsMachine(RuleBasedStateMachine):
         }
         now = self.clock.monotonic
         assert seen == {k: (c.owner, c.epoch, c.alive(now)) for k, c in self.claims.items()}
-        rows = [r["key"] for r in reader.load()]
+        rows = [int(r["key"]) for r in reader.records()]
         assert all(isinstance(key, int) for key in rows)
         assert Counter(rows) == Counter(self.records), "a key recorded twice, or lost"
 

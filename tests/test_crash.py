@@ -24,8 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import stet
-from stet.backends import BACKENDS, ParquetBackend, SqliteBackend, get_backend
-from stet.backends._base import Table
+from stet.backends import ParquetBackend, SqliteBackend, StoreBackend, get_backend
 from stet.backends._parquet import _ParquetFormat
 
 from .conftest import kind, soak
@@ -39,7 +38,7 @@ KILLS = soak(30, 100)
 
 def _writer(store: str, start: int, pipe_fd: int) -> None:
     """Record keys start, start+1, ... and report each after its call returned."""
-    stet.backends._open.clear()
+    stet.backends.forget_open()
 
     @stet.once(store=store, quiet=True, name="work")
     def work(x: int) -> int:
@@ -173,17 +172,19 @@ def test_a_full_sqlite_database_refuses_the_whole_batch(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     table = get_backend(path)
     table.record({"x": -1}, function="f")
-    conn = table._format._connect()  # type: ignore[attr-defined]
+    # The page limit is per connection: set it on the store's own (no public seam
+    # makes a disk full).
+    conn = table.store._format._connect()  # type: ignore[attr-defined]
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count = {pages}")
     batch = [(str(x),) for x in range(5_000)]
     with pytest.raises(stet.StoreError, match="full"):
-        table.add_texts("f", ("x",), batch)
+        table.store.add("f", ("x",), batch)
     fresh = type(table)(path)
     assert fresh.has({"x": -1}, function="f")
     assert len(fresh.load()) == 1
     conn.execute("PRAGMA max_page_count = 1073741823")
-    assert table.add_texts("f", ("x",), batch) == 5_000
+    assert table.store.add("f", ("x",), batch) == 5_000
     assert len(type(table)(path).load()) == 5_001
 
 
@@ -234,7 +235,7 @@ def test_a_new_journal_like_the_folded_one_is_still_read() -> None:
 # -- a model-based state machine: calls, concurrent calls, kills, torn writes ----
 
 
-def _record_in_child(cls: type[Table], path: str, keys: list[int], pipe_fd: int) -> None:
+def _record_in_child(cls: type[StoreBackend], path: str, keys: list[int], pipe_fd: int) -> None:
     """Record keys, reporting each after its call returned."""
     table = cls(path)
     for x in keys:
@@ -242,10 +243,10 @@ def _record_in_child(cls: type[Table], path: str, keys: list[int], pipe_fd: int)
         os.write(pipe_fd, f"{x}\n".encode())
 
 
-def _torn_write_in_child(cls: type[Table], path: str, key: int, keep: int) -> None:
+def _torn_write_in_child(cls: type[StoreBackend], path: str, key: int, keep: int) -> None:
     """Die by SIGKILL in the middle of writing a record: ``keep`` bytes land."""
     table = cls(path)
-    table.sync()
+    table.store.refresh()
     write = os.write
 
     def torn(fd: int, data: Buffer) -> int:
@@ -257,7 +258,7 @@ def _torn_write_in_child(cls: type[Table], path: str, key: int, keep: int) -> No
     table.record({"x": key}, function="f")
 
 
-def _reset_killed_in_child(cls: type[Table], path: str, at: int) -> None:
+def _reset_killed_in_child(cls: type[StoreBackend], path: str, at: int) -> None:
     """Reset the store, dying by SIGKILL just before removing its ``at``-th file."""
     unlink = os.unlink
     removed = 0
@@ -286,7 +287,7 @@ class CrashMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.TemporaryDirectory()
         self.path = str(Path(self.dir.name) / f"m.{self.extension}")
-        self.cls: type[Table] = BACKENDS[f".{self.extension}"]
+        self.cls = type(get_backend(self.path))
         self.table = self.cls(self.path)
         self.sure: set[int] = set()
         self.maybe: set[int] = set()

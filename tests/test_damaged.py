@@ -235,7 +235,7 @@ def check_mutated(path: Path, content: bytes) -> None:
     with contextlib.suppress(stet.StoreError):  # decoding may fail; nothing else
         backend.load()
     try:
-        before = backend.rows()  # the texts as stored, not decoded
+        before = backend.store.records()  # the texts as stored, not decoded
     except stet.StoreError as exc:
         problem = str(exc)
         assert str(path) in problem
@@ -254,7 +254,7 @@ def check_mutated(path: Path, content: bytes) -> None:
     except stet.StoreError:
         assert path.read_bytes() == content  # refused, untouched
         return
-    after = type(backend)(path).rows()
+    after = type(backend)(path).store.records()
     for row in before:
         assert row in after
     assert {"x": "99", "name": "new"}.items() <= after[-1].items()

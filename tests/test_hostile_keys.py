@@ -19,9 +19,13 @@ from hypothesis import strategies as st
 
 import stet
 from stet.backends import get_backend
+from stet.backends._csv import _CsvFormat
+from stet.backends._index import KeyIndex
+from stet.backends._records import Columns
 
 from . import strategies as S
 from .conftest import kind
+from .raw_rows import append_as_written
 
 HOSTILE = [
     "carriage\rreturn",
@@ -41,9 +45,9 @@ HOSTILE = [
 ]
 
 
-def fresh(store: str) -> stet.backends.CsvBackend:
+def fresh(store: str) -> stet.backends.StoreBackend:
     """The store as another process would open it (nothing cached)."""
-    return type(get_backend(store))(store)  # type: ignore[return-value]
+    return stet.backends.StoreBackend(stet.backends.new_store(store))
 
 
 @pytest.mark.parametrize("text", HOSTILE, ids=lambda t: repr(t[:12]))
@@ -179,20 +183,17 @@ V1_ROWS = [("=x", "=x"), ("-abc", "-abc"), ("line\nbreak", "line\nbreak"), ("ada
 
 def write_v1_rows(store: str, texts: list[str], function: str = "run") -> None:
     """Append rows exactly as stet 0.1 wrote them (key rules version 1)."""
-    table = get_backend(store)
-    table.sync()
     rows = [
         {"s": t, "_stet_function": function, "_stet_timestamp": "2026-01-01T00:00:00+00:00"}
         | {"_stet_codec": "1"}
         for t in texts
     ]
-    table._cursor = table._format.append(rows, table._cursor)
-    table.flush()
+    append_as_written(store, rows)
 
 
 def test_a_store_written_under_version_1_keeps_working(store: str) -> None:
     write_v1_rows(store, [t for _, t in V1_ROWS])
-    stet.backends._open.clear()  # as a new process would
+    stet.backends.forget_open()  # as a new process would
     ran: list[str] = []
 
     @stet.once(store=store, quiet=True, name="run")
@@ -214,14 +215,16 @@ def test_a_big_version_1_store_is_read_the_same_by_the_bulk_path(tmp_path: Path)
     texts = [f"k{i}" for i in range(40_000)] + ["=x", "-abc", "-1"]
     write_v1_rows(store, texts)
     assert Path(store).stat().st_size > 1 << 20  # the bulk path
-    bulk = fresh(store)
-    bulk.sync()
-    small = fresh(store)
-    for row in small.rows():  # the reference: one row at a time
-        small._index_row(row)
-    assert bulk._index == small._index
-    assert bulk.has({"s": "=x"})
-    assert bulk.has({"s": "-abc"})
+    columns, _, _ = _CsvFormat(store).scan(None)
+    assert isinstance(columns, Columns)  # the bulk path
+    bulk = KeyIndex(store)
+    bulk.rebuild(columns)
+    small = KeyIndex(store)  # the reference: one record at a time
+    small.rebuild(fresh(store).store.records())
+    assert bulk.groups == small.groups
+    bulk_store = fresh(store)
+    assert bulk_store.has({"s": "=x"})
+    assert bulk_store.has({"s": "-abc"})
 
 
 # -- torn and damaged CSV records ---------------------------------------------
@@ -313,7 +316,7 @@ def test_a_key_column_that_differs_in_case_from_another_functions_is_refused_on_
         ran.append("second")
 
     first(1)
-    stet.backends._open.clear()  # a new process
+    stet.backends.forget_open()  # a new process
     with pytest.raises(ValueError, match=r"'Alpha' and the column 'alpha'.*differ only in case"):
         second(1)
     assert ran == ["first"]
@@ -333,7 +336,7 @@ def test_version_1_rows_are_removed_by_their_values(store: str) -> None:
     """reset/remove find a version 1 row by today's value (PostgreSQL deletes
     it by the texts it was stored with)."""
     write_v1_rows(store, ["-abc", "=x", "plain"])
-    stet.backends._open.clear()
+    stet.backends.forget_open()
     assert stet.reset(store=store, key_dict={"s": "-abc"}) == 1
     assert sorted(stet.read(store)["s"]) == ["=x", "plain"]
     assert fresh(store).has({"s": "=x"})
@@ -346,5 +349,5 @@ def test_a_merge_that_cannot_be_written_leaves_the_index_as_the_store(tmp_path: 
     dest = str(tmp_path / "new.sqlite")
     get_backend(dest).record({"Alpha": 1}, function="g")
     with pytest.raises(ValueError, match="differ only in case"):
-        get_backend(dest).merge_rows(get_backend(source).rows())
+        stet.backends.open_store(dest).merge(stet.backends.open_store(source).records())
     assert not get_backend(dest).has({"alpha": 1})

@@ -78,8 +78,8 @@ def test_an_async_sweep_does_not_block_the_event_loop_on_the_store(
     async def run(x: int) -> int:
         return x
 
-    table = stet.backends.get_backend(store)
-    slow_sync = table.sync
+    table = stet.backends.open_store(store)
+    slow_sync = table.refresh
 
     window: list[float] = []
 
@@ -89,7 +89,7 @@ def test_an_async_sweep_does_not_block_the_event_loop_on_the_store(
         window.append(time.perf_counter())
         slow_sync()
 
-    monkeypatch.setattr(table, "sync", sync)
+    monkeypatch.setattr(table, "refresh", sync)
     ticks: list[float] = []
 
     async def ticker() -> None:

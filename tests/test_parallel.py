@@ -7,7 +7,6 @@ import multiprocessing
 import pickle
 import random
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,10 @@ import joblib
 import pytest
 
 import stet
-from stet.backends import BACKENDS
+from stet.backends import StoreBackend, new_store
 
 from . import workers
 from .conftest import STORE_EXTENSIONS, soak
-
-
-@pytest.fixture(autouse=True)
-def _fresh_module_stores() -> Iterator[None]:
-    workers.forget_open_stores()
-    yield
-    workers.forget_open_stores()
 
 
 @pytest.fixture(params=STORE_EXTENSIONS)
@@ -127,7 +119,7 @@ def test_a_forked_child_sees_what_the_parent_recorded(ext: str) -> None:
 
 
 def _append_records(ext: str, path: str, count: int) -> None:
-    table = BACKENDS[f".{ext}"](path)
+    table = StoreBackend(new_store(path))
     for x in range(count):
         table.record({"x": x}, function="f")
 
@@ -140,19 +132,19 @@ def test_a_reader_never_takes_a_store_being_written_for_a_damaged_one(
     bytes (JSON's closing bracket), a read can see some of them as NUL for an
     instant; that must not read as damage."""
     path = str(tmp_path / f"runs.{ext}")
-    BACKENDS[f".{ext}"](path).record({"x": -1}, function="f")
+    StoreBackend(new_store(path)).record({"x": -1}, function="f")
     context = multiprocessing.get_context("fork")
     writers = [context.Process(target=_append_records, args=(ext, path, 5000)) for _ in range(2)]
     for writer in writers:
         writer.start()
     reads = 0
     while any(w.is_alive() for w in writers):
-        BACKENDS[f".{ext}"](path).rows()  # a fresh reader each time: a whole read
+        new_store(path).records()  # a fresh reader each time: a whole read
         reads += 1
     for writer in writers:
         writer.join()
         assert writer.exitcode == 0
-    assert len(BACKENDS[f".{ext}"](path).load()) == 5001
+    assert len(StoreBackend(new_store(path)).load()) == 5001
     with capsys.disabled():
         print(f"\n  {ext}: {reads} whole reads while two processes appended, none failed")
 

@@ -25,8 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import stet
-from stet.backends import SqliteBackend, backend_class, get_backend
-from stet.backends._base import Table
+from stet.backends import SqliteBackend, StoreBackend, get_backend, new_store
 
 from .conftest import STORE_EXTENSIONS
 
@@ -38,9 +37,9 @@ def ext(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _fresh(path: Path | str) -> Table:
+def _fresh(path: Path | str) -> StoreBackend:
     """A new store object for ``path``, sharing nothing with those opened before."""
-    return backend_class(str(path))(str(path))
+    return StoreBackend(new_store(str(path)))
 
 
 def _linked(tmp_path: Path, ext: str) -> tuple[Path, Path]:
@@ -83,7 +82,7 @@ def test_rewriting_a_store_through_a_link_rewrites_the_target_and_keeps_the_link
 
 
 def _hold_lock(link: str, held: Event, release: Event) -> None:
-    with get_backend(link)._locked():
+    with stet.backends.open_store(link)._locked():  # type: ignore[attr-defined]
         held.set()
         release.wait()
 
@@ -193,15 +192,15 @@ _FIFO_SCRIPT = textwrap.dedent(
     """
     import os, sys
     import stet
-    from stet.backends import backend_class
+    from stet.backends import StoreBackend, new_store
 
     ext, where = sys.argv[1], sys.argv[2]
     path = os.path.abspath("runs." + ext)
     if where == "store":
         os.mkfifo(path)
-        store = backend_class(path)(path)  # refused when opened
+        store = StoreBackend(new_store(path))  # refused when opened
     else:
-        store = backend_class(path)(path)
+        store = StoreBackend(new_store(path))
         store.record({"x": 1})
         side = {"swapped": path, "claims": path + ".claims.json",
                 "journal": path + ".journal.csv"}[where]
@@ -209,7 +208,7 @@ _FIFO_SCRIPT = textwrap.dedent(
             os.unlink(side)
         os.mkfifo(side)
     if where == "claims":
-        store.claims()
+        store.store.claims()
     else:
         store.has({"x": 2})
         store.record({"x": 2})
@@ -349,7 +348,7 @@ def test_a_sqlite_database_without_tables_is_an_empty_store_made_in_place(
     inode = path.stat().st_ino
     store = get_backend(path)
     assert not store.has({"x": 1})
-    assert store.claims() == {}
+    assert stet.backends.claims_in(store.store) == {}
     assert store.record({"x": 1}, function="f")
     assert _fresh(path).has({"x": 1}, function="f")
     assert path.stat().st_ino == inode

@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stet
-from stet.backends import PostgresBackend, _postgres, get_backend
+from stet.backends import PostgresBackend, _postgres, claims_in, get_backend, new_store
+from stet.typing import ClaimingStore
 
 from . import pg_server as pg
 from .conftest import new_pg_store
@@ -273,21 +274,23 @@ def test_a_table_that_is_not_a_stet_store_is_left_alone(
 
 
 def test_claims_expire_by_the_servers_clock(pg_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    table = get_backend(pg_store)
-    state, mine = table.claim_texts("work", ("key",), ("1",), 30)
+    table = new_store(pg_store)
+    assert isinstance(table, ClaimingStore)
+    state, mine = table.claim("work", ("key",), ("1",), 30)
     assert state == "claimed"
     assert mine is not None
     # Another worker whose clock runs an hour ahead still sees the claim alive.
-    other = type(table)(pg_store)
+    other = new_store(pg_store)
+    assert isinstance(other, ClaimingStore)
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 3600)
     monkeypatch.setattr("stet.backends._claims._owner", "ahead:1:cafe")
-    state, holder = other.claim_texts("work", ("key",), ("1",), 30)
+    state, holder = other.claim("work", ("key",), ("1",), 30)
     assert state == "busy"
     assert holder is not None
     assert holder.owner == mine.owner
     monkeypatch.undo()
-    assert table.complete_claim(mine)
+    assert table.complete(mine)
 
 
 def test_mark_done_imports_many_rows_in_bulk(pg_store: str) -> None:
@@ -322,7 +325,7 @@ def test_eight_worker_processes_split_a_grid_of_a_thousand_keys(
     assert ran == Counter(range(keys)), "some key ran twice or never"
     fresh = PostgresBackend(store)
     assert Counter(r["key"] for r in fresh.load()) == Counter(range(keys))
-    assert fresh.claims() == {}
+    assert claims_in(fresh.store) == {}
     busy = len({pid for pid, _, _ in runs})
     with capsys.disabled():
         print(
@@ -502,7 +505,7 @@ def test_a_store_of_the_earlier_layout_is_migrated_on_first_use_and_keeps_workin
     constraints, indexes = layout(pg_server, store)
     assert constraints == []
     assert len(indexes) == 2  # the digest indexes of records and claims
-    assert len(PostgresBackend(store).claims()) == 1  # the claim in progress survived
+    assert len(claims_in(new_store(store))) == 1  # the claim in progress survived
     xs = [r["x"] for r in PostgresBackend(store).load()]
     assert sorted(x for x in xs if isinstance(x, int)) == [0, 1, 2, 3]
     assert [np.asarray(x).tolist() for x in xs if not isinstance(x, int)] == [big.tolist()]

@@ -62,9 +62,3 @@ def sweep(ext: str, keys: list[int]) -> int:
     """Call the store's function over ``keys``; return how many ran here."""
     func = BY_EXTENSION[ext]
     return sum(func(k) is not None for k in keys)
-
-
-def forget_open_stores() -> None:
-    """Let module-level functions open their (relative) store anew."""
-    for func in BY_EXTENSION.values():
-        func.__stet__._table = None  # type: ignore[attr-defined]

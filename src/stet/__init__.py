@@ -7,7 +7,6 @@ and skips them when the script runs again.
 
 from importlib.metadata import version as _version
 
-from . import _config as _config  # registers the cattrs hooks for Once
 from . import backends, exceptions, typing
 from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec

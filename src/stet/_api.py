@@ -13,12 +13,14 @@ import attrs
 import pandas as pd
 
 from ._html import html_table
-from ._once import DEFAULT_STORE, Runner, display
-from .backends import get_backend
-from .backends._base import CODE, FUNCTION, TIMESTAMP, Row, Table
+from ._once import DEFAULT_STORE
+from ._runner import Runner, display
+from .backends import get_backend, open_store
 from .backends._claims import claims_by_function
-from .backends._postgres import is_url
+from .backends._registry import claims_in, is_url
+from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity
 from .exceptions import KeyEncodingError
+from .typing import Record, Store
 
 __all__ = [
     "FunctionStatus",
@@ -112,9 +114,9 @@ def _status_row(f: FunctionStatus) -> tuple[object, ...]:
     )
 
 
-def _existing(store: str | os.PathLike[str], *, claims: bool = False) -> Table:
-    table = get_backend(store)
-    if not table.exists() and not (claims and table.claims()):
+def _existing(store: str | os.PathLike[str], *, claims: bool = False) -> Store:
+    table = open_store(store)
+    if not table.exists() and not (claims and claims_in(table)):
         raise FileNotFoundError(
             f"stet store not found: {table.location} (nothing has been recorded "
             "there yet, or the path is wrong)"
@@ -167,12 +169,12 @@ def status(
         StoreError: The store cannot be read.
     """
     table = _existing(_store_argument(store, store_path), claims=True)
-    rows = table.rows()
-    claims = claims_by_function(table.claims(), time.time())
+    rows = table.records()
+    claims = claims_by_function(claims_in(table), time.time())
     keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {fn: set() for fn in claims}
     stamps: dict[str, list[str]] = {}
     for row in rows:
-        function, cols, values = table.identity(row)
+        function, cols, values = identity(row, table.location)
         keys.setdefault(function, set()).add((cols, values))
         if TIMESTAMP in row:
             stamps.setdefault(function, []).append(row[TIMESTAMP])
@@ -180,7 +182,7 @@ def status(
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     older: dict[str, set[tuple[str, ...]]] = {}
     for row in rows:
-        function, _, values = table.identity(row)
+        function, _, values = identity(row, table.location)
         code = row.get(CODE)
         if code is not None and code != latest.get(function):
             older.setdefault(function, set()).add(values)
@@ -208,14 +210,14 @@ def status(
     return result
 
 
-def _latest_code(table: Table, rows: list[Row]) -> dict[str, str]:
+def _latest_code(table: Store, rows: list[Record]) -> dict[str, str]:
     """Each function's code hash on its newest record that has one."""
     newest: dict[str, tuple[str, str]] = {}
     for row in rows:
         code = row.get(CODE)
         if code is None:
             continue
-        function = table.identity(row)[0]
+        function = identity(row, table.location)[0]
         stamp = row.get(TIMESTAMP, "")
         if function not in newest or stamp >= newest[function][0]:
             newest[function] = (stamp, code)
@@ -284,7 +286,7 @@ def reset(
 
     With no ``key_dict``, clears the whole store, asking ``[y/N]`` first when
     standard input is a terminal: the store's file is deleted, as in stet
-    0.0.x (see `Table.clear` for the stores emptied in place), and a store
+    0.0.x (see `StoreBackend.clear` for the stores emptied in place), and a store
     that does not exist is left as it is. With ``function``, only that
     function's records go. With a ``key_dict`` of ordinary values, every
     record whose listed columns hold these values goes: all of a run's key
@@ -318,7 +320,7 @@ def reset(
         if function is not None:
             words.append(f"function={function!r}")
         call = f"stet.reset({', '.join(words)})"
-        removed = table.remove_matching(key_dict, function, call)
+        removed = get_backend(store).remove_matching(key_dict, function, call)
         shown = ", ".join(f"{k}={display(v)}" for k, v in key_dict.items())
         if removed:
             print(f"[stet] Removed {removed} record(s) of {shown} from {table.location}")
@@ -329,12 +331,12 @@ def reset(
         return _reset_stale(table, function)
     if not _confirm(f"{function}'s records", table):
         return 0
-    removed = table.remove_where(lambda row: row.get(FUNCTION, "") != function)
+    removed = table.delete(lambda record: record.get(FUNCTION, "") == function)
     print(f"[stet] Store cleared: {table.location} ({function})")
     return removed
 
 
-def _confirm(what: str, table: Table) -> bool:
+def _confirm(what: str, table: Store) -> bool:
     if sys.stdin is not None and sys.stdin.isatty():
         answer = input(f"[stet] Clear {what} from {table.location}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
@@ -344,29 +346,29 @@ def _confirm(what: str, table: Table) -> bool:
 
 
 def _clear(store: str | os.PathLike[str]) -> int:
-    table = get_backend(store)
+    table = open_store(store)
     if not table.exists():
         print(f"[stet] No store at {table.location}; nothing to clear")
         return 0
     if not _confirm("all records", table):
         return 0
     linked = not is_url(os.fspath(store)) and os.path.islink(os.fspath(store))
-    removed = table.clear_counted(in_place=linked)
+    removed = table.clear(in_place=linked)
     print(f"[stet] Store cleared: {table.location}")
     return removed
 
 
-def _reset_stale(table: Table, function: str | None) -> int:
-    latest = _latest_code(table, table.rows())
+def _reset_stale(table: Store, function: str | None) -> int:
+    latest = _latest_code(table, table.records())
 
-    def keep(row: Row) -> bool:
-        name = table.identity(row)[0]
-        code = row.get(CODE)
+    def stale(record: Record) -> bool:
+        name = identity(record, table.location)[0]
+        code = record.get(CODE)
         if function is not None and name != function:
-            return True
-        return code is None or code == latest.get(name)
+            return False
+        return code is not None and code != latest.get(name)
 
-    removed = table.remove_where(keep)
+    removed = table.delete(stale)
     print(f"[stet] Removed {removed} record(s) made by older code from {table.location}")
     return removed
 
@@ -382,8 +384,8 @@ def read(store: str | os.PathLike[str] = DEFAULT_STORE) -> pd.DataFrame:
     Raises:
         FileNotFoundError: There is no store at ``store``.
     """
-    table = _existing(store)
-    records = table.load()
+    _existing(store)
+    records = get_backend(store).load()
     columns: dict[str, None] = {}
     for record in records:
         columns.update(dict.fromkeys(c for c in record if not c.startswith("_stet_")))
@@ -487,7 +489,7 @@ def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[st
     """
     runner = _runner_of(func)
     keys = _grid_keys(runner, rows)
-    added = runner.table.add_texts(runner.name, runner.cols, keys)
+    added = runner.store.add(runner.name, runner.cols, keys)
     if not runner.config.quiet:
-        print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.table.location}")
+        print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.store.location}")
     return added

@@ -28,11 +28,13 @@ from . import _api, _grid
 from ._codec import KeyCodec, canonical_from_legacy
 from ._explain import explain_texts
 from ._once import DEFAULT_STORE
-from .backends import backend_class, get_backend
-from .backends._base import ARROW_THREADS, CODE, FUNCTION, TIMESTAMP, Row
+from .backends import open_store
 from .backends._columns import check_key_columns
-from .backends._postgres import is_url
+from .backends._records import ARROW_THREADS
+from .backends._registry import claims_in, entry, is_url
+from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity
 from .exceptions import KeyEncodingError, StetError
+from .typing import Record
 
 __all__ = ["main"]
 
@@ -135,11 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _existing(store: str, *, claims: bool = False) -> None:
     try:
-        backend_class(store)
+        entry(store)
     except ValueError as exc:
         raise _Failure(str(exc)) from None
-    table = get_backend(store)
-    if not table.exists() and not (claims and table.claims()):
+    table = open_store(store)
+    if not table.exists() and not (claims and claims_in(table)):
         raise _Failure(f"no store at {table.location}")
 
 
@@ -160,7 +162,7 @@ def _plain(instance: object, field: object, value: Any) -> Any:
 
 def _functions(table: Any) -> set[str]:
     """The functions a store holds records of ("" for records without one)."""
-    return {table.identity(row)[0] for row in table.rows()}
+    return {identity(row, table.location)[0] for row in table.records()}
 
 
 def _check_function(table: Any, function: str) -> None:
@@ -180,8 +182,8 @@ def _check_function(table: Any, function: str) -> None:
 def _check_columns(table: Any, names: Iterable[str], function: str | None) -> None:
     """Fail, with a suggestion, if a --where column is not a key column of the store."""
     columns: set[str] = set()
-    for row in table.rows():
-        fn, cols, _ = table.identity(row)
+    for row in table.records():
+        fn, cols, _ = identity(row, table.location)
         if function is None or fn in (function, ""):
             columns.update(cols)
     for name in names:
@@ -214,7 +216,7 @@ def _show_grid(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.grid.split(",")]
     if len(names) != 2 or not all(names):
         raise _Failure(f"--grid takes two key columns, ROWS,COLUMNS; got {args.grid!r}")
-    table = get_backend(args.store)
+    table = open_store(args.store)
     function = _one_function(table, args.function)
     grid, left_out = _grid.store_grid(table, function, names, time.time(), KeyCodec().decode)
     print(grid.text(shutil.get_terminal_size().columns))
@@ -231,7 +233,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.grid is not None:
         return _show_grid(args)
     if args.function is not None:
-        _check_function(get_backend(args.store), args.function)
+        _check_function(open_store(args.store), args.function)
     frame = _api.read(args.store)
     if args.function is not None and FUNCTION in frame:
         frame = frame[frame[FUNCTION] == args.function]
@@ -298,16 +300,16 @@ def _where(pairs: list[str]) -> dict[str, str]:
 
 def _reset(args: argparse.Namespace) -> int:
     _existing(args.store)
-    table = get_backend(args.store)
+    table = open_store(args.store)
     where = _where(args.where)
     if args.function is not None:
         _check_function(table, args.function)
     _check_columns(table, where, args.function)
-    rows = table.rows()
+    rows = table.records()
     latest = _api._latest_code(table, rows) if args.stale_code else {}
 
-    def chosen(row: Row) -> bool:
-        function, cols, values = table.identity(row)
+    def chosen(row: Record) -> bool:
+        function, cols, values = identity(row, table.location)
         keys = dict(zip(cols, values, strict=True))
         if args.function is not None and function != args.function:
             return False
@@ -329,16 +331,16 @@ def _reset(args: argparse.Namespace) -> int:
     if not where and args.function is None and not args.stale_code:
         # Everything: the store's file goes, as stet.reset() does.
         linked = not is_url(args.store) and os.path.islink(args.store)
-        removed = table.clear_counted(in_place=linked)
+        removed = table.clear(in_place=linked)
     else:
-        removed = table.remove_where(lambda row: not chosen(row))
+        removed = table.delete(chosen)
     print(f"[stet] Removed {removed} record(s) from {table.location}")
     return 0
 
 
 def _why(args: argparse.Namespace) -> int:
     _existing(args.store)
-    table = get_backend(args.store)
+    table = open_store(args.store)
     function = _one_function(table, args.function)
     wanted = _where(args.key)
     _check_columns(table, wanted, function or None)
@@ -349,13 +351,13 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    backend_class(args.dest)
+    entry(args.dest)
     for source in args.sources:
         _existing(source)
-    dest = get_backend(args.dest)
+    dest = open_store(args.dest)
     total = 0
     for source in args.sources:
-        added = dest.merge_rows(get_backend(source).rows())
+        added = dest.merge(open_store(source).records())
         print(f"[stet] {source}: {added} new record(s)")
         total += added
     dest.flush()
@@ -368,8 +370,8 @@ def _import_columns(args: argparse.Namespace) -> tuple[str, ...]:
     if not names:
         raise _Failure(f"--key {args.key!r} names no column")
     try:
-        backend = backend_class(args.store)
-        check_key_columns(names, backend.column_limits, store=args.store)
+        backend = entry(args.store)
+        check_key_columns(names, backend.limits, store=args.store)
     except ValueError as exc:
         raise _Failure(f"--key: {exc}") from None
     return tuple(sorted(names))
@@ -450,7 +452,7 @@ def _import(args: argparse.Namespace) -> int:
         raise _Failure(f"no file at {path}")
     if not Path(path).is_file():
         raise _Failure(f"{path} is not a regular file")
-    backend_class(args.store)
+    entry(args.store)
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         keys = _csv_keys(path, cols, args.typed)
@@ -458,8 +460,8 @@ def _import(args: argparse.Namespace) -> int:
         keys = _parquet_keys(path, cols)
     else:
         raise _Failure(f"{path}: import reads .csv or .parquet files")
-    table = get_backend(args.store)
-    added = table.add_texts(args.function, cols, keys)
+    table = open_store(args.store)
+    added = table.add(args.function, cols, keys)
     print(f"[stet] Marked {added} run(s) of {args.function} as done in {table.location}")
     return 0
 

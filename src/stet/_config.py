@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._codec import CODEC_VERSION, KeyCodec
-from ._once import Once
 
-__all__ = ["converter", "structure"]
+__all__ = ["converter", "structure", "unstructure"]
 
 converter = cattrs.Converter()
+_T = TypeVar("_T")
 
 
 def _unstructure_codec(codec: KeyCodec) -> dict[str, int]:
@@ -59,21 +59,35 @@ def _structure_bool(value: Any, _: object) -> bool:
 
 converter.register_structure_hook(tuple[str, ...] | None, _structure_key)
 converter.register_structure_hook(bool, _structure_bool)
-converter.register_unstructure_hook(
-    Once,
-    make_dict_unstructure_fn(
-        Once,
-        converter,
-        codec=override(omit=True),
-        key=override(unstruct_hook=lambda k: None if k is None else list(k)),
-    ),
-)
-converter.register_structure_hook(
-    Once,
-    make_dict_structure_fn(
-        Once, converter, _cattrs_forbid_extra_keys=True, codec=override(omit=True)
-    ),
-)
+_ready: set[type[Any]] = set()
+
+
+def _hooks_for(cls: type[Any]) -> None:
+    """Register how the `Once` class ``cls`` converts (once per class)."""
+    if cls in _ready:
+        return
+    converter.register_unstructure_hook(
+        cls,
+        make_dict_unstructure_fn(
+            cls,
+            converter,
+            codec=override(omit=True),
+            key=override(unstruct_hook=lambda k: None if k is None else list(k)),
+        ),
+    )
+    converter.register_structure_hook(
+        cls,
+        make_dict_structure_fn(
+            cls, converter, _cattrs_forbid_extra_keys=True, codec=override(omit=True)
+        ),
+    )
+    _ready.add(cls)
+
+
+def unstructure(config: Any) -> dict[str, object]:
+    """A `Once` as a plain dict (without the codec, which is code)."""
+    _hooks_for(type(config))
+    return converter.unstructure(config)  # type: ignore[no-any-return]
 
 
 def _describe(exc: BaseException, type_: type[Any] | None) -> str:
@@ -84,8 +98,9 @@ def _describe(exc: BaseException, type_: type[Any] | None) -> str:
     return str(exc)
 
 
-def structure(data: dict[str, object], cls: type[Once]) -> Once:
-    """``converter.structure`` with one readable error for bad settings."""
+def structure(data: dict[str, object], cls: type[_T]) -> _T:
+    """A `Once` of ``cls`` from a plain dict, with one readable error for bad settings."""
+    _hooks_for(cls)
     if not isinstance(data, dict):
         raise TypeError(f"stet settings must be a dict, got {type(data).__name__}")
     try:

@@ -12,8 +12,11 @@ from typing import Any
 
 import attrs
 
-from ._once import Runner, display
-from .backends._base import TIMESTAMP, Table, pack
+from ._codec import KeyCodec
+from ._runner import Runner, display
+from .backends import pack
+from .backends._schema import TIMESTAMP, identity
+from .typing import Record, Store
 
 __all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
 
@@ -84,11 +87,12 @@ class Explanation:
 
 
 def explain_texts(
-    table: Table,
+    table: Store,
     function: str,
     wanted: dict[str, str],
     call: str,
     types: dict[str, str] | None = None,
+    codec: KeyCodec | None = None,
 ) -> Explanation:
     """The explanation for a key given as texts (as the store writes them).
 
@@ -97,11 +101,12 @@ def explain_texts(
     nearer to ``0.3`` than ``0.1`` is).
     """
     types = types or {}
+    decode = (codec or KeyCodec()).decode
     best: list[Difference] | None = None
     best_score = (0, 0.0)
     records = 0
-    for row in table.rows():
-        fn, cols, values = table.identity(row)
+    for row in table.records():
+        fn, cols, values = identity(row, table.location)
         if fn not in (function, ""):
             continue
         records += 1
@@ -120,7 +125,9 @@ def explain_texts(
         if best is None or score < best_score:
             best, best_score = differences, score
     shown = tuple(
-        attrs.evolve(d, here_shown=_shown(table, d.here), recorded_shown=_shown(table, d.recorded))
+        attrs.evolve(
+            d, here_shown=_shown(decode, d.here), recorded_shown=_shown(decode, d.recorded)
+        )
         for d in best or ()
     )
     return Explanation(call, False, records, shown)
@@ -141,12 +148,12 @@ def _distance(here: str | None, recorded: str | None) -> float:
     return gap if gap == gap else _APART  # nan
 
 
-def _shown(table: Table, text: str | None) -> str | None:
+def _shown(decode: Callable[[str], object], text: str | None) -> str | None:
     """A key text as skip lines show the value (its repr)."""
     if text is None:
         return None
     try:
-        return display(table.codec.decode(text))
+        return display(decode(text))
     except ValueError:
         return text
 
@@ -211,21 +218,25 @@ def forget(func: Callable[..., Any], /, *args: Any, **params: Any) -> int:
 def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> Explanation:
     arguments = runner.arguments(args, params)
     texts = dict(zip(runner.cols, runner.encode_key(arguments), strict=True))
+    codec = runner.config.codec
     types = {name: type(arguments[name]).__name__ for name in runner.cols}
     shown = ", ".join(f"{name}={display(arguments[name])}" for name in runner.key)
-    return explain_texts(runner.table, runner.name, texts, f"{runner.label}({shown})", types)
+    call = f"{runner.label}({shown})"
+    return explain_texts(runner.store, runner.name, texts, call, types, codec)
 
 
 def is_done_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> bool:
     values = runner.encode_key(runner.arguments(args, params))
-    return runner.table.is_done(runner.name, runner.cols, pack(values))
+    return runner.store.is_done(runner.name, runner.cols, pack(values))
 
 
 def forget_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> int:
     wanted = (runner.cols, runner.encode_key(runner.arguments(args, params)))
 
-    def keep(row: dict[str, str]) -> bool:
-        function, cols, texts = runner.table.identity(row)
-        return not (function in (runner.name, "") and (cols, texts) == wanted)
+    store = runner.store
 
-    return runner.table.remove_where(keep)
+    def doomed(record: Record) -> bool:
+        function, cols, texts = identity(record, store.location)
+        return function in (runner.name, "") and (cols, texts) == wanted
+
+    return store.delete(doomed)

@@ -24,9 +24,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._once import display
-from .backends._base import _SEP, TIMESTAMP, Packed, Table
+from ._runner import display
+from .backends._index import SEP, Packed
+from .backends._registry import claims_in
+from .backends._schema import TIMESTAMP, identity
 from .exceptions import MissingDependencyError
+from .typing import Store
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -376,7 +379,7 @@ def unpack(key: Packed, width: int) -> tuple[str, ...]:
     """The texts of a key packed by `pack` for ``width`` columns."""
     if isinstance(key, tuple):
         return key
-    return (key,) if width == 1 else tuple(key.split(_SEP))
+    return (key,) if width == 1 else tuple(key.split(SEP))
 
 
 class Points:
@@ -456,7 +459,7 @@ def check_names(function: str, names: Sequence[str], chosen: Sequence[str]) -> N
 
 
 def store_grid(
-    table: Table, function: str, names: Sequence[str], now: float, decode: Callable[[str], object]
+    table: Store, function: str, names: Sequence[str], now: float, decode: Callable[[str], object]
 ) -> tuple[Grid, int]:
     """The grid of a store's records of ``function``, and the records left out.
 
@@ -466,8 +469,8 @@ def store_grid(
     columns are left out, as the decorator would not skip them either.
     """
     mine: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = []
-    for row in table.rows():
-        fn, cols, values = table.identity(row)
+    for row in table.records():
+        fn, cols, values = identity(row, table.location)
         if fn in (function, ""):
             mine.append((fn, cols, values, row.get(TIMESTAMP, "")))
     if not mine:
@@ -479,7 +482,7 @@ def store_grid(
     left_out = sum(1 for _, c, _, _ in mine if c != cols)
     running = {
         claim.values
-        for claim in table.claims().values()
+        for claim in claims_in(table).values()
         if claim.function == function and claim.cols == cols and claim.live(now)
     } - done
     at = (cols.index(names[0]), cols.index(names[1]))

@@ -1,36 +1,29 @@
 """`Once`, the frozen configuration, and the decorator it applies.
 
-A call of a decorated function goes top to bottom: bind the arguments
-(defaults applied), encode the key parameters with the codec, ask the store.
-Recorded: print the skip line and return None. Not recorded: run, and only
-after a normal return record the key.
+The decorated function is one of two small wrappers (plain or coroutine)
+around the `Runner`'s per-call path (see `._runner`): recorded, print the
+skip line and return None; not recorded, run, and only after a normal
+return record the key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import inspect
 import os
-import textwrap
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
-import numpy as np
 
+from . import _explain
 from ._codec import KeyCodec
-from ._report import quiet_by_environment, reporter
-from .backends import backend_class, get_backend
-from .backends._base import Table, pack
-from .backends._claims import Claim, describe_owner
-from .backends._columns import check_key_columns
-from .backends._postgres import describe as describe_url
-from .backends._postgres import is_url
-from .exceptions import KeyEncodingError, StoreError
+from ._config import structure, unstructure
+from ._runner import Runner
+from .backends import describe
+from .backends._registry import entry
 
 __all__ = ["Once", "once"]
 
@@ -69,13 +62,13 @@ def _to_store(store: str | os.PathLike[str]) -> str:
 
 
 def _check_store(instance: Once, attribute: attrs.Attribute[str], value: str) -> None:
-    backend_class(value)
+    entry(value)
 
 
 def _store_repr(store: str) -> str:
     # A PostgreSQL URL may hold a password: a repr (in a log, a traceback)
     # shows it as ***.
-    return repr(describe_url(store) if is_url(store) else store)
+    return repr(describe(store))
 
 
 def _is_utf8(text: str) -> bool:
@@ -182,46 +175,15 @@ class Once:
                 while iterating, after stet would have recorded it).
         """
         runner = Runner(self, func)
-        if self.claim:
-            return _claiming_wrapper(func, runner)
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                values = runner.key_texts(args, kwargs)
-                # Store I/O runs in a thread, so the event loop never waits
-                # on a file; a key already known to be done needs none.
-                if runner.known_done(values):
-                    runner.report_skip(args, kwargs)
-                    return None
-                if await asyncio.to_thread(runner.skip, values, args, kwargs):
-                    return None
-                started = runner.start()
-                result = await func(*args, **kwargs)
-                await asyncio.to_thread(runner.done, values, started)
-                return result
-
-            _expose(async_wrapper, runner)
-            return async_wrapper
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            values = runner.key_texts(args, kwargs)
-            if runner.skip(values, args, kwargs):
-                return None
-            started = runner.start()
-            result = func(*args, **kwargs)
-            runner.done(values, started)
-            return result
-
+        wrapper = _async_wrapper(func, runner) if inspect.iscoroutinefunction(func) else None
+        if wrapper is None:
+            wrapper = _wrapper(func, runner)
         _expose(wrapper, runner)
         return wrapper
 
     def to_dict(self) -> dict[str, object]:
         """This configuration as a plain dict (without the codec, which is code)."""
-        from ._config import converter
-
-        return converter.unstructure(self)  # type: ignore[no-any-return]
+        return unstructure(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Once:
@@ -230,62 +192,53 @@ class Once:
         Unknown keys are an error (a typo must not silently fall back to a
         default store).
         """
-        from ._config import structure
-
         return structure(data, cls)
 
 
-def _claiming_wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
-    """The decorated function with ``claim=True``: claim, run, complete or release."""
-    if inspect.iscoroutinefunction(func):
-
-        @functools.wraps(func)
-        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            values = runner.key_texts(args, kwargs)
-            if runner.known_done(values):
-                runner.report_skip(args, kwargs)
-                return None
-            claim = await asyncio.to_thread(runner.claim, values, args, kwargs)
-            if claim is None:
-                return None
-            started = runner.start()
-            try:
-                result = await func(*args, **kwargs)
-            except BaseException:
-                await asyncio.to_thread(runner.release, claim)
-                raise
-            await asyncio.to_thread(runner.complete, claim, started)
-            return result
-
-        _expose(async_wrapper, runner)
-        return async_wrapper
+def _wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
+    """The decorated function: look the key up (or claim it), run, record."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        run = runner.begin(runner.key_texts(args, kwargs), args, kwargs)
+        if run is None:
+            return None
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            runner.abort(run)
+            raise
+        runner.end(run)
+        return result
+
+    return wrapper
+
+
+def _async_wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
+    """`_wrapper` for a coroutine function: store I/O runs in a thread.
+
+    So the event loop never waits on a file; a key already known to be
+    done needs none.
+    """
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         values = runner.key_texts(args, kwargs)
         if runner.known_done(values):
             runner.report_skip(args, kwargs)
             return None
-        claim = runner.claim(values, args, kwargs)
-        if claim is None:
+        run = await asyncio.to_thread(runner.begin, values, args, kwargs)
+        if run is None:
             return None
-        started = runner.start()
         try:
-            result = func(*args, **kwargs)
+            result = await func(*args, **kwargs)
         except BaseException:
-            runner.release(claim)
+            await asyncio.to_thread(runner.abort, run)
             raise
-        runner.complete(claim, started)
+        await asyncio.to_thread(runner.end, run)
         return result
 
-    _expose(wrapper, runner)
     return wrapper
-
-
-def qualname(func: Callable[..., Any]) -> str:
-    """The function's qualified name (or its type's, for other callables)."""
-    name = getattr(func, "__qualname__", None)
-    return name if isinstance(name, str) else type(func).__qualname__
 
 
 def _expose(wrapper: Callable[..., Any], runner: Runner) -> None:
@@ -294,231 +247,10 @@ def _expose(wrapper: Callable[..., Any], runner: Runner) -> None:
     Type checkers do not see these attributes; typed code calls
     ``stet.is_done(func, ...)`` and friends instead.
     """
-    from . import _explain
-
     wrapper.__stet__ = runner  # type: ignore[attr-defined]
     wrapper.is_done = lambda *a, **k: _explain.is_done_call(runner, a, k)  # type: ignore[attr-defined]
     wrapper.forget = lambda *a, **k: _explain.forget_call(runner, a, k)  # type: ignore[attr-defined]
     wrapper.explain = lambda *a, **k: _explain.explain_call(runner, a, k)  # type: ignore[attr-defined]
-
-
-def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> bool:
-    parts = qualname(func).split(".")
-    return (
-        len(parts) > 1
-        and parts[-2] != "<locals>"
-        and bool(params)
-        and params[0].name in ("self", "cls")
-    )
-
-
-def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The key parameters of ``func``, checked against its signature."""
-    signature = inspect.signature(func)
-    params = list(signature.parameters.values())
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    where = f"{qualname(func)}{signature}"
-    if key is None:
-        if _is_method(func, params):
-            params = params[1:]
-        for p in params:
-            if p.kind in variadic:
-                star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
-                raise ValueError(
-                    f"{where} takes {star}{p.name}, which stet cannot key; name the "
-                    "parameters that identify a run with key=[...]"
-                )
-        return tuple(p.name for p in params)
-    by_name = {p.name: p for p in params}
-    for name in key:
-        param = by_name.get(name)
-        if param is None:
-            raise ValueError(f"key name {name!r} is not a parameter of {where}")
-        if param.kind in variadic:
-            raise ValueError(
-                f"key name {name!r} is the variadic parameter of {where}; "
-                "stet keys named parameters only"
-            )
-    return key
-
-
-def code_hash(func: Callable[..., Any]) -> str | None:
-    """A short hash of the function's source (decorators left out), if it has one.
-
-    Records carry it as ``_stet_code`` so that `status` can say how many
-    were made by an older version of the code. Nothing is invalidated.
-    """
-    try:
-        lines, _ = inspect.getsourcelines(inspect.unwrap(func))
-    except (OSError, TypeError):
-        return None
-    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))]
-    body = [line for line in lines[starts[0] if starts else 0 :] if line.strip()]
-    text = textwrap.dedent("".join(body))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def display(value: object) -> str:
-    """Short text of a value for messages."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class Runner:
-    """The per-function state behind a decorated function.
-
-    Holds the checked key, the signature and (opened on first use in each
-    process) the store. Pickles by configuration, so a decorated function
-    shipped to a worker by cloudpickle opens its own store there.
-    """
-
-    def __init__(self, config: Once, func: Callable[..., Any]) -> None:
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                f"{qualname(func)} is a generator function; stet cannot tell when "
-                "its work is done. Decorate a regular function that runs the loop"
-            )
-        self.config = config
-        self.func = func
-        self.signature = inspect.signature(func)
-        self.key = key_names(func, config.key)
-        check_key_columns(
-            self.key, backend_class(config.store).column_limits, store=_store_repr(config.store)
-        )
-        self.cols = tuple(sorted(self.key))
-        self.name = config.name or qualname(func)
-        self.label = getattr(func, "__name__", self.name)
-        self._encode = config.codec.encode
-        self._table: Table | None = None
-        self.code = code_hash(func)
-        params = self.signature.parameters.values()
-        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-        # Functions of plain parameters are bound without inspect (the common
-        # case, and the one a million-call sweep pays for on every call).
-        self._names = tuple(p.name for p in params) if plain else None
-        self._name_set = frozenset(self._names or ())
-        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
-
-    def __reduce__(self) -> tuple[type[Runner], tuple[Once, Callable[..., Any]]]:
-        return (Runner, (self.config, self.func))
-
-    @property
-    def table(self) -> Table:
-        table = self._table
-        if table is None:
-            table = get_backend(self.config.store)
-            table.check_can_hold(self.cols)
-            table.prefer_order(self.key)
-            self._table = table
-        return table
-
-    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The call's arguments by name, defaults applied (TypeError as a call would)."""
-        names = self._names
-        if names is not None and len(args) <= len(names):
-            arguments = dict(zip(names, args, strict=False))
-            for name, value in kwargs.items():
-                if name in arguments or name not in self._name_set:
-                    break  # a duplicate or unknown keyword: let inspect say so
-                arguments[name] = value
-            else:
-                if len(arguments) == len(names):
-                    return arguments
-                missing = [n for n in names if n not in arguments]
-                if all(n in self._defaults for n in missing):
-                    for n in missing:
-                        arguments[n] = self._defaults[n]
-                    return {n: arguments[n] for n in names}
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return bound.arguments
-
-    def key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-        try:
-            arguments = self.arguments(args, kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.label}(): {exc}") from None
-        return self.encode_key(arguments)
-
-    def encode_key(self, arguments: dict[str, Any]) -> tuple[str, ...]:
-        encode = self._encode
-        values = []
-        for col in self.cols:
-            try:
-                values.append(encode(arguments[col]))
-            except KeyEncodingError as exc:
-                raise exc.for_parameter(col) from None
-        return tuple(values)
-
-    def skip(self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """True (and the skip reported) if the key is recorded, looking in the store."""
-        if not self.table.is_done(self.name, self.cols, pack(values)):
-            return False
-        self.report_skip(args, kwargs)
-        return True
-
-    def known_done(self, values: tuple[str, ...]) -> bool:
-        """True if this process already knows the key is recorded (no I/O)."""
-        table = self._table
-        return table is not None and table.has_texts(self.name, self.cols, pack(values))
-
-    def report_skip(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None = None
-    ) -> None:
-        """Report a skip: done, or (with ``busy``) running in another worker."""
-        if self.config.quiet or quiet_by_environment():
-            return
-
-        def describe() -> str:
-            arguments = self.arguments(args, kwargs)
-            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
-            if busy is not None:
-                return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
-            return f"{self.label}({shown})"
-
-        reporter.skipped(describe)
-
-    def claim(
-        self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Claim | None:
-        """Claim the key for this process; None (and the skip reported) if done or busy."""
-        state, claim = self.table.claim_texts(self.name, self.cols, values, self.config.lease)
-        if state == "claimed":
-            return claim
-        self.report_skip(args, kwargs, claim)
-        return None
-
-    def release(self, claim: Claim) -> None:
-        """The run raised: give the key back so that it runs again."""
-        try:
-            self.table.release_claim(claim)
-        except StoreError as exc:  # the run's own exception matters more
-            reporter.warn(
-                f"[stet] Could not release the claim on {self.label}: {exc}; "
-                f"it expires in at most {self.config.lease:g} s"
-            )
-
-    def complete(self, claim: Claim, started: float) -> None:
-        """Record a claimed run, unless another worker took the key over meanwhile."""
-        duration = time.perf_counter() - started
-        if not self.table.complete_claim(claim, duration, self.code):
-            shown = ", ".join(f"{c}={t}" for c, t in zip(claim.cols, claim.values, strict=True))
-            reporter.warn(
-                f"[stet] {self.label}({shown}) finished, but its claim had expired and "
-                "was taken over by another worker, so it is not recorded here (the lease "
-                f"of {self.config.lease:g} s was too short, or this process was stopped)"
-            )
-
-    def start(self) -> float:
-        """A run starts: close any streak of skips; return the start time."""
-        reporter.end_streak()
-        return time.perf_counter()
-
-    def done(self, values: tuple[str, ...], started: float) -> None:
-        duration = time.perf_counter() - started
-        self.table.add_texts(self.name, self.cols, [values], duration, self.code)
 
 
 @overload

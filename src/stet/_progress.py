@@ -20,7 +20,10 @@ import pandas as pd
 from ._api import _after, _grid_keys, _runner_of
 from ._grid import Grid, Points
 from ._html import html_table
-from .backends._base import DURATION, TIMESTAMP, Row, pack
+from .backends import pack
+from .backends._registry import claims_in
+from .backends._schema import DURATION, TIMESTAMP, identity
+from .typing import Record
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -179,18 +182,20 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     """
     runner = _runner_of(func)
     keys = {pack(values) for values in _grid_keys(runner, grid)}
-    table = runner.table
-    table.sync()
-    pending = {key for key in keys if not table.has_texts(runner.name, runner.cols, key)}
+    table = runner.store
+    table.refresh()
+    pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
     now = time.time()
     claimed = {
         pack(c.values)
-        for c in table.claims().values()
+        for c in claims_in(table).values()
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
     running = claimed & pending
     rows = (
-        [r for r in table.rows() if table.identity(r)[0] == runner.name] if table.exists() else []
+        [r for r in table.records() if identity(r, table.location)[0] == runner.name]
+        if table.exists()
+        else []
     )
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent = sum(1 for row in rows if _after(row.get(TIMESTAMP, ""), hour_ago))
@@ -214,7 +219,7 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     return result
 
 
-def estimate(rows: Sequence[Row]) -> tuple[timedelta | None, float]:
+def estimate(rows: Sequence[Record]) -> tuple[timedelta | None, float]:
     """The mean duration of the recent timed runs, and how many ran side by side.
 
     Side by side: the run time the recent records add up to, over the wall

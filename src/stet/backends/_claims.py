@@ -43,19 +43,21 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Literal, Protocol
 
 import attrs
 
 from ..exceptions import StoreError
-from ._clock import Instant
+from ._clock import Clock, Instant
+from ._files import atomic_write
 
-if TYPE_CHECKING:
-    from ._base import Table
-
-__all__ = ["Claim", "ClaimId", "LeaseFiles", "heartbeat", "owner"]
+__all__ = ["Claim", "ClaimId", "ClaimState", "LeaseFiles", "heartbeat", "owner"]
 
 logger: Final = logging.getLogger("stet")
+
+#: What claiming a key found: recorded already, claimed by a live worker,
+#: or claimed now by the caller.
+ClaimState = Literal["done", "busy", "claimed"]
 
 #: (function, key columns, key texts): one claimable run.
 ClaimId = tuple[str, tuple[str, ...], tuple[str, ...]]
@@ -221,8 +223,6 @@ class ClaimsFile:
             except OSError as exc:
                 raise StoreError(self.path, f"cannot be removed: {exc.strerror or exc}") from None
             return
-        from ._files import atomic_write  # _files imports this module
-
         text = json.dumps(
             {"format": _FORMAT, "claims": [c.to_json() for c in claims.values()]}, indent=1
         )
@@ -363,6 +363,18 @@ class LeaseFiles:
                 os.rmdir(self.path)  # fails while a heartbeat is writing: fine
 
 
+class Renewing(Protocol):
+    """A store whose claims the heartbeat renews."""
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def renew(self, claims: list[Claim]) -> list[Claim]: ...
+
+
 class Heartbeat:
     """Renews the claims this process holds, from one background thread.
 
@@ -376,12 +388,12 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         #: Per table: each held claim and the monotonic time it was last renewed.
-        self._held: weakref.WeakKeyDictionary[Table, dict[ClaimId, tuple[Claim, float]]] = (
+        self._held: weakref.WeakKeyDictionary[Renewing, dict[ClaimId, tuple[Claim, float]]] = (
             weakref.WeakKeyDictionary()
         )
         self._thread: threading.Thread | None = None
 
-    def hold(self, table: Table, claim: Claim) -> None:
+    def hold(self, table: Renewing, claim: Claim) -> None:
         renewed = table.clock.now().monotonic
         with self._lock:
             self._held.setdefault(table, {})[claim.id] = (claim, renewed)
@@ -392,19 +404,19 @@ class Heartbeat:
                 self._thread.start()
         self._wake.set()
 
-    def drop(self, table: Table, claim: Claim) -> None:
+    def drop(self, table: Renewing, claim: Claim) -> None:
         with self._lock:
             held = self._held.get(table)
             if held is not None and claim.id in held and claim.same(held[claim.id][0]):
                 del held[claim.id]
 
-    def current(self, table: Table, claim: Claim) -> Claim:
+    def current(self, table: Renewing, claim: Claim) -> Claim:
         """The latest renewal of ``claim`` (for completing it)."""
         with self._lock:
             entry = self._held.get(table, {}).get(claim.id)
             return entry[0] if entry is not None else claim
 
-    def held(self) -> dict[Table, list[Claim]]:
+    def held(self) -> dict[Renewing, list[Claim]]:
         with self._lock:
             return {t: [c for c, _ in held.values()] for t, held in self._held.items() if held}
 
@@ -434,7 +446,7 @@ class Heartbeat:
             if not due:
                 continue
             try:
-                renewed_claims = table.renew_claims(due)
+                renewed_claims = table.renew(due)
             except Exception as exc:  # the thread must go on; the claim may still be renewed
                 logger.warning("[stet] Could not renew claims in %s: %s", table.location, exc)
                 continue

@@ -24,21 +24,14 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from ._base import (
-    ARROW_THREADS,
-    META_COLUMNS,
-    TIMESTAMP,
-    Columns,
-    Cursor,
-    Records,
-    Row,
-    Table,
-    as_rows,
-    check_column_name,
-)
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import check_column_name
+from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
+from ._schema import META_COLUMNS, TIMESTAMP
 
-__all__ = ["CsvBackend"]
+__all__ = ["open_csv"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 #: Bodies at least this big are parsed by Arrow into columns.
@@ -59,7 +52,7 @@ def _complete_length(data: bytes) -> int:
     return 0
 
 
-def _format_rows(rows: Sequence[Row], header: Sequence[str]) -> bytes:
+def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for row in rows:
@@ -108,11 +101,11 @@ class _CsvFormat(AppendedFile):
             self._tail = (b"", 0)  # a new read: forget the last file's tail
         return super().scan(cursor, every_column=every_column)
 
-    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Row], int, Any]:
+    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Record], int, Any]:
         rows, used = self._parse_records(data, cursor.context, cursor.end)
         return rows, used, cursor.context
 
-    def scan_all(self, every_column: bool = True) -> tuple[Records, AppendCursor, bool]:
+    def scan_all(self, every_column: bool = True) -> tuple[Batch, AppendCursor, bool]:
         data, state = read_from(self.path, 0)
         start = len(_BOM) if data.startswith(_BOM) else 0
         header_end = data.find(b"\n", start)
@@ -125,7 +118,7 @@ class _CsvFormat(AppendedFile):
         header = self._parse_header(data[start : header_end + 1])
         body_start = header_end + 1
         body = data[body_start:]
-        records: Records
+        records: Batch
         if len(body) >= _BULK_BYTES:
             used = _complete_length(body)
             self._check_tail(body[used:], header, body_start + used)
@@ -184,7 +177,7 @@ class _CsvFormat(AppendedFile):
 
     def _parse_records(
         self, data: bytes, header: tuple[str, ...], offset: int
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[list[Record], int]:
         used = _complete_length(data)
         try:
             text = data[:used].decode("utf-8")
@@ -194,7 +187,7 @@ class _CsvFormat(AppendedFile):
             ) from None
         self._check_tail(data[used:], header, offset + used)
         self._tail = (data[used:], offset + used)  # checked again before it is cut off
-        rows: list[Row] = []
+        rows: list[Record] = []
         width = len(header)
         _allow_fields_of(len(text))
         try:
@@ -260,17 +253,17 @@ class _CsvFormat(AppendedFile):
                 "by hand)"
             )
 
-    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
         header = self._header_for(rows, cursor.context)
         if header != cursor.context:
             old, _, _ = self.scan_all()
-            return self.rewrite([*as_rows(old), *rows], None, header)
+            return self.rewrite([*as_records(old), *rows], None, header)
         return self.write_at_end(cursor, _format_rows(rows, header), header)
 
     @staticmethod
-    def _header_for(rows: Sequence[Row], header: tuple[str, ...]) -> tuple[str, ...]:
+    def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
         known = set(header)
         new_keys: list[str] = []
         for row in rows:
@@ -285,7 +278,7 @@ class _CsvFormat(AppendedFile):
 
     def rewrite(
         self,
-        rows: Sequence[Row],
+        rows: Sequence[Record],
         cursor: Cursor | None,
         header: tuple[str, ...] | None = None,
     ) -> Cursor:
@@ -299,22 +292,6 @@ class _CsvFormat(AppendedFile):
         return AppendCursor(state, len(data), tail_before(data, len(data)), header)
 
 
-class CsvBackend(Table):
-    """A store in a CSV file (``.csv``), the default.
-
-    Opens in a spreadsheet and in `pandas.read_csv`: one column per key
-    parameter holding the value's canonical text, then the ``_stet_``
-    metadata columns.
-
-    Example:
-        >>> import tempfile, os
-        >>> store = CsvBackend(os.path.join(tempfile.mkdtemp(), "runs.csv"))
-        >>> store.record({"alpha": 0.1, "seed": 3})
-        True
-        >>> store.has({"alpha": 0.1, "seed": 3})
-        True
-    """
-
-    format_class = _CsvFormat
-    extensions = (".csv",)
-    record_files = ("",)
+def open_csv(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:
+    """The CSV store at ``path`` (absolute)."""
+    return FileStore(path, _CsvFormat(path), record_files=("",), clock=clock)

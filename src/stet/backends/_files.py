@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import os
 import stat
 import time
-from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
 
 from ..exceptions import StoreError
-from ._claims import Claim, ClaimId, ClaimsFile
 
 __all__ = [
     "TAIL",
@@ -262,30 +261,24 @@ def atomic_write(path: str, data: bytes) -> FileState:
 
 
 class FileFormat:
-    """What every file format shares: its path, lock file and errors."""
+    """What the file formats share: the resolved path, no-op process hooks, errors.
+
+    A format that buffers (Parquet) or holds connections (SQLite) replaces
+    `fold` or the fork hooks; see `._file_store.FileFormat` for the contract.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = real_path(path)
         self.location = self.path
-        self._claims = ClaimsFile(self.path)
 
-    def lock_path(self) -> str:
-        return self.path + ".lock"
+    def fold(self, cursor: Any) -> Any:
+        return cursor  # nothing buffered
 
     def before_fork(self) -> None:
-        pass
+        pass  # no connection to close
 
     def after_fork(self) -> None:
         pass
-
-    def flush(self, cursor: Any) -> Any:
-        return cursor
-
-    def load_claims(self) -> dict[ClaimId, Claim]:
-        return self._claims.load()
-
-    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
-        self._claims.save(put, drop)
 
     def _error(self, problem: str) -> StoreError:
         return StoreError(self.path, problem)
@@ -308,26 +301,27 @@ class AppendCursor:
     context: Any
 
 
-class AppendedFile(FileFormat):
+class AppendedFile(FileFormat, abc.ABC):
     """A text file whose records are appended in place.
 
     Subclasses parse the whole file (`scan_all`) and what follows a cursor
     (`parse_after`); this class decides which is needed and writes appends.
     """
 
+    @abc.abstractmethod
     def scan_all(self, every_column: bool = True) -> tuple[Any, AppendCursor, bool]:
-        raise NotImplementedError
+        """Read the whole file: (records, cursor, True)."""
 
+    @abc.abstractmethod
     def parse_after(
         self, data: bytes, cursor: AppendCursor
     ) -> tuple[list[dict[str, str]], int, Any]:
-        """Rows in ``data`` (which starts at ``cursor.end``), bytes used, new context."""
-        raise NotImplementedError
+        """Records in ``data`` (which starts at ``cursor.end``), bytes used, new context."""
 
     def scan(
         self, cursor: object | None, *, every_column: bool = False
     ) -> tuple[Any, AppendCursor | None, bool]:
-        """Read what is new (see `RecordFormat.scan`).
+        """Read what is new (see `FileFormat.scan`).
 
         Readers take no lock, so a read can interleave with a writer's
         append and see a mix of old and new bytes that does not parse. A

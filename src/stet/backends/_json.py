@@ -23,18 +23,9 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from .._codec import _float_text
-from ._base import (
-    ARROW_THREADS,
-    CODEC,
-    FUNCTION,
-    TIMESTAMP,
-    Columns,
-    Cursor,
-    Records,
-    Row,
-    Table,
-    check_column_name,
-)
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import check_column_name
+from ._file_store import FileStore
 from ._files import (
     TAIL,
     AppendCursor,
@@ -44,8 +35,10 @@ from ._files import (
     read_from,
     tail_before,
 )
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record
+from ._schema import CODEC, FUNCTION, TIMESTAMP
 
-__all__ = ["JsonBackend"]
+__all__ = ["open_json"]
 
 _WS: Final = re.compile(r"\s*")
 
@@ -88,7 +81,7 @@ def _cell_text(value: object) -> str | None:
     return None
 
 
-def _format_row(row: Row) -> str:
+def _format_row(row: Record) -> str:
     cells = ", ".join(f"{json.dumps(k)}: {_cell_json(v)}" for k, v in row.items())
     return "{" + cells + "}"
 
@@ -96,11 +89,11 @@ def _format_row(row: Row) -> str:
 class _JsonFormat(AppendedFile):
     """Cursor context: how many records precede the cursor."""
 
-    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Row], int, Any]:
+    def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Record], int, Any]:
         rows, used = self._parse(data, cursor.end, cursor.context > 0)
         return rows, used, cursor.context + len(rows)
 
-    def scan_all(self, every_column: bool = True) -> tuple[Records, AppendCursor, bool]:
+    def scan_all(self, every_column: bool = True) -> tuple[Batch, AppendCursor, bool]:
         state = file_state(self.path)
         if state is not None and state[2] >= _BULK_BYTES:
             big = self._scan_big(every_column)
@@ -231,7 +224,7 @@ class _JsonFormat(AppendedFile):
             data_by_column[name] = texts
         return Columns(names, len(records), data_by_column.__getitem__)
 
-    def _parse(self, data: bytes, offset: int, expect_comma: bool) -> tuple[list[Row], int]:
+    def _parse(self, data: bytes, offset: int, expect_comma: bool) -> tuple[list[Record], int]:
         """Parse records from just after '[' or after a complete record.
 
         Returns the rows and how many bytes they span. Stops at the closing
@@ -243,7 +236,7 @@ class _JsonFormat(AppendedFile):
             where = offset + len(text[: bad.start()].encode("utf-8", errors="surrogateescape"))
             raise self._error(f"byte {where} is not UTF-8 text; the file is left untouched")
         known: set[str] = set()
-        rows: list[Row] = []
+        rows: list[Record] = []
         pos = 0  # just past the last complete record
         i = _WS.match(text, 0).end()  # type: ignore[union-attr]  # \s* always matches
         need_comma = expect_comma
@@ -270,8 +263,8 @@ class _JsonFormat(AppendedFile):
         return rows, len(text[:pos].encode("utf-8", errors="surrogateescape"))
 
     def _torn(
-        self, text: str, i: int, rows: list[Row], pos: int, offset: int
-    ) -> tuple[list[Row], int]:
+        self, text: str, i: int, rows: list[Record], pos: int, offset: int
+    ) -> tuple[list[Record], int]:
         if "\n" in text[i:].rstrip("\n"):
             where = offset + len(text[:i].encode("utf-8", errors="surrogateescape"))
             raise self._error(
@@ -279,10 +272,10 @@ class _JsonFormat(AppendedFile):
             )
         return rows, len(text[:pos].encode("utf-8", errors="surrogateescape"))
 
-    def _row(self, obj: object, offset: int, i: int, known: set[str]) -> Row:
+    def _row(self, obj: object, offset: int, i: int, known: set[str]) -> Record:
         if not isinstance(obj, dict):
             raise self._error(f"record near byte {offset + i} is not a JSON object")
-        row: Row = {}
+        row: Record = {}
         for col, value in obj.items():
             text = value if type(value) is str else _cell_text(value)
             if text is None:
@@ -300,7 +293,7 @@ class _JsonFormat(AppendedFile):
             )
         return row
 
-    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
         body = ",\n".join(_format_row(r) for r in rows)
@@ -308,7 +301,7 @@ class _JsonFormat(AppendedFile):
         data = (lead + body).encode("utf-8")
         return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
 
-    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         body = ",\n".join(_format_row(r) for r in rows)
         head = "[\n" + body if rows else "["
         data = head.encode("utf-8")
@@ -316,13 +309,6 @@ class _JsonFormat(AppendedFile):
         return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows))
 
 
-class JsonBackend(Table):
-    """A store in a JSON file (``.json``): an array of record objects.
-
-    Needs nothing beyond the standard library to read: `json.load` gives a
-    list of dicts, `pandas.read_json` a DataFrame.
-    """
-
-    format_class = _JsonFormat
-    extensions = (".json",)
-    record_files = ("",)
+def open_json(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:
+    """The JSON store at ``path`` (absolute)."""
+    return FileStore(path, _JsonFormat(path), record_files=("",), clock=clock)

@@ -21,9 +21,17 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LockTimeout", "StoreLock"]
+__all__ = ["LockTimeout", "StoreLock", "lock_timeout"]
 
 _MAX_SLEEP: Final = 0.05
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for a store's lock (``STET_LOCK_TIMEOUT``, default 120)."""
+    try:
+        return float(os.environ.get("STET_LOCK_TIMEOUT", "120"))
+    except ValueError:
+        return 120.0
 
 
 class LockTimeout(Exception):

@@ -18,21 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..exceptions import StoreError
-from ._base import (
-    ARROW_THREADS,
-    CODEC,
-    FUNCTION,
-    META_COLUMNS,
-    TIMESTAMP,
-    Columns,
-    Cursor,
-    Records,
-    Row,
-    Table,
-    as_rows,
-    check_column_name,
-)
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import check_column_name
 from ._csv import _CsvFormat
+from ._file_store import FileStore
 from ._files import (
     AppendCursor,
     FileFormat,
@@ -41,8 +30,10 @@ from ._files import (
     file_state,
     open_regular,
 )
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
+from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP
 
-__all__ = ["ParquetBackend"]
+__all__ = ["open_parquet"]
 
 #: The journal is folded in once it holds this many records, or a quarter
 #: of the compacted file, whichever is more.
@@ -61,7 +52,7 @@ class _ParquetCursor:
     folded: bool = False  # the journal is a leftover already in the file
 
 
-def _with_journal(main: pa.Table, journal: Sequence[Row]) -> Columns:
+def _with_journal(main: pa.Table, journal: Sequence[Record]) -> Columns:
     """The compacted records followed by the journal's, as one set of columns."""
     names = list(main.column_names)
     names += [c for c in {k: None for row in journal for k in row} if c not in names]
@@ -91,7 +82,7 @@ class _ParquetFormat(FileFormat):
 
     def scan(
         self, cursor: Cursor | None, *, every_column: bool = False
-    ) -> tuple[Records, Cursor | None, bool]:
+    ) -> tuple[Batch, Cursor | None, bool]:
         state = file_state(self.path)
         if state is None:
             return [], None, True
@@ -110,7 +101,7 @@ class _ParquetFormat(FileFormat):
         # A writer killed between replacing the file and deleting the journal
         # it folded in leaves that journal behind: its records are in the file.
         leftover = isinstance(journal, AppendCursor) and _journal_mark(journal) == folded
-        rows = [] if leftover else as_rows(journal_records)
+        rows = [] if leftover else as_records(journal_records)
         records = _with_journal(table, rows) if rows else Columns.of_arrow(table)
         cursor = _ParquetCursor(state, names, table.num_rows, journal, len(rows), leftover)
         return records, cursor, True
@@ -176,7 +167,7 @@ class _ParquetFormat(FileFormat):
                 raise self._error(f"column {name!r} has type {column_type}, not string")
         return names
 
-    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, _ParquetCursor):
             return self.rewrite(rows, cursor)
         if cursor.folded:  # finish the interrupted fold first (the lock is held)
@@ -185,16 +176,16 @@ class _ParquetFormat(FileFormat):
         journal = self.journal.append(rows, cursor.journal)
         cursor = attrs.evolve(cursor, journal=journal, pending=cursor.pending + len(rows))
         if cursor.pending >= max(_MIN_JOURNAL, cursor.rows // 4):
-            return self.flush(cursor)
+            return self.fold(cursor)
         return cursor
 
-    def flush(self, cursor: Cursor | None) -> Cursor | None:
+    def fold(self, cursor: Cursor | None) -> Cursor | None:
         """Fold the journal into the Parquet file (the caller holds the lock)."""
         if not isinstance(cursor, _ParquetCursor) or not cursor.pending:
             return cursor
         table, _, _, _ = self._read_table()
         journal, journal_cursor, _ = self.journal.scan(None, every_column=True)
-        rows = as_rows(journal)
+        rows = as_records(journal)
         if rows:
             names = list(table.column_names)
             names += [c for c in {k: None for row in rows for k in row} if c not in names]
@@ -203,7 +194,7 @@ class _ParquetFormat(FileFormat):
         mark = _journal_mark(journal_cursor) if isinstance(journal_cursor, AppendCursor) else None
         return self._write(table, mark)
 
-    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         names: dict[str, None] = {}
         mark = None
         if isinstance(cursor, _ParquetCursor):
@@ -252,7 +243,7 @@ def _journal_mark(cursor: AppendCursor) -> str:
     return f"{dev}:{ino}:{size}:{hashlib.sha256(cursor.tail).hexdigest()[:32]}"
 
 
-def _table(rows: Sequence[Row], names: Sequence[str]) -> pa.Table:
+def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
     return pa.table({c: pa.array([row.get(c) for row in rows], type=pa.string()) for c in names})
 
 
@@ -263,13 +254,6 @@ def _widen(table: pa.Table, names: Sequence[str]) -> pa.Table:
     return table.select(list(names)).cast(pa.schema([(n, pa.string()) for n in names]))
 
 
-class ParquetBackend(Table):
-    """A store in a Parquet file (``.parquet``): string columns, read by pandas/Arrow.
-
-    New records go to ``STORE.journal.csv`` next to it and are folded into
-    the Parquet file in batches and when the process exits; stet reads both.
-    """
-
-    format_class = _ParquetFormat
-    extensions = (".parquet",)
-    record_files = ("", ".journal.csv")
+def open_parquet(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:
+    """The Parquet store at ``path`` (absolute)."""
+    return FileStore(path, _ParquetFormat(path), record_files=("", ".journal.csv"), clock=clock)

@@ -44,34 +44,25 @@ import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from .._codec import KeyCodec
 from ..exceptions import StoreError
-from ._base import (
-    DURATION,
-    FUNCTION,
-    TIMESTAMP,
-    Columns,
-    Cursor,
-    Packed,
-    Records,
-    Row,
-    Table,
-    as_rows,
-    check_column_name,
-    pack,
-)
-from ._claims import Claim, ClaimId, heartbeat, owner
+from ._claims import Claim, ClaimId, ClaimState, heartbeat, owner
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import NO_LIMITS, ColumnLimits, check_column_name, check_key_columns
+from ._index import KeyIndex, Packed, pack
+from ._process import track
+from ._records import Batch, Columns, Cursor, Record, as_records
+from ._schema import DURATION, FUNCTION, TIMESTAMP, identity, new_records
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresBackend", "is_url", "parse_url"]
+__all__ = ["PostgresStore", "describe", "is_url", "parse_url"]
 
 SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_TABLE: Final = "stet_records"
@@ -605,8 +596,8 @@ class PgFormat:
 
     def scan(
         self, cursor: Cursor | None, *, every_column: bool = False
-    ) -> tuple[Records, Cursor | None, bool]:
-        def op(conn: psycopg.Connection[Any]) -> tuple[Records, Cursor | None, bool]:
+    ) -> tuple[Batch, Cursor | None, bool]:
+        def op(conn: psycopg.Connection[Any]) -> tuple[Batch, Cursor | None, bool]:
             import psycopg
 
             try:
@@ -640,7 +631,7 @@ class PgFormat:
 
         return self.run("read the store", op)
 
-    def _read_since(self, conn: psycopg.Connection[Any], since: int, upto: int) -> list[Row]:
+    def _read_since(self, conn: psycopg.Connection[Any], since: int, upto: int) -> list[Record]:
         cur = conn.execute(
             self.sql.SQL("SELECT * FROM {} WHERE _stet_seq > %s AND _stet_seq <= %s").format(
                 self.records
@@ -648,9 +639,9 @@ class PgFormat:
             (since, upto),
         )
         names = [d.name for d in cur.description or ()]
-        out: list[Row] = []
+        out: list[Record] = []
         for values in cur.fetchall():
-            row: Row = {}
+            row: Record = {}
             for name, value in zip(names, values, strict=True):
                 text = _text(value)
                 if text is None or name in (KEY, SEQ) or (name == FUNCTION and not text):
@@ -659,7 +650,7 @@ class PgFormat:
             out.append(row)
         return out
 
-    def _read_all(self, conn: psycopg.Connection[Any], upto: int, every_column: bool) -> Records:
+    def _read_all(self, conn: psycopg.Connection[Any], upto: int, every_column: bool) -> Batch:
         """Every record up to change ``upto``, through COPY into Arrow (a big store reads fast)."""
         sql = self.sql
         names = sorted(self._read_columns(conn) - {KEY, SEQ})
@@ -697,12 +688,12 @@ class PgFormat:
 
     # -- writing --------------------------------------------------------------
 
-    def insert(self, rows: Sequence[Row]) -> tuple[int, list[int]]:
+    def insert(self, rows: Sequence[Record]) -> tuple[int, list[int]]:
         """Add rows not yet recorded (by function and key).
 
         Returns how many were new, and the change number of each write.
         """
-        groups: dict[tuple[str, ...], list[Row]] = {}
+        groups: dict[tuple[str, ...], list[Record]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
 
@@ -722,7 +713,7 @@ class PgFormat:
 
         return self.run("write to the store", op)
 
-    def _values(self, names: tuple[str, ...], row: Row) -> list[object]:
+    def _values(self, names: tuple[str, ...], row: Record) -> list[object]:
         keys = sorted(n for n in names if n[:6] != "_stet_")
         out: list[object] = []
         for name in names:
@@ -737,7 +728,7 @@ class PgFormat:
         return out
 
     def _insert_values(
-        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
+        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Record]
     ) -> tuple[int, int]:
         """One statement (one round trip): take a change number, insert, skip duplicates.
 
@@ -766,7 +757,7 @@ class PgFormat:
         return int(result[0]), int(result[1])
 
     def _insert_copy(
-        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Row]
+        self, conn: psycopg.Connection[Any], names: tuple[str, ...], rows: Sequence[Record]
     ) -> tuple[int, int]:
         """Many rows: COPY into a scratch table, then one INSERT ... SELECT."""
         sql = self.sql
@@ -948,7 +939,7 @@ class PgFormat:
 
         return self.run("renew claims", op)
 
-    def finish(self, claim: Claim, rows: Sequence[Row]) -> bool:
+    def finish(self, claim: Claim, rows: Sequence[Record]) -> bool:
         """In one transaction: drop ``claim`` if still held and record ``rows``.
 
         Returns False (and writes nothing) if the claim was taken over.
@@ -988,67 +979,6 @@ class PgFormat:
             )
 
         self.run("release a claim", op)
-
-    # -- the parts of RecordFormat a database does not need ------------------
-
-    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor | None:
-        # The rows get a change number above the cursor's: the next scan
-        # reads them back with whatever other processes added meanwhile.
-        self.insert(rows)
-        return cursor
-
-    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor | None:
-        raise NotImplementedError("PostgresBackend deletes records in place (remove_where)")
-
-    def flush(self, cursor: Cursor | None) -> Cursor | None:
-        return cursor
-
-    def lock_path(self) -> str:
-        return ""
-
-    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
-        """Write claims as given (times relative to this machine's clock), drop others.
-
-        Workers claim through `try_claim`; this is for tools and tests that
-        set claims up directly.
-        """
-        sql = self.sql
-        now = time.time()
-
-        def op(conn: psycopg.Connection[Any]) -> None:
-            self._ensure(conn)
-            with conn.transaction():
-                for function, cols, values in drop:
-                    conn.execute(
-                        sql.SQL("DELETE FROM {} WHERE function = %s AND key = %s").format(
-                            self.claims_table
-                        ),
-                        (function, key_json(cols, values)),
-                    )
-                for c in put:
-                    conn.execute(
-                        sql.SQL(
-                            "INSERT INTO {} VALUES (%s, %s, %s, %s, "
-                            "now() + make_interval(secs => %s), %s, "
-                            "now() - make_interval(secs => %s)) "
-                            "ON CONFLICT "
-                            + _CLAIM_IDENTITY
-                            + " DO UPDATE SET owner = EXCLUDED.owner, "
-                            "epoch = EXCLUDED.epoch, expires = EXCLUDED.expires, "
-                            "lease = EXCLUDED.lease, since = EXCLUDED.since"
-                        ).format(self.claims_table),
-                        (
-                            c.function,
-                            key_json(c.cols, c.values),
-                            c.owner,
-                            c.epoch,
-                            c.expires - now,
-                            c.lease,
-                            now - c.since,
-                        ),
-                    )
-
-        self.run("write claims", op)
 
 
 def _digest(text: str) -> str:
@@ -1152,28 +1082,14 @@ def _marks(columns: Sequence[str]) -> list[Any]:
     return [sql.SQL(casts.get(c, "%s::text")) for c in columns]
 
 
-class _NoLock:
-    """PostgreSQL needs no store lock: constraints and transactions do that work."""
-
-    path = ""
-
-    def acquire(self, timeout: float) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-    def after_fork(self) -> None:
-        pass
-
-
-class PostgresBackend(Table):
-    """A store in a PostgreSQL database, shared by workers on many machines.
+class PostgresStore:
+    """A `stet.typing.ClaimingStore` in a PostgreSQL database, shared by many machines.
 
     Args:
         url: ``postgresql://user[:password]@host[:port]/database[?table=NAME]``;
             missing parts come from libpq's environment (``PGHOST``...).
-        codec: The codec used to encode and decode key values.
+        clock: Unused for leases, which the server's clock times (so that
+            workers' clocks need not agree); kept for the `Store` contract.
 
     Writing a record is one statement (one round trip to the server);
     before a run, one small query looks for records other workers added;
@@ -1181,59 +1097,133 @@ class PostgresBackend(Table):
     never appear in messages, reprs or `status`.
     """
 
-    def __init__(self, url: str, *, codec: KeyCodec | None = None) -> None:
+    limits: ColumnLimits = NO_LIMITS
+
+    def __init__(self, url: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._pg = PgFormat(url)
+        self.location = self._pg.location  # never the password
+        self.clock = clock
+        self._index = KeyIndex(self.location)
+        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._checked: set[tuple[str, ...]] = set()  # key columns that fit the server
-        super().__init__(url, codec=codec)
-        self._path = self._pg.location  # never the password
+        self._cursor: Cursor | None = None
+        self._mutex = threading.RLock()
+        track(self)
 
-    @property
-    def path(self) -> NoReturn:
-        """A PostgreSQL store has no file: its password-free URL is `location`."""
-        raise AttributeError(
-            f"a PostgreSQL store has no file, so no .path; its URL is .location ({self.location})"
-        )
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
 
-    def _open_format(self) -> PgFormat:
-        return self._pg
+    # -- processes ------------------------------------------------------------
 
-    def _make_lock(self) -> Any:
-        return _NoLock()
+    def pause_for_fork(self) -> bool:
+        if not self._mutex.acquire(timeout=5):
+            return False
+        self._pg.before_fork()
+        return True
+
+    def resume_after_fork(self) -> None:
+        self._mutex.release()
+
+    def reset_in_child(self) -> None:
+        self._mutex = threading.RLock()
+        self._pg.after_fork()
+
+    # -- lookups --------------------------------------------------------------
 
     def exists(self) -> bool:
         return self._pg.exists()
 
+    def refresh(self) -> None:
+        with self._mutex:
+            batch, cursor, complete = self._pg.scan(self._cursor)
+            if complete:
+                self._index.rebuild(batch)
+            else:
+                self._index.ingest(batch)
+            self._cursor = cursor
+
+    def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        return self._index.knows(function, cols, key)
+
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        if self.has_texts(function, cols, key):
+        if self._index.knows(function, cols, key):
             return True
         # A key not known to be done is about to run: refuse, before it runs,
         # a parameter name the server would truncate (and so never match).
+        self._check_lengths(cols)
+        self.refresh()
+        return self._index.knows(function, cols, key)
+
+    def _check_lengths(self, cols: tuple[str, ...]) -> None:
         if cols not in self._checked:
             for col in cols:
                 check_column_length(col, self.location)
             self._checked.add(cols)
-        self.sync()
-        return self.has_texts(function, cols, key)
 
-    def _add_locked(
+    def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        self.refresh()
+        return self._index.matches(function, cols, values)
+
+    def check_can_hold(self, cols: Sequence[str]) -> None:
+        self._check_lengths(tuple(sorted(cols)))
+
+    def prefer_order(self, names: Sequence[str]) -> None:
+        order = tuple(names)
+        self._order.setdefault(tuple(sorted(order)), order)
+
+    # -- writing --------------------------------------------------------------
+
+    def _records_of(
         self,
         function: str,
         cols: tuple[str, ...],
         keys: Iterable[tuple[str, ...]],
         duration: float | None,
         code: str | None,
+    ) -> tuple[list[Record], dict[Packed, tuple[str, ...]]]:
+        fresh = self._index.fresh(function, cols, keys)
+        order = self._order.get(cols)
+        records = new_records(
+            function, cols, fresh.values(), order=order, duration=duration, code=code
+        )
+        return records, fresh
+
+    def add(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        *,
+        duration: float | None = None,
+        code: str | None = None,
     ) -> int:
         # The database decides what is new (ON CONFLICT), so the count is
         # right even when another worker recorded a key a moment ago.
-        for col in cols:
-            check_column_length(col, self.location)
-        rows, seen = self._new_rows(function, cols, keys, duration, code)
-        if not rows:
-            return 0
-        added, versions = self._pg.insert(rows)
-        self._index.setdefault((function, cols), set()).update(seen)
-        self._advance(versions)
-        return added
+        self._check_lengths(cols)
+        with self._mutex:
+            self.refresh()
+            records, fresh = self._records_of(function, cols, keys, duration, code)
+            if not records:
+                return 0
+            added, versions = self._pg.insert(records)
+            self._index.add(function, cols, fresh)
+            self._advance(versions)
+            return added
+
+    def merge(self, records: Iterable[Record]) -> int:
+        with self._mutex:
+            self.refresh()
+            added, new = self._index.unseen(records, self._check_new_group)
+            if not added:
+                return 0
+            self._pg.insert(added)
+            for (function, cols), keys in new.items():
+                self._index.add(function, cols, keys)
+            return len(added)
+
+    def _check_new_group(self, cols: tuple[str, ...]) -> None:
+        check_key_columns(cols, self.limits, store=self.location)
+        self._check_lengths(cols)
 
     def _advance(self, versions: list[int]) -> None:
         """Move the cursor past our own writes, if nobody else wrote in between.
@@ -1247,9 +1237,45 @@ class PostgresBackend(Table):
         ):
             self._cursor = attrs.evolve(cursor, version=versions[-1])
 
+    def flush(self, timeout: float | None = None) -> None:
+        pass  # every record is in the table as soon as it is written
+
+    # -- whole-store operations ------------------------------------------------
+
+    def records(self) -> list[Record]:
+        with self._mutex:
+            batch, _, _ = self._pg.scan(None, every_column=True)
+            return as_records(batch)
+
+    def delete(self, doomed: Callable[[Record], bool]) -> int:
+        with self._mutex:
+            batch, cursor, _ = self._pg.scan(None, every_column=True)
+            keys: list[tuple[str, str]] = []
+            for record in as_records(batch):
+                if doomed(record):
+                    # By the texts as stored: a record of older key rules holds
+                    # them as written then, and its _stet_key was made of them.
+                    function, cols, _ = identity(record, self.location)
+                    keys.append((function, key_json(cols, tuple(record[c] for c in cols))))
+            removed = 0
+            if keys:
+                assert isinstance(cursor, _PgCursor)
+                removed = self._pg.delete(keys, cursor.version)
+            self._cursor = None
+            self.refresh()
+            return removed
+
+    def clear(self, *, in_place: bool = False) -> int:
+        """Delete every record in one statement (the tables stay; claims in progress stay)."""
+        with self._mutex:
+            removed = self._pg.delete(None, None)
+            self._cursor = None
+            self.refresh()
+            return removed
+
     # -- claims, timed by the server's clock ---------------------------------
 
-    def claim_texts(
+    def claim(
         self,
         function: str,
         cols: tuple[str, ...],
@@ -1257,7 +1283,7 @@ class PostgresBackend(Table):
         lease: float,
         *,
         owner: str | None = None,
-    ) -> tuple[str, Claim | None]:
+    ) -> tuple[ClaimState, Claim | None]:
         packed = pack(values)
         if self.is_done(function, cols, packed):
             return "done", None
@@ -1267,74 +1293,43 @@ class PostgresBackend(Table):
         assert claim is not None
         # A worker that finished the key a moment ago dropped its claim in the
         # same transaction that recorded it: look again, now that we hold it.
-        self.sync()
-        if self.has_texts(function, cols, packed):
+        self.refresh()
+        if self._index.knows(function, cols, packed):
             self._pg.release(claim)
             return "done", None
         if owner is None:
             heartbeat.hold(self, claim)
         return "claimed", claim
 
-    def renew_claims(self, claims: Sequence[Claim]) -> list[Claim]:
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
         return self._pg.renew(claims)
 
-    def complete_claim(
-        self, claim: Claim, duration: float | None = None, code: str | None = None
+    def complete(
+        self, claim: Claim, *, duration: float | None = None, code: str | None = None
     ) -> bool:
         heartbeat.drop(self, claim)
         with self._mutex:
-            rows, seen = self._new_rows(claim.function, claim.cols, [claim.values], duration, code)
-            if not self._pg.finish(claim, rows):
+            records, fresh = self._records_of(
+                claim.function, claim.cols, [claim.values], duration, code
+            )
+            if not self._pg.finish(claim, records):
                 return False
-            self._index.setdefault((claim.function, claim.cols), set()).update(seen)
+            self._index.add(claim.function, claim.cols, fresh)
             return True
 
-    def release_claim(self, claim: Claim) -> None:
+    def release(self, claim: Claim) -> None:
         heartbeat.drop(self, claim)
         self._pg.release(claim)
 
     def claims(self) -> dict[ClaimId, Claim]:
         # A claim on a recorded key is finished (its worker was killed after
         # try_claim, before releasing it): not in progress.
-        self.sync()
+        self.refresh()
         return {
             i: c
             for i, c in self._pg.load_claims().items()
-            if not self.has_texts(c.function, c.cols, pack(c.values))
+            if not self._index.knows(c.function, c.cols, pack(c.values))
         }
-
-    # -- deleting -------------------------------------------------------------
-
-    def remove_where(self, keep: Any) -> int:
-        """Delete the records for which ``keep(row)`` is false; return how many."""
-        with self._mutex:
-            records, cursor, _ = self._pg.scan(None, every_column=True)
-            doomed: list[tuple[str, str]] = []
-            for row in as_rows(records):
-                if not keep(row):
-                    # By the texts as stored: a row of older key rules holds
-                    # them as written then, and its _stet_key was made of them.
-                    function, cols, _ = self.identity(row)
-                    doomed.append((function, key_json(cols, tuple(row[c] for c in cols))))
-            removed = 0
-            if doomed:
-                assert isinstance(cursor, _PgCursor)
-                removed = self._pg.delete(doomed, cursor.version)
-            self._cursor = None
-            self.sync()
-            return removed
-
-    def clear(self) -> None:
-        """Remove every record (the tables stay, empty; claims in progress stay)."""
-        self.clear_counted()
-
-    def clear_counted(self, *, in_place: bool = False) -> int:
-        """`clear`, returning how many records were removed (one statement)."""
-        with self._mutex:
-            removed = self._pg.delete(None, None)
-            self._cursor = None
-            self.sync()
-            return removed
 
 
 def describe(store: str) -> str:

@@ -15,30 +15,21 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import attrs
 
 from ..exceptions import StoreError
-from ._base import (
-    CODEC,
-    DURATION,
-    FUNCTION,
-    META_COLUMNS,
-    TIMESTAMP,
-    Columns,
-    Cursor,
-    Records,
-    Row,
-    Table,
-    check_column_name,
-)
 from ._claims import Claim, ClaimId
-from ._columns import ColumnLimits
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import ColumnLimits, check_column_name
+from ._file_store import FileStore
 from ._files import real_path
+from ._records import Batch, Columns, Cursor, Record
+from ._schema import CODEC, DURATION, FUNCTION, META_COLUMNS, TIMESTAMP
 
-__all__ = ["SqliteBackend"]
+__all__ = ["SQLITE_LIMITS", "open_sqlite"]
 
 TABLE: Final = "stet_records"
 META: Final = "stet_meta"
@@ -79,11 +70,8 @@ class _SqliteFormat:
         self._has_table = False  # the open database has stet's tables
         self._serial = 0  # which connection; data_version is only comparable within one
 
-    def lock_path(self) -> str:
-        return self.path + ".lock"
-
-    def flush(self, cursor: Cursor | None) -> Cursor | None:
-        return cursor
+    def fold(self, cursor: Cursor | None) -> Cursor | None:
+        return cursor  # nothing buffered
 
     def before_fork(self) -> None:
         # SQLite connections must not cross a fork: the parent reconnects on
@@ -96,7 +84,8 @@ class _SqliteFormat:
         # Whatever is left (a fork outside os.fork's hooks) is not used here.
         self._conn = None
 
-    def load_claims(self) -> dict[ClaimId, Claim]:
+    def load(self) -> dict[ClaimId, Claim]:
+        """The claims in the ``stet_claims`` table (`ClaimRecords`)."""
         try:
             conn = self._connect()
             if conn is None:
@@ -129,7 +118,8 @@ class _SqliteFormat:
             claims[claim.id] = claim
         return claims
 
-    def save_claims(self, put: Sequence[Claim], drop: Sequence[ClaimId]) -> None:
+    def save(self, put: Iterable[Claim], drop: Iterable[ClaimId]) -> None:
+        put, drop = list(put), list(drop)
         conn = self._ready()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -282,7 +272,7 @@ class _SqliteFormat:
 
     def scan(
         self, cursor: Cursor | None, *, every_column: bool = False
-    ) -> tuple[Records, Cursor | None, bool]:
+    ) -> tuple[Batch, Cursor | None, bool]:
         try:
             conn = self._connect()
             if conn is None or not self._table_exists(conn):
@@ -304,7 +294,7 @@ class _SqliteFormat:
                 count, top = conn.execute(
                     f"SELECT count(*), max(rowid) FROM {TABLE} WHERE rowid > ?", (since,)
                 ).fetchone()
-                records: Records
+                records: Batch
                 if count >= _BULK_ROWS:
                     records = self._read_columns(conn, columns, since, top, count, every_column)
                 else:
@@ -321,7 +311,7 @@ class _SqliteFormat:
 
     def _read_rows(
         self, conn: sqlite3.Connection, columns: tuple[str, ...], since: int
-    ) -> list[Row]:
+    ) -> list[Record]:
         select = ", ".join(_quote(c) for c in columns)
         result = conn.execute(
             f"SELECT {select} FROM {TABLE} WHERE rowid > ? ORDER BY rowid", (since,)
@@ -361,7 +351,7 @@ class _SqliteFormat:
             data[name] = values
         return Columns(wanted, count, data.__getitem__)
 
-    def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Row:
+    def _row(self, columns: tuple[str, ...], values: tuple[object, ...]) -> Record:
         return {
             col: value if isinstance(value, str) else self._text(col, value)
             for col, value in zip(columns, values, strict=True)
@@ -452,13 +442,13 @@ class _SqliteFormat:
             ", ".join(moved),
         )
 
-    def append(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         return self._write(rows, cursor, replace=False)
 
-    def rewrite(self, rows: Sequence[Row], cursor: Cursor | None) -> Cursor:
+    def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         return self._write(rows, cursor, replace=True)
 
-    def _write(self, rows: Sequence[Row], cursor: Cursor | None, *, replace: bool) -> Cursor:
+    def _write(self, rows: Sequence[Record], cursor: Cursor | None, *, replace: bool) -> Cursor:
         conn = self._ready()
         # The caller holds the lock and has just read the store: a cursor of
         # this connection knows the columns, change counter and generation.
@@ -528,18 +518,14 @@ def _schema(if_missing: bool = False) -> list[str]:
     ]
 
 
-class SqliteBackend(Table):
-    """A store in a SQLite database (``.sqlite``, ``.db``), standard library only.
+#: rowid and its aliases name SQLite's own row number, which reading what
+#: is new relies on; column names ignore case.
+SQLITE_LIMITS: Final = ColumnLimits(
+    case_insensitive=True, reserved=frozenset({"rowid", "oid", "_rowid_"})
+)
 
-    Records are rows of the ``stet_records`` table; query it with any SQLite
-    tool. The database uses write-ahead logging, which needs every process
-    on one machine (use PostgreSQL across machines).
-    """
 
-    format_class = _SqliteFormat
-    extensions = (".sqlite", ".db")
-    # rowid and its aliases name SQLite's own row number, which reading
-    # what is new relies on.
-    column_limits = ColumnLimits(
-        case_insensitive=True, reserved=frozenset({"rowid", "oid", "_rowid_"})
-    )
+def open_sqlite(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:
+    """The SQLite store at ``path`` (absolute); its claims live in its own table."""
+    format = _SqliteFormat(path)
+    return FileStore(path, format, claim_records=format, limits=SQLITE_LIMITS, clock=clock)

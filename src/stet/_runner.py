@@ -1,0 +1,302 @@
+"""The per-function state behind a decorated function, and the per-call path.
+
+A call goes top to bottom: bind the arguments (defaults applied), encode the
+key parameters with the codec (`Runner.key_texts`), then `Runner.begin` looks
+the key up in the store (or claims it) and reports a skip; the function
+runs; `Runner.end` records it, or `Runner.abort` gives its claim back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import textwrap
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+from ._report import quiet_by_environment, reporter
+from .backends import describe, open_store, pack
+from .backends._claims import Claim, describe_owner
+from .backends._columns import check_key_columns
+from .backends._registry import entry
+from .exceptions import KeyEncodingError, StoreError
+from .typing import ClaimingStore, Store
+
+if TYPE_CHECKING:
+    from ._once import Once
+
+__all__ = ["Run", "Runner", "code_hash", "display", "forget_stores", "key_names", "qualname"]
+
+
+def qualname(func: Callable[..., Any]) -> str:
+    """The function's qualified name (or its type's, for other callables)."""
+    name = getattr(func, "__qualname__", None)
+    return name if isinstance(name, str) else type(func).__qualname__
+
+
+def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> bool:
+    parts = qualname(func).split(".")
+    return (
+        len(parts) > 1
+        and parts[-2] != "<locals>"
+        and bool(params)
+        and params[0].name in ("self", "cls")
+    )
+
+
+def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The key parameters of ``func``, checked against its signature."""
+    signature = inspect.signature(func)
+    params = list(signature.parameters.values())
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    where = f"{qualname(func)}{signature}"
+    if key is None:
+        if _is_method(func, params):
+            params = params[1:]
+        for p in params:
+            if p.kind in variadic:
+                star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+                raise ValueError(
+                    f"{where} takes {star}{p.name}, which stet cannot key; name the "
+                    "parameters that identify a run with key=[...]"
+                )
+        return tuple(p.name for p in params)
+    by_name = {p.name: p for p in params}
+    for name in key:
+        param = by_name.get(name)
+        if param is None:
+            raise ValueError(f"key name {name!r} is not a parameter of {where}")
+        if param.kind in variadic:
+            raise ValueError(
+                f"key name {name!r} is the variadic parameter of {where}; "
+                "stet keys named parameters only"
+            )
+    return key
+
+
+def code_hash(func: Callable[..., Any]) -> str | None:
+    """A short hash of the function's source (decorators left out), if it has one.
+
+    Records carry it as ``_stet_code`` so that `status` can say how many
+    were made by an older version of the code. Nothing is invalidated.
+    """
+    try:
+        lines, _ = inspect.getsourcelines(inspect.unwrap(func))
+    except (OSError, TypeError):
+        return None
+    starts = [i for i, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))]
+    body = [line for line in lines[starts[0] if starts else 0 :] if line.strip()]
+    text = textwrap.dedent("".join(body))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def display(value: object) -> str:
+    """Short text of a value for messages."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Runner:
+    """The per-function state behind a decorated function.
+
+    Holds the checked key, the signature and (opened on first use in each
+    process) the store. Pickles by configuration, so a decorated function
+    shipped to a worker by cloudpickle opens its own store there.
+    """
+
+    def __init__(self, config: Once, func: Callable[..., Any]) -> None:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"{qualname(func)} is a generator function; stet cannot tell when "
+                "its work is done. Decorate a regular function that runs the loop"
+            )
+        self.config = config
+        self.func = func
+        self.signature = inspect.signature(func)
+        self.key = key_names(func, config.key)
+        check_key_columns(self.key, entry(config.store).limits, store=repr(describe(config.store)))
+        self.cols = tuple(sorted(self.key))
+        self.name = config.name or qualname(func)
+        self.label = getattr(func, "__name__", self.name)
+        self._encode = config.codec.encode
+        self._store: Store | None = None
+        #: The store, when runs claim their keys (``claim=True``).
+        self.claims: ClaimingStore | None = None
+        _runners.add(self)
+        self.code = code_hash(func)
+        params = self.signature.parameters.values()
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        # Functions of plain parameters are bound without inspect (the common
+        # case, and the one a million-call sweep pays for on every call).
+        self._names = tuple(p.name for p in params) if plain else None
+        self._name_set = frozenset(self._names or ())
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    def __reduce__(self) -> tuple[type[Runner], tuple[Once, Callable[..., Any]]]:
+        return (Runner, (self.config, self.func))
+
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use in each process."""
+        store = self._store
+        if store is None:
+            store = open_store(self.config.store)
+            store.check_can_hold(self.cols)
+            store.prefer_order(self.key)
+            if self.config.claim and not isinstance(store, ClaimingStore):
+                raise StoreError(
+                    store.location,
+                    "this store does not support claims; use claim=False, or a store "
+                    "that does (every built-in store does)",
+                )
+            if self.config.claim:
+                assert isinstance(store, ClaimingStore)
+                self.claims = store
+            self._store = store
+        return store
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by name, defaults applied (TypeError as a call would)."""
+        names = self._names
+        if names is not None and len(args) <= len(names):
+            arguments = dict(zip(names, args, strict=False))
+            for name, value in kwargs.items():
+                if name in arguments or name not in self._name_set:
+                    break  # a duplicate or unknown keyword: let inspect say so
+                arguments[name] = value
+            else:
+                if len(arguments) == len(names):
+                    return arguments
+                missing = [n for n in names if n not in arguments]
+                if all(n in self._defaults for n in missing):
+                    for n in missing:
+                        arguments[n] = self._defaults[n]
+                    return {n: arguments[n] for n in names}
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+        """The call's key texts, in the order of `cols` (TypeError as a call would)."""
+        try:
+            arguments = self.arguments(args, kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.label}(): {exc}") from None
+        return self.encode_key(arguments)
+
+    def encode_key(self, arguments: dict[str, Any]) -> tuple[str, ...]:
+        encode = self._encode
+        values = []
+        for col in self.cols:
+            try:
+                values.append(encode(arguments[col]))
+            except KeyEncodingError as exc:
+                raise exc.for_parameter(col) from None
+        return tuple(values)
+
+    def begin(
+        self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Run | None:
+        """Before a call: None (the skip reported) if the key is done or claimed elsewhere.
+
+        Otherwise the run starts: with ``claim=True`` this process holds the
+        key's claim.
+        """
+        store = self.store
+        key = pack(values)
+        claim = None
+        if self.claims is None:
+            if store.is_done(self.name, self.cols, key):
+                self.report_skip(args, kwargs)
+                return None
+        else:
+            if store.knows(self.name, self.cols, key):
+                self.report_skip(args, kwargs)
+                return None
+            state, claim = self.claims.claim(self.name, self.cols, values, self.config.lease)
+            if state != "claimed":
+                self.report_skip(args, kwargs, claim)
+                return None
+        reporter.end_streak()
+        return Run(values, claim, time.perf_counter())
+
+    def end(self, run: Run) -> None:
+        """After a normal return: record the run (complete its claim)."""
+        duration = time.perf_counter() - run.started
+        claim = run.claim
+        if claim is None:
+            self.store.add(self.name, self.cols, [run.values], duration=duration, code=self.code)
+            return
+        assert self.claims is not None
+        if not self.claims.complete(claim, duration=duration, code=self.code):
+            shown = ", ".join(f"{c}={t}" for c, t in zip(claim.cols, claim.values, strict=True))
+            reporter.warn(
+                f"[stet] {self.label}({shown}) finished, but its claim had expired and "
+                "was taken over by another worker, so it is not recorded here (the lease "
+                f"of {self.config.lease:g} s was too short, or this process was stopped)"
+            )
+
+    def abort(self, run: Run) -> None:
+        """The call raised: nothing is recorded; a claimed key is given back to run again."""
+        if run.claim is None:
+            return
+        assert self.claims is not None
+        try:
+            self.claims.release(run.claim)
+        except StoreError as exc:  # the run's own exception matters more
+            reporter.warn(
+                f"[stet] Could not release the claim on {self.label}: {exc}; "
+                f"it expires in at most {self.config.lease:g} s"
+            )
+
+    def known_done(self, values: tuple[str, ...]) -> bool:
+        """True if this process already knows the key is recorded (no I/O)."""
+        store = self._store
+        return store is not None and store.knows(self.name, self.cols, pack(values))
+
+    def report_skip(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None = None
+    ) -> None:
+        """Report a skip: done, or (with ``busy``) running in another worker."""
+        if self.config.quiet or quiet_by_environment():
+            return
+
+        def describe() -> str:
+            arguments = self.arguments(args, kwargs)
+            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+            if busy is not None:
+                return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
+            return f"{self.label}({shown})"
+
+        reporter.skipped(describe)
+
+    def forget_store(self) -> None:
+        """Open the store anew on the next call (a relative path from the new working directory)."""
+        self._store = None
+        self.claims = None
+
+
+#: Every runner alive, so that `stet.testing.fresh_process` can reset them.
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+def forget_stores() -> None:
+    """Make every decorated function open its store anew on its next call."""
+    for runner in list(_runners):
+        runner.forget_store()
+
+
+@attrs.frozen
+class Run:
+    """A call that runs: its key texts, its claim (``claim=True``), when it started."""
+
+    values: tuple[str, ...]
+    claim: Claim | None
+    started: float

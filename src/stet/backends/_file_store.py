@@ -1,0 +1,449 @@
+"""A store kept in files on one machine: a format, a lock, an index, claims.
+
+`FileStore` is the `stet.typing.Store` of the CSV, JSON, SQLite and Parquet
+stores. It is put together from parts, each with one job:
+
+- a `FileFormat` reads records (all, or those added since a cursor it
+  returned) and writes them (append, atomic rewrite; Parquet also folds
+  its journal in);
+- a `StoreLock` serializes writers across processes (``flock`` on a kept
+  descriptor), and a mutex the threads of this process;
+- a `KeyIndex` answers lookups from memory;
+- `ClaimRecords` (``STORE.claims.json``, or SQLite's table) and
+  `LeaseFiles` (``STORE.claims.d/``) hold claims and their leases.
+
+Writers append only under the lock and only right after reading what other
+writers appended, so a record is written once however many processes race.
+Readers take no lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from ..exceptions import StoreError
+from ._claims import Claim, ClaimId, ClaimsFile, ClaimState, LeaseFiles, heartbeat, remaining
+from ._claims import owner as process_owner
+from ._clock import SYSTEM_CLOCK, Clock, Instant
+from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
+from ._index import KeyIndex, Packed, pack
+from ._lock import LockTimeout, StoreLock, lock_timeout
+from ._process import track, written
+from ._records import Batch, Cursor, Record, as_records
+from ._schema import new_records
+
+__all__ = ["ClaimRecords", "FileFormat", "FileStore"]
+
+
+class FileFormat(Protocol):
+    """How one kind of file holds the records.
+
+    A format holds no records itself. The store calls `append`, `rewrite`
+    and `fold` only while holding its lock, and only right after a `scan`
+    brought the cursor up to date.
+
+    Attributes:
+        path: The store's file, symbolic links resolved.
+        location: The store as messages name it.
+    """
+
+    path: str
+    location: str
+
+    def scan(
+        self, cursor: Cursor | None, *, every_column: bool = False
+    ) -> tuple[Batch, Cursor | None, bool]:
+        """Read records: ``(records, cursor, complete)``.
+
+        With ``complete`` true the records are the whole store (it was new,
+        replaced or rewritten); otherwise those added since ``cursor``. A
+        missing store gives ``([], None, True)``. Metadata columns the index
+        does not need may be left out unless ``every_column`` is true.
+        """
+        ...
+
+    def append(self, records: Sequence[Record], cursor: Cursor | None) -> Cursor:
+        """Add records (creating the store if ``cursor`` is None); return the cursor."""
+        ...
+
+    def rewrite(self, records: Sequence[Record], cursor: Cursor | None) -> Cursor:
+        """Replace every record atomically; return the new cursor."""
+        ...
+
+    def fold(self, cursor: Cursor | None) -> Cursor | None:
+        """Move buffered records into the main file (none buffered: return ``cursor``)."""
+        ...
+
+    def before_fork(self) -> None:
+        """Close what a forked child must not inherit (a database connection)."""
+        ...
+
+    def after_fork(self) -> None:
+        """In a forked child: drop inherited connections unused."""
+        ...
+
+
+class ClaimRecords(Protocol):
+    """Where a file store keeps its claims: who holds which key, in which epoch."""
+
+    def load(self) -> dict[ClaimId, Claim]:
+        """The claim records."""
+        ...
+
+    def save(self, put: Iterable[Claim], drop: Iterable[ClaimId]) -> None:
+        """Add or replace claims and remove others (store lock held)."""
+        ...
+
+
+class FileStore:
+    """A `stet.typing.Store` in files on one machine (see the module docs).
+
+    Args:
+        path: The store's file as given (absolute; a symbolic link stays one).
+        format: Reads and writes the file.
+        claim_records: Where claims live; default ``STORE.claims.json``.
+        limits: What the format cannot hold in column names.
+        record_files: The files holding the records, as suffixes of the
+            store's real path, that `clear` deletes in this order (the first
+            is the store: once it is gone the others are never read). Empty:
+            `clear` empties the store in place.
+        clock: What times claims' leases (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        format: FileFormat,
+        *,
+        claim_records: ClaimRecords | None = None,
+        limits: ColumnLimits = NO_LIMITS,
+        record_files: tuple[str, ...] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.path = path
+        self.limits = limits
+        self.clock = clock
+        self._format = format
+        self._claim_records = (
+            claim_records if claim_records is not None else ClaimsFile(format.path)
+        )
+        self._leases = LeaseFiles(path)
+        self._record_files = record_files
+        self._index = KeyIndex(format.location)
+        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._cursor: Cursor | None = None
+        self._mutex = threading.RLock()
+        self._lock = StoreLock(format.path + ".lock")
+        track(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        return self._format.location
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    # -- processes ------------------------------------------------------------
+
+    def pause_for_fork(self) -> bool:
+        if not self._mutex.acquire(timeout=5):
+            return False
+        self._format.before_fork()
+        return True
+
+    def resume_after_fork(self) -> None:
+        self._mutex.release()
+
+    def reset_in_child(self) -> None:
+        self._mutex = threading.RLock()
+        self._lock.after_fork()
+        self._format.after_fork()
+
+    @contextmanager
+    def _locked(self, timeout: float | None = None) -> Iterator[None]:
+        if timeout is None:
+            timeout = lock_timeout()
+        with self._mutex:
+            try:
+                self._lock.acquire(timeout=timeout)
+            except LockTimeout:
+                raise StoreError(
+                    self.location,
+                    f"could not take the lock {self._lock.path} within "
+                    f"{timeout:g} s: another process holds it, or this "
+                    "filesystem does not support locks (set STET_LOCK_TIMEOUT "
+                    "to wait longer; stet's file stores need every process on one machine)",
+                ) from None
+            except OSError as exc:
+                raise StoreError(
+                    self.location,
+                    f"cannot create the store's folder or lock file: {exc.strerror or exc}",
+                ) from None
+            try:
+                yield
+            finally:
+                self._lock.release()
+
+    # -- lookups --------------------------------------------------------------
+
+    def refresh(self) -> None:
+        with self._mutex:
+            batch, cursor, complete = self._format.scan(self._cursor)
+            if complete:
+                self._index.rebuild(batch)  # readers in other threads keep the old index meanwhile
+            else:
+                self._index.ingest(batch)
+            self._cursor = cursor
+
+    def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        groups = self._index.groups
+        done = groups.get((function, cols))
+        if done is not None and key in done:
+            return True
+        done = groups.get(("", cols))
+        return done is not None and key in done
+
+    def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        if self.knows(function, cols, key):
+            return True
+        self.refresh()
+        return self.knows(function, cols, key)
+
+    def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        """True if a record holds each of ``cols`` with these texts (see `KeyIndex.matches`)."""
+        self.refresh()
+        return self._index.matches(function, cols, values)
+
+    def check_can_hold(self, cols: Sequence[str]) -> None:
+        # Only a store whose column names ignore case (SQLite) can refuse: a
+        # key column ``Alpha`` in a store that has ``alpha`` would be written
+        # into the other function's column.
+        if not self.limits.case_insensitive:
+            return
+        self.refresh()
+        known = {c.lower(): c for c in self._index.columns()}
+        for col in cols:
+            other = known.get(col.lower())
+            if other is not None and other != col:
+                raise ValueError(
+                    f"key name {col!r} and the column {other!r} of {self.location} differ "
+                    "only in case, which this store cannot tell apart (SQLite column names "
+                    "ignore case); rename the parameter, or use another store"
+                )
+
+    def prefer_order(self, names: Sequence[str]) -> None:
+        # A key is sorted by column name everywhere else; only a new store's
+        # columns (a CSV header, say) take this order, so they read as the
+        # function is written.
+        order = tuple(names)
+        self._order.setdefault(tuple(sorted(order)), order)
+
+    # -- writing --------------------------------------------------------------
+
+    def add(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        *,
+        duration: float | None = None,
+        code: str | None = None,
+    ) -> int:
+        with self._locked():
+            self.refresh()
+            return self._add_locked(function, cols, keys, duration, code)
+
+    def _add_locked(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None,
+        code: str | None,
+    ) -> int:
+        fresh = self._index.fresh(function, cols, keys)
+        if not fresh:
+            return 0
+        order = self._order.get(cols)
+        records = new_records(
+            function, cols, fresh.values(), order=order, duration=duration, code=code
+        )
+        self._cursor = self._format.append(records, self._cursor)
+        self._index.add(function, cols, fresh)
+        written(self)
+        return len(records)
+
+    def merge(self, records: Iterable[Record]) -> int:
+        with self._locked():
+            self.refresh()
+            added, new = self._index.unseen(records, self._check_new_group)
+            if added:
+                self._cursor = self._format.append(added, self._cursor)
+                written(self)
+                for (function, cols), keys in new.items():  # only once they are written
+                    self._index.add(function, cols, keys)
+            return len(added)
+
+    def _check_new_group(self, cols: tuple[str, ...]) -> None:
+        check_key_columns(cols, self.limits, store=self.location)
+        self.check_can_hold(cols)
+
+    def flush(self, timeout: float | None = None) -> None:
+        with self._locked(timeout):
+            self.refresh()
+            self._cursor = self._format.fold(self._cursor)
+
+    # -- whole-store operations ------------------------------------------------
+
+    def records(self) -> list[Record]:
+        with self._mutex:
+            batch, _, _ = self._format.scan(None, every_column=True)
+            return as_records(batch)
+
+    def delete(self, doomed: Callable[[Record], bool]) -> int:
+        with self._locked():
+            batch, cursor, _ = self._format.scan(None, every_column=True)
+            records = as_records(batch)
+            kept = [record for record in records if not doomed(record)]
+            removed = len(records) - len(kept)
+            if removed:
+                self._cursor = self._format.rewrite(kept, cursor)
+            self._index.rebuild(kept)
+            return removed
+
+    def clear(self, *, in_place: bool = False) -> int:
+        paths = [self._format.path + suffix for suffix in self._record_files]
+        if not paths or in_place or os.path.islink(self.path):
+            return self.delete(lambda record: True) if self.exists() else 0
+        if not any(os.path.lexists(p) for p in paths):
+            return 0
+        with self._locked():
+            batch, _, _ = self._format.scan(None, every_column=True)  # refuses a damaged store
+            removed = len(batch)
+            for path in paths:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise StoreError(path, f"cannot be removed: {exc.strerror or exc}") from None
+            self._cursor = None
+            self._index.rebuild([])
+            return removed
+
+    # -- claims (Once(claim=True)) ----------------------------------------------
+    #
+    # Claim records change under the store's lock; leases are renewed by
+    # their owner alone, without it (see _claims). A claim whose key is
+    # recorded is finished: it is neither listed nor in anyone's way.
+
+    def _judged(self, now: Instant) -> dict[ClaimId, Claim]:
+        """The claim records, each with its expiry as of ``now``."""
+        judged = {}
+        for claim_id, claim in self._claim_records.load().items():
+            left = remaining(claim, self._leases.read(claim), now)
+            judged[claim_id] = attrs.evolve(claim, expires=now.wall + left)
+        return judged
+
+    def _finished(self, claim: Claim) -> bool:
+        return self.knows(claim.function, claim.cols, pack(claim.values))
+
+    def _save_claims(
+        self, claims: dict[ClaimId, Claim], put: Sequence[Claim], drop: Sequence[ClaimId]
+    ) -> None:
+        """Write claim records (lock held, index fresh), dropping finished ones."""
+        drop = [*drop, *(i for i, c in claims.items() if self._finished(c))]
+        self._claim_records.save(put, drop)
+        kept = {i: c for i, c in claims.items() if i not in drop}
+        kept.update((c.id, c) for c in put)
+        self._leases.sweep(kept.values())
+
+    def claims(self) -> dict[ClaimId, Claim]:
+        with self._mutex:
+            self.refresh()
+            now = self.clock.now()
+            return {i: c for i, c in self._judged(now).items() if not self._finished(c)}
+
+    def claim(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        values: tuple[str, ...],
+        lease: float,
+        *,
+        owner: str | None = None,
+    ) -> tuple[ClaimState, Claim | None]:
+        with self._locked():
+            self.refresh()
+            if self.knows(function, cols, pack(values)):
+                return "done", None
+            now = self.clock.now()
+            claims = self._judged(now)
+            current = claims.get((function, cols, values))
+            if current is not None and current.live(now.wall):
+                return "busy", current
+            epoch = current.epoch + 1 if current is not None else 1
+            who = process_owner() if owner is None else owner
+            claim = Claim(function, cols, values, who, epoch, now.wall + lease, lease, now.wall)
+            self._leases.write(claim, now)  # before the record: a claim always has its lease
+            self._save_claims(claims, [claim], [])
+        if owner is None:
+            heartbeat.hold(self, claim)
+        return "claimed", claim
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        # Without the store's lock. A claim that was taken over meanwhile
+        # gains nothing: its lease file is its own (owner and epoch), and the
+        # new claim has another.
+        now = self.clock.now()
+        renewed = []
+        for claim in claims:
+            self._leases.write(claim, now)
+            renewed.append(attrs.evolve(claim, expires=now.wall + claim.lease))
+        return renewed
+
+    def complete(
+        self, claim: Claim, *, duration: float | None = None, code: str | None = None
+    ) -> bool:
+        # A claim is lost when it expired and another worker took the key
+        # over (or finished it): then nothing is written, so a key is never
+        # completed twice. The record is written before the claim is dropped,
+        # so a kill in between leaves a finished claim, never a lost record.
+        heartbeat.drop(self, claim)
+        try:
+            with self._locked():
+                self.refresh()
+                claims = self._claim_records.load()
+                if not claim.same(claims.get(claim.id)):
+                    return False
+                self._add_locked(claim.function, claim.cols, [claim.values], duration, code)
+                self._save_claims(claims, [], [claim.id])
+                return True
+        finally:
+            self._leases.delete(claim)
+
+    def release(self, claim: Claim) -> None:
+        heartbeat.drop(self, claim)
+        try:
+            with self._locked():
+                self.refresh()
+                claims = self._claim_records.load()
+                if claim.same(claims.get(claim.id)):
+                    self._save_claims(claims, [], [claim.id])
+        finally:
+            self._leases.delete(claim)
+
+
+def given_path(path: str | os.PathLike[str]) -> str:
+    """The store's path as given, made absolute (a symbolic link stays one)."""
+    return os.path.abspath(Path(path))

@@ -1,0 +1,129 @@
+"""Records as a store holds them, in rows or in columns.
+
+A *record* is one finished run as a store holds it: column name to text,
+one column per key parameter (the codec's canonical text) and the
+``_stet_`` metadata columns (see `._schema`). A column a record does not
+have is missing from its dict, which is how records of several functions
+with different keys share one table.
+
+A format reads a small change as a list of records and a whole big store
+as `Columns`, so that opening a store of a million records builds no dict
+per record.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["ARROW_THREADS", "Batch", "Columns", "Cursor", "Record", "as_records"]
+
+#: One record: column name to text. Absent columns are missing from the dict.
+Record = dict[str, str]
+
+#: Arrow reads stores without its thread pools. A pool thread still holding
+#: a Python object when the interpreter exits is torn down mid-C++ and aborts
+#: the process ("terminate called without an active exception", exit 134;
+#: apache/arrow#34314), which a cluster job reports as a failure. Measured on
+#: a million-record store, the pools did not make opening faster.
+ARROW_THREADS: Final = False
+
+#: Whatever a format needs to read only what is new; None means "nothing read".
+Cursor = object
+
+
+class Columns:
+    """Records held column by column, as a big store is read.
+
+    The index is built from the few columns it needs, without a dict per
+    record or a Python string per cell of the other columns: that is what
+    keeps opening a store of a million records fast and small. Columns are
+    loaded on first use and kept.
+
+    Args:
+        names: The column names.
+        length: The number of records.
+        load: Returns one column as a list, None where a record lacks it.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        length: int,
+        load: Callable[[str], list[str | None]],
+        arrow: pa.Table | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.length = length
+        self._load = load
+        self._loaded: dict[str, list[str | None]] = {}
+        self._arrow = arrow
+
+    @classmethod
+    def of_arrow(cls, table: pa.Table) -> Columns:
+        """Columns of an Arrow table of strings."""
+        return cls(table.column_names, table.num_rows, lambda n: table.column(n).to_pylist(), table)
+
+    def distinct(self, name: str) -> set[str | None]:
+        """The distinct values of a column (without loading it, for Arrow)."""
+        if self._arrow is not None and name not in self._loaded:
+            return set(pc.unique(self._arrow.column(name)).to_pylist())
+        return set(self.column(name))
+
+    def has_null(self, name: str) -> bool:
+        """True if some record lacks the column."""
+        if self._arrow is not None:
+            return bool(self._arrow.column(name).null_count)
+        return None in self.column(name)
+
+    def contains(self, name: str, text: str) -> bool:
+        """True if some cell of the column contains ``text``."""
+        if self._arrow is not None:
+            column = self._arrow.column(name)
+            return bool(pc.any(pc.match_substring(column, text)).as_py())
+        return any(text in cell for cell in self.column(name) if cell is not None)
+
+    def matches(self, name: str, pattern: str) -> bool:
+        """True if some cell of the column matches the (RE2) regular expression."""
+        if self._arrow is not None:
+            column = self._arrow.column(name)
+            return bool(pc.any(pc.match_substring_regex(column, pattern)).as_py())
+        compiled = re.compile(pattern)
+        return any(compiled.search(cell) for cell in self.column(name) if cell is not None)
+
+    def column(self, name: str) -> list[str | None]:
+        loaded = self._loaded.get(name)
+        if loaded is None:
+            loaded = self._loaded[name] = self._load(name)
+        return loaded
+
+    def __len__(self) -> int:
+        return self.length
+
+    def release(self) -> None:
+        """Drop the loaded columns and give Arrow's unused memory back."""
+        self._loaded.clear()
+        if self._arrow is not None:
+            self._arrow = None
+            pa.default_memory_pool().release_unused()
+
+    def to_records(self) -> list[Record]:
+        """The records as dicts (for whole-store operations)."""
+        data = [self.column(n) for n in self.names]
+        return [
+            {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
+            for values in zip(*data, strict=True)
+        ]
+
+
+#: What a scan returns: records, or columns when a whole store is read at once.
+Batch = Sequence[Record] | Columns
+
+
+def as_records(batch: Batch) -> list[Record]:
+    """Record dicts whichever form ``batch`` came in."""
+    return batch.to_records() if isinstance(batch, Columns) else list(batch)
