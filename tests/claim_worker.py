@@ -41,7 +41,8 @@ def main() -> None:
             work(**params)
         if stet.progress(work, grid).done == len(grid):
             break
-        time.sleep(float(lease) / 4)
+        # Keys still claimed elsewhere: look again soon (a quarter lease at most).
+        time.sleep(min(float(lease) / 4, 0.25))
 
 
 if __name__ == "__main__":

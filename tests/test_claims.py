@@ -22,13 +22,11 @@ from stet.backends import get_backend
 from stet.backends._base import Table
 from stet.backends._claims import Claim, heartbeat
 
-from .conftest import STORE_EXTENSIONS, kind
+from .conftest import STORE_EXTENSIONS, kind, soak
 from .fake_clock import FakeClock
 
 WORKER = Path(__file__).with_name("claim_worker.py")
 ELSEWHERE = "elsewhere:4242:feedbeef"
-#: Workers and keys of the exactly-once test; STET_SOAK multiplies the keys.
-SOAK = int(os.environ.get("STET_SOAK", "1"))
 
 
 def foreign_claim(table: Table, key: int, *, expires_in: float, function: str = "work") -> Claim:
@@ -485,7 +483,7 @@ def executions(log: Path) -> list[tuple[int, int, float]]:
 def test_identical_workers_split_a_grid_each_key_executed_once(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    workers, keys = 8, 500 * SOAK
+    workers, keys = 8, soak(500, 500)  # STET_SOAK multiplies the keys
     log = tmp_path / "executions.log"
     procs = start_workers(store, workers, keys, lease=10, seconds=0, log=log)
     for proc in procs:
