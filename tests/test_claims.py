@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import sqlite3
 import subprocess
@@ -23,13 +24,11 @@ from stet.backends import get_backend, new_store, open_store
 from stet.backends._claims import Claim, heartbeat
 from stet.typing import ClaimingStore, Store
 
-from .conftest import STORE_EXTENSIONS, kind
+from .conftest import STORE_EXTENSIONS, kind, soak
 from .fake_clock import FakeClock
 
 WORKER = Path(__file__).with_name("claim_worker.py")
 ELSEWHERE = "elsewhere:4242:feedbeef"
-#: Workers and keys of the exactly-once test; STET_SOAK multiplies the keys.
-SOAK = int(os.environ.get("STET_SOAK", "1"))
 
 
 def foreign_claim(table: Store, key: int, *, expires_in: float, function: str = "work") -> Claim:
@@ -470,6 +469,34 @@ def test_no_lease_file_is_left_once_every_claim_is_done(file_store: str) -> None
 # -- many worker processes ------------------------------------------------------
 
 
+class Worker:
+    """A worker process started by `start_workers`: signalled and waited for like a Popen."""
+
+    def __init__(self, pid: int, forker: subprocess.Popen[str], siblings: set[int]) -> None:
+        self.pid, self._forker, self._unwaited = pid, forker, siblings
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        """The worker's exit code (negative for a signal), as its parent saw it."""
+        stdin, stdout = self._forker.stdin, self._forker.stdout
+        assert stdin is not None
+        assert stdout is not None
+        stdin.write(f"{self.pid}\n")
+        stdin.flush()
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        assert ready, f"worker {self.pid} did not finish within {timeout:g} s"
+        pid, code = map(int, stdout.readline().split())
+        assert pid == self.pid
+        self._unwaited.discard(pid)
+        if not self._unwaited:  # the last one: the process that forked them ends
+            stdin.close()
+            assert self._forker.wait(timeout) == 0
+            stdout.close()
+        return code
+
+
 def start_workers(
     store: str,
     count: int,
@@ -478,11 +505,23 @@ def start_workers(
     seconds: float,
     log: Path,
     gate: Path | None = None,
-) -> list[subprocess.Popen[bytes]]:
-    args = [sys.executable, str(WORKER), store, str(keys), str(lease), str(seconds), str(log)]
+) -> list[Worker]:
+    """Start ``count`` claim_worker.py processes at once, forked from one new Python."""
+    args = [store, str(keys), str(lease), str(seconds), str(log)]
     if gate is not None:
         args.append(str(gate))
-    return [subprocess.Popen(args, stdout=subprocess.DEVNULL) for _ in range(count)]
+    forker = subprocess.Popen(
+        [sys.executable, str(WORKER), "--fork", str(count), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert forker.stdout is not None
+    ready, _, _ = select.select([forker.stdout], [], [], 240)
+    assert ready, "the workers were not started within 240 s"
+    pids = [int(pid) for pid in forker.stdout.readline().split()]
+    unwaited = set(pids)
+    return [Worker(pid, forker, unwaited) for pid in pids]
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 240) -> None:
@@ -502,7 +541,7 @@ def executions(log: Path) -> list[tuple[int, int, float]]:
 def test_identical_workers_split_a_grid_each_key_executed_once(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    workers, keys = 8, 500 * SOAK
+    workers, keys = 8, soak(500, 500)  # STET_SOAK multiplies the keys
     log = tmp_path / "executions.log"
     procs = start_workers(store, workers, keys, lease=10, seconds=0, log=log)
     for proc in procs:
@@ -535,10 +574,10 @@ def test_keys_of_killed_and_stopped_workers_are_reclaimed_and_completed_once(
     killed = [free[0], held_killed]
     procs = [*free, held_killed, stopped]
 
-    def first_key(proc: subprocess.Popen[bytes]) -> int | None:
+    def first_key(proc: Worker) -> int | None:
         return next((k for pid, k, _ in executions(log) if pid == proc.pid), None)
 
-    def runs_of(proc: subprocess.Popen[bytes]) -> int:
+    def runs_of(proc: Worker) -> int:
         return sum(1 for pid, _, _ in executions(log) if pid == proc.pid)
 
     wait_for(

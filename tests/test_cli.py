@@ -1,28 +1,67 @@
-"""The stet command, run as a user runs it: in a subprocess."""
+"""The stet command, run as a user runs it.
+
+Most tests call the command's `main` in this process, which is the same
+code as the ``stet`` script but costs no Python start; those about what the
+entry point itself shows (exit codes, one line on stderr, no traceback)
+run ``python -m stet`` in a subprocess.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import stet
+from stet import _cli
+from stet._report import reporter
 
 
-def stet_cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stet", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def stet_cli(
+    *args: str, cwd: Path, stdin: str = "", in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``stet ARGS`` in ``cwd``: its exit code, stdout and stderr."""
+    command = [sys.executable, "-m", "stet", *args]
+    if not in_process:
+        return subprocess.run(
+            command, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=120
+        )
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _as_a_new_process(cwd, stdin),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = _cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors and --version
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _as_a_new_process(cwd: Path, stdin: str) -> Iterator[None]:
+    """No store object of the test's is shared, and stdin is not a terminal."""
+    here, given = os.getcwd(), sys.stdin
+    stet.backends._open.clear()
+    reporter.reset()
+    os.chdir(cwd)
+    sys.stdin = io.StringIO(stdin)
+    try:
+        yield
+    finally:
+        sys.stdin = given
+        os.chdir(here)
+        stet.backends._open.clear()
+        reporter.reset()
 
 
 @pytest.fixture
@@ -129,7 +168,7 @@ def test_mistakes_are_one_line_on_stderr_with_a_conventional_exit_code(
     tmp_path: Path, args: tuple[str, ...], code: int, message: str
 ) -> None:
     (tmp_path / "damaged.csv").write_text("not a store\n")
-    done = stet_cli(*args, cwd=tmp_path)
+    done = stet_cli(*args, cwd=tmp_path, in_process=False)
     assert done.returncode == code
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -285,8 +324,19 @@ def test_status_and_show_speak_json_for_scripts(sweep: str, tmp_path: Path) -> N
     assert {"alpha": 0.3, "seed": 1, "method": "007"}.items() <= records[-1].items()
 
 
-def _import(store: Path, file: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    return stet_cli("import", str(store), str(file), "-f", "run", *options, cwd=file.parent)
+def _import(
+    store: Path, file: Path, *options: str, in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return stet_cli(
+        "import",
+        str(store),
+        str(file),
+        "-f",
+        "run",
+        *options,
+        cwd=file.parent,
+        in_process=in_process,
+    )
 
 
 def test_import_takes_each_cells_text_as_the_key(tmp_path: Path) -> None:
@@ -396,7 +446,8 @@ def test_an_import_file_or_key_stet_cannot_use_is_a_clear_error(
     else:
         file.write_text("x\n1\n")
     store = tmp_path / "runs.csv"
-    done = _import(store, file, "--key", key)
+    # A FIFO would hang the test itself if it were read: that one runs apart.
+    done = _import(store, file, "--key", key, in_process=setup != "fifo")
     assert done.returncode == 1
     assert message in done.stderr
     assert str(file.name) in done.stderr or setup == "good"

@@ -279,7 +279,26 @@ def _record_and_die(path: str, keys: int) -> None:
     os._exit(0)  # like SIGKILL: no connection is closed, the log is not checkpointed
 
 
-@pytest.mark.parametrize("fate", ["moved", "deleted", "emptied"])
+def _table_less_copy(source: Path, target: Path, *, drop: bool) -> None:
+    """Put at ``target`` a database with no tables, made away from any log."""
+    made = target.with_name("made-elsewhere.sqlite")
+    if drop:  # the old store's own pages, its tables dropped: every page the log names exists
+        shutil.copyfile(source, made)
+    conn = sqlite3.connect(made)
+    if drop:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        for (table,) in tables:
+            conn.execute(f"DROP TABLE {table}")
+    else:
+        conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    made.rename(target)
+
+
+@pytest.mark.parametrize(
+    "fate", ["moved", "deleted", "emptied", "replaced-by-table-less", "replaced-by-tables-dropped"]
+)
 def test_a_new_sqlite_store_never_replays_another_databases_log(
     tmp_path: Path, fate: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -296,8 +315,15 @@ def test_a_new_sqlite_store_never_replays_another_databases_log(
         path.rename(tmp_path / "elsewhere.sqlite")
     elif fate == "deleted":
         path.unlink()
-    else:
+    elif fate == "emptied":
         path.write_bytes(b"")
+    else:
+        path.rename(tmp_path / "elsewhere.sqlite")
+        _table_less_copy(old, path, drop=fate.endswith("dropped"))
+        assert wal.exists()
+    # A reader (no lock) sees an empty store and moves nothing.
+    assert _fresh(path).load() == []
+    assert wal.exists()
 
     runs: list[int] = []
 
@@ -354,6 +380,95 @@ def test_a_sqlite_database_without_tables_is_an_empty_store_made_in_place(
     assert path.stat().st_ino == inode
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (7,)
+    conn.close()
+
+
+def _in_log_and_die(path: str, statements: list[str]) -> None:
+    """Run statements in a WAL-mode database and die before any checkpoint."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    for statement in statements:
+        conn.execute(statement)
+    os._exit(0)  # like SIGKILL: the connection is never closed
+
+
+def _tables_in_file(path: Path) -> list[str]:
+    """The tables of the database file alone, its log not applied."""
+    with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    conn.close()
+    return tables
+
+
+def _wal_mode_table_less(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+
+
+def test_records_in_the_log_of_a_store_made_in_a_table_less_wal_database_survive_a_kill(
+    tmp_path: Path,
+) -> None:
+    """The store's own log is never set aside, even right after the first record."""
+    path = tmp_path / "runs.sqlite"
+    _wal_mode_table_less(path)
+    for keys in (1, 20):  # killed after the first record, then after more
+        child = FORK.Process(target=_record_and_die, args=(str(path), keys))
+        child.start()
+        child.join(120)
+        assert child.exitcode == 0
+        assert Path(f"{path}-wal").stat().st_size > 0, "the records are in the log"
+        assert "stet_records" in _tables_in_file(path), "the table was made in the file itself"
+        store = _fresh(path)
+        assert all(store.has({"x": x}, function="f") for x in range(keys))
+        assert store.record({"x": -keys}, function="f")
+    assert not list(tmp_path.glob("*.orphaned-*"))
+
+
+def test_a_store_whose_table_was_made_only_in_its_log_keeps_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store some earlier release made in a WAL-mode file, killed before any checkpoint."""
+    path = tmp_path / "runs.sqlite"
+    _wal_mode_table_less(path)
+    statements = [
+        "CREATE TABLE stet_records (x TEXT, _stet_timestamp TEXT)",
+        "INSERT INTO stet_records VALUES ('1', '2024-01-01T00:00:00+00:00')",
+    ]
+    child = FORK.Process(target=_in_log_and_die, args=(str(path), statements))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    assert _tables_in_file(path) == [], "the table is only in the log"
+    with caplog.at_level(logging.WARNING, logger="stet"):
+        assert _fresh(path).has({"x": 1})
+        assert _fresh(path).record({"x": 2})
+        assert _fresh(path).has({"x": 1})
+    assert not list(tmp_path.glob("*.orphaned-*"))
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("where", ["file", "log"])
+def test_the_log_of_someone_elses_database_is_never_moved(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "runs.sqlite"
+    if where == "log":
+        _wal_mode_table_less(path)
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("CREATE TABLE theirs (a)")
+        conn.close()
+    statements = ["CREATE TABLE IF NOT EXISTS theirs (a)", "INSERT INTO theirs VALUES (1)"]
+    child = FORK.Process(target=_in_log_and_die, args=(str(path), statements))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    with pytest.raises(stet.StoreError, match=r"no stet_records table \(tables: \['theirs'\]\)"):
+        get_backend(path).record({"x": 1})
+    assert not list(tmp_path.glob("*.orphaned-*"))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT a FROM theirs").fetchall() == [(1,)]
     conn.close()
 
 

@@ -34,8 +34,7 @@ from stet.typing import ClaimingStore
 
 from . import pg_server as pg
 from .conftest import new_pg_store
-
-WORKER = Path(__file__).with_name("claim_worker.py")
+from .test_claims import start_workers
 
 
 def test_a_url_selects_the_postgresql_store(pg_store: str) -> None:
@@ -316,8 +315,7 @@ def test_eight_worker_processes_split_a_grid_of_a_thousand_keys(
     store = new_pg_store(pg_server)
     workers, keys = 8, 1000
     log = tmp_path / "executions.log"
-    args = [sys.executable, str(WORKER), store, str(keys), "10", "0", str(log)]
-    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL) for _ in range(workers)]
+    procs = start_workers(store, workers, keys, lease=10, seconds=0, log=log)
     for proc in procs:
         assert proc.wait(timeout=300) == 0
     runs = [line.split() for line in log.read_text().splitlines()]

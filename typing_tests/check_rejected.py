@@ -18,7 +18,7 @@ BAD = HERE / "bad.py"
 
 def mypy_errors() -> tuple[set[int], str]:
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(BAD)],
+        [sys.executable, "-m", "mypy", "--strict", str(BAD)],
         capture_output=True,
         text=True,
         check=False,

@@ -12,8 +12,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -68,6 +70,7 @@ class _SqliteFormat:
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._has_table = False  # the open database has stet's tables
+        self._stet_file: tuple[int, int] | None = None  # a file known to hold stet's table
         self._serial = 0  # which connection; data_version is only comparable within one
 
     def fold(self, cursor: Cursor | None) -> Cursor | None:
@@ -159,13 +162,15 @@ class _SqliteFormat:
     def _error(self, problem: str) -> StoreError:
         return StoreError(self.path, problem)
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self, *, locked: bool = False) -> sqlite3.Connection | None:
         """The connection to the database at the path, or None while it has no file.
 
         A file of 0 bytes (what ``sqlite3.connect(path)`` leaves) is an
         empty store too, and gets no connection: opening it would replay a
         write-ahead log another database left beside it (see
-        `_set_aside_orphans`).
+        `_set_aside_orphans`). So is a file with no tables beside which lie
+        another database's journal files (`_foreign_journals`): a reader
+        gets no connection, and a writer (``locked``) renames them first.
         """
         try:
             st = os.stat(self.path)
@@ -185,6 +190,10 @@ class _SqliteFormat:
         self._disconnect()
         if st.st_size == 0:
             return None
+        if inode != self._stet_file and self._foreign_journals():
+            if not locked:
+                return None
+            self._set_aside_orphans("holds no tables")
         # The header is checked by SQLite itself, not by opening the file here:
         # closing any descriptor of the database drops every POSIX lock this
         # process holds on it, including those of its other open connections,
@@ -218,8 +227,43 @@ class _SqliteFormat:
         # A database without tables is an empty store; its tables are made
         # by the first write (`_ready`).
         self._conn, self._inode, self._has_table = conn, inode, TABLE in tables
+        if self._has_table:
+            self._stet_file = inode
         self._serial += 1
         return conn
+
+    def _foreign_journals(self) -> bool:
+        """True if journal files beside a table-less database are another database's.
+
+        SQLite replays a write-ahead log (or rolls back a journal) found at
+        the path into whatever database it opens there. Before the first
+        connection to a file not known to hold stet's table, the file is
+        read as it lies on disk (``immutable=1``: no journal is looked at,
+        and SQLite keeps the locks of this process's other connections). A
+        file holding tables owns its journals (or is reported as someone
+        else's database). For one holding none, the journal is applied to a
+        private copy, and judged by what it brings (`_own_creation`).
+        """
+        wal, journal = self.path + "-wal", self.path + "-journal"
+        side = wal if os.path.lexists(wal) else journal
+        if not os.path.lexists(side):
+            return False
+        with tempfile.TemporaryDirectory(prefix="stet-sqlite-") as tmp:
+            copy = os.path.join(tmp, "copy.sqlite")
+            try:
+                with contextlib.closing(
+                    sqlite3.connect(f"file:{self.path}?immutable=1", uri=True)
+                ) as disk:
+                    if disk.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                        return False
+                    with contextlib.closing(sqlite3.connect(copy)) as target:
+                        disk.backup(target)  # the file as it lies, through SQLite's descriptor
+                with open(copy, "rb") as f:
+                    header = f.read(100)
+                shutil.copyfile(side, copy + side[len(self.path) :])
+            except (OSError, sqlite3.Error):
+                return False  # unreadable as it lies: the ordinary open says what is wrong
+            return not _own_creation(header, copy, wal=side == wal)
 
     def _disconnect(self) -> None:
         """Let go of a database that is no longer at the path (moved, replaced)."""
@@ -241,14 +285,16 @@ class _SqliteFormat:
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (TABLE,)
             ).fetchone()
             self._has_table = row is not None
+            if self._has_table:
+                self._stet_file = self._inode
         return self._has_table
 
     def _ready(self) -> sqlite3.Connection:
         """A connection to the store with its tables made if missing (lock held)."""
-        conn = self._connect()
+        conn = self._connect(locked=True)
         if conn is None:
             self._create()
-            conn = self._connect()
+            conn = self._connect(locked=True)
             assert conn is not None
         elif not self._table_exists(conn):
             self._create_tables(conn)
@@ -383,7 +429,7 @@ class _SqliteFormat:
                     conn.execute(statement)
             finally:
                 conn.close()
-            self._set_aside_orphans()
+            self._set_aside_orphans("is missing or empty")
             os.replace(tmp, self.path)
         except (OSError, sqlite3.Error) as exc:
             raise self._error(f"cannot be created: {exc}") from None
@@ -405,11 +451,15 @@ class _SqliteFormat:
             with contextlib.suppress(sqlite3.OperationalError):
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout = 60000")
+            # A database already in WAL mode got the tables in its log: copy
+            # them into the file, so that the file itself is a stet store
+            # before any record is written (see `_foreign_journals`).
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.DatabaseError as exc:
             raise self._error(f"cannot be written: {exc}") from None
-        self._has_table = True
+        self._has_table, self._stet_file = True, self._inode
 
-    def _set_aside_orphans(self) -> None:
+    def _set_aside_orphans(self, state: str) -> None:
         """Rename the journal files another database left at the path (lock held).
 
         SQLite names a database's write-ahead log, its shared index and its
@@ -432,12 +482,13 @@ class _SqliteFormat:
             os.rename(name, backup)
             moved.append(backup)
         logger.warning(
-            "[stet] %s: no database at this path (missing or empty), yet %s lay beside it: "
+            "[stet] %s: the database at this path %s, yet %s lay beside it: "
             "an earlier database's journal files (moved away, deleted or killed while "
             "writing). SQLite would replay them into the new store, so they were renamed "
             "to %s. To recover that database's last records, put it back at this path "
             "and rename the files back.",
             self.path,
+            state,
             ", ".join(found),
             ", ".join(moved),
         )
@@ -504,6 +555,43 @@ class _SqliteFormat:
         return _SqliteCursor(
             self._inode, self._serial, version, generation, max_rowid, tuple(columns)
         )
+
+
+def _own_creation(header: bytes, copy: str, *, wal: bool) -> bool:
+    """True unless the journal beside ``copy`` would bring another database's stet table.
+
+    ``header`` is the first 100 bytes of the table-less database file, and
+    the journal lies beside its private copy. A journal that does not fit
+    the file (the copy is damaged once it is applied) is another
+    database's. One that brings no table of stet's is left to the ordinary
+    open (nothing to adopt; someone else's tables are reported there). A
+    rollback journal restores the state before a write, so one that brings
+    stet's table into a database that has none was never this database's.
+    A write-ahead log that brings it is this database's own only if the file
+    is in WAL mode, the result is intact, and the log's first page continues
+    the file's: the same user version and application id, and a schema
+    cookie no older than the file's (a schema only moves forward).
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if TABLE not in names:
+                return True
+            if not wal or header[18] != 2:
+                return False
+            if conn.execute("PRAGMA quick_check").fetchall() != [("ok",)]:
+                return False
+            after = conn.execute("PRAGMA schema_version").fetchone()[0]
+            user = conn.execute("PRAGMA user_version").fetchone()[0]
+            application = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return False
+    big = int.from_bytes
+    return bool(
+        after >= big(header[40:44], "big")
+        and user == big(header[60:64], "big", signed=True)
+        and application == big(header[68:72], "big", signed=True)
+    )
 
 
 def _schema(if_missing: bool = False) -> list[str]:
