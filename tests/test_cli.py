@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 import stet
+import stet.testing
 from stet import _cli
-from stet._report import reporter
 
 
 def stet_cli(
@@ -51,8 +51,7 @@ def stet_cli(
 def _as_a_new_process(cwd: Path, stdin: str) -> Iterator[None]:
     """No store object of the test's is shared, and stdin is not a terminal."""
     here, given = os.getcwd(), sys.stdin
-    stet.backends._open.clear()
-    reporter.reset()
+    stet.testing.fresh_process()
     os.chdir(cwd)
     sys.stdin = io.StringIO(stdin)
     try:
@@ -60,8 +59,7 @@ def _as_a_new_process(cwd: Path, stdin: str) -> Iterator[None]:
     finally:
         sys.stdin = given
         os.chdir(here)
-        stet.backends._open.clear()
-        reporter.reset()
+        stet.testing.fresh_process()
 
 
 @pytest.fixture
