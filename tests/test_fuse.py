@@ -107,3 +107,16 @@ def test_the_mount_is_gone_after_the_test_even_when_a_file_stays_open(tmp_path: 
     finally:
         with contextlib.suppress(OSError):  # its filesystem is gone: ENOTCONN
             held.close()
+
+
+def test_the_mount_is_gone_after_the_test_even_when_its_server_died(tmp_path: Path) -> None:
+    mounts = Mounts(tmp_path)
+    mount = mounts.mount()
+    server = mounts._live[-1][1]
+    server.kill()
+    server.wait()
+    with pytest.raises(OSError, match=os.strerror(errno.ENOTCONN)):
+        os.listdir(mount.path)
+    mounts.unmount_all()
+    assert not os.path.ismount(mount.path)
+    assert os.listdir(mount.path) == []
