@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 import stet.testing
 
 from . import pg_server as pg_server_module
+from .fuse_mount import FuseMount, Mounts
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
@@ -62,6 +63,26 @@ def pg_server() -> pg_server_module.Server:
     in CI a missing server fails the tests (``.ci/run`` installs it).
     """
     return pg_server_module.shared()
+
+
+@pytest.fixture
+def mount_fuse(tmp_path: Path) -> Iterator[Mounts]:
+    """Mounts of the FUSE test filesystem (tests/fuse_fs.py), all unmounted afterwards.
+
+    ``mount_fuse.mount(lock_errno="EOPNOTSUPP", attr_timeout=60)`` mounts one;
+    they are unmounted when the test ends, whether it passed or not.
+    """
+    mounts = Mounts(tmp_path)
+    try:
+        yield mounts
+    finally:
+        mounts.unmount_all()
+
+
+@pytest.fixture
+def fuse_mount(mount_fuse: Mounts) -> FuseMount:
+    """A mounted FUSE test filesystem: no flock, attributes cached for 2 s."""
+    return mount_fuse.mount()
 
 
 _tables = itertools.count()

@@ -21,3 +21,6 @@ stet.Once("runs.csv")  # expect-error
 stet.Once(lease="60")  # expect-error
 stet.Once(claim="yes")  # expect-error
 stet.Once(codec=None)  # expect-error
+stet.shard([1, 2], index="1")  # expect-error
+stet.shard([1, 2], count=2.0)  # expect-error
+stet.shard(3)  # expect-error

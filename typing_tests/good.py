@@ -69,6 +69,13 @@ assert_type(stet.status(store_path="runs.csv"), stet.StoreStatus)  # the 0.0.x k
 assert_type(stet.reset(store_path="runs.csv", key_dict={"alpha": 0.1}), int)
 assert_type(CsvBackend("runs.csv").path, Path)
 assert_type(stet.mark_done(bare, [{"alpha": 0.1, "seed": 3}]), int)
+ROWS: list[dict[str, object]] = [{"alpha": 0.1, "seed": 3}, {"alpha": 0.2, "seed": 3}]
+assert_type(stet.pending(bare, ROWS), list[dict[str, object]])
+assert_type(stet.pending(bare, pd.DataFrame(ROWS)), pd.DataFrame)
+assert_type(stet.shard(ROWS, index=0, count=2), list[dict[str, object]])
+assert_type(stet.shard(pd.DataFrame(ROWS)), pd.DataFrame)
+assert_type(stet.shard(range(10), 1, 4), list[int])
+assert_type(stet.pending(bare, stet.shard(ROWS)), list[dict[str, object]])
 assert_type(stet.KeyCodec().encode(0.1), str)
 assert_type(ONCE.to_dict(), dict[str, object])
 assert_type(stet.Once.from_dict({"store": "runs.csv"}), stet.Once)

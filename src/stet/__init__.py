@@ -14,7 +14,14 @@ from ._explain import Difference, Explanation, explain, forget, is_done
 from ._grid import CellState, Grid, GridCell
 from ._once import Once, once
 from ._progress import Progress, progress
-from .exceptions import KeyEncodingError, MissingDependencyError, StetError, StoreError
+from ._submit import pending, shard
+from .exceptions import (
+    KeyEncodingError,
+    MissingDependencyError,
+    ShardError,
+    StetError,
+    StoreError,
+)
 
 __all__ = [
     "CODEC_VERSION",
@@ -30,6 +37,7 @@ __all__ = [
     "MissingDependencyError",
     "Once",
     "Progress",
+    "ShardError",
     "StetError",
     "StoreError",
     "StoreStatus",
@@ -40,9 +48,11 @@ __all__ = [
     "is_done",
     "mark_done",
     "once",
+    "pending",
     "progress",
     "read",
     "reset",
+    "shard",
     "status",
     "typing",
 ]

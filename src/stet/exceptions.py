@@ -8,7 +8,13 @@ pickling, so a failure in a worker process reaches the parent intact.
 
 from __future__ import annotations
 
-__all__ = ["KeyEncodingError", "MissingDependencyError", "StetError", "StoreError"]
+__all__ = [
+    "KeyEncodingError",
+    "MissingDependencyError",
+    "ShardError",
+    "StetError",
+    "StoreError",
+]
 
 
 class StetError(Exception):
@@ -107,3 +113,21 @@ class MissingDependencyError(StetError, ImportError):
 
     def __reduce__(self) -> tuple[type[MissingDependencyError], tuple[str, str, str]]:
         return (type(self), (self.package, self.extra, self.feature))
+
+
+class ShardError(StetError, ValueError):
+    """An array task's share that cannot be told (`stet.shard`).
+
+    No index or task count was given or found in the environment, or the
+    values found disagree.
+
+    Attributes:
+        reason: What is wrong and what to set.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __reduce__(self) -> tuple[type[ShardError], tuple[str]]:
+        return (type(self), (self.reason,))
