@@ -171,3 +171,63 @@ def test_many_hosts_lists_a_few_and_counts_the_rest(caplog: pytest.LogCaptureFix
         warn_many_hosts("/s/a.csv", [f"node{i:02}" for i in range(40)], fs_type="lustre")
     message = caplog.records[0].getMessage()
     assert "40 machines (node00, node01, node02, node03, node04 and 35 more)" in message
+
+
+# -- the lock-based stores on a network filesystem ---------------------------
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "sqlite", "parquet"])
+def test_a_file_store_warns_once_when_machines_share_it_over_the_network(
+    tmp_path: Path, ext: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import stet
+
+    path = str(tmp_path / f"runs.{ext}")
+    STAMP = "2026-01-01T00:00:00+00:00"
+    # Records of two machines (a merge keeps their _stet_host).
+    stet.backends.open_store(path).merge(
+        [
+            {
+                "x": "1",
+                "_stet_function": "f",
+                "_stet_timestamp": STAMP,
+                "_stet_host": "node01",
+                "_stet_codec": "2",
+            },
+            {
+                "x": "2",
+                "_stet_function": "f",
+                "_stet_timestamp": STAMP,
+                "_stet_host": "node02",
+                "_stet_codec": "2",
+            },
+        ]
+    )
+    stet.backends.forget_open()
+    with caplog.at_level(logging.WARNING, logger="stet"):
+        stet.backends.new_store(path).refresh()  # a local disk: no warning
+        assert not caplog.records
+        monkeypatch.setattr(_fs, "filesystem_of", lambda p, mountinfo=None: "nfs4")
+        reader = stet.backends.new_store(path)
+        reader.refresh()
+        reader.refresh()
+        stet.backends.new_store(path).refresh()
+    (warning,) = caplog.records  # once per store
+    assert "2 machines (node01, node02)" in warning.getMessage()
+    assert "shared-directory store" in warning.getMessage()
+
+
+def test_a_sqlite_store_on_a_network_filesystem_uses_no_write_ahead_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import stet
+
+    monkeypatch.setattr(_fs, "filesystem_of", lambda p, mountinfo=None: "nfs")
+    path = tmp_path / "runs.sqlite"
+    stet.backends.get_backend(path).record({"x": 1})
+    (mode,) = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()
+    assert mode == "delete"
+    assert not (tmp_path / "runs.sqlite-wal").exists()
+    assert stet.backends.StoreBackend(stet.backends.new_store(path)).has({"x": 1})

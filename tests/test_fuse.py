@@ -91,8 +91,10 @@ def test_a_csv_store_where_flock_fails_is_a_clear_store_error_not_a_hang(
     assert str(fuse_mount.path / "runs.csv") in message
     assert "lock" in message
     assert os.strerror(errno.ENOLCK) in message
+    assert "does not support file locks" in message
     assert isinstance(caught.value, OSError)
-    # Nothing is recorded: the store itself was never written.
+    # Refused before the experiment ran, and nothing is recorded.
+    assert ran == []
     assert not (fuse_mount.backing / "runs.csv").exists()
 
 

@@ -19,16 +19,18 @@ Readers take no lock.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
 from ..exceptions import StoreError
+from . import _fs
 from ._claims import Claim, ClaimId, ClaimsFile, ClaimState, LeaseFiles, heartbeat, remaining
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock, Instant
@@ -36,8 +38,8 @@ from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
 from ._index import KeyIndex, Packed, pack
 from ._lock import LockTimeout, StoreLock, lock_timeout
 from ._process import track, written
-from ._records import Batch, Cursor, Record, as_records
-from ._schema import new_records
+from ._records import Batch, Columns, Cursor, Record, as_records
+from ._schema import HOST, THIS_HOST, new_records
 
 __all__ = ["ClaimRecords", "FileFormat", "FileStore"]
 
@@ -141,6 +143,9 @@ class FileStore:
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()
         self._lock = StoreLock(format.path + ".lock")
+        self._lock_tried = False
+        self._filesystem: str | None = None  # the filesystem's type, once looked up
+        self._hosts: set[str] = set()  # machines seen in records, on a network filesystem
         track(self)
 
     def __repr__(self) -> str:
@@ -185,6 +190,13 @@ class FileStore:
                     "to wait longer; stet's file stores need every process on one machine)",
                 ) from None
             except OSError as exc:
+                if exc.errno in _NO_LOCKS:
+                    raise StoreError(
+                        self.location,
+                        f"the filesystem of {self._lock.path} does not support file locks "
+                        f"({exc.strerror or exc}), which this store needs to keep writers "
+                        "apart; put the store on a local disk, or use a PostgreSQL store",
+                    ) from None
                 raise StoreError(
                     self.location,
                     f"cannot create the store's folder or lock file: {exc.strerror or exc}",
@@ -198,7 +210,15 @@ class FileStore:
 
     def refresh(self) -> None:
         with self._mutex:
-            batch, cursor, complete = self._format.scan(self._cursor)
+            if self._filesystem is None:
+                self._filesystem = _fs.filesystem_of(self._format.path)
+            network = _fs.is_network(self._filesystem)
+            # On a network filesystem the machines that wrote are read too
+            # (every column), to warn when more than one shares the store.
+            batch, cursor, complete = self._format.scan(self._cursor, every_column=network)
+            if network:
+                self._hosts.update(_hosts_of(batch))
+                _fs.warn_many_hosts(self.location, self._hosts, self._filesystem)
             if complete:
                 self._index.rebuild(batch)  # readers in other threads keep the old index meanwhile
             else:
@@ -216,6 +236,11 @@ class FileStore:
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
         if self.knows(function, cols, key):
             return True
+        if not self._lock_tried:
+            # A run is about to start, and its record will need the lock: a
+            # filesystem without locks fails now, before the run, not after.
+            with self._locked():
+                self._lock_tried = True
         self.refresh()
         return self.knows(function, cols, key)
 
@@ -280,6 +305,7 @@ class FileStore:
         )
         self._cursor = self._format.append(records, self._cursor)
         self._index.add(function, cols, fresh)
+        self._hosts.add(THIS_HOST)
         written(self)
         return len(records)
 
@@ -442,6 +468,18 @@ class FileStore:
                     self._save_claims(claims, [], [claim.id])
         finally:
             self._leases.delete(claim)
+
+
+#: What ``flock`` fails with where a filesystem has no locks (NFS without
+#: lockd, Lustre without ``-o flock``, some FUSE filesystems).
+_NO_LOCKS: Final = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+
+
+def _hosts_of(batch: Batch) -> set[str]:
+    """The machines (``_stet_host``) that wrote these records."""
+    if isinstance(batch, Columns):
+        return {h for h in batch.distinct(HOST) if h} if HOST in batch.names else set()
+    return {r[HOST] for r in batch if r.get(HOST)}
 
 
 def given_path(path: str | os.PathLike[str]) -> str:

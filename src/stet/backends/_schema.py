@@ -26,6 +26,7 @@ __all__ = [
     "HOST",
     "META_COLUMNS",
     "PREFIX",
+    "THIS_HOST",
     "TIMESTAMP",
     "identity",
     "is_meta",
@@ -46,7 +47,8 @@ META_COLUMNS: Final = (FUNCTION, TIMESTAMP, DURATION, HOST, CODE, CODEC)
 
 #: The ``_stet_codec`` text of records written now.
 CURRENT: Final = str(CODEC_VERSION)
-_HOST: Final = socket.gethostname()
+#: This machine, as records name it in ``_stet_host``.
+THIS_HOST: Final = socket.gethostname()
 
 
 def is_meta(name: str) -> bool:
@@ -118,7 +120,7 @@ def new_records(
     meta[TIMESTAMP] = timestamp
     if duration is not None:
         meta[DURATION] = f"{duration:.6f}"
-    meta[HOST] = _HOST
+    meta[HOST] = THIS_HOST
     if code:
         meta[CODE] = code
     meta[CODEC] = CURRENT

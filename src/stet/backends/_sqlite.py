@@ -28,6 +28,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import ColumnLimits, check_column_name
 from ._file_store import FileStore
 from ._files import real_path
+from ._fs import sqlite_journal_mode
 from ._records import Batch, Columns, Cursor, Record
 from ._schema import CODEC, DURATION, FUNCTION, META_COLUMNS, TIMESTAMP
 
@@ -424,7 +425,7 @@ class _SqliteFormat:
                     os.unlink(leftover)  # of a killed creation by a process of this pid
             conn = sqlite3.connect(tmp, isolation_level=None)
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA journal_mode={sqlite_journal_mode(self.path)}")
                 for statement in _schema():
                     conn.execute(statement)
             finally:
@@ -449,7 +450,7 @@ class _SqliteFormat:
             # reading right now (the store works in the other modes too).
             conn.execute("PRAGMA busy_timeout = 100")
             with contextlib.suppress(sqlite3.OperationalError):
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA journal_mode={sqlite_journal_mode(self.path)}")
             conn.execute("PRAGMA busy_timeout = 60000")
             # A database already in WAL mode got the tables in its log: copy
             # them into the file, so that the file itself is a stet store
