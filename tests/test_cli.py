@@ -159,6 +159,8 @@ def test_export_then_import_carries_the_runs_over(sweep: str, tmp_path: Path) ->
         (("frobnicate", "x.csv"), 2, "invalid choice"),
         (("reset", "damaged.csv", "--yes"), 1, "damaged.csv"),
         (("reset", "damaged.csv", "--where", "x"), 1, "KEY=VALUE"),
+        (("reset", "damaged.csv", "--where", "_stet_host=vm"), 1, "is reserved"),
+        (("reset", "damaged.csv", "--where", "a-b=1"), 1, "is not a parameter name"),
         (("import", "a.csv", "missing.parquet", "-f", "run", "-k", "x"), 1, "no file"),
     ],
 )

@@ -18,7 +18,7 @@ from ._runner import Runner, display
 from .backends import get_backend, open_store
 from .backends._claims import claims_by_function
 from .backends._registry import claims_in, is_url
-from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity
+from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
 from .exceptions import KeyEncodingError
 from .typing import Record, Store
 
@@ -388,10 +388,10 @@ def read(store: str | os.PathLike[str] = DEFAULT_STORE) -> pd.DataFrame:
     records = get_backend(store).load()
     columns: dict[str, None] = {}
     for record in records:
-        columns.update(dict.fromkeys(c for c in record if not c.startswith("_stet_")))
+        columns.update(dict.fromkeys(c for c in record if not is_meta(c)))
     meta: dict[str, None] = {}
     for record in records:
-        meta.update(dict.fromkeys(c for c in record if c.startswith("_stet_")))
+        meta.update(dict.fromkeys(c for c in record if is_meta(c)))
     data = {c: _column([r.get(c) for r in records]) for c in [*columns, *meta]}
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)))
     if TIMESTAMP in frame:

@@ -29,10 +29,10 @@ from ._codec import KeyCodec, canonical_from_legacy
 from ._explain import explain_texts
 from ._once import DEFAULT_STORE
 from .backends import open_store
-from .backends._columns import check_key_columns
+from .backends._columns import check_key_columns, key_problem
 from .backends._records import ARROW_THREADS
 from .backends._registry import claims_in, entry, is_url
-from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity
+from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
 from .exceptions import KeyEncodingError, StetError
 from .typing import Record
 
@@ -247,7 +247,7 @@ def _show(args: argparse.Namespace) -> int:
             print(json.dumps({k: _json_value(v) for k, v in record.items() if not _missing(v)}))
         return 0
     frame = frame.dropna(axis="columns", how="all")
-    keys = [c for c in frame.columns if not c.startswith("_stet_")]
+    keys = [c for c in frame.columns if not is_meta(c)]
     shown = frame[[*keys, *(c for c in (FUNCTION, TIMESTAMP) if c in frame)]]
     if total == 0:
         print("(no records)")
@@ -285,8 +285,11 @@ def _where(pairs: list[str]) -> dict[str, str]:
     texts: dict[str, str] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
-        if not sep or not name.isidentifier():
+        if not sep:
             raise _Failure(f"--where takes KEY=VALUE, got {pair!r}")
+        problem = key_problem(name)
+        if problem is not None:
+            raise _Failure(f"--where {pair!r}: {name!r} {problem}")
         try:
             codec.decode(text)
         except ValueError:
@@ -473,7 +476,7 @@ def _export(args: argparse.Namespace) -> int:
     if suffix == ".csv":
         frame.to_csv(args.file, index=False)
     elif suffix == ".parquet":
-        keys = [c for c in frame.columns if not c.startswith("_stet_")]
+        keys = [c for c in frame.columns if not is_meta(c)]
         text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})
         text.to_parquet(args.file, index=False)
     else:

@@ -23,6 +23,7 @@ from ._codec import KeyCodec
 from ._config import structure, unstructure
 from ._runner import Runner
 from .backends import describe
+from .backends._columns import key_problem
 from .backends._registry import entry
 
 __all__ = ["Once", "once"]
@@ -45,10 +46,9 @@ def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"key names must be strings, got {name!r} ({type(name).__name__})")
-        if not name.isidentifier():
-            raise ValueError(f"key name {name!r} is not a Python identifier")
-        if name.startswith("_stet_"):
-            raise ValueError(f"key name {name!r} is reserved: _stet_ names are stet's columns")
+        problem = key_problem(name)
+        if problem is not None:
+            raise ValueError(f"key name {name!r} {problem}")
     seen: set[str] = set()
     for name in names:
         if name in seen:

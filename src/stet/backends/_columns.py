@@ -22,11 +22,11 @@ from typing import Final
 import attrs
 
 from ..exceptions import StoreError
+from ._schema import PREFIX as META_PREFIX
 
 __all__ = ["META_PREFIX", "ColumnLimits", "check_column_name", "check_key_columns", "key_problem"]
 
 #: The prefix of stet's metadata columns.
-META_PREFIX: Final = "_stet_"
 
 
 @attrs.frozen

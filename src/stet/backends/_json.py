@@ -36,7 +36,7 @@ from ._files import (
     tail_before,
 )
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record
-from ._schema import CODEC, FUNCTION, TIMESTAMP
+from ._schema import CODEC, FUNCTION, TIMESTAMP, is_meta
 
 __all__ = ["open_json"]
 
@@ -179,7 +179,7 @@ class _JsonFormat(AppendedFile):
             return None
         if every_column:
             return table
-        keep = [n for n in table.column_names if n[:6] != "_stet_" or n in _INDEX_META]
+        keep = [n for n in table.column_names if not is_meta(n) or n in _INDEX_META]
         return table.select(keep)
 
     def _parse_whole(self, data: bytes, bracket: int) -> Columns | None:

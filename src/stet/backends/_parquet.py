@@ -31,7 +31,7 @@ from ._files import (
     open_regular,
 )
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
-from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP
+from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["open_parquet"]
 
@@ -126,7 +126,7 @@ class _ParquetFormat(FileFormat):
                 names = self._check_schema(schema)
                 mark = (schema.metadata or {}).get(_FOLDED)
                 wanted = [
-                    n for n in names if every_column or n[:6] != "_stet_" or n in (FUNCTION, CODEC)
+                    n for n in names if every_column or not is_meta(n) or n in (FUNCTION, CODEC)
                 ]
                 table = parquet.read(columns=wanted, use_threads=ARROW_THREADS)
                 table.validate(full=True)  # e.g. strings that are not UTF-8

@@ -30,7 +30,7 @@ from ._file_store import FileStore
 from ._files import real_path
 from ._fs import sqlite_journal_mode
 from ._records import Batch, Columns, Cursor, Record
-from ._schema import CODEC, DURATION, FUNCTION, META_COLUMNS, TIMESTAMP
+from ._schema import CODEC, DURATION, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["SQLITE_LIMITS", "open_sqlite"]
 
@@ -375,7 +375,7 @@ class _SqliteFormat:
         every_column: bool,
     ) -> Columns:
         """Many rows, one column at a time (only what the index needs, unless asked)."""
-        wanted = [c for c in columns if every_column or c[:6] != "_stet_" or c in (FUNCTION, CODEC)]
+        wanted = [c for c in columns if every_column or not is_meta(c) or c in (FUNCTION, CODEC)]
         reader = conn.cursor()
         reader.row_factory = lambda _, row: row[0]
         window = f"FROM {TABLE} WHERE rowid > ? AND rowid <= ?"
