@@ -11,9 +11,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import stet.testing
+from stet.backends import register, unregister
 
 from . import pg_server as pg_server_module
 from .fuse_mount import FuseMount, Mounts
+from .memory_store import SCHEME as MEMORY
+from .memory_store import MemoryStore, check_location, forget_all
 
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile(
@@ -122,3 +125,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return new_pg_store(request.getfixturevalue("pg_server"))
     return str(tmp_path / f"runs.{request.param}")
+
+
+@pytest.fixture
+def registered_memory() -> Iterator[str]:
+    """The in-memory test store (tests/memory_store.py), registered under memory://.
+
+    Unregistered afterwards, its records forgotten, whatever the test did.
+    """
+    register(MEMORY, MemoryStore, check=check_location)
+    try:
+        yield MEMORY
+    finally:
+        unregister(MEMORY)
+        forget_all()

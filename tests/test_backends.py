@@ -1,4 +1,4 @@
-"""One conformance suite that every store passes."""
+"""What each built-in store holds, and how other tools read it (the contract: test_conformance)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
 
 import stet
 from stet.backends import (
@@ -27,16 +19,14 @@ from stet.backends import (
     JsonBackend,
     ParquetBackend,
     SqliteBackend,
-    StoreBackend,
     get_backend,
-    new_store,
     registered,
 )
 from stet.typing import Backend
 
 from . import pg_server as pg
 from . import strategies as S
-from .conftest import STORE_EXTENSIONS, new_pg_store, soak
+from .conftest import STORE_EXTENSIONS, new_pg_store
 
 
 def test_every_backend_satisfies_the_protocol(store: str) -> None:
@@ -218,135 +208,8 @@ def test_generated_values_round_trip_through_every_store(
         assert stored == sorted({codec.encode(v) for v in values})
 
 
-class StoreMachine(RuleBasedStateMachine):
-    """Drives a store with record/has/remove/clear/reopen against a plain set."""
-
-    keys = Bundle("keys")
-    extension = "csv"
-
-    def __init__(self) -> None:
-        super().__init__()
-        import tempfile
-
-        self.dir = tempfile.TemporaryDirectory()
-        if self.extension == "postgresql":
-            assert pg.running is not None
-            self.path = new_pg_store(pg.running)
-        else:
-            self.path = str(Path(self.dir.name) / f"m.{self.extension}")
-        self.store = self.fresh()
-        self.model: set[tuple[str, str, str]] = set()  # (function, column, text)
-        self.codec = stet.KeyCodec()
-
-    def teardown(self) -> None:
-        self.dir.cleanup()
-
-    def fresh(self) -> StoreBackend:
-        """The store as another process would open it."""
-        return StoreBackend(new_store(self.path))
-
-    @initialize(target=keys)
-    def first_key(self) -> Any:
-        return 0
-
-    @rule(target=keys, value=S.keyable)
-    def new_key(self, value: Any) -> Any:
-        return value
-
-    def _id(self, function: str, value: Any, column: str) -> tuple[str, str, str]:
-        return (function, column, self.codec.encode(value))
-
-    @rule(value=keys, function=st.sampled_from(["", "f", "g"]), column=st.sampled_from(["x", "y"]))
-    def record(self, value: Any, function: str, column: str) -> None:
-        new = self.store.record({column: value}, function=function or None)
-        ident = self._id(function, value, column)
-        # A record without a function already counts for every function.
-        expected = ident not in self.model and self._id("", value, column) not in self.model
-        assert new == expected
-        if new:
-            self.model.add(ident)
-
-    @rule(value=keys, function=st.sampled_from(["f", "g"]), column=st.sampled_from(["x", "y"]))
-    def has(self, value: Any, function: str, column: str) -> None:
-        expected = (
-            self._id(function, value, column) in self.model
-            or self._id("", value, column) in self.model
-        )
-        assert self.store.has({column: value}, function=function) == expected
-
-    @rule(value=keys, column=st.sampled_from(["x", "y"]))
-    def remove(self, value: Any, column: str) -> None:
-        text = self.codec.encode(value)
-        gone = {m for m in self.model if m[1:] == (column, text)}
-        assert self.store.remove({column: value}) == len(gone)
-        self.model -= gone
-
-    @precondition(lambda self: len(self.model) > 0)
-    @rule()
-    def clear(self) -> None:
-        self.store.clear()
-        self.model.clear()
-
-    @rule(other_process=st.booleans())
-    def reopen(self, other_process: bool) -> None:
-        fresh = self.fresh()
-        if other_process:  # another writer appends, then we must see it
-            fresh.record({"z": len(self.model)}, function="other")
-            self.model.add(("other", "z", str(len(self.model))))
-        else:
-            self.store = fresh
-
-    @invariant()
-    def load_matches_the_model(self) -> None:
-        if not self.fresh().exists():
-            assert not self.model
-            return
-        loaded = set()
-        for r in self.fresh().load():
-            (col,) = [c for c in r if not c.startswith("_stet_")]
-            loaded.add((str(r.get("_stet_function", "")), col, self.codec.encode(r[col])))
-        assert loaded == self.model
-
-
-#: Full size 25 examples (STET_SOAK=1).
-_MACHINE_SETTINGS = settings(max_examples=soak(10, 25), stateful_step_count=20, deadline=None)
-
-
-class CsvMachine(StoreMachine):
-    extension = "csv"
-
-
-class JsonMachine(StoreMachine):
-    extension = "json"
-
-
-class SqliteMachine(StoreMachine):
-    extension = "sqlite"
-
-
-class ParquetMachine(StoreMachine):
-    extension = "parquet"
-
-
-class PostgresMachine(StoreMachine):
-    extension = "postgresql"
-
-
-TestCsvMachine = CsvMachine.TestCase
-TestJsonMachine = JsonMachine.TestCase
-TestSqliteMachine = SqliteMachine.TestCase
-TestParquetMachine = ParquetMachine.TestCase
-TestPostgresMachine = pytest.mark.usefixtures("pg_server")(PostgresMachine.TestCase)
-for _case in (
-    TestCsvMachine,
-    TestJsonMachine,
-    TestSqliteMachine,
-    TestParquetMachine,
-    TestPostgresMachine,
-):
-    _case.settings = _MACHINE_SETTINGS
-    pytest.mark.soak(_case)
-del _case  # else pytest collects the last machine a second time, as "_case"
+# The stateful test (StoreMachine) runs over every registered store in
+# tests/test_conformance.py.
 
 
 # -- what other tools see ---------------------------------------------------

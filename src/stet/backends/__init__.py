@@ -37,6 +37,7 @@ from ._registry import (
     registered,
     unregister,
 )
+from ._schema import identity
 from ._sqlite import SQLITE_LIMITS, open_sqlite
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "describe",
     "forget_open",
     "get_backend",
+    "identity",
     "new_store",
     "open_store",
     "pack",

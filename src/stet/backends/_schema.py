@@ -65,7 +65,15 @@ def identity(record: Record, location: str) -> Identity:
 
     Records without a ``_stet_codec`` (stet 0.0.x, hand-written) hold
     ``str(value)`` texts, and records of key rules version 1 a few texts
-    that changed since: both are canonicalized here.
+    that changed since: both are canonicalized here. A store of one's own
+    reads its records through it, and writes merged records with these
+    texts and today's ``_stet_codec`` (`stet.CODEC_VERSION`), so that old
+    stores merge into it as into the built-in ones. The function is ``""``
+    for a record that counts for every function; the key columns are sorted.
+
+    Args:
+        record: A record as a store holds it.
+        location: The store, named in the error.
 
     Raises:
         StoreError: The record was written by a newer stet, or its
