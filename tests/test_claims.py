@@ -562,17 +562,17 @@ def test_identical_workers_split_a_grid_each_key_executed_once(
 def test_keys_of_killed_and_stopped_workers_are_reclaimed_and_completed_once(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    workers, keys, lease, seconds = 8, 400, 1.0, 0.05  # about 2.5 s of work each
+    workers, keys, lease, seconds = 8, 200, 1.0, 0.05  # about 1.3 s of work each
     log = tmp_path / "executions.log"
     # Two workers are held in their first run (so they surely hold a claim
     # when signalled): one is killed there, one stopped until its key was
     # taken over. A third is killed at whatever instant it has reached.
     never, wake = tmp_path / "never-opened", tmp_path / "wake-up"
-    free = start_workers(store, workers - 2, keys, lease, seconds, log)
+    # The held ones start first and are in their first run before the others
+    # start: on a loaded machine the others could otherwise finish the grid
+    # before a held one claimed anything.
     (held_killed,) = start_workers(store, 1, keys, lease, seconds, log, gate=never)
     (stopped,) = start_workers(store, 1, keys, lease, seconds, log, gate=wake)
-    killed = [free[0], held_killed]
-    procs = [*free, held_killed, stopped]
 
     def first_key(proc: Worker) -> int | None:
         return next((k for pid, k, _ in executions(log) if pid == proc.pid), None)
@@ -581,9 +581,13 @@ def test_keys_of_killed_and_stopped_workers_are_reclaimed_and_completed_once(
         return sum(1 for pid, _, _ in executions(log) if pid == proc.pid)
 
     wait_for(
-        lambda: runs_of(free[0]) >= 3 and runs_of(held_killed) > 0 and runs_of(stopped) > 0,
-        "the workers to be signalled started no run",
+        lambda: runs_of(held_killed) > 0 and runs_of(stopped) > 0,
+        "the workers to be held started no run",
     )
+    free = start_workers(store, workers - 2, keys, lease, seconds, log)
+    killed = [free[0], held_killed]
+    procs = [*free, held_killed, stopped]
+    wait_for(lambda: runs_of(free[0]) >= 3, "the worker to be killed started no run")
     for proc in killed:
         proc.send_signal(signal.SIGKILL)
     stopped.send_signal(signal.SIGSTOP)
