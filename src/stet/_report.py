@@ -24,7 +24,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Final
 
 __all__ = ["FULL_LINES", "SUMMARY_SECONDS", "logger", "reporter"]
@@ -57,6 +56,8 @@ class Reporter:
         self._drawn = False  # a count line is on the terminal, unterminated
         self._drawn_at = 0.0
         self._summarized_at = time.monotonic()
+        self._stdout: object = None  # the stdout that _tty describes
+        self._tty = False
 
     def say(self, message: str) -> None:
         """Print a line to stdout and log it."""
@@ -71,20 +72,37 @@ class Reporter:
         print(message, file=sys.stderr)
         logger.warning(message)
 
-    def skipped(self, describe: Callable[[], str]) -> None:
-        """One more skip; ``describe()`` gives ``run(alpha=0.1, seed=3)``."""
+    def skipped(self) -> bool:
+        """One more skip; True if it is to be shown in full (then call `show_skip`).
+
+        A skip whose line is collapsed costs a lock and a few counts: the
+        environment is read, and the terminal looked at, only when a line
+        would be printed.
+        """
         with self._lock:
             self._streak += 1
             if self._shown < FULL_LINES:
+                if quiet_by_environment():
+                    return False
                 self._shown += 1
-                self.say(f"[stet] Skipping {describe()}")
-                return
+                return True
             self._hidden += 1
+            if self._stdout is not sys.stdout:  # replaced (captured, redirected)
+                self._stdout = sys.stdout
+                self._tty = _on_terminal()
+            if not self._tty:
+                return False
             now = time.monotonic()
-            if now - self._drawn_at >= _REDRAW_SECONDS and _on_terminal():
+            if now - self._drawn_at >= _REDRAW_SECONDS and not quiet_by_environment():
                 self._drawn_at = now
                 self._drawn = True
                 print(f"{_CLEAR}[stet] ... {self._hidden:,} more skipped", end="", flush=True)
+            return False
+
+    def show_skip(self, description: str) -> None:
+        """Print the full line of a skip `skipped` said to show."""
+        with self._lock:
+            self.say(f"[stet] Skipping {description}")
 
     def end_streak(self) -> None:
         """A run starts: sum up the skips not shown, if it is time to."""
@@ -113,7 +131,8 @@ class Reporter:
     def _summarize(self) -> None:
         hidden, self._hidden = self._hidden, 0
         self._summarized_at = time.monotonic()
-        self.say(f"[stet] ... and {hidden:,} more skipped")
+        if not quiet_by_environment():
+            self.say(f"[stet] ... and {hidden:,} more skipped")
 
     def reset(self) -> None:
         """Forget every count without a summary (for tests)."""
@@ -122,6 +141,7 @@ class Reporter:
             self._drawn = False
             self._drawn_at = 0.0
             self._summarized_at = time.monotonic()
+            self._stdout = None
 
 
 def _on_terminal() -> bool:
