@@ -12,6 +12,7 @@ import enum
 import json
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,14 @@ def plain(alpha: float, seed: int, label: str = "x") -> None:
     pass
 
 
+def single(alpha: float) -> None:
+    pass
+
+
+def wide(a: int, b: int, c: int, d: int = 0) -> None:
+    pass
+
+
 def keyword_only(alpha: float, *, seed: int = 0) -> None:
     pass
 
@@ -162,10 +171,12 @@ call_values = st.one_of(st.integers(), st.floats(), st.text(max_size=4), st.bool
 
 
 @given(
-    args=st.lists(call_values, max_size=4),
-    kwargs=st.dictionaries(st.sampled_from(["alpha", "seed", "label", "other"]), call_values),
+    args=st.lists(call_values, max_size=5),
+    kwargs=st.dictionaries(st.sampled_from(["alpha", "seed", "label", "a", "d", "x"]), call_values),
 )
-@pytest.mark.parametrize("func", [plain, keyword_only, Model.fit], ids=lambda f: f.__qualname__)
+@pytest.mark.parametrize(
+    "func", [single, plain, Model.fit, wide, keyword_only], ids=lambda f: f.__qualname__
+)
 def test_the_specialised_binding_keys_every_call_as_the_general_one(
     func: Any, args: list[Any], kwargs: dict[str, Any]
 ) -> None:
@@ -215,6 +226,32 @@ def test_stet_quiet_set_during_a_streak_silences_its_summary(
     stet._report.reporter.finish()
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"[stet] Skipping run(x={x})" for x in range(0, 2 * FULL_LINES, 2)]
+
+
+def test_skips_from_many_threads_are_all_counted(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = stet.once(store=str(tmp_path / "runs.csv"))(single)
+    for x in range(4_000):
+        run(x)
+    capsys.readouterr()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [
+            threading.Thread(target=lambda part=part: [run(x) for x in range(part, 4_000, 4)])
+            for part in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    stet._report.reporter.finish()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == FULL_LINES + 1
+    assert lines[-1] == f"[stet] ... and {4_000 - FULL_LINES:,} more skipped"
 
 
 def test_a_stdout_that_becomes_a_terminal_mid_sweep_gets_the_count_line(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import operator
 import textwrap
 import time
 import weakref
@@ -191,7 +190,12 @@ class Runner:
 
     def _key_texts_for(self) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
         """`key_texts` for this signature: a call that passes every parameter by
-        position (the common case in a sweep) is keyed straight from ``args``."""
+        position (the common case in a sweep) is keyed straight from ``args``.
+
+        Any other call, and a value the codec refuses, goes through the
+        general binding (which raises the errors a call would, naming the
+        parameter).
+        """
         names = self._names
         general = self._key_texts
         if names is None:
@@ -199,18 +203,40 @@ class Runner:
         count = len(names)
         encode = self._encode
         positions = [names.index(col) for col in self.cols]
-        pick = operator.itemgetter(*positions)
-        single = len(positions) == 1
 
-        def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-            if kwargs or len(args) != count:
-                return general(args, kwargs)
-            try:
-                if single:
-                    return (encode(pick(args)),)
-                return tuple(map(encode, pick(args)))
-            except KeyEncodingError:
-                return general(args, kwargs)  # which names the parameter
+        # One closure per key width: a tuple display is several times
+        # cheaper than building the tuple from an iterator.
+        if len(positions) == 1:
+            (p,) = positions
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return (encode(args[p]),)
+                except KeyEncodingError:
+                    return general(args, kwargs)
+
+        elif len(positions) == 2:
+            p, q = positions
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return (encode(args[p]), encode(args[q]))
+                except KeyEncodingError:
+                    return general(args, kwargs)
+
+        else:
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return tuple([encode(args[i]) for i in positions])
+                except KeyEncodingError:
+                    return general(args, kwargs)
 
         return key_texts
 
