@@ -8,6 +8,10 @@ stands for the module and imports it when one of its attributes is first
 read (a store is opened, a DataFrame is built). Type checkers see the real
 modules.
 
+``stet.__version__`` is read from the installed metadata when first asked
+for, since `importlib.metadata` alone costs about as much to import as the
+rest of stet.
+
 A value can only be a DataFrame or a numpy scalar if its library is
 imported, so `is_dataframe` and `loaded_numpy` answer without importing
 anything.
@@ -20,7 +24,18 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-__all__ = ["is_dataframe", "loaded_numpy", "np", "pa", "pa_csv", "pa_json", "pc", "pd", "pq"]
+__all__ = [
+    "is_dataframe",
+    "loaded_numpy",
+    "np",
+    "pa",
+    "pa_csv",
+    "pa_json",
+    "pc",
+    "pd",
+    "pq",
+    "version",
+]
 
 
 class _Module:
@@ -72,3 +87,9 @@ def is_dataframe(value: object) -> TypeGuard[pd.DataFrame]:
 def loaded_numpy() -> ModuleType | None:
     """numpy, if something imported it already (else no value can be a numpy one)."""
     return sys.modules.get("numpy")
+
+
+def version() -> str:
+    """stet's version, from the installed package's metadata."""
+    metadata = importlib.import_module("importlib.metadata")
+    return metadata.version("stet")  # type: ignore[no-any-return]  # a module found at run time
