@@ -1,15 +1,16 @@
-"""Skip and record cost of two stet source trees, measured in one run, alternating.
+"""Skip and record cost of stet source trees, measured in one run, alternating.
 
 Each round starts one fresh process per tree (``PYTHONPATH`` pointing at its
-``src``), in turn, so both trees see the same machine load; the figures are
-the medians over the rounds of each process's per-call median, and the
-ratios are after / before. A skip calls every key once (no value is seen
-twice); a record is a call with a new key, including the write.
+``src``), in turn (the order rotating from round to round), so every tree
+sees the same machine load; the figures are the medians over the rounds of
+each process's per-call median, and the ratios are against the first tree.
+A skip calls every key once (no value is seen twice); a record is a call
+with a new key, including the write.
 
-    python benchmarks/compare.py --before /tmp/perf-before/src
-    python benchmarks/compare.py --before OLD/src --after NEW/src --rounds 7 --size 100000
+    python benchmarks/compare.py --tree before=/tmp/perf-before/src
+    python benchmarks/compare.py --tree old=OLD/src --tree new=NEW/src --rounds 7
 
-``--after`` defaults to this checkout's ``src``.
+This checkout's ``src`` is added last as ``this`` unless ``--no-this``.
 """
 
 from __future__ import annotations
@@ -75,33 +76,45 @@ def measure(src: Path, store: str, size: int, calls: int, fresh: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="the older tree's src")
-    parser.add_argument("--after", type=Path, default=ROOT / "src", help="the newer tree's src")
+    parser.add_argument(
+        "--tree", action="append", default=[], help="NAME=SRC, a tree to measure (repeatable)"
+    )
+    parser.add_argument("--no-this", action="store_true", help="leave this checkout out")
     parser.add_argument("--stores", default="csv,json,sqlite,parquet")
     parser.add_argument("--size", type=int, default=100_000, help="records in each store")
     parser.add_argument("--calls", type=int, default=5_000, help="skips measured per process")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    trees = {name: Path(src).resolve() for name, _, src in (t.partition("=") for t in args.tree)}
+    if not args.no_this:
+        trees["this"] = ROOT / "src"
+    if len(trees) < 2:
+        parser.error("give at least two trees to compare")
     results: dict[tuple[str, str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for ext in args.stores.split(","):
             for r in range(args.rounds):
-                # Alternate which tree goes first, so neither always follows the other.
-                order = list(trees) if r % 2 == 0 else list(reversed(trees))
+                # Rotate which tree goes first, so none always follows another.
+                names = list(trees)
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for side in order:
                     # Each tree keeps its own store (its own format version), written once.
                     store = os.path.join(tmp, f"{side}.{ext}")
                     figures = measure(trees[side], store, args.size, args.calls, r * args.calls)
                     for metric, value in figures.items():
                         results.setdefault((ext, metric, side), []).append(value)
-    print(f"{args.size:,} records, {args.rounds} alternating rounds, medians in µs")
-    print(f"{'store':<8} {'metric':<7} {'before':>8} {'after':>8} {'after/before':>13}")
+    names = list(trees)
+    first = names[0]
+    print(f"{args.size:,} records, {args.rounds} rotating rounds, medians in µs")
+    header = "".join(f"{n:>10}" for n in names)
+    ratios = "".join(f"{n + '/' + first:>16}" for n in names[1:])
+    print(f"{'store':<8} {'metric':<7}{header}{ratios}")
     for ext in args.stores.split(","):
         for metric in ("skip", "record"):
-            before = statistics.median(results[(ext, metric, "before")])
-            after = statistics.median(results[(ext, metric, "after")])
-            print(f"{ext:<8} {metric:<7} {before:>8.2f} {after:>8.2f} {after / before:>12.2f}x")
+            medians = [statistics.median(results[(ext, metric, n)]) for n in names]
+            cells = "".join(f"{m:>10.2f}" for m in medians)
+            shown = "".join(f"{m / medians[0]:>15.2f}x" for m in medians[1:])
+            print(f"{ext:<8} {metric:<7}{cells}{shown}")
 
 
 if __name__ == "__main__":

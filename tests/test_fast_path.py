@@ -300,6 +300,17 @@ def test_decorating_and_keying_a_call_import_nothing_heavy() -> None:
     assert heavy_modules_after(code) == []
 
 
+@pytest.mark.parametrize("ext", ["csv", "json", "sqlite", "parquet"])
+def test_a_worker_that_only_skips_never_imports_pandas(tmp_path: Any, ext: str) -> None:
+    store = json.dumps(str(tmp_path / f"runs.{ext}"))
+    sweep = (
+        f"run = stet.once(store={store}, quiet=True)(lambda alpha, seed: None)\n"
+        "results = [run(alpha / 10, seed) for alpha in range(3) for seed in range(3)]\n"
+    )
+    heavy_modules_after(sweep)  # the first process runs and records
+    assert "pandas" not in heavy_modules_after(sweep + "assert results == [None] * 9")
+
+
 def test_pandas_loads_when_a_dataframe_is_asked_for(tmp_path: Any) -> None:
     store = json.dumps(str(tmp_path / "runs.csv"))
     code = (
