@@ -8,11 +8,14 @@ specialisation is checked here against the general code it stands in for.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import gc
 import json
 import subprocess
 import sys
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -115,6 +118,17 @@ def test_encoding_twice_gives_the_same_text(value: object) -> None:
     # The second call of a type goes through the fast table the first filled.
     codec = KeyCodec()
     assert outcome(codec.encode, value) == outcome(codec.encode, value)
+
+
+def test_the_codec_keeps_no_class_of_a_key_alive() -> None:
+    # A sweep may make a class per call (a dataclass built in a loop).
+    codec = KeyCodec()
+    point = dataclasses.make_dataclass("Point", [("x", int)])
+    assert codec.encode(point(1)) == "Point(x=1)"
+    alive = weakref.ref(point)
+    del point
+    gc.collect()
+    assert alive() is None
 
 
 def test_the_fast_encoder_agrees_on_the_values_the_rules_name() -> None:

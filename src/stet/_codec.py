@@ -326,7 +326,7 @@ class KeyCodec:
     def __init__(self, encoders: Mapping[type[Any], Callable[[Any], object]] | None = None) -> None:
         self._encoders: dict[type[Any], Callable[[Any], object]] = dict(encoders or {})
         self._resolved: dict[type[Any], Callable[[Any], object] | None] = {}
-        self._fast: dict[type[Any], Callable[[Any], str] | None] = {}
+        self._fast: dict[type[Any], Callable[[Any], str]] = {}
 
     def register(self, cls: type[Any], encoder: Callable[[Any], object]) -> KeyCodec:
         """Return a codec that keys instances of ``cls`` by ``encoder(value)``.
@@ -380,13 +380,15 @@ class KeyCodec:
                 stet cannot key.
         """
         t = type(value)
-        try:
-            fast = self._fast[t]
-        except KeyError:
-            fast = self._fast[t] = self._fast_encoder(t)
-        if fast is not None:
-            return fast(value)
-        return _checked_utf8(self._encode(value, False, "", 0))
+        fast = self._fast.get(t)
+        if fast is None:
+            # Only types with a fast encoder are remembered (a handful), so
+            # that the codec never keeps a user's classes alive.
+            fast = self._fast_encoder(t)
+            if fast is None:
+                return _checked_utf8(self._encode(value, False, "", 0))
+            self._fast[t] = fast
+        return fast(value)
 
     def _fast_encoder(self, t: type[Any]) -> Callable[[Any], str] | None:
         """A regex-free encoder for the common key types, or None for the general rules.
