@@ -3,7 +3,10 @@
 For each store and store size it measures, at the decorator level (bind,
 encode, check, record; quiet mode):
 
-- skip: a call whose key is recorded (median and 90th percentile);
+- skip: a call whose key is recorded (median and 90th percentile), each
+  key called once, against a plain ``(alpha, seed) in done`` call of the
+  same keys (``skip/set``); and with skip messages on, their line
+  collapsed (after the first few), against the quiet skip (``loud/quiet``);
 - record: a call with a new key, including the write;
 - open: the first call of a fresh process on an existing store (loading its
   index), and the resident memory that added;
@@ -11,8 +14,10 @@ encode, check, record; quiet mode):
 - mark_done: importing the records in bulk.
 
 Baselines in the same run: a bare function call, argument binding plus a set
-lookup (the floor a decorator can approach), and joblib.Memory's cache hit
-and miss. Prints a table and writes plots to docs/img/.
+lookup, joblib.Memory's cache hit and miss, and exca's cached call (a
+``TaskInfra`` result kept in memory; measured when exca is installed, as
+with ``pip install stet[bench]``). Prints a table and writes plots to
+docs/img/.
 
     python benchmarks/bench.py            # sizes up to 1,000,000
     python benchmarks/bench.py --quick    # small sizes, a smoke test
@@ -27,7 +32,9 @@ installed; without either its rows are left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import io
 import json
 import os
 import statistics
@@ -84,12 +91,36 @@ def median_p90(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1e6, ordered[int(0.9 * (len(ordered) - 1))] * 1e6
 
 
-def decorated(store: str) -> Callable[..., Any]:
-    @stet.once(store=store, quiet=True)
+def decorated(store: str, quiet: bool = True) -> Callable[..., Any]:
+    @stet.once(store=store, quiet=quiet, name="work")
     def work(alpha: float, seed: int) -> int:
         return 1
 
     return work
+
+
+def exca_hit(calls: int, root: Path) -> tuple[float, float] | None:
+    """exca's cached call (its result kept in memory), or None without exca."""
+    try:
+        import exca
+        import pydantic
+    except ImportError:
+        return None
+
+    class Work(pydantic.BaseModel):  # type: ignore[misc]  # exca's models, untyped here
+        alpha: float
+        seed: int
+        infra: exca.TaskInfra = exca.TaskInfra(version="1", keep_in_ram=True)
+
+        @infra.apply  # type: ignore[misc]
+        def run(self) -> int:
+            return 1
+
+    folder = str(root / "exca")
+    works = [Work(alpha=i / calls, seed=i, infra={"folder": folder}) for i in range(calls)]
+    for work in works:
+        work.run()  # computed and cached: what follows are hits
+    return median_p90(per_call(lambda i: works[i].run(), range(calls)))
 
 
 def grid(n: int) -> pd.DataFrame:
@@ -110,12 +141,16 @@ def baselines(calls: int, root: Path) -> dict[str, tuple[float, float]]:
 
     cached = joblib.Memory(str(root / "joblib"), verbose=0).cache(bare)
     miss = median_p90(per_call(cached, range(calls)))
-    return {
+    out = {
         "bare call": median_p90(per_call(bare, range(calls), 3)),
         "bind + set lookup": median_p90(per_call(floor, range(calls), 3)),
         "joblib.Memory hit": median_p90(per_call(cached, range(calls), 3)),
         "joblib.Memory miss": miss,
     }
+    exca = exca_hit(calls, root)
+    if exca is not None:
+        out["exca cached call"] = exca
+    return out
 
 
 _PG_URL: str | None = None
@@ -159,15 +194,28 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
             [sys.executable, "-c", _OPEN, store], capture_output=True, text=True, check=True
         ).stdout
     )
-    alphas = frame["alpha"].to_numpy()
-    picks = np.random.default_rng(0).integers(0, size, min(size, calls))
-    skip = median_p90(
-        per_call(lambda i: work(float(alphas[i]), int(i)), [int(i) for i in picks], 3)
-    )
+    alphas = [float(a) for a in frame["alpha"]]
+    # Each key once: no value is encoded twice, nothing is cached by value.
+    picks = [int(i) for i in np.random.default_rng(0).permutation(size)[:calls]]
+    done = {(alphas[i], i) for i in range(size)}
+
+    def in_set(alpha: float, seed: int) -> bool:
+        return (alpha, seed) in done
+
+    plain = median_p90(per_call(lambda i: in_set(alphas[i], i), picks))
+    skip = median_p90(per_call(lambda i: work(alphas[i], i), picks))
+    loud = decorated(store, quiet=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # off a terminal, as in a log
+        for i in picks[:10]:
+            loud(alphas[i], i)  # the first lines are shown; the rest collapse
+        collapsed = median_p90(per_call(lambda i: loud(alphas[i], i), picks))
+        stet._report.reporter.reset()
     record = median_p90(per_call(lambda i: work(-2.0 - i, i), range(min(calls, 2_000))))
     return {
         "skip": skip[0],
         "skip_p90": skip[1],
+        "set": plain[0],
+        "collapsed": collapsed[0],
         "record": record[0],
         "record_p90": record[1],
         "open_s": opened["seconds"],
@@ -248,10 +296,11 @@ def main() -> None:
         print(f"{'baseline':<20} {'median µs':>10} {'p90 µs':>9}")
         for name, (med, p90) in base.items():
             print(f"{name:<20} {med:>10.2f} {p90:>9.2f}")
-        hit = base["joblib.Memory hit"][0]
+        exca = base.get("exca cached call", (float("nan"),))[0]
         print()
         print(
-            f"{'store':<10} {'records':>9} {'skip µs':>8} {'p90':>6} {'hit/skip':>8} "
+            f"{'store':<10} {'records':>9} {'skip µs':>8} {'p90':>6} {'skip/set':>8} "
+            f"{'loud/quiet':>10} {'skip/exca':>9} "
             f"{'record µs':>9} {'p90':>7} {'open s':>7} {'open MB':>8} {'mark_done s':>11}"
         )
         results: dict[str, dict[int, dict[str, float]]] = {}
@@ -261,7 +310,9 @@ def main() -> None:
                 r = results[ext][size] = bench_size(ext, size, calls, root)
                 print(
                     f"{ext:<10} {size:>9,} {r['skip']:>8.2f} {r['skip_p90']:>6.2f} "
-                    f"{hit / r['skip']:>7.0f}x {r['record']:>9.1f} {r['record_p90']:>7.1f} "
+                    f"{r['skip'] / r['set']:>7.2f}x {r['collapsed'] / r['skip']:>9.2f}x "
+                    f"{r['skip'] / exca:>8.2f}x "
+                    f"{r['record']:>9.1f} {r['record_p90']:>7.1f} "
                     f"{r['open_s']:>7.2f} {r['open_mb']:>8.0f} {r['mark_done_s']:>11.2f}"
                 )
         print()

@@ -5,9 +5,7 @@ parameter combinations finished, in a store you can open with ordinary tools,
 and skips them when the script runs again.
 """
 
-from importlib.metadata import version as _version
-
-from . import backends, exceptions, typing
+from . import _lazy, backends, exceptions, typing
 from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
@@ -57,4 +55,8 @@ __all__ = [
     "typing",
 ]
 
-__version__ = _version("stet")
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":  # read when asked for: see stet._lazy.version
+        return _lazy.version()
+    raise AttributeError(f"module 'stet' has no attribute {name!r}")

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
-import pandas as pd
 
 from ._html import html_table
+from ._lazy import is_dataframe, pd
 from ._once import DEFAULT_STORE
 from ._runner import Runner, display
 from .backends import get_backend, open_store
@@ -415,7 +415,7 @@ def _runner_of(func: Callable[..., Any]) -> Runner:
 
 def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
     """The key texts of each row (defaults applied), naming the row of any problem."""
-    records: Iterable[Any] = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    records: Iterable[Any] = rows.to_dict("records") if is_dataframe(rows) else rows
     defaults = {
         name: p.default
         for name, p in runner.signature.parameters.items()

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pandas as pd
 
 from . import _api, _grid
 from ._codec import KeyCodec, canonical_from_legacy
 from ._explain import explain_texts
+from ._lazy import pc, pd, pq
 from ._once import DEFAULT_STORE
 from .backends import open_store
 from .backends._columns import check_key_columns, key_problem
@@ -416,9 +416,6 @@ def _csv_keys(path: str, cols: tuple[str, ...], typed: bool) -> list[tuple[str, 
 
 def _parquet_keys(path: str, cols: tuple[str, ...]) -> list[tuple[str, ...]]:
     """The key texts of a Parquet file's rows: its columns carry their types."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     try:
         _missing_column(path, cols, pq.read_schema(path).names)
         table = pq.read_table(path, columns=list(cols), use_threads=ARROW_THREADS)

@@ -33,8 +33,8 @@ from pathlib import Path, PurePath
 from typing import Any, ClassVar, Final
 
 import attrs
-import numpy as np
 
+from ._lazy import loaded_numpy, np
 from .exceptions import KeyEncodingError
 
 __all__ = ["CODEC_VERSION", "Encoded", "KeyCodec", "canonical_from_legacy", "canonical_from_v1"]
@@ -155,6 +155,50 @@ def _float_text(f: float) -> str:
     return repr(f)
 
 
+def _float_fast(f: float) -> str:
+    """`_float_text` in fewer steps: NaN and the infinities are not integers, and
+    their ``repr`` is ``nan``, ``inf``, ``-inf``."""
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def _bool_text(b: object) -> str:
+    return "True" if b else "False"
+
+
+def _numpy_int_text(n: np.integer[Any]) -> str:
+    return _int_text(int(n))
+
+
+def _numpy_float_text(x: np.floating[Any]) -> str:
+    return _float_fast(float(x))
+
+
+class _Never:
+    """A type no key value is an instance of (numpy's, before numpy is imported)."""
+
+
+_Kinds = tuple[type[Any], type[Any], type[Any], type[Any], type[Any]]
+_NUMPY_KINDS: _Kinds | None = None
+
+
+def _numpy_kinds() -> _Kinds:
+    """numpy's bool, integer, floating, array and timedelta types (`_Never` until
+    numpy is imported: no value can be of them before)."""
+    global _NUMPY_KINDS
+    if _NUMPY_KINDS is None:
+        numpy = loaded_numpy()
+        if numpy is None:
+            return (_Never, _Never, _Never, _Never, _Never)
+        _NUMPY_KINDS = (
+            numpy.bool_,
+            numpy.integer,
+            numpy.floating,
+            numpy.ndarray,
+            numpy.timedelta64,
+        )
+    return _NUMPY_KINDS
+
+
 def _longdouble_text(x: np.floating[Any]) -> str:
     """Exact text for a numpy float wider than float64."""
     as_double = float(x)
@@ -215,6 +259,35 @@ def _str_text(s: str) -> str:
     return "'" + s if _needs_tag(s) else s
 
 
+#: Lower-cased words that, as a whole string, may need a tag (a superset).
+_TAGGED_WORDS: Final = frozenset(
+    w.lower() for w in (*_READER_WORDS, *_WORDS, "true", "false", "infinity")
+)
+#: First characters of strings the fast path may leave bare.
+_BARE_FIRST: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def _str_fast(s: str) -> str:
+    """`_str_text` (checked as UTF-8) without a regular expression for common words.
+
+    An ASCII word that starts with a letter, holds no ``(``, does not end in
+    a space and is no reader word cannot look like a number, a date, a
+    call, a formula or a missing value, so it is its own text; anything
+    else takes the general rules.
+    """
+    if (
+        s.isascii()
+        and s.isprintable()
+        and s
+        and s[0] in _BARE_FIRST
+        and s[-1] != " "
+        and "(" not in s
+        and s.lower() not in _TAGGED_WORDS
+    ):
+        return s
+    return _checked_utf8(_str_text(s))
+
+
 def _checked_utf8(text: str) -> str:
     """``text``, if it can be written as UTF-8 (no lone surrogate)."""
     if not text.isascii():
@@ -248,11 +321,12 @@ class KeyCodec:
 
     version: ClassVar[int] = CODEC_VERSION
 
-    __slots__ = ("_encoders", "_resolved")
+    __slots__ = ("_encoders", "_fast", "_resolved")
 
     def __init__(self, encoders: Mapping[type[Any], Callable[[Any], object]] | None = None) -> None:
         self._encoders: dict[type[Any], Callable[[Any], object]] = dict(encoders or {})
         self._resolved: dict[type[Any], Callable[[Any], object] | None] = {}
+        self._fast: dict[type[Any], Callable[[Any], str]] = {}
 
     def register(self, cls: type[Any], encoder: Callable[[Any], object]) -> KeyCodec:
         """Return a codec that keys instances of ``cls`` by ``encoder(value)``.
@@ -306,16 +380,45 @@ class KeyCodec:
                 stet cannot key.
         """
         t = type(value)
+        fast = self._fast.get(t)
+        if fast is None:
+            # Only types with a fast encoder are remembered (a handful), so
+            # that the codec never keeps a user's classes alive.
+            fast = self._fast_encoder(t)
+            if fast is None:
+                return _checked_utf8(self._encode(value, False, "", 0))
+            self._fast[t] = fast
+        return fast(value)
+
+    def _fast_encoder(self, t: type[Any]) -> Callable[[Any], str] | None:
+        """A regex-free encoder for the common key types, or None for the general rules.
+
+        It gives exactly the text `_encode` gives (a differential property
+        test checks it). Exact ``int``, ``float`` and ``str`` are keyed by
+        the built-in rules whatever is registered, as they always were.
+        """
         if t is str:
-            text: str = value  # type: ignore[assignment]  # t is str
-            if text.isascii() and text.isprintable():  # the common case: no new checks
-                return "'" + text if _needs_tag(text) else text
-            return _checked_utf8(_str_text(text))
+            return _str_fast
         if t is int:
-            return _int_text(value)  # type: ignore[arg-type]  # t is int
+            return _int_text
         if t is float:
-            return _float_text(value)  # type: ignore[arg-type]  # t is float
-        return _checked_utf8(self._encode(value, False, "", 0))
+            return _float_fast
+        if self._encoders and self._encoder_for(t) is not None:
+            return None
+        if t is bool:
+            return _bool_text
+        if t.__module__ != "numpy":  # a subclass elsewhere (an enum...) takes the general rules
+            return None
+        numpy = loaded_numpy()
+        if numpy is None:
+            return None
+        if issubclass(t, numpy.bool_):
+            return _bool_text
+        if issubclass(t, numpy.integer) and not issubclass(t, numpy.timedelta64):
+            return _numpy_int_text
+        if issubclass(t, numpy.floating) and numpy.dtype(t).itemsize <= 8:
+            return _numpy_float_text  # float64 holds it exactly
+        return None
 
     def _encode(self, v: object, inner: bool, where: str, depth: int) -> str:
         if depth > _MAX_DEPTH:
@@ -331,15 +434,23 @@ class KeyCodec:
             encoder = self._encoder_for(t)
             if encoder is not None:
                 return self._encode(encoder(v), inner, where, depth + 1)
-        if isinstance(v, bool | np.bool_):
+        bool_, integer, floating, ndarray, timedelta = _numpy_kinds()
+        if isinstance(v, timedelta):  # a numpy integer, but not a number
+            raise KeyEncodingError(
+                t.__qualname__,
+                where=where,
+                reason="numpy timedeltas are not supported; convert it to a number "
+                "(of seconds, say) first",
+            )
+        if isinstance(v, bool | bool_):
             return "True" if v else "False"
         if isinstance(v, enum.Enum):
             return f"<{t.__qualname__}.{v.name}>"
-        if isinstance(v, int | np.integer):
+        if isinstance(v, int | integer):
             return _int_text(int(v))
         if isinstance(v, float):
             return _float_text(float(v))
-        if isinstance(v, np.floating):
+        if isinstance(v, floating):
             return _longdouble_text(v)
         if isinstance(v, str):
             return _quote(v) if inner else _str_text(v)
@@ -353,7 +464,7 @@ class KeyCodec:
             return v.isoformat()
         if isinstance(v, PurePath):
             return f"Path({_quote(str(v))})"
-        if isinstance(v, np.ndarray):
+        if isinstance(v, ndarray):
             return self._array_text(v, where, depth)
         if isinstance(v, list | tuple):
             items = ", ".join(

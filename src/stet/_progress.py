@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-import pandas as pd
 
 from ._api import _after, _grid_keys, _runner_of
 from ._grid import Grid, Points
 from ._html import html_table
+from ._lazy import pd
 from .backends import pack
 from .backends._registry import claims_in
 from .backends._schema import DURATION, TIMESTAMP, identity

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 
-from ._report import quiet_by_environment, reporter
+from ._lazy import loaded_numpy
+from ._report import reporter
 from .backends import describe, open_store, pack
 from .backends._claims import Claim, describe_owner
 from .backends._columns import check_key_columns
@@ -97,7 +97,8 @@ def code_hash(func: Callable[..., Any]) -> str | None:
 
 def display(value: object) -> str:
     """Short text of a value for messages."""
-    if isinstance(value, np.generic):
+    numpy = loaded_numpy()
+    if numpy is not None and isinstance(value, numpy.generic):
         value = value.item()
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -138,6 +139,10 @@ class Runner:
         self._names = tuple(p.name for p in params) if plain else None
         self._name_set = frozenset(self._names or ())
         self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        #: The call's key texts, in the order of `cols` (TypeError as a call
+        #: would): specialised for this signature (see `_key_texts_for`).
+        self.key_texts: Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]
+        self.key_texts = self._key_texts_for()
 
     def __reduce__(self) -> tuple[type[Runner], tuple[Once, Callable[..., Any]]]:
         return (Runner, (self.config, self.func))
@@ -183,8 +188,59 @@ class Runner:
         bound.apply_defaults()
         return bound.arguments
 
-    def key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
-        """The call's key texts, in the order of `cols` (TypeError as a call would)."""
+    def _key_texts_for(self) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
+        """`key_texts` for this signature: a call that passes every parameter by
+        position (the common case in a sweep) is keyed straight from ``args``.
+
+        Any other call, and a value the codec refuses, goes through the
+        general binding (which raises the errors a call would, naming the
+        parameter).
+        """
+        names = self._names
+        general = self._key_texts
+        if names is None:
+            return general
+        count = len(names)
+        encode = self._encode
+        positions = [names.index(col) for col in self.cols]
+
+        # One closure per key width: a tuple display is several times
+        # cheaper than building the tuple from an iterator.
+        if len(positions) == 1:
+            (p,) = positions
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return (encode(args[p]),)
+                except KeyEncodingError:
+                    return general(args, kwargs)
+
+        elif len(positions) == 2:
+            p, q = positions
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return (encode(args[p]), encode(args[q]))
+                except KeyEncodingError:
+                    return general(args, kwargs)
+
+        else:
+
+            def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+                if kwargs or len(args) != count:
+                    return general(args, kwargs)
+                try:
+                    return tuple([encode(args[i]) for i in positions])
+                except KeyEncodingError:
+                    return general(args, kwargs)
+
+        return key_texts
+
+    def _key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
         try:
             arguments = self.arguments(args, kwargs)
         except TypeError as exc:
@@ -209,17 +265,19 @@ class Runner:
         Otherwise the run starts: with ``claim=True`` this process holds the
         key's claim.
         """
-        store = self.store
+        store = self._store
+        if store is None:
+            store = self.store
         key = pack(values)
+        if store.knows(self.name, self.cols, key):  # no I/O: the common skip
+            self.report_skip(args, kwargs)
+            return None
         claim = None
         if self.claims is None:
             if store.is_done(self.name, self.cols, key):
                 self.report_skip(args, kwargs)
                 return None
         else:
-            if store.knows(self.name, self.cols, key):
-                self.report_skip(args, kwargs)
-                return None
             state, claim = self.claims.claim(self.name, self.cols, values, self.config.lease)
             if state != "claimed":
                 self.report_skip(args, kwargs, claim)
@@ -265,17 +323,16 @@ class Runner:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None = None
     ) -> None:
         """Report a skip: done, or (with ``busy``) running in another worker."""
-        if self.config.quiet or quiet_by_environment():
-            return
+        if not self.config.quiet and reporter.skipped():
+            reporter.show_skip(self._describe(args, kwargs, busy))
 
-        def describe() -> str:
-            arguments = self.arguments(args, kwargs)
-            shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
-            if busy is not None:
-                return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
-            return f"{self.label}({shown})"
-
-        reporter.skipped(describe)
+    def _describe(self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None) -> str:
+        """``run(alpha=0.1, seed=3)``, and where it runs if another worker has it."""
+        arguments = self.arguments(args, kwargs)
+        shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+        if busy is not None:
+            return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
+        return f"{self.label}({shown})"
 
     def forget_store(self) -> None:
         """Open the store anew on the next call (a relative path from the new working directory)."""

@@ -20,9 +20,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, overload
 
-import pandas as pd
-
 from ._api import _grid_keys, _runner_of
+from ._lazy import is_dataframe, pd
 from .backends import pack
 from .exceptions import ShardError
 
@@ -100,7 +99,7 @@ def pending(func: Any, grid: pd.DataFrame | Iterable[Any]) -> pd.DataFrame | lis
         [{'alpha': 0.1}, {'alpha': 0.3}]
     """
     runner = _runner_of(func)
-    rows: pd.DataFrame | list[Any] = grid if isinstance(grid, pd.DataFrame) else list(grid)
+    rows: pd.DataFrame | list[Any] = grid if is_dataframe(grid) else list(grid)
     keys = [pack(values) for values in _grid_keys(runner, rows)]
     table = runner.store
     table.refresh()
@@ -109,7 +108,7 @@ def pending(func: Any, grid: pd.DataFrame | Iterable[Any]) -> pd.DataFrame | lis
     for key in keys:
         keep.append(key not in seen and not table.knows(runner.name, runner.cols, key))
         seen.add(key)
-    if isinstance(rows, pd.DataFrame):
+    if is_dataframe(rows):
         return rows.iloc[[number for number, kept in enumerate(keep) if kept]]
     return [row for row, kept in zip(rows, keep, strict=True) if kept]
 
@@ -161,7 +160,7 @@ def shard(
         [1, 5, 9]
     """
     index, count = _position(index, count, os.environ)
-    if isinstance(rows, pd.DataFrame):
+    if is_dataframe(rows):
         return rows.iloc[index::count]
     if isinstance(rows, Sequence):
         return list(rows[index::count])

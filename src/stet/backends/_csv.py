@@ -21,9 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-
+from .._lazy import pa, pa_csv
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore

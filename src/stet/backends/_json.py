@@ -19,10 +19,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-import pyarrow as pa
-import pyarrow.json as pa_json
-
 from .._codec import _float_text
+from .._lazy import pa, pa_json
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore

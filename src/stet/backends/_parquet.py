@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from typing import Final
 
 import attrs
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .._lazy import pa, pq
 from ..exceptions import StoreError
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name

@@ -47,9 +47,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
-import pyarrow as pa
-import pyarrow.csv as pa_csv
 
+from .._lazy import pa, pa_csv
 from ..exceptions import StoreError
 from ._claims import Claim, ClaimId, ClaimState, heartbeat, owner
 from ._clock import SYSTEM_CLOCK, Clock

@@ -17,8 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Final
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from .._lazy import pa, pc
 
 __all__ = ["ARROW_THREADS", "Batch", "Columns", "Cursor", "Record", "as_records"]
 
