@@ -96,6 +96,12 @@ def test_without_psycopg_the_message_says_what_to_install(
         stet.Once(store=pg_store)
 
 
+def test_import_stet_does_not_import_psycopg() -> None:
+    code = "import sys, stet, stet.backends, stet.typing; print('psycopg' in sys.modules)"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.stdout.strip() == "False", child.stderr
+
+
 def test_passwords_never_show(pg_server: pg.Server, capsys: pytest.CaptureFixture[str]) -> None:
     url = pg_server.url("secret_runs", user="secretive", password=pg.PASSWORD)
     config = stet.Once(store=url, quiet=True)
