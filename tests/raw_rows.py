@@ -19,7 +19,7 @@ def append_as_written(store: str, records: Sequence[dict[str, str]]) -> None:
     opened = stet.backends.open_store(store)
     opened.refresh()
     if isinstance(opened, PostgresStore):
-        opened._pg.insert(list(records))
+        opened._rows.insert(list(records))
     else:
         assert isinstance(opened, FileStore)
         with opened._locked():

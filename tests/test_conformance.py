@@ -99,13 +99,10 @@ def registered_kinds() -> list[Kind]:
 #: The built-in stores, and the test store, registered by a fixture.
 KINDS = [*registered_kinds(), Kind(MEMORY)]
 
-# TODO(#14, clock seam): PostgreSQL times leases by the server's now() and
-# ignores the store's clock, so the fake-clock cases (expiry, renewal,
-# fencing after a takeover) cannot run on it yet. A colleague is adding the
-# seam; once it lands, empty this set and the cases run on PostgreSQL too
-# (test_the_stores_said_to_ignore_the_clock_do_ignore_it fails until then).
-CLOCK_IGNORED = frozenset({"postgresql://"})
-CLOCKED_KINDS = [k for k in KINDS if k.name not in CLOCK_IGNORED]
+#: Every store honours the store's clock for claims: the file stores and the
+#: memory store time leases by it, PostgreSQL adds how far it is ahead
+#: (`Clock.ahead`) to the server's now().
+CLOCKED_KINDS = KINDS
 
 
 def _prepare(request: pytest.FixtureRequest, kind: Kind) -> Kind:
@@ -393,23 +390,6 @@ def test_a_renewed_claim_outlives_its_first_lease(clocked_kind: Kind, tmp_path: 
     assert b.claim("f", ("x",), ("1",), 60, owner=B)[0] == "busy"
     clock.advance(11)
     assert b.claim("f", ("x",), ("1",), 60, owner=B)[0] == "claimed"
-
-
-@pytest.mark.parametrize("name", sorted(CLOCK_IGNORED))
-def test_the_stores_said_to_ignore_the_clock_do_ignore_it(
-    name: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    # The gap is tracked here, not skipped: when PostgreSQL's clock seam
-    # lands, this fails and CLOCK_IGNORED must shrink (see its comment).
-    location = _prepare(request, Kind(name)).location(tmp_path)
-    clock = FakeClock()
-    a, b = other(location, clock), other(location, clock)
-    _, claim = a.claim("f", ("x",), ("1",), 60, owner=A)
-    assert claim is not None
-    clock.advance(3600)
-    assert b.claim("f", ("x",), ("1",), 60, owner=B)[0] == "busy", (
-        f"{name} now honours the store's clock: remove it from CLOCK_IGNORED"
-    )
 
 
 # -- the value level: StoreBackend, the decorator, status/read/reset -----------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+import math
 import os
 import secrets
 import socket
@@ -29,11 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stet
-from stet.backends import PostgresBackend, _postgres, claims_in, get_backend, new_store
+from stet.backends import PostgresBackend, claims_in, get_backend, new_store
 from stet.typing import ClaimingStore
 
 from . import pg_server as pg
 from .conftest import new_pg_store
+from .fake_clock import FakeClock
 from .test_claims import start_workers
 
 
@@ -93,6 +96,12 @@ def test_without_psycopg_the_message_says_what_to_install(
         stet.Once(store=pg_store)
 
 
+def test_import_stet_does_not_import_psycopg() -> None:
+    code = "import sys, stet, stet.backends, stet.typing; print('psycopg' in sys.modules)"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.stdout.strip() == "False", child.stderr
+
+
 def test_passwords_never_show(pg_server: pg.Server, capsys: pytest.CaptureFixture[str]) -> None:
     url = pg_server.url("secret_runs", user="secretive", password=pg.PASSWORD)
     config = stet.Once(store=url, quiet=True)
@@ -121,8 +130,9 @@ def test_passwords_never_show(pg_server: pg.Server, capsys: pytest.CaptureFixtur
 def test_an_unreachable_server_is_an_error_after_a_few_tries_and_nothing_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_postgres, "FIRST_PAUSE", 0.05)
-    monkeypatch.setenv("STET_RETRY_SECONDS", "1.5")
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)  # pauses counted, not waited
+    monkeypatch.setenv("STET_RETRY_SECONDS", "3")
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -134,20 +144,37 @@ def test_an_unreachable_server_is_an_error_after_a_few_tries_and_nothing_runs(
     def run(x: int) -> None:
         calls.append(x)
 
-    started = time.monotonic()
     with pytest.raises(stet.StoreError) as info:
         run(1)
-    waited = time.monotonic() - started
     message = str(info.value)
     assert f"database lab on host 127.0.0.1:{port}" in message
+    assert "check that the server runs and the URL is right" in message
     tries = int(message.split("tried ")[1].split()[0])
-    assert tries >= 4  # 0.05, 0.1, 0.2, 0.4 ... s apart, within the 1.5 s budget
-    assert 0.3 < waited < 30  # it paused between tries, and gave up
+    assert tries == len(pauses) + 1  # a pause between each two tries
+    # Pauses double from a quarter of a second (each drawn between half and
+    # one and a half times that); none would end past the STET_RETRY_SECONDS budget.
+    assert len(pauses) >= 2
+    for i, pause in enumerate(pauses):
+        assert 0.125 * 2**i <= pause <= 0.375 * 2**i
+        assert pause <= 3
     assert "Pw-77x" not in message
     assert calls == []  # never a silent run
 
 
-def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -> None:
+def test_stet_retry_seconds_zero_gives_up_after_one_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "sleep", pytest.fail)  # no pause at all
+    monkeypatch.setenv("STET_RETRY_SECONDS", "0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(stet.StoreError, match="check that the server runs") as info:
+        get_backend(f"postgresql://stet@127.0.0.1:{port}/lab").has({"x": 1})
+    assert "tried" not in str(info.value)
+
+
+def test_a_dropped_connection_is_reopened(
+    pg_server: pg.Server, pg_store: str, broken: Callable[[], list[str]]
+) -> None:
     table = get_backend(pg_store)
     table.record({"x": 1})
     with psycopg.connect(pg_server.url(), autocommit=True) as admin:
@@ -164,25 +191,24 @@ def test_a_dropped_connection_is_reopened(pg_server: pg.Server, pg_store: str) -
         ).fetchone() != (0,):
             time.sleep(0.01)
     table.record({"x": 2})  # the broken connection is noticed, a new one made
+    assert broken()
     assert type(table)(pg_store).has({"x": 2})
 
 
 @pytest.fixture
-def broken(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Each time a store finds its connection broken (and drops it), in order."""
-    seen: list[object] = []
-    drop = _postgres.PgFormat._drop_broken
+def broken(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """What was logged each time a store found its connection broken and dropped it."""
+    caplog.set_level(logging.INFO, logger="stet")
 
-    def counted(self: _postgres.PgFormat) -> None:
-        seen.append(self)
-        drop(self)
+    def dropped() -> list[str]:
+        messages = [r.getMessage() for r in caplog.records if r.name == "stet"]
+        return [m for m in messages if "the connection failed" in m]
 
-    monkeypatch.setattr(_postgres.PgFormat, "_drop_broken", counted)
-    return seen
+    return dropped
 
 
 def test_a_sweep_goes_on_through_a_server_restart(
-    pg_server: pg.Server, pg_store: str, broken: list[object]
+    pg_server: pg.Server, pg_store: str, broken: Callable[[], list[str]]
 ) -> None:
     calls: list[int] = []
 
@@ -198,7 +224,8 @@ def test_a_sweep_goes_on_through_a_server_restart(
         run(x)
         x += 1
     restart.join()
-    assert broken, "the restart never broke the connection: nothing was retried"
+    assert broken(), "the restart never broke the connection: nothing was retried"
+    assert all(m.startswith(f"[stet] {pg_store}: the connection failed") for m in broken())
     assert calls == list(range(x))
     assert sorted(int(str(r["x"])) for r in PostgresBackend(pg_store).load()) == list(range(x))
 
@@ -237,7 +264,7 @@ def _record_in_child(store: str, first: int) -> None:
 
 
 def test_forked_children_and_their_parent_each_keep_their_own_connection(
-    pg_store: str, broken: list[object]
+    pg_store: str, broken: Callable[[], list[str]]
 ) -> None:
     import multiprocessing
 
@@ -252,7 +279,7 @@ def test_forked_children_and_their_parent_each_keep_their_own_connection(
     for child in children:
         child.join()
         assert child.exitcode == 0
-    assert broken == []  # no child used or ended the parent's session
+    assert broken() == []  # no child used or ended the parent's session
     expected = [*range(200), *range(1000, 1200), *range(2000, 2200)]
     assert sorted(int(str(r["x"])) for r in type(table)(pg_store).load()) == expected
 
@@ -272,24 +299,57 @@ def test_a_table_that_is_not_a_stet_store_is_left_alone(
         assert conn.execute(f'SELECT * FROM "{name}"').fetchall() == [(1, "mine")]
 
 
-def test_claims_expire_by_the_servers_clock(pg_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_claims_expire_by_the_servers_clock_whatever_the_workers_clocks_say(
+    pg_store: str,
+) -> None:
     table = new_store(pg_store)
     assert isinstance(table, ClaimingStore)
     state, mine = table.claim("work", ("key",), ("1",), 30)
     assert state == "claimed"
     assert mine is not None
-    # Another worker whose clock runs an hour ahead still sees the claim alive.
-    other = new_store(pg_store)
+    # Another worker whose wall clock runs an hour ahead still sees the claim alive.
+    ahead = FakeClock(wall=time.time() + 3600)
+    other = new_store(pg_store, clock=ahead)
     assert isinstance(other, ClaimingStore)
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 3600)
-    monkeypatch.setattr("stet.backends._claims._owner", "ahead:1:cafe")
-    state, holder = other.claim("work", ("key",), ("1",), 30)
+    state, holder = other.claim("work", ("key",), ("1",), 30, owner="ahead:1:cafe")
     assert state == "busy"
     assert holder is not None
     assert holder.owner == mine.owner
-    monkeypatch.undo()
+    assert holder.live(ahead.wall)  # shown in its own clock's time, alive
     assert table.complete(mine)
+
+
+def test_a_test_clock_moved_past_the_lease_expires_a_claim_at_once(pg_store: str) -> None:
+    """The store's clock moves the server's time forward (real time passes there too)."""
+    clock = FakeClock()
+    first = new_store(pg_store, clock=clock)
+    second = new_store(pg_store, clock=clock)
+    assert isinstance(first, ClaimingStore)
+    assert isinstance(second, ClaimingStore)
+    state, mine = first.claim("work", ("key",), ("1",), 3600, owner="first:1:aa")
+    assert state == "claimed"
+    assert mine is not None
+    clock.advance(3000)  # ten minutes of the hour's lease left
+    assert second.claim("work", ("key",), ("1",), 3600, owner="second:2:bb")[0] == "busy"
+    [renewed] = first.renew([mine])  # a heartbeat: another full lease from now
+    clock.advance(3000)
+    assert second.claim("work", ("key",), ("1",), 3600, owner="second:2:bb")[0] == "busy"
+    clock.advance(600)  # the lease since the renewal has passed
+    state, taken = second.claim("work", ("key",), ("1",), 3600, owner="second:2:bb")
+    assert state == "claimed"
+    assert taken is not None
+    assert (taken.owner, taken.epoch) == ("second:2:bb", 2)
+    assert not first.complete(renewed)  # fenced: the late worker records nothing
+    assert second.complete(taken)
+    assert [r["key"] for r in new_store(pg_store).records()] == ["1"]
+
+
+def test_a_clock_that_is_not_a_number_of_seconds_ahead_is_refused(pg_store: str) -> None:
+    clock = FakeClock(advanced=math.nan)
+    table = new_store(pg_store, clock=clock)
+    assert isinstance(table, ClaimingStore)
+    with pytest.raises(ValueError, match=r"ahead\(\) is nan"):
+        table.claim("work", ("key",), ("1",), 60, owner="x:1:aa")
 
 
 def test_mark_done_imports_many_rows_in_bulk(pg_store: str) -> None:
@@ -543,28 +603,59 @@ def test_eight_processes_opening_an_old_store_at_once_all_succeed(pg_server: pg.
         assert layout(pg_server, store)[0] == []
 
 
-KILLED_MIDWAY = """
-import os, signal, sys
-from stet.backends import _postgres, get_backend
+RECORD_SEVEN = """
+import sys
+from stet.backends import get_backend
 
-def die(conn, statement):
-    conn.execute(statement)
-    os.kill(os.getpid(), signal.SIGKILL)  # the old constraint dropped, nothing committed
-
-_postgres._drop_constraint = die
 get_backend(sys.argv[1]).record({"x": 7})
 """
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_a_migration_killed_midway_leaves_a_store_that_works_and_migrates_later(
     pg_server: pg.Server,
 ) -> None:
     store = old_store(pg_server, "", range(2))
+    t = store.rsplit("=", 1)[1]
     before = layout(pg_server, store)
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_MIDWAY, store], capture_output=True, timeout=120
-    )
-    assert child.returncode == -9, child.stderr
+    with psycopg.connect(pg_server.url(), autocommit=True) as watch:
+
+        def waiting() -> list[tuple[int]]:
+            return watch.execute(
+                "SELECT pid FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted",
+                (t + "_claims",),
+            ).fetchall()
+
+        with psycopg.connect(pg_server.url()) as admin:  # holds the lock until it commits
+            admin.execute(f"LOCK TABLE {t}_claims IN ACCESS EXCLUSIVE MODE")
+            child = subprocess.Popen([sys.executable, "-c", RECORD_SEVEN, store])
+            # The child's migration waits for the claims table, the last one it
+            # migrates: by then it has dropped the records table's old constraint.
+            _wait_until(lambda: bool(waiting()), "the migration to reach the claims table")
+            [(backend,)] = waiting()
+            held = watch.execute(
+                "SELECT mode FROM pg_locks WHERE pid = %s AND relation = to_regclass(%s)",
+                (backend, t),
+            ).fetchall()
+            assert ("AccessExclusiveLock",) in held  # its ALTER TABLE ... DROP CONSTRAINT
+            child.kill()  # midway: the old constraint dropped, nothing committed
+            assert child.wait(timeout=120) == -9
+        # Once the lock is free the server finds the client gone, and rolls back.
+        _wait_until(
+            lambda: (
+                watch.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (backend,)
+                ).fetchone()
+                is None
+            ),
+            "the killed migration's session to end",
+        )
     assert layout(pg_server, store) == before  # rolled back whole
     table = PostgresBackend(store)
     assert table.has({"x": 1})
@@ -595,7 +686,7 @@ def test_an_error_the_server_would_repeat_is_reported_at_once_in_its_words(
 # -- parameter names PostgreSQL would cut (issue #12, item 5b) -----------------
 
 
-def test_a_parameter_name_over_63_bytes_is_refused_before_the_run(pg_store: str) -> None:
+def test_a_parameter_name_over_63_bytes_is_refused_when_decorating(pg_store: str) -> None:
     long_name = "learning_rate_of_the_second_optimizer_in_the_fine_tuning_stage_x"
     assert len(long_name.encode()) == 64
     calls: list[int] = []
@@ -603,23 +694,32 @@ def test_a_parameter_name_over_63_bytes_is_refused_before_the_run(pg_store: str)
     exec(f"def run({long_name}, seed):\n    calls.append(seed)", namespace)
     run: Callable[[float, int], None] = namespace["run"]
     for claim in (False, True):
-        once = stet.once(store=pg_store, quiet=True, claim=claim)(run)
-        with pytest.raises(stet.StoreError) as info:
-            once(0.1, 1)
-        assert repr(long_name) in str(info.value)
-        assert "rename the parameter" in str(info.value)
+        with pytest.raises(ValueError, match=repr(long_name)) as info:
+            stet.once(store=pg_store, quiet=True, claim=claim)(run)
+        message = str(info.value)
+        assert f"is 64 bytes long, but the store {pg_store!r} keeps at most 63 bytes" in message
+        assert "would never be skipped" in message  # why it matters
+        assert "rename the parameter" in message
+    # Left out of the key, it is no column: the function can use that store.
+    stet.once(store=pg_store, quiet=True, key=["seed"])(run)(0.1, 0)
     accented = "é" * 32  # 32 characters, 64 bytes
-    with pytest.raises(stet.StoreError, match="64 bytes"):
+    with pytest.raises(ValueError, match="64 bytes"):
         PostgresBackend(pg_store).record({accented: 1})
-    assert calls == []
-    assert not PostgresBackend(pg_store).exists() or PostgresBackend(pg_store).load() == []
+    store = new_store(pg_store)  # the text level refuses it too
+    with pytest.raises(ValueError, match="64 bytes"):
+        store.add("", (accented,), [("1",)])
+    with pytest.raises(ValueError, match="64 bytes"):
+        store.merge([{accented: "1"}])
+    assert calls == [0]
+    [record] = store.records()
+    assert [c for c in record if not c.startswith("_stet_")] == ["seed"]
     fits = long_name[:63]
     exec(f"def fits({fits}, seed):\n    calls.append(seed)", namespace)
     fitting: Callable[[float, int], None] = namespace["fits"]
     once = stet.once(store=pg_store, quiet=True)(fitting)
     once(0.1, 2)
     once(0.1, 2)
-    assert calls == [2]
+    assert calls == [0, 2]
     assert PostgresBackend(pg_store).has({fits: 0.1, "seed": 2})
 
 

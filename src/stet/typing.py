@@ -63,7 +63,14 @@ class Store(Protocol):
 
     @property
     def clock(self) -> Clock:
-        """What times claims' leases here (a fake one in tests)."""
+        """What times claims' leases here (a fake one in tests).
+
+        A store that times leases on this machine reads `Clock.now`; one
+        whose leases are timed by a server (PostgreSQL's ``now()``, so that
+        workers' clocks need not agree) asks only for `Clock.ahead` and adds
+        it to the server's time, so a test clock moved forward expires its
+        claims too.
+        """
         ...
 
     def exists(self) -> bool:

@@ -24,8 +24,10 @@ from ._csv import open_csv
 from ._index import pack
 from ._json import open_json
 from ._parquet import open_parquet
-from ._postgres import PostgresStore, parse_url
-from ._postgres import describe as _describe_url
+from ._pg_schema import PG_LIMITS
+from ._pg_url import describe as _describe_url
+from ._pg_url import parse_url
+from ._postgres import PostgresStore
 from ._registry import (
     claims_in,
     describe,
@@ -72,5 +74,10 @@ register(".db", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".parquet", open_parquet, backend=ParquetBackend)
 for _scheme in ("postgresql://", "postgres://"):
     register(
-        _scheme, PostgresStore, backend=PostgresBackend, check=_check_url, describe=_describe_url
+        _scheme,
+        PostgresStore,
+        backend=PostgresBackend,
+        check=_check_url,
+        describe=_describe_url,
+        limits=PG_LIMITS,
     )

@@ -56,10 +56,22 @@ class Instant:
 
 
 class Clock(Protocol):
-    """What claims need from a clock: one reading at a time."""
+    """What claims need from a clock: one reading at a time, and how far it was moved.
+
+    A store that times leases on this machine takes its readings from
+    `now`. A store whose leases are timed by another machine's clock (a
+    PostgreSQL server's ``now()``, so that workers' clocks need not agree)
+    asks only for `ahead` and adds it to that clock: zero for the real
+    clock, so the server alone decides; a test clock moved forward by the
+    lease makes a claim expire there without waiting.
+    """
 
     def now(self) -> Instant:
         """The current time."""
+        ...
+
+    def ahead(self) -> float:
+        """Seconds this clock was moved forward beyond real time (0 for the real clock)."""
         ...
 
 
@@ -88,6 +100,9 @@ class SystemClock:
 
     def now(self) -> Instant:
         return Instant(time.time(), time.monotonic(), _timeline())
+
+    def ahead(self) -> float:
+        return 0.0
 
     def __repr__(self) -> str:
         return "SystemClock()"

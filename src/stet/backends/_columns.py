@@ -79,9 +79,10 @@ def check_key_columns(
             )
         if limits.max_bytes is not None and len(name.encode("utf-8")) > limits.max_bytes:
             raise ValueError(
-                f"key name {name!r} is {len(name.encode('utf-8'))} bytes long, but the "
-                f"{what} keeps at most {limits.max_bytes} bytes of a column name; "
-                "rename the parameter or leave it out of key="
+                f"key name {name!r} is {len(name.encode('utf-8'))} bytes long, but "
+                f"{what} keeps at most {limits.max_bytes} bytes of a column name (it would "
+                "cut the name, and the runs would never be skipped); rename the parameter "
+                "or leave it out of key="
             )
         folded = name.translate(_ASCII_LOWER) if limits.case_insensitive else name
         if folded in limits.reserved or (
@@ -96,7 +97,7 @@ def check_key_columns(
             if other == name:
                 raise ValueError(f"key name {name!r} appears twice")
             raise ValueError(
-                f"key names {other!r} and {name!r} differ only in case, which the "
+                f"key names {other!r} and {name!r} differ only in case, which "
                 f"{what} cannot tell apart (SQLite column names ignore case); "
                 "rename one of the parameters, or use a CSV, JSON or Parquet store"
             )
