@@ -1,7 +1,9 @@
 """The stores stet keeps its records in, chosen by a path's extension or a URL's scheme.
 
 Built in: CSV (``.csv``), JSON (``.json``), SQLite (``.sqlite``, ``.db``),
-Parquet (``.parquet``) and PostgreSQL (``postgresql://``). `register` adds a
+Parquet (``.parquet``), PostgreSQL (``postgresql://``) and the
+shared-directory store (a folder named ``*.stetdir``, for cluster nodes
+sharing NFS or Lustre). `register` adds a
 store of your own (see the how-to "Write your own store").
 
 Two levels: a `stet.typing.Store` holds key texts and is what stet itself
@@ -37,6 +39,7 @@ from ._registry import (
     registered,
     unregister,
 )
+from ._shared_dir import open_shared_dir
 from ._sqlite import SQLITE_LIMITS, open_sqlite
 
 __all__ = [
@@ -68,6 +71,7 @@ register(".json", open_json, backend=JsonBackend)
 register(".sqlite", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".db", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".parquet", open_parquet, backend=ParquetBackend)
+register(".stetdir", open_shared_dir, directory=True)
 for _scheme in ("postgresql://", "postgres://"):
     register(
         _scheme, PostgresStore, backend=PostgresBackend, check=_check_url, describe=_describe_url

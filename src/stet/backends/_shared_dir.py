@@ -1,0 +1,704 @@
+"""The shared-directory store: cluster nodes share one store on NFS or Lustre, without locks.
+
+A store whose path ends in ``.stetdir`` is a folder, made on first use::
+
+    runs.stetdir/
+        records/<host>-<pid>-<token>.csv         finished runs, one file per writer process
+        records/<host>-<pid>-<token>.sealed.csv  the same, once its writer has exited
+        records/compacted-<token>.csv            many writers' files folded into one
+        claims/<digest>.claim                    runs in progress (``Once(claim=True)``)
+        tmp/                                     files being written, before they appear
+        compaction.claim                         while `compact`, `delete` or `clear` runs
+
+No file is ever written by two processes, so nothing needs ``flock`` or
+appends that land whole across NFS clients. Each writer process appends
+to a file of its own (a forked child starts another), every record
+flushed and fsynced before the call returns; files are created with
+modes 0o666 and 0o777 less the umask, so a group can share the store.
+The files under ``records/`` are CSV files with the CSV store's columns
+and quoting, so ``records/*.csv`` reads as one table with pandas, pyarrow
+or DuckDB; everything else lives outside ``records/``.
+
+Readers read every writer's file incrementally: per file its inode, how
+far it was read, and the bytes before that point; only new bytes are
+read, a half-written last line is left for later, and a file that shrank
+or was replaced is read again. A lookup that misses looks for new records
+at O(1) amortized cost: while the store has at most `SMALL` writer files
+each miss lists ``records/`` and reads what grew; with more, that is done
+at most once per `LISTING_INTERVAL` seconds. So without claims a record
+another node wrote is seen within that interval (plus the NFS attribute
+cache); with claims every key runs once, because a worker that wins a
+claim reads every file before running it (a finisher writes its record
+before it drops its claim).
+
+The host in file names is ``STET_HOST`` when set (tests simulate several
+machines with it), else the machine's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+import attrs
+
+from ..exceptions import StoreError
+from . import _fs
+from ._claims import Claim, ClaimId, ClaimState, heartbeat
+from ._claims import owner as process_owner
+from ._clock import SYSTEM_CLOCK, Clock
+from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
+from ._csv import CsvChunks, format_rows, header_for
+from ._index import KeyIndex, Packed, pack
+from ._process import track, written
+from ._records import Record
+from ._schema import HOST, identity, new_records
+from ._shared_claims import ClaimFiles, write_file
+
+__all__ = [
+    "LISTING_INTERVAL",
+    "NETWORK_MIN_LEASE",
+    "SMALL",
+    "SharedDirStore",
+    "open_shared_dir",
+]
+
+logger: Final = logging.getLogger("stet")
+
+#: With more writer files than this, a miss lists ``records/`` at most once
+#: per `LISTING_INTERVAL` seconds.
+SMALL: Final = 32
+LISTING_INTERVAL: Final = 1.0
+#: The shortest lease that is safe on a network filesystem: NFS clients
+#: cache attributes (a claim's renewal time) for up to 60 s, and a claim is
+#: renewed every third of its lease, so lease > 60 + lease / 3.
+NETWORK_MIN_LEASE: Final = 90.0
+#: How long ``compaction.claim`` holds before another process may break it.
+COMPACT_LEASE: Final = 300.0
+
+_SEALED: Final = ".sealed.csv"
+_COMPACTED: Final = "compacted-"
+_WRITER: Final = re.compile(r"^(?P<host>.+)-(?P<pid>[0-9]+)-(?P<token>[0-9a-f]+)\.csv$")
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_warned_lease: set[str] = set()
+
+
+def this_host() -> str:
+    """This machine as file names show it: ``STET_HOST``, or the host name."""
+    name = os.environ.get("STET_HOST") or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9._]", "_", name) or "host"
+
+
+@attrs.define
+class _Seen:
+    """How far one file was read: its inode, the offset, and the bytes before it."""
+
+    inode: int
+    offset: int = 0
+    header: tuple[str, ...] | None = None
+    tail: bytes = b""
+
+
+@attrs.define
+class _Writer:
+    """This process's file in ``records/``."""
+
+    path: str
+    fd: int
+    header: tuple[str, ...]
+    pid: int
+
+
+class SharedDirStore:
+    """A `stet.typing.ClaimingStore` in a folder shared by many machines (see the module docs)."""
+
+    def __init__(self, path: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.path = path
+        self.location = path
+        self.limits: ColumnLimits = NO_LIMITS
+        self.clock = clock
+        self.records_dir = os.path.join(path, "records")
+        self.tmp_dir = os.path.join(path, "tmp")
+        self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
+        self._host = this_host()
+        self._index = KeyIndex(path)
+        self._seen: dict[str, _Seen] = {}
+        self._last_pass = -float("inf")
+        self._writer: _Writer | None = None
+        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._mutex = threading.RLock()
+        self._network: bool | None = None
+        track(self)
+
+    def __repr__(self) -> str:
+        return f"SharedDirStore({self.location!r})"
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.records_dir)
+
+    # -- processes ------------------------------------------------------------
+
+    def pause_for_fork(self) -> bool:
+        return self._mutex.acquire(timeout=5)
+
+    def resume_after_fork(self) -> None:
+        self._mutex.release()
+
+    def reset_in_child(self) -> None:
+        self._mutex = threading.RLock()
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._writer.fd)  # the parent's file stays the parent's
+            self._writer = None
+
+    # -- reading --------------------------------------------------------------
+
+    def _check_folder(self) -> None:
+        if os.path.isdir(self.path) and not self.exists():
+            names = [n for n in os.listdir(self.path) if n not in ("claims", "tmp")]
+            if names:
+                raise StoreError(
+                    self.path,
+                    f"is a folder holding {sorted(names)[:3]!r} but no records/ folder, so it "
+                    "is not a shared-directory store; it is left untouched (give another path)",
+                )
+
+    def _list(self) -> list[str]:
+        try:
+            with os.scandir(self.records_dir) as entries:
+                return sorted(e.name for e in entries if _is_records_file(e.name))
+        except FileNotFoundError:
+            self._check_folder()
+            return []
+        except OSError as exc:
+            raise StoreError(self.records_dir, f"cannot be listed: {exc.strerror or exc}") from None
+
+    def _read_new(self, name: str, seen: _Seen | None) -> tuple[list[Record], _Seen]:
+        """Records of ``name`` added since ``seen`` (all, if it was replaced or shrank).
+
+        Raises:
+            FileNotFoundError: It is gone (compacted away meanwhile).
+            StoreError: It is damaged (naming it).
+        """
+        path = os.path.join(self.records_dir, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(path, "is not a regular file; move it out of records/")
+            if seen is None or seen.inode != st.st_ino or st.st_size < seen.offset:
+                seen = _Seen(st.st_ino)
+            elif st.st_size == seen.offset:
+                return [], seen
+            start = seen.offset - len(seen.tail)
+            data = _pread_all(fd, start)
+        finally:
+            os.close(fd)
+        if data[: len(seen.tail)] != seen.tail:  # rewritten in place: read it anew
+            return self._parse(path, _read_whole(path), _Seen(st.st_ino))
+        return self._parse(path, data[len(seen.tail) :], seen)
+
+    def _parse(self, path: str, data: bytes, seen: _Seen) -> tuple[list[Record], _Seen]:
+        chunks = CsvChunks(path)
+        start = 0
+        if seen.header is None:
+            end = data.find(b"\n")
+            if end < 0:
+                raise StoreError(
+                    path,
+                    "has no complete header line, so it is not a file stet wrote "
+                    "(stet writes the header before a file appears in records/); move it away",
+                )
+            seen.header = chunks.header(data[: end + 1])
+            start = end + 1
+        rows, used = chunks.records(data[start:], seen.header, seen.offset + start)
+        seen.offset += start + used
+        consumed = data[: start + used]
+        kept = (seen.tail + consumed)[-64:] if len(consumed) < 64 else consumed[-64:]
+        seen.tail = kept
+        return rows, seen
+
+    def _pass(self, *, rebuild: bool = False) -> None:
+        """List ``records/`` and read what is new; index everything anew if ``rebuild``."""
+        for _ in range(20):  # a file compacted away between listing and reading: list again
+            names = self._list()
+            vanished = set(self._seen) - set(names)
+            if vanished or rebuild:
+                seen: dict[str, _Seen] = {}
+                batch: list[Record] = []
+            else:
+                seen = dict(self._seen)
+                batch = []
+            own = self._writer.path if self._writer is not None else None
+            try:
+                for name in names:
+                    before = seen.get(name)
+                    if before is not None and (
+                        name.endswith(_SEALED) or name.startswith(_COMPACTED)
+                    ):
+                        continue  # never changes once it is there
+                    if before is not None and own is not None and name == os.path.basename(own):
+                        continue
+                    rows, seen[name] = self._read_new(name, before)
+                    batch.extend(rows)
+            except FileNotFoundError:
+                rebuild = True
+                continue
+            if vanished or rebuild:
+                self._index.rebuild(batch)
+            else:
+                self._index.ingest(batch)
+            self._seen = seen
+            self._last_pass = time.monotonic()
+            return
+        raise StoreError(
+            self.records_dir, "keeps changing while it is read (compactions in a loop?)"
+        )
+
+    def refresh(self) -> None:
+        with self._mutex:
+            self._pass()
+
+    def _catch_up(self) -> None:
+        """What a miss does: a pass, unless one ran lately and the store has many files."""
+        if len(self._seen) <= SMALL or time.monotonic() - self._last_pass >= LISTING_INTERVAL:
+            self._pass()
+
+    def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        return self._index.knows(function, cols, key)
+
+    def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
+        if self._index.knows(function, cols, key):
+            return True
+        with self._mutex:
+            self._catch_up()
+        return self._index.knows(function, cols, key)
+
+    def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        self.refresh()
+        return self._index.matches(function, cols, values)
+
+    def check_can_hold(self, cols: Sequence[str]) -> None:
+        pass  # column names keep their case in CSV
+
+    def prefer_order(self, names: Sequence[str]) -> None:
+        order = tuple(names)
+        self._order.setdefault(tuple(sorted(order)), order)
+
+    # -- writing --------------------------------------------------------------
+
+    def _make_dirs(self) -> None:
+        self._check_folder()
+        try:
+            for folder in (self.records_dir, self.tmp_dir, self._claims.folder):
+                os.makedirs(folder, 0o777, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self.path, f"cannot be created: {exc.strerror or exc}") from None
+
+    def _append(self, records: Sequence[Record]) -> None:
+        """Write records to this process's file, fsynced (mutex held)."""
+        writer = self._writer
+        if writer is not None and writer.pid != os.getpid():
+            writer = self._writer = None  # a forked child: a file of its own
+        header = header_for(records, writer.header if writer is not None else ())
+        if writer is not None and header != writer.header:
+            self._seal()
+            writer = None
+        try:
+            if writer is None:
+                writer = self._writer = self._new_file(header)
+            data = memoryview(format_rows(records, writer.header))
+            while data:
+                data = data[os.write(writer.fd, data) :]
+            os.fsync(writer.fd)
+        except OSError as exc:
+            raise StoreError(
+                writer.path if writer is not None else self.records_dir,
+                f"cannot be written: {exc.strerror or exc}",
+            ) from None
+        written(self)
+
+    def _new_file(self, header: tuple[str, ...]) -> _Writer:
+        self._make_dirs()
+        name = f"{self._host}-{os.getpid()}-{secrets.token_hex(6)}.csv"
+        staged = os.path.join(self.tmp_dir, name)
+        write_file(staged, ",".join(header).encode() + b"\n")
+        fd = os.open(staged, os.O_WRONLY | os.O_APPEND | _O_NOFOLLOW)
+        path = os.path.join(self.records_dir, name)
+        try:
+            os.rename(staged, path)  # it appears with its header
+            _sync_folder(self.records_dir)
+        except OSError:
+            os.close(fd)
+            raise
+        return _Writer(path, fd, header, os.getpid())
+
+    def _seal(self) -> None:
+        """Close this process's file and rename it ``*.sealed.csv``: compaction may fold it."""
+        writer, self._writer = self._writer, None
+        if writer is None or writer.pid != os.getpid():
+            return
+        with contextlib.suppress(OSError):
+            os.close(writer.fd)
+        sealed = writer.path[: -len(".csv")] + _SEALED
+        try:
+            os.rename(writer.path, sealed)
+        except OSError:
+            return  # compacted or cleared meanwhile: nothing to seal
+        name = os.path.basename(writer.path)
+        if name in self._seen:
+            self._seen[os.path.basename(sealed)] = self._seen.pop(name)
+
+    def add(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        *,
+        duration: float | None = None,
+        code: str | None = None,
+    ) -> int:
+        with self._mutex:
+            self._catch_up()
+            fresh = self._index.fresh(function, cols, keys)
+            if not fresh:
+                return 0
+            records = new_records(
+                function,
+                cols,
+                fresh.values(),
+                order=self._order.get(cols),
+                duration=duration,
+                code=code,
+            )
+            for record in records:
+                record[HOST] = self._host
+            self._append(records)
+            self._index.add(function, cols, fresh)
+            return len(records)
+
+    def merge(self, records: Iterable[Record]) -> int:
+        with self._mutex:
+            self._pass()
+            added, new = self._index.unseen(
+                records, lambda cols: check_key_columns(cols, self.limits, store=self.location)
+            )
+            if added:
+                self._append(added)
+                for (function, cols), keys in new.items():
+                    self._index.add(function, cols, keys)
+            return len(added)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Seal this process's file (at exit, and when asked); the next record starts another."""
+        with self._mutex:
+            self._seal()
+
+    # -- whole-store operations ------------------------------------------------
+
+    def _all(self, names: Iterable[str]) -> list[Record]:
+        out: list[Record] = []
+        for name in names:
+            rows, _ = self._parse(
+                os.path.join(self.records_dir, name),
+                _read_whole(os.path.join(self.records_dir, name)),
+                _Seen(0),
+            )
+            out.extend(rows)
+        return out
+
+    def records(self) -> list[Record]:
+        with self._mutex:
+            for _ in range(20):
+                try:
+                    return _once_each(self._all(self._list()), self.location)
+                except FileNotFoundError:
+                    continue  # compacted away meanwhile
+            raise StoreError(self.records_dir, "keeps changing while it is read")
+
+    def _foldable(self, name: str) -> bool:
+        """True for a file no writer appends to any more."""
+        if name.endswith(_SEALED) or name.startswith(_COMPACTED):
+            return True
+        found = _WRITER.match(name)
+        if found is None or found["host"] != self._host:
+            return False  # another machine's writer: only it can tell
+        if int(found["pid"]) == os.getpid():
+            return self._writer is None or os.path.basename(self._writer.path) != name
+        try:
+            os.kill(int(found["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def compact(self) -> int:
+        """Fold the files of writers that are gone into one; return how many files were folded."""
+        return self._rewrite(lambda record: False)[1]
+
+    def delete(self, doomed: Callable[[Record], bool]) -> int:
+        return self._rewrite(doomed)[0]
+
+    def clear(self, *, in_place: bool = False) -> int:
+        return self._rewrite(lambda record: True)[0] if self.exists() else 0
+
+    def _rewrite(self, doomed: Callable[[Record], bool]) -> tuple[int, int]:
+        """Fold the foldable files into one without doomed records: (removed, files folded)."""
+        if not self.exists():
+            return 0, 0
+        with self._mutex, _DirLock(self):
+            self._seal()
+            names = self._list()
+            fold = [n for n in names if self._foldable(n)]
+            live = [n for n in names if n not in fold]
+            still = [n for n in live if any(doomed(r) for r in self._all([n]))]
+            if still:
+                raise StoreError(
+                    self.location,
+                    f"records to remove are in {len(still)} file(s) of writers still running "
+                    f"({', '.join(still[:3])}); stop them, or try again once they have exited",
+                )
+            records = _once_each(self._all(fold), self.location)
+            kept = [r for r in records if not doomed(r)]
+            if (
+                len(fold) > 1
+                or len(kept) < len(records)
+                or (fold and not fold[0].startswith(_COMPACTED))
+            ):
+                if kept:
+                    self._write_compacted(kept)
+                for name in fold:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.records_dir, name))
+            else:
+                fold = []
+            self._pass(rebuild=True)
+            return len(records) - len(kept), len(fold)
+
+    def _write_compacted(self, records: list[Record]) -> None:
+        header: tuple[str, ...] = ()
+        header = header_for(records, header)
+        name = f"{_COMPACTED}{secrets.token_hex(8)}.csv"
+        staged = os.path.join(self.tmp_dir, name)
+        os.makedirs(self.tmp_dir, 0o777, exist_ok=True)
+        write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
+        os.rename(staged, os.path.join(self.records_dir, name))
+        _sync_folder(self.records_dir)  # in place before the folded files go
+
+    # -- claims ---------------------------------------------------------------
+
+    def _check_lease(self, lease: float) -> None:
+        if self._network is None:
+            self._network = _fs.is_network(_fs.filesystem_of(self.path))
+        if self._network and lease < NETWORK_MIN_LEASE and self.path not in _warned_lease:
+            _warned_lease.add(self.path)
+            logger.warning(
+                "[stet] claims in %s have a lease of %g s, but on a network filesystem a "
+                "renewal may reach other nodes only after their attribute cache (up to 60 s) "
+                "expires, and renewals come every lease / 3: a live worker's claim could be "
+                "taken over. Use Once(lease=%g) or more.",
+                self.path,
+                lease,
+                NETWORK_MIN_LEASE,
+            )
+
+    def claim(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        values: tuple[str, ...],
+        lease: float,
+        *,
+        owner: str | None = None,
+    ) -> tuple[ClaimState, Claim | None]:
+        if self.is_done(function, cols, pack(values)):
+            return "done", None
+        self._check_lease(lease)
+        self._make_dirs()
+        path = self._claims.path_of((function, cols, values))
+        who = process_owner() if owner is None else owner
+        current: Claim | None = None
+        for _ in range(10):
+            now = self.clock.now()
+            mine = Claim(function, cols, values, who, 1, now.wall + lease, lease, now.wall)
+            if self._claims.create(path, mine):
+                return self._won(mine, owner)
+            found = self._claims.read(path)
+            if found is None:
+                continue  # finished or released meanwhile
+            current = self._claims.judge(*found, self._claims.server.now_ns(), now.wall)
+            if current.live(now.wall):
+                return "busy", current
+            mine = attrs.evolve(mine, epoch=current.epoch + 1)
+            if self._claims.take_over(path, current, mine):
+                return self._won(mine, owner)
+            return "busy", current
+        return "busy", current
+
+    def _won(self, claim: Claim, owner: str | None) -> tuple[ClaimState, Claim | None]:
+        # The claim file is the authority: whoever finished the key wrote its
+        # record before removing its claim, so it is read now if it exists.
+        with self._mutex:
+            self._pass()
+        if self.knows(claim.function, claim.cols, pack(claim.values)):
+            self._claims.remove(claim)
+            return "done", None
+        if owner is None:
+            heartbeat.hold(self, claim)
+        return "claimed", claim
+
+    def renew(self, claims: Sequence[Claim]) -> list[Claim]:
+        renewed = []
+        for claim in claims:
+            self._claims.renew(claim)
+            renewed.append(attrs.evolve(claim, expires=self.clock.now().wall + claim.lease))
+        return renewed
+
+    def complete(
+        self, claim: Claim, *, duration: float | None = None, code: str | None = None
+    ) -> bool:
+        heartbeat.drop(self, claim)
+        if not self._claims.holds(claim):
+            return False
+        self.add(claim.function, claim.cols, [claim.values], duration=duration, code=code)
+        self._claims.remove(claim)
+        return True
+
+    def release(self, claim: Claim) -> None:
+        heartbeat.drop(self, claim)
+        self._claims.remove(claim)
+
+    def claims(self) -> dict[ClaimId, Claim]:
+        self.refresh()
+        out: dict[ClaimId, Claim] = {}
+        paths = list(self._claims.listed())
+        if not paths:
+            return out
+        server = self._claims.server.now_ns()
+        wall = self.clock.now().wall
+        for path in paths:
+            found = self._claims.read(path)
+            if found is None:
+                continue
+            claim = self._claims.judge(*found, server, wall)
+            if self.knows(claim.function, claim.cols, pack(claim.values)):
+                self._claims.remove(claim, anyone=True)  # its worker died after the record
+                continue
+            out[claim.id] = claim
+        return out
+
+
+class _DirLock:
+    """``compaction.claim``: one compaction (or delete, clear) at a time, with no ``flock``.
+
+    Made like a claim (exclusive link); one older than `COMPACT_LEASE` by
+    the server's clock was left by a killed process and is taken over.
+    """
+
+    def __init__(self, store: SharedDirStore) -> None:
+        self.store = store
+        self.path = os.path.join(store.path, "compaction.claim")
+        self.files = ClaimFiles(store.path, store.clock, store.location)
+        now = store.clock.now()
+        self.claim = Claim(
+            "", (), (), process_owner(), 1, now.wall + COMPACT_LEASE, COMPACT_LEASE, now.wall
+        )
+
+    def __enter__(self) -> None:
+        for _ in range(600):
+            if self.files.create(self.path, self.claim):
+                return
+            found = self.files.read(self.path)
+            if found is not None:
+                held = self.files.judge(*found, self.files.server.now_ns(), 0.0)
+                if not held.live(0.0):
+                    self.claim = attrs.evolve(self.claim, epoch=held.epoch + 1)
+                    if self.files.take_over(self.path, held, self.claim):
+                        return
+            time.sleep(0.1)
+        raise StoreError(
+            self.path,
+            "is held by another compaction, delete or clear for over a minute; wait for it, "
+            f"or delete the file if no stet command is running on {self.store.location}",
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        current = self.files.read(self.path)
+        if current is not None and self.claim.same(current[0]):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        for name in os.listdir(self.store.path):
+            if name.startswith("compaction.") and name.endswith(".takeover"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.store.path, name))
+
+
+def _is_records_file(name: str) -> bool:
+    return name.endswith(".csv") and not name.startswith(".")
+
+
+def _pread_all(fd: int, start: int) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        chunk = os.pread(fd, 1 << 20, start)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        start += len(chunk)
+
+
+def _read_whole(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(path, "is not a regular file; move it out of records/")
+        return _pread_all(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _once_each(records: list[Record], location: str) -> list[Record]:
+    """One record per run (two writers may both have recorded it), the first kept."""
+    seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+    out = []
+    for record in records:
+        ident = identity(record, location)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(record)
+    return out
+
+
+def open_shared_dir(path: str, *, clock: Clock = SYSTEM_CLOCK) -> SharedDirStore:
+    """The shared-directory store at ``path`` (absolute)."""
+    return SharedDirStore(path, clock=clock)
