@@ -8,7 +8,7 @@ and skips them when the script runs again.
 from importlib.metadata import version as _version
 
 from . import backends, exceptions, typing
-from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
+from ._api import FunctionStatus, StoreStatus, compact, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
 from ._grid import CellState, Grid, GridCell
@@ -42,6 +42,7 @@ __all__ = [
     "StoreError",
     "StoreStatus",
     "backends",
+    "compact",
     "exceptions",
     "explain",
     "forget",

@@ -107,6 +107,8 @@ class _Seen:
     offset: int = 0
     header: tuple[str, ...] | None = None
     tail: bytes = b""
+    #: Read anew because it was replaced, shrank or changed before ``offset``.
+    inode_changed: bool = False
 
 
 @attrs.define
@@ -202,7 +204,7 @@ class SharedDirStore:
             if not stat.S_ISREG(st.st_mode):
                 raise StoreError(path, "is not a regular file; move it out of records/")
             if seen is None or seen.inode != st.st_ino or st.st_size < seen.offset:
-                seen = _Seen(st.st_ino)
+                seen = _Seen(st.st_ino, inode_changed=seen is not None)
             elif st.st_size == seen.offset:
                 return [], seen
             start = seen.offset - len(seen.tail)
@@ -210,7 +212,7 @@ class SharedDirStore:
         finally:
             os.close(fd)
         if data[: len(seen.tail)] != seen.tail:  # rewritten in place: read it anew
-            return self._parse(path, _read_whole(path), _Seen(st.st_ino))
+            return self._parse(path, _read_whole(path), _Seen(st.st_ino, inode_changed=True))
         return self._parse(path, data[len(seen.tail) :], seen)
 
     def _parse(self, path: str, data: bytes, seen: _Seen) -> tuple[list[Record], _Seen]:
@@ -255,9 +257,12 @@ class SharedDirStore:
                     if before is not None and own is not None and name == os.path.basename(own):
                         continue
                     rows, seen[name] = self._read_new(name, before)
+                    if seen[name].inode_changed:
+                        seen[name].inode_changed = False
+                        raise _Replaced
                     batch.extend(rows)
-            except FileNotFoundError:
-                rebuild = True
+            except (FileNotFoundError, _Replaced):
+                rebuild = True  # records may be gone: index every file anew
                 continue
             if vanished or rebuild:
                 self._index.rebuild(batch)
@@ -471,8 +476,10 @@ class SharedDirStore:
             if still:
                 raise StoreError(
                     self.location,
-                    f"records to remove are in {len(still)} file(s) of writers still running "
-                    f"({', '.join(still[:3])}); stop them, or try again once they have exited",
+                    f"records to remove are in {len(still)} file(s) of writers that may still "
+                    f"be appending to them ({', '.join(still[:3])}): processes alive on this "
+                    "machine, or on another machine, where stet cannot tell; once they have "
+                    "exited (they seal their files), or run this on their machine, try again",
                 )
             records = _once_each(self._all(fold), self.location)
             kept = [r for r in records if not doomed(r)]
@@ -647,6 +654,10 @@ class _DirLock:
             if name.startswith("compaction.") and name.endswith(".takeover"):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.store.path, name))
+
+
+class _Replaced(Exception):
+    """A file was replaced or rewritten: what it held before may be gone."""
 
 
 def _is_records_file(name: str) -> bool:
