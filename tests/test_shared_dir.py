@@ -9,11 +9,13 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections import Counter
 from pathlib import Path
 
+import attrs
 import pandas as pd
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
@@ -22,6 +24,8 @@ import pytest
 import stet
 from stet.backends import _shared_dir as shared_dir
 from stet.backends import new_store, open_store
+from stet.backends._claims import Claim
+from stet.backends._shared_claims import ClaimFiles
 from stet.backends._shared_dir import SMALL, SharedDirStore
 from stet.typing import ClaimingStore
 
@@ -198,12 +202,9 @@ def test_a_file_that_shrank_or_was_replaced_is_read_again(tmp_path: Path) -> Non
 def test_a_miss_does_not_list_a_big_store_at_every_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for number in range(SMALL + 1):  # one sealed file per earlier writer
-        store = opened("runs.stetdir")
-        store.add("work", KEY, [(str(number),)])
-        store.flush()
+    many_files("runs.stetdir")
     reader = opened("runs.stetdir")
-    assert reader.is_done("work", KEY, "0")
+    assert reader.is_done("work", KEY, "old-0")
     listings = []
     real_list = SharedDirStore._list
 
@@ -352,8 +353,20 @@ def test_of_workers_racing_for_one_expired_claim_exactly_one_wins(tmp_path: Path
     assert current.owner.startswith("node")
 
 
-def test_a_record_written_elsewhere_makes_a_won_claim_done(tmp_path: Path) -> None:
+def many_files(path: str, count: int = SMALL + 1) -> None:
+    """A store with ``count`` sealed files, as left by as many finished tasks."""
+    for number in range(count):
+        store = opened(path)
+        store.add("work", KEY, [(f"old-{number}",)])
+        store.flush()
+
+
+def test_a_record_written_elsewhere_makes_a_won_claim_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The claim file is the authority: a node that had not yet seen the record reads it."""
+    many_files("runs.stetdir")
+    monkeypatch.setattr(shared_dir, "time", types.SimpleNamespace(monotonic=lambda: 1e9))
     late = opened("runs.stetdir")
     assert not late.is_done("work", KEY, "1")
     finisher = opened("runs.stetdir")
@@ -361,9 +374,52 @@ def test_a_record_written_elsewhere_makes_a_won_claim_done(tmp_path: Path) -> No
     assert state == "claimed"
     assert claim is not None
     assert finisher.complete(claim)
-    late._index.groups.clear()  # as if the record had not been seen yet
+    assert not late.is_done("work", KEY, "1")  # not seen yet: the listing is not due
     assert late.claim("work", KEY, ("1",), 60.0, owner="late") == ("done", None)
     assert os.listdir("runs.stetdir/claims") == []
+
+
+def test_two_workers_taking_over_one_expired_claim_at_the_same_instant_one_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both judged it expired and both saw it unchanged: the takeover marker decides."""
+    store = opened("runs.stetdir")
+    state, expired = store.claim("work", KEY, ("0",), 60.0, owner="dead")
+    assert state == "claimed"
+    assert expired is not None
+    path = store._claims.path_of(expired.id)
+    arrived = threading.Condition()
+    settled = [0]
+    here = threading.local()
+    real_staged = ClaimFiles._staged
+
+    def settle() -> None:
+        with arrived:
+            if not getattr(here, "settled", False):
+                here.settled = True
+                settled[0] += 1
+                arrived.notify_all()
+
+    def staged(self: ClaimFiles, claim: Claim) -> str:
+        settle()
+        with arrived:  # replace only once the other worker got this far, or gave up
+            arrived.wait_for(lambda: settled[0] >= 2)
+        return real_staged(self, claim)
+
+    monkeypatch.setattr(ClaimFiles, "_staged", staged)
+    won: list[bool] = []
+
+    def worker(owner: str) -> None:
+        mine = attrs.evolve(expired, owner=owner, epoch=2)
+        won.append(opened("runs.stetdir")._claims.take_over(path, expired, mine))
+        settle()
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won) == [False, True]
 
 
 def test_a_short_lease_on_a_network_filesystem_is_explained(
