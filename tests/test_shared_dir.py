@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
+import multiprocessing
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -513,3 +516,73 @@ def test_through_the_test_filesystem_a_reader_sees_another_clients_record(
     other_client.flush()
     wait_for(lambda: mine.is_done("work", KEY, "2"), "the other client's record to appear")
     assert isinstance(mine, ClaimingStore)
+
+
+# -- what could break it -----------------------------------------------------------
+
+
+def test_a_fifo_or_a_symlink_in_records_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    opened("runs.stetdir").add("work", KEY, [("1",)])
+    fifo = tmp_path / "runs.stetdir" / "records" / "planted.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(stet.StoreError, match=r"planted\.csv.*not a regular file"):
+        opened("runs.stetdir").refresh()
+    fifo.unlink()
+    fifo.symlink_to("/etc/passwd")
+    with pytest.raises(stet.StoreError, match=r"planted\.csv.*symbolic link"):
+        opened("runs.stetdir").records()
+
+
+def test_a_record_whose_file_was_deleted_meanwhile_is_written_again(tmp_path: Path) -> None:
+    writer = opened("runs.stetdir")
+    writer.add("work", KEY, [("1",)])
+    (path,) = glob.glob("runs.stetdir/records/*.csv")
+    os.unlink(path)  # someone removed it (or compacted it, taking this writer for dead)
+    writer.add("work", KEY, [("2",)])
+    assert opened("runs.stetdir").is_done("work", KEY, "2")
+    shutil.rmtree("runs.stetdir")  # the whole store removed while the sweep runs
+    writer.add("work", KEY, [("3",)])
+    assert opened("runs.stetdir").is_done("work", KEY, "3")
+
+
+def test_a_full_disk_is_a_store_error_and_compaction_removes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = opened("runs.stetdir")
+    store.add("work", KEY, [("1",)])
+    store.flush()
+    store.add("work", KEY, [("2",)])
+    store.flush()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", full)
+        with pytest.raises(stet.StoreError, match="No space left"):
+            store.add("work", KEY, [("3",)])
+
+    def write_full(path: str, data: bytes) -> None:
+        Path(path).write_bytes(data[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(shared_dir, "write_file", write_full)
+        with pytest.raises(stet.StoreError, match=r"No space left.*nothing was removed"):
+            stet.compact("runs.stetdir")
+    assert len(glob.glob("runs.stetdir/records/*.csv")) >= 2
+    assert os.listdir("runs.stetdir/tmp") == []
+    assert {r["key"] for r in opened("runs.stetdir").records()} >= {"1", "2"}
+
+
+def test_a_forked_child_writes_a_file_of_its_own(tmp_path: Path) -> None:
+    store = opened("runs.stetdir")
+    store.add("work", KEY, [("parent",)])
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=store.add, args=("work", KEY, [("child",)]))
+    child.start()
+    child.join()
+    assert child.exitcode == 0
+    store.add("work", KEY, [("parent-again",)])
+    assert len(glob.glob("runs.stetdir/records/*.csv")) == 2
+    assert record_lines("runs.stetdir") == Counter({"parent": 1, "child": 1, "parent-again": 1})

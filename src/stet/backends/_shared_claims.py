@@ -66,6 +66,11 @@ def write_file(path: str, data: bytes, *, exclusive: bool = True) -> None:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except OSError:
+        if exclusive:  # made by this call: leave no half-written file
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
     finally:
         os.close(fd)
 

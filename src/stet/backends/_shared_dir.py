@@ -198,7 +198,7 @@ class SharedDirStore:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
+            raise _unreadable(path, exc) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -316,40 +316,60 @@ class SharedDirStore:
             raise StoreError(self.path, f"cannot be created: {exc.strerror or exc}") from None
 
     def _append(self, records: Sequence[Record]) -> None:
-        """Write records to this process's file, fsynced (mutex held)."""
-        writer = self._writer
-        if writer is not None and writer.pid != os.getpid():
-            writer = self._writer = None  # a forked child: a file of its own
-        header = header_for(records, writer.header if writer is not None else ())
-        if writer is not None and header != writer.header:
-            self._seal()
-            writer = None
-        try:
-            if writer is None:
-                writer = self._writer = self._new_file(header)
-            data = memoryview(format_rows(records, writer.header))
-            while data:
-                data = data[os.write(writer.fd, data) :]
-            os.fsync(writer.fd)
-        except OSError as exc:
-            raise StoreError(
-                writer.path if writer is not None else self.records_dir,
-                f"cannot be written: {exc.strerror or exc}",
-            ) from None
-        written(self)
+        """Write records to this process's file, fsynced (mutex held).
+
+        If the file was deleted or moved meanwhile (the store removed by
+        hand, or compacted by a process that took this one for dead), the
+        records go again into a new file: nothing is written where no reader
+        looks.
+        """
+        for _ in range(3):
+            writer = self._writer
+            if writer is not None and writer.pid != os.getpid():
+                writer = self._writer = None  # a forked child: a file of its own
+            header = header_for(records, writer.header if writer is not None else ())
+            if writer is not None and header != writer.header:
+                self._seal()
+                writer = None
+            try:
+                if writer is None:
+                    writer = self._writer = self._new_file(header)
+                data = memoryview(format_rows(records, writer.header))
+                while data:
+                    data = data[os.write(writer.fd, data) :]
+                os.fsync(writer.fd)
+                if _in_place(writer):
+                    written(self)
+                    return
+            except OSError as exc:
+                raise StoreError(
+                    writer.path if writer is not None else self.records_dir,
+                    f"cannot be written: {exc.strerror or exc}",
+                ) from None
+            with contextlib.suppress(OSError):
+                os.close(writer.fd)
+            self._writer = None
+        raise StoreError(self.records_dir, "its files keep vanishing while records are written")
 
     def _new_file(self, header: tuple[str, ...]) -> _Writer:
         self._make_dirs()
         name = f"{self._host}-{os.getpid()}-{secrets.token_hex(6)}.csv"
         staged = os.path.join(self.tmp_dir, name)
-        write_file(staged, ",".join(header).encode() + b"\n")
-        fd = os.open(staged, os.O_WRONLY | os.O_APPEND | _O_NOFOLLOW)
+        try:  # an OSError is named by _append
+            write_file(staged, ",".join(header).encode() + b"\n")
+            fd = os.open(staged, os.O_WRONLY | os.O_APPEND | _O_NOFOLLOW)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+            raise
         path = os.path.join(self.records_dir, name)
         try:
             os.rename(staged, path)  # it appears with its header
             _sync_folder(self.records_dir)
         except OSError:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
             raise
         return _Writer(path, fd, header, os.getpid())
 
@@ -499,14 +519,22 @@ class SharedDirStore:
             return len(records) - len(kept), len(fold)
 
     def _write_compacted(self, records: list[Record]) -> None:
-        header: tuple[str, ...] = ()
-        header = header_for(records, header)
+        header = header_for(records, ())
         name = f"{_COMPACTED}{secrets.token_hex(8)}.csv"
         staged = os.path.join(self.tmp_dir, name)
-        os.makedirs(self.tmp_dir, 0o777, exist_ok=True)
-        write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
-        os.rename(staged, os.path.join(self.records_dir, name))
-        _sync_folder(self.records_dir)  # in place before the folded files go
+        try:
+            os.makedirs(self.tmp_dir, 0o777, exist_ok=True)
+            write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
+            os.rename(staged, os.path.join(self.records_dir, name))
+            _sync_folder(self.records_dir)  # in place before the folded files go
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+            raise StoreError(
+                staged,
+                f"cannot be written: {exc.strerror or exc}; nothing was removed, the "
+                "store is as it was",
+            ) from None
 
     # -- claims ---------------------------------------------------------------
 
@@ -664,6 +692,21 @@ def _is_records_file(name: str) -> bool:
     return name.endswith(".csv") and not name.startswith(".")
 
 
+def _unreadable(path: str, exc: OSError) -> StoreError:
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        why = "it is a symbolic link, which stet never follows inside the store"
+    return StoreError(path, f"cannot be read: {why}; move it out of records/")
+
+
+def _in_place(writer: _Writer) -> bool:
+    """True if the writer's file is still where readers look for it."""
+    try:
+        return os.stat(writer.path).st_ino == os.fstat(writer.fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 def _pread_all(fd: int, start: int) -> bytes:
     parts: list[bytes] = []
     while True:
@@ -675,7 +718,12 @@ def _pread_all(fd: int, start: int) -> bytes:
 
 
 def _read_whole(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StoreError(path, "is not a regular file; move it out of records/")
