@@ -315,7 +315,13 @@ def compact(store: str | os.PathLike[str]) -> int:
             "(*.stetdir) is compacted"
         )
     folded = table.compact()
-    print(f"[stet] Folded {folded} file(s) of {table.location} into one")
+    if folded:
+        print(f"[stet] Folded {folded} file(s) of {table.location} into one")
+    else:
+        print(
+            f"[stet] Nothing to fold in {table.location}: its files are one already, "
+            "or still being written"
+        )
     return folded
 
 
