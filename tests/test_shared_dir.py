@@ -30,10 +30,11 @@ from stet.backends import new_store, open_store
 from stet.backends._claims import Claim
 from stet.backends._shared_claims import ClaimFiles
 from stet.backends._shared_dir import SMALL, SharedDirStore
+from stet.backends._shared_files import this_host
 from stet.typing import ClaimingStore
 
 from .fake_clock import FakeClock
-from .fuse_mount import FuseMount
+from .fuse_mount import FuseMount, Mounts
 from .test_claims import executions, wait_for
 
 WRITER = Path(__file__).with_name("shared_dir_worker.py")
@@ -561,6 +562,19 @@ def test_a_full_disk_is_a_store_error_and_compaction_removes_nothing(
         patched.setattr(os, "fsync", full)
         with pytest.raises(stet.StoreError, match="No space left"):
             store.add("work", KEY, [("3",)])
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    store.add("work", KEY, [("4",)])
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", half)
+        with pytest.raises(stet.StoreError, match="No space left"):
+            store.add("work", KEY, [("5",)])
+    store.add("work", KEY, [("6",)])  # space again: not after the half-written record
+    assert {r["key"] for r in opened("runs.stetdir").records()} == {"1", "2", "4", "6"}
 
     def write_full(path: str, data: bytes) -> None:
         Path(path).write_bytes(data[:10])
@@ -586,3 +600,105 @@ def test_a_forked_child_writes_a_file_of_its_own(tmp_path: Path) -> None:
     store.add("work", KEY, [("parent-again",)])
     assert len(glob.glob("runs.stetdir/records/*.csv")) == 2
     assert record_lines("runs.stetdir") == Counter({"parent": 1, "child": 1, "parent-again": 1})
+
+
+def test_a_takeover_whose_worker_died_midway_is_finished_by_the_next_after_a_lease(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    store = opened("runs.stetdir", clock)
+    state, claim = store.claim("work", KEY, ("1",), 60.0, owner="first")
+    assert state == "claimed"
+    assert claim is not None
+    clock.advance(61)
+    # A worker made the takeover marker and was killed before replacing the claim.
+    killed = opened("runs.stetdir", clock)._claims
+    marker = killed._marker(killed.path_of(claim.id), claim, 0)
+    Path(marker).write_bytes(b"")
+    killed.server.shift(marker)
+    assert opened("runs.stetdir", clock).claim("work", KEY, ("1",), 60.0, owner="b")[0] == "busy"
+    clock.advance(61)
+    state, taken = opened("runs.stetdir", clock).claim("work", KEY, ("1",), 60.0, owner="c")
+    assert state == "claimed"
+    assert taken is not None
+    assert taken.epoch == 2
+    assert opened("runs.stetdir", clock).complete(taken)
+    assert os.listdir("runs.stetdir/claims") == []  # markers go with the claim
+
+
+def test_a_compaction_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
+    store = opened("runs.stetdir")
+    store.add("work", KEY, [("1",)])
+    store.flush()
+    lock = Path("runs.stetdir/compaction.claim")
+    lock.write_text(Path(glob.glob("runs.stetdir/records/*")[0]).read_text())  # anything
+    with pytest.raises(stet.StoreError, match=r"compaction\.claim.*not a claim"):
+        stet.compact("runs.stetdir")
+    other = opened("runs.stetdir")
+    other.add("work", KEY, [("2",)])
+    other.flush()
+    _, claim = other.claim("work", KEY, ("9",), 60.0, owner="killed-compaction")
+    assert claim is not None
+    os.replace(other._claims.path_of(claim.id), lock)  # a real lock, left behind
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    assert stet.compact("runs.stetdir") == 2
+    assert not lock.exists()
+
+
+def test_compaction_sweeps_what_killed_processes_left_half_made(tmp_path: Path) -> None:
+    store = opened("runs.stetdir")
+    store.add("work", KEY, [("1",)])
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(gone.stdout)
+    host = this_host()
+    leftovers = [
+        Path(f"runs.stetdir/tmp/{host}-{pid}-abc123.csv"),
+        Path("runs.stetdir/tmp/compacted-0123abcd.csv"),
+        Path(f"runs.stetdir/claims/.new-{host}-{pid}-abc123"),
+        Path(f"runs.stetdir/claims/.probe-{host}-{pid}-abc123"),
+    ]
+    alive = Path(f"runs.stetdir/claims/.new-{host}-{os.getpid()}-abc123")
+    elsewhere = Path(f"runs.stetdir/claims/.new-othernode-{pid}-abc123")
+    for path in [*leftovers, alive, elsewhere]:
+        path.write_text("")
+    stet.compact("runs.stetdir")
+    assert not any(path.exists() for path in leftovers)
+    assert alive.exists()
+    assert elsewhere.exists()
+
+
+def test_a_big_file_is_read_in_columns_and_still_incrementally(tmp_path: Path) -> None:
+    writer = opened("runs.stetdir")
+    keys = [(f"{n:07d}-{'x' * 30}",) for n in range(40_000)]  # well over a megabyte
+    writer.add("work", KEY, keys)
+    (path,) = glob.glob("runs.stetdir/records/*.csv")
+    assert os.path.getsize(path) > 1 << 20
+    with open(path, "ab") as file:
+        file.write(b"half-written,wo")
+    reader = opened("runs.stetdir")
+    assert all(reader.is_done("work", KEY, key) for (key,) in keys[::997])
+    assert len(reader.records()) == len(keys)
+    writer.add("work", KEY, [("late",)])  # after the torn tail: readers see a damaged line
+    with pytest.raises(stet.StoreError, match="not valid CSV"):
+        opened("runs.stetdir").refresh()
+
+
+def test_a_store_another_client_just_made_is_used_though_this_client_cached_its_absence(
+    mount_fuse: Mounts,
+) -> None:
+    mount = mount_fuse.mount(attr_timeout=600)
+    here = mount.path / "runs.stetdir"
+    (mount.backing / "runs.stetdir").mkdir()
+    assert not (here / "records").exists()  # now cached as missing, for 600 s
+    opened(mount.backing / "runs.stetdir").add("work", KEY, [("1",)])  # the other client
+    store = opened(here)
+    assert store.exists()
+    store.is_done("work", KEY, "1")  # seen once the cache expires; never an error
+    store.add("work", KEY, [("2",)])
+    assert opened(mount.backing / "runs.stetdir").is_done("work", KEY, "2")

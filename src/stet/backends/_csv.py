@@ -317,11 +317,16 @@ class CsvChunks:
         """The column names of a header line (refused unless it is a stet header)."""
         return self._format._parse_header(line)
 
-    def records(
-        self, data: bytes, header: tuple[str, ...], offset: int
-    ) -> tuple[list[Record], int]:
-        """The whole records at the start of ``data`` (from byte ``offset``), and their length."""
-        return self._format._parse_records(data, header, offset)
+    def records(self, data: bytes, header: tuple[str, ...], offset: int) -> tuple[Batch, int]:
+        """The whole records at the start of ``data`` (from byte ``offset``), and their length.
+
+        A megabyte or more is parsed by Arrow into columns, as a big CSV store is.
+        """
+        if len(data) < _BULK_BYTES:
+            return self._format._parse_records(data, header, offset)
+        used = _complete_length(data)
+        self._format._check_tail(data[used:], header, offset + used)
+        return self._format._parse_bulk(data[:used], header), used
 
 
 def open_csv(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:

@@ -41,20 +41,43 @@ import time
 from collections.abc import Iterator
 from typing import Final
 
+import attrs
+
 from ..exceptions import StoreError
 from ._claims import Claim, ClaimId
+from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
+from ._shared_files import process_tag
 
-__all__ = ["ClaimFiles", "ServerTime"]
+__all__ = ["ClaimFiles", "FolderLock", "ServerTime", "make_folder", "write_file"]
 
 _FORMAT: Final = "stet shared claim 1"
 _SUFFIX: Final = ".claim"
 _MARKER: Final = ".takeover"
+#: Takeovers of one expired claim tried (each after the last one's taker died).
+_ATTEMPTS: Final = 100
 
 #: Per clock other than the system's: the clock, its monotonic time and the
 #: real monotonic time when it was first used (see `ServerTime.drift`).
 _bases: dict[int, tuple[Clock, float, float]] = {}
 _bases_lock: Final = threading.Lock()
+
+
+def make_folder(path: str) -> None:
+    """Make a folder (mode 0o777 less the umask) unless it exists.
+
+    Not `os.makedirs`: its ``exist_ok`` asks `os.path.isdir`, which a
+    client's stale "no such file" cache (NFS, FUSE) can answer wrongly just
+    after another client made the folder.
+    """
+    try:
+        os.mkdir(path, 0o777)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        make_folder(os.path.dirname(path))
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o777)
 
 
 def write_file(path: str, data: bytes, *, exclusive: bool = True) -> None:
@@ -104,7 +127,7 @@ class ServerTime:
 
     def now_ns(self) -> int:
         """The server's time now, in nanoseconds (a probe file made, read, removed)."""
-        probe = os.path.join(self.folder, f".probe-{secrets.token_hex(8)}")
+        probe = os.path.join(self.folder, f".probe-{process_tag()}-{secrets.token_hex(6)}")
         try:
             write_file(probe, b"")
             taken = os.stat(probe).st_mtime_ns
@@ -121,6 +144,10 @@ class ServerTime:
     def stamp(self, path: str) -> None:
         """Set ``path``'s modification time to the server's time now (a touch)."""
         os.utime(path)  # no times given: the server's own (NFS SET_TO_SERVER_TIME)
+        self.shift(path)
+
+    def shift(self, path: str) -> None:
+        """Move a file just made (its time the server's) by the clock's drift."""
         drift = self.drift()
         if drift:
             st = os.stat(path)
@@ -223,15 +250,15 @@ class ClaimFiles:
         return json.dumps({"format": _FORMAT, **data}, ensure_ascii=False).encode()
 
     def _staged(self, claim: Claim) -> str:
-        tmp = os.path.join(self.folder, f".new-{secrets.token_hex(8)}")
+        tmp = os.path.join(self.folder, f".new-{process_tag()}-{secrets.token_hex(6)}")
         write_file(tmp, self._data(claim))
-        self.server.stamp(tmp)
+        self.server.shift(tmp)
         return tmp
 
     def create(self, path: str, claim: Claim) -> bool:
         """Create the claim file if there is none; True if this call created it."""
         try:
-            os.makedirs(self.folder, 0o777, exist_ok=True)
+            make_folder(self.folder)
             tmp = self._staged(claim)
         except OSError as exc:
             raise self._unwritable(exc) from None
@@ -254,14 +281,32 @@ class ClaimFiles:
         return True
 
     def take_over(self, path: str, expired: Claim, claim: Claim) -> bool:
-        """Replace the expired claim in ``path`` by ``claim``; False if another worker does."""
-        marker = self._marker(path, expired)
-        try:
-            write_file(marker, b"")
-        except FileExistsError:
+        """Replace the expired claim in ``path`` by ``claim``; False if another worker does.
+
+        The marker of each attempt is created with ``O_EXCL``: a worker killed
+        after making one leaves it, and once it is a lease old the next
+        attempt's marker is made instead, by one worker again.
+        """
+        for attempt in range(_ATTEMPTS):
+            marker = self._marker(path, expired, attempt)
+            try:
+                write_file(marker, b"")
+            except FileExistsError:
+                try:
+                    made = os.stat(marker).st_mtime_ns
+                except FileNotFoundError:
+                    return False  # the key was finished or released: markers swept
+                except OSError as exc:
+                    raise self._unwritable(exc) from None
+                if (self.server.now_ns() - made) / 1e9 < expired.lease:
+                    return False  # another worker is taking it over now
+                continue
+            except OSError as exc:
+                raise self._unwritable(exc) from None
+            self.server.shift(marker)
+            break
+        else:
             return False
-        except OSError as exc:
-            raise self._unwritable(exc) from None
         again = self.read(path)
         if again is None or not expired.same(again[0]):
             return False  # finished, released or taken over since it was judged
@@ -271,9 +316,9 @@ class ClaimFiles:
             raise self._unwritable(exc) from None
         return True
 
-    def _marker(self, path: str, claim: Claim) -> str:
+    def _marker(self, path: str, claim: Claim, attempt: int) -> str:
         who = hashlib.sha256(f"{claim.owner}\n{claim.epoch}".encode()).hexdigest()[:16]
-        return f"{path[: -len(_SUFFIX)]}.{who}{_MARKER}"
+        return f"{path[: -len(_SUFFIX)]}.{who}.{attempt}{_MARKER}"
 
     def renew(self, claim: Claim) -> bool:
         """Touch the claim file if it still holds ``claim``; True if it did."""
@@ -294,10 +339,11 @@ class ClaimFiles:
         current = self.read(self.path_of(claim.id))
         return current is not None and claim.same(current[0])
 
-    def remove(self, claim: Claim, *, anyone: bool = False) -> None:
+    def remove(self, claim: Claim, *, anyone: bool = False, path: str | None = None) -> None:
         """Remove the claim file (only if it holds ``claim``, unless ``anyone``) and its markers."""
-        path = self.path_of(claim.id)
-        if anyone or self.holds(claim):
+        path = self.path_of(claim.id) if path is None else path
+        current = None if anyone else self.read(path)
+        if anyone or (current is not None and claim.same(current[0])):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         prefix = os.path.basename(path)[: -len(_SUFFIX)] + "."
@@ -313,3 +359,44 @@ class ClaimFiles:
         else:
             what = exc.strerror or str(exc)
         return StoreError(self.folder, f"cannot hold the store's claims: {what}")
+
+
+class FolderLock:
+    """A lock file made like a claim, for one compaction (or delete, clear) at a time.
+
+    No ``flock``: the file is created by exclusive link, holds its owner, and
+    one older than ``lease`` by the server's clock (its holder was killed) is
+    taken over as an expired claim is.
+
+    Args:
+        path: The lock file, ``STORE.stetdir/compaction.claim``.
+        clock: The store's clock.
+        lease: Seconds after which the lock counts as abandoned.
+    """
+
+    def __init__(self, path: str, clock: Clock, lease: float) -> None:
+        self.path = path
+        self.files = ClaimFiles(os.path.dirname(path), clock, os.path.dirname(path))
+        now = clock.now()
+        self.claim = Claim("", (), (), process_owner(), 1, now.wall + lease, lease, now.wall)
+
+    def __enter__(self) -> None:
+        for _ in range(600):  # a minute of 0.1 s waits for another compaction
+            if self.files.create(self.path, self.claim):
+                return
+            found = self.files.read(self.path)
+            if found is not None:
+                held = self.files.judge(*found, self.files.server.now_ns(), 0.0)
+                if not held.live(0.0):
+                    self.claim = attrs.evolve(self.claim, epoch=held.epoch + 1)
+                    if self.files.take_over(self.path, held, self.claim):
+                        return
+            time.sleep(0.1)
+        raise StoreError(
+            self.path,
+            "is held by another compaction, delete or clear for over a minute; wait "
+            "for it to finish, or delete the file if no stet command uses the store",
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        self.files.remove(self.claim, path=self.path)

@@ -38,13 +38,9 @@ machines with it), else the machine's name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import re
 import secrets
-import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -58,12 +54,29 @@ from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
-from ._csv import CsvChunks, format_rows, header_for
+from ._csv import format_rows, header_for
 from ._index import KeyIndex, Packed, pack
 from ._process import track, written
-from ._records import Record
-from ._schema import HOST, identity, new_records
-from ._shared_claims import ClaimFiles, write_file
+from ._records import Batch, Record
+from ._schema import HOST, new_records
+from ._shared_claims import ClaimFiles, FolderLock, make_folder, write_file
+from ._shared_files import (
+    COMPACTED,
+    SEALED,
+    Replaced,
+    Seen,
+    is_records_file,
+    is_settled,
+    once_each,
+    pid_gone,
+    process_tag,
+    read_all,
+    read_new,
+    sweep_leftovers,
+    sync_folder,
+    this_host,
+    writer_of,
+)
 
 __all__ = [
     "LISTING_INTERVAL",
@@ -86,29 +99,8 @@ NETWORK_MIN_LEASE: Final = 90.0
 #: How long ``compaction.claim`` holds before another process may break it.
 COMPACT_LEASE: Final = 300.0
 
-_SEALED: Final = ".sealed.csv"
-_COMPACTED: Final = "compacted-"
-_WRITER: Final = re.compile(r"^(?P<host>.+)-(?P<pid>[0-9]+)-(?P<token>[0-9a-f]+)\.csv$")
 _O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 _warned_lease: set[str] = set()
-
-
-def this_host() -> str:
-    """This machine as file names show it: ``STET_HOST``, or the host name."""
-    name = os.environ.get("STET_HOST") or socket.gethostname()
-    return re.sub(r"[^A-Za-z0-9._]", "_", name) or "host"
-
-
-@attrs.define
-class _Seen:
-    """How far one file was read: its inode, the offset, and the bytes before it."""
-
-    inode: int
-    offset: int = 0
-    header: tuple[str, ...] | None = None
-    tail: bytes = b""
-    #: Read anew because it was replaced, shrank or changed before ``offset``.
-    inode_changed: bool = False
 
 
 @attrs.define
@@ -134,7 +126,7 @@ class SharedDirStore:
         self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
         self._host = this_host()
         self._index = KeyIndex(path)
-        self._seen: dict[str, _Seen] = {}
+        self._seen: dict[str, Seen] = {}
         self._last_pass = -float("inf")
         self._writer: _Writer | None = None
         self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -146,7 +138,14 @@ class SharedDirStore:
         return f"SharedDirStore({self.location!r})"
 
     def exists(self) -> bool:
-        return os.path.isdir(self.records_dir)
+        if os.path.isdir(self.records_dir):
+            return True
+        # A client's cache may say "no such file" a while after another
+        # client made it (NFS, FUSE negative lookups): the listing is fresh.
+        try:
+            return "records" in os.listdir(self.path)
+        except OSError:
+            return False
 
     # -- processes ------------------------------------------------------------
 
@@ -166,8 +165,14 @@ class SharedDirStore:
     # -- reading --------------------------------------------------------------
 
     def _check_folder(self) -> None:
-        if os.path.isdir(self.path) and not self.exists():
-            names = [n for n in os.listdir(self.path) if n not in ("claims", "tmp")]
+        try:
+            names = os.listdir(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise StoreError(self.path, f"cannot be listed: {exc.strerror or exc}") from None
+        if "records" not in names:
+            names = [n for n in names if n not in ("claims", "tmp", "compaction.claim")]
             if names:
                 raise StoreError(
                     self.path,
@@ -178,96 +183,39 @@ class SharedDirStore:
     def _list(self) -> list[str]:
         try:
             with os.scandir(self.records_dir) as entries:
-                return sorted(e.name for e in entries if _is_records_file(e.name))
+                return sorted(e.name for e in entries if is_records_file(e.name))
         except FileNotFoundError:
             self._check_folder()
             return []
         except OSError as exc:
             raise StoreError(self.records_dir, f"cannot be listed: {exc.strerror or exc}") from None
 
-    def _read_new(self, name: str, seen: _Seen | None) -> tuple[list[Record], _Seen]:
-        """Records of ``name`` added since ``seen`` (all, if it was replaced or shrank).
-
-        Raises:
-            FileNotFoundError: It is gone (compacted away meanwhile).
-            StoreError: It is damaged (naming it).
-        """
-        path = os.path.join(self.records_dir, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise _unreadable(path, exc) from None
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise StoreError(path, "is not a regular file; move it out of records/")
-            if seen is None or seen.inode != st.st_ino or st.st_size < seen.offset:
-                seen = _Seen(st.st_ino, inode_changed=seen is not None)
-            elif st.st_size == seen.offset:
-                return [], seen
-            start = seen.offset - len(seen.tail)
-            data = _pread_all(fd, start)
-        finally:
-            os.close(fd)
-        if data[: len(seen.tail)] != seen.tail:  # rewritten in place: read it anew
-            return self._parse(path, _read_whole(path), _Seen(st.st_ino, inode_changed=True))
-        return self._parse(path, data[len(seen.tail) :], seen)
-
-    def _parse(self, path: str, data: bytes, seen: _Seen) -> tuple[list[Record], _Seen]:
-        chunks = CsvChunks(path)
-        start = 0
-        if seen.header is None:
-            end = data.find(b"\n")
-            if end < 0:
-                raise StoreError(
-                    path,
-                    "has no complete header line, so it is not a file stet wrote "
-                    "(stet writes the header before a file appears in records/); move it away",
-                )
-            seen.header = chunks.header(data[: end + 1])
-            start = end + 1
-        rows, used = chunks.records(data[start:], seen.header, seen.offset + start)
-        seen.offset += start + used
-        consumed = data[: start + used]
-        kept = (seen.tail + consumed)[-64:] if len(consumed) < 64 else consumed[-64:]
-        seen.tail = kept
-        return rows, seen
-
     def _pass(self, *, rebuild: bool = False) -> None:
         """List ``records/`` and read what is new; index everything anew if ``rebuild``."""
         for _ in range(20):  # a file compacted away between listing and reading: list again
             names = self._list()
-            vanished = set(self._seen) - set(names)
-            if vanished or rebuild:
-                seen: dict[str, _Seen] = {}
-                batch: list[Record] = []
-            else:
-                seen = dict(self._seen)
-                batch = []
-            own = self._writer.path if self._writer is not None else None
+            anew = rebuild or not set(self._seen) <= set(names)
+            seen = {} if anew else dict(self._seen)
+            batches: list[Batch] = []
+            own = os.path.basename(self._writer.path) if self._writer is not None else None
             try:
                 for name in names:
                     before = seen.get(name)
-                    if before is not None and (
-                        name.endswith(_SEALED) or name.startswith(_COMPACTED)
-                    ):
-                        continue  # never changes once it is there
-                    if before is not None and own is not None and name == os.path.basename(own):
-                        continue
-                    rows, seen[name] = self._read_new(name, before)
-                    if seen[name].inode_changed:
-                        seen[name].inode_changed = False
-                        raise _Replaced
-                    batch.extend(rows)
-            except (FileNotFoundError, _Replaced):
+                    if before is not None and (is_settled(name) or name == own):
+                        continue  # never changes once it is there; or this process's own
+                    batch, seen[name] = read_new(os.path.join(self.records_dir, name), before)
+                    batches.append(batch)
+            except (FileNotFoundError, Replaced):
                 rebuild = True  # records may be gone: index every file anew
                 continue
-            if vanished or rebuild:
-                self._index.rebuild(batch)
+            if anew:
+                index = KeyIndex(self.location)
+                for batch in batches:
+                    index.ingest(batch)
+                self._index.groups = index.groups  # readers keep a whole one meanwhile
             else:
-                self._index.ingest(batch)
+                for batch in batches:
+                    self._index.ingest(batch)
             self._seen = seen
             self._last_pass = time.monotonic()
             return
@@ -310,8 +258,8 @@ class SharedDirStore:
     def _make_dirs(self) -> None:
         self._check_folder()
         try:
-            for folder in (self.records_dir, self.tmp_dir, self._claims.folder):
-                os.makedirs(folder, 0o777, exist_ok=True)
+            for folder in (self.path, self.records_dir, self.tmp_dir, self._claims.folder):
+                make_folder(folder)
         except OSError as exc:
             raise StoreError(self.path, f"cannot be created: {exc.strerror or exc}") from None
 
@@ -342,6 +290,10 @@ class SharedDirStore:
                     written(self)
                     return
             except OSError as exc:
+                # A record may be half-written: no other is ever put after it
+                # (the file is sealed, and the next record starts another).
+                with contextlib.suppress(OSError):
+                    self._seal()
                 raise StoreError(
                     writer.path if writer is not None else self.records_dir,
                     f"cannot be written: {exc.strerror or exc}",
@@ -353,7 +305,7 @@ class SharedDirStore:
 
     def _new_file(self, header: tuple[str, ...]) -> _Writer:
         self._make_dirs()
-        name = f"{self._host}-{os.getpid()}-{secrets.token_hex(6)}.csv"
+        name = f"{process_tag()}-{secrets.token_hex(6)}.csv"
         staged = os.path.join(self.tmp_dir, name)
         try:  # an OSError is named by _append
             write_file(staged, ",".join(header).encode() + b"\n")
@@ -365,7 +317,7 @@ class SharedDirStore:
         path = os.path.join(self.records_dir, name)
         try:
             os.rename(staged, path)  # it appears with its header
-            _sync_folder(self.records_dir)
+            sync_folder(self.records_dir)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -380,7 +332,7 @@ class SharedDirStore:
             return
         with contextlib.suppress(OSError):
             os.close(writer.fd)
-        sealed = writer.path[: -len(".csv")] + _SEALED
+        sealed = writer.path[: -len(".csv")] + SEALED
         try:
             os.rename(writer.path, sealed)
         except OSError:
@@ -439,39 +391,28 @@ class SharedDirStore:
     def _all(self, names: Iterable[str]) -> list[Record]:
         out: list[Record] = []
         for name in names:
-            rows, _ = self._parse(
-                os.path.join(self.records_dir, name),
-                _read_whole(os.path.join(self.records_dir, name)),
-                _Seen(0),
-            )
-            out.extend(rows)
+            out.extend(read_all(os.path.join(self.records_dir, name)))
         return out
 
     def records(self) -> list[Record]:
         with self._mutex:
             for _ in range(20):
                 try:
-                    return _once_each(self._all(self._list()), self.location)
+                    return once_each(self._all(self._list()), self.location)
                 except FileNotFoundError:
                     continue  # compacted away meanwhile
             raise StoreError(self.records_dir, "keeps changing while it is read")
 
     def _foldable(self, name: str) -> bool:
         """True for a file no writer appends to any more."""
-        if name.endswith(_SEALED) or name.startswith(_COMPACTED):
+        if is_settled(name):
             return True
-        found = _WRITER.match(name)
-        if found is None or found["host"] != self._host:
+        writer = writer_of(name)
+        if writer is None or writer[0] != self._host:
             return False  # another machine's writer: only it can tell
-        if int(found["pid"]) == os.getpid():
+        if writer[1] == os.getpid():
             return self._writer is None or os.path.basename(self._writer.path) != name
-        try:
-            os.kill(int(found["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+        return pid_gone(writer[1])
 
     def compact(self) -> int:
         """Fold the files of writers that are gone into one; return how many files were folded."""
@@ -487,8 +428,10 @@ class SharedDirStore:
         """Fold the foldable files into one without doomed records: (removed, files folded)."""
         if not self.exists():
             return 0, 0
-        with self._mutex, _DirLock(self):
+        lock = FolderLock(os.path.join(self.path, "compaction.claim"), self.clock, COMPACT_LEASE)
+        with self._mutex, lock:
             self._seal()
+            sweep_leftovers([self.tmp_dir, self._claims.folder], self._host)
             names = self._list()
             fold = [n for n in names if self._foldable(n)]
             live = [n for n in names if n not in fold]
@@ -501,12 +444,12 @@ class SharedDirStore:
                     "machine, or on another machine, where stet cannot tell; once they have "
                     "exited (they seal their files), or run this on their machine, try again",
                 )
-            records = _once_each(self._all(fold), self.location)
+            records = once_each(self._all(fold), self.location)
             kept = [r for r in records if not doomed(r)]
             if (
                 len(fold) > 1
                 or len(kept) < len(records)
-                or (fold and not fold[0].startswith(_COMPACTED))
+                or (fold and not fold[0].startswith(COMPACTED))
             ):
                 if kept:
                     self._write_compacted(kept)
@@ -520,13 +463,13 @@ class SharedDirStore:
 
     def _write_compacted(self, records: list[Record]) -> None:
         header = header_for(records, ())
-        name = f"{_COMPACTED}{secrets.token_hex(8)}.csv"
+        name = f"{COMPACTED}{secrets.token_hex(8)}.csv"
         staged = os.path.join(self.tmp_dir, name)
         try:
-            os.makedirs(self.tmp_dir, 0o777, exist_ok=True)
+            make_folder(self.tmp_dir)
             write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
             os.rename(staged, os.path.join(self.records_dir, name))
-            _sync_folder(self.records_dir)  # in place before the folded files go
+            sync_folder(self.records_dir)  # in place before the folded files go
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(staged)
@@ -639,123 +582,12 @@ class SharedDirStore:
         return out
 
 
-class _DirLock:
-    """``compaction.claim``: one compaction (or delete, clear) at a time, with no ``flock``.
-
-    Made like a claim (exclusive link); one older than `COMPACT_LEASE` by
-    the server's clock was left by a killed process and is taken over.
-    """
-
-    def __init__(self, store: SharedDirStore) -> None:
-        self.store = store
-        self.path = os.path.join(store.path, "compaction.claim")
-        self.files = ClaimFiles(store.path, store.clock, store.location)
-        now = store.clock.now()
-        self.claim = Claim(
-            "", (), (), process_owner(), 1, now.wall + COMPACT_LEASE, COMPACT_LEASE, now.wall
-        )
-
-    def __enter__(self) -> None:
-        for _ in range(600):
-            if self.files.create(self.path, self.claim):
-                return
-            found = self.files.read(self.path)
-            if found is not None:
-                held = self.files.judge(*found, self.files.server.now_ns(), 0.0)
-                if not held.live(0.0):
-                    self.claim = attrs.evolve(self.claim, epoch=held.epoch + 1)
-                    if self.files.take_over(self.path, held, self.claim):
-                        return
-            time.sleep(0.1)
-        raise StoreError(
-            self.path,
-            "is held by another compaction, delete or clear for over a minute; wait for it, "
-            f"or delete the file if no stet command is running on {self.store.location}",
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        current = self.files.read(self.path)
-        if current is not None and self.claim.same(current[0]):
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-        for name in os.listdir(self.store.path):
-            if name.startswith("compaction.") and name.endswith(".takeover"):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.store.path, name))
-
-
-class _Replaced(Exception):
-    """A file was replaced or rewritten: what it held before may be gone."""
-
-
-def _is_records_file(name: str) -> bool:
-    return name.endswith(".csv") and not name.startswith(".")
-
-
-def _unreadable(path: str, exc: OSError) -> StoreError:
-    why = exc.strerror or str(exc)
-    if exc.errno == errno.ELOOP:
-        why = "it is a symbolic link, which stet never follows inside the store"
-    return StoreError(path, f"cannot be read: {why}; move it out of records/")
-
-
 def _in_place(writer: _Writer) -> bool:
     """True if the writer's file is still where readers look for it."""
     try:
         return os.stat(writer.path).st_ino == os.fstat(writer.fd).st_ino
     except FileNotFoundError:
         return False
-
-
-def _pread_all(fd: int, start: int) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        chunk = os.pread(fd, 1 << 20, start)
-        if not chunk:
-            return b"".join(parts)
-        parts.append(chunk)
-        start += len(chunk)
-
-
-def _read_whole(path: str) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise StoreError(path, "is not a regular file; move it out of records/")
-        return _pread_all(fd, 0)
-    finally:
-        os.close(fd)
-
-
-def _sync_folder(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _once_each(records: list[Record], location: str) -> list[Record]:
-    """One record per run (two writers may both have recorded it), the first kept."""
-    seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
-    out = []
-    for record in records:
-        ident = identity(record, location)
-        if ident not in seen:
-            seen.add(ident)
-            out.append(record)
-    return out
 
 
 def open_shared_dir(path: str, *, clock: Clock = SYSTEM_CLOCK) -> SharedDirStore:
