@@ -26,6 +26,7 @@ from stet.backends import (
     CsvBackend,
     JsonBackend,
     ParquetBackend,
+    SharedDirBackend,
     SqliteBackend,
     StoreBackend,
     get_backend,
@@ -50,7 +51,7 @@ def test_extensions_pick_the_backend(tmp_path: Path) -> None:
     assert type(get_backend(tmp_path / "a.sqlite")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.db")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.parquet")) is ParquetBackend
-    assert type(get_backend(tmp_path / "a.stetdir")) is StoreBackend  # a folder
+    assert type(get_backend(tmp_path / "a.stetdir")) is SharedDirBackend  # a folder
     assert [n for n in registered() if n.startswith(".")] == [
         ".csv",
         ".json",

@@ -36,6 +36,12 @@ from stet.typing import ClaimingStore
 from .fake_clock import FakeClock
 from .fuse_mount import FuseMount, Mounts
 from .test_claims import executions, wait_for
+from .test_claims import (
+    test_identical_workers_split_a_grid_each_key_executed_once as split_case,
+)
+from .test_claims import (
+    test_keys_of_killed_and_stopped_workers_are_reclaimed_and_completed_once as killed_case,
+)
 
 WRITER = Path(__file__).with_name("shared_dir_worker.py")
 KEY = ("key",)
@@ -702,3 +708,20 @@ def test_a_store_another_client_just_made_is_used_though_this_client_cached_its_
     store.is_done("work", KEY, "1")  # seen once the cache expires; never an error
     store.add("work", KEY, [("2",)])
     assert opened(mount.backing / "runs.stetdir").is_done("work", KEY, "2")
+
+
+# -- the claims tests every store passes, on this one --------------------------------
+
+
+@pytest.mark.slow
+def test_eight_workers_split_500_keys_each_executed_and_recorded_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split_case(str(tmp_path / "runs.stetdir"), tmp_path, capsys)
+
+
+@pytest.mark.slow
+def test_keys_of_killed_and_stopped_workers_are_run_again_and_recorded_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed_case(str(tmp_path / "runs.stetdir"), tmp_path, capsys)

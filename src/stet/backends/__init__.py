@@ -39,7 +39,7 @@ from ._registry import (
     registered,
     unregister,
 )
-from ._shared_dir import open_shared_dir
+from ._shared_dir import SharedDirBackend, open_shared_dir
 from ._sqlite import SQLITE_LIMITS, open_sqlite
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "JsonBackend",
     "ParquetBackend",
     "PostgresBackend",
+    "SharedDirBackend",
     "SqliteBackend",
     "StoreBackend",
     "claims_in",
@@ -71,7 +72,7 @@ register(".json", open_json, backend=JsonBackend)
 register(".sqlite", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".db", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".parquet", open_parquet, backend=ParquetBackend)
-register(".stetdir", open_shared_dir, directory=True)
+register(".stetdir", open_shared_dir, backend=SharedDirBackend, directory=True)
 for _scheme in ("postgresql://", "postgres://"):
     register(
         _scheme, PostgresStore, backend=PostgresBackend, check=_check_url, describe=_describe_url
