@@ -15,10 +15,12 @@ nothing here takes a lock or compares two machines' clocks:
   claim is expired once the probe's modification time is a lease past the
   claim's. No node's own clock enters.
 - Taking over an expired claim first creates a marker named after that
-  very claim (its owner and epoch) with ``O_EXCL``: only one worker
-  creates it, and only that worker replaces the claim (``rename`` over
-  it) by one of the next epoch. A worker whose view was stale finds the
-  marker taken, or the claim changed, and leaves it.
+  very claim (its owner and epoch) and an attempt number with ``O_EXCL``:
+  only one worker creates it, and only that worker replaces the claim
+  (``rename`` over it) by one of the next epoch. A worker whose view was
+  stale finds the marker taken, or the claim changed, and leaves it; a
+  marker a lease old (its worker died midway) lets the next attempt's be
+  made.
 - Completing, releasing or finishing a claim removes its file and markers,
   so a sweep of a million keys leaves no million files behind.
 
