@@ -24,7 +24,6 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-import claim_worker  # type: ignore[import-not-found]  # beside this file, found when run
 import stet
 from stet.backends import new_store
 from stet.typing import ClaimingStore
@@ -51,6 +50,9 @@ def claim(index: int, store: str, gate: str) -> None:
 
 
 def sweep(index: int, store: str, keys: str, lease: str, log: str) -> None:
+    # Beside this file, found when it runs as a script (not when pytest imports it).
+    import claim_worker  # type: ignore[import-not-found]
+
     claim_worker.main([store, keys, lease, "0", log])
 
 
