@@ -18,6 +18,7 @@ from stet.backends import (
     CsvBackend,
     JsonBackend,
     ParquetBackend,
+    SharedDirBackend,
     SqliteBackend,
     get_backend,
     registered,
@@ -40,12 +41,14 @@ def test_extensions_pick_the_backend(tmp_path: Path) -> None:
     assert type(get_backend(tmp_path / "a.sqlite")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.db")) is SqliteBackend
     assert type(get_backend(tmp_path / "a.parquet")) is ParquetBackend
+    assert type(get_backend(tmp_path / "a.stetdir")) is SharedDirBackend  # a folder
     assert [n for n in registered() if n.startswith(".")] == [
         ".csv",
         ".json",
         ".sqlite",
         ".db",
         ".parquet",
+        ".stetdir",
     ]
 
 

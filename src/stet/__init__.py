@@ -6,7 +6,7 @@ and skips them when the script runs again.
 """
 
 from . import _lazy, backends, exceptions, typing
-from ._api import FunctionStatus, StoreStatus, mark_done, read, reset, status
+from ._api import FunctionStatus, StoreStatus, compact, mark_done, read, reset, status
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
 from ._grid import CellState, Grid, GridCell
@@ -40,6 +40,7 @@ __all__ = [
     "StoreError",
     "StoreStatus",
     "backends",
+    "compact",
     "exceptions",
     "explain",
     "forget",

@@ -20,11 +20,12 @@ from .backends._claims import claims_by_function
 from .backends._registry import claims_in, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
 from .exceptions import KeyEncodingError
-from .typing import Record, Store
+from .typing import CompactingStore, Record, Store
 
 __all__ = [
     "FunctionStatus",
     "StoreStatus",
+    "compact",
     "mark_done",
     "read",
     "reset",
@@ -272,6 +273,56 @@ def _print_status(s: StoreStatus) -> None:
                 f"[stet] {name}: {f.older_code} record(s) made by an older version of its "
                 "code (stet reset STORE --function NAME --stale-code forgets them)"
             )
+
+
+def compact(store: str | os.PathLike[str]) -> int:
+    """Fold a shared-directory store's many writer files into one.
+
+    After a big array job ``records/`` holds a file per task; compaction
+    reads the files whose writers are gone (sealed at exit, or of a process
+    of this machine that no longer runs) and writes their runs, once each,
+    to one ``records/compacted-*.csv``, which appears whole before the
+    folded files are deleted. It is safe while writers run (their files are
+    left alone) and if killed at any instant (at worst runs are in two
+    files, which readers count once and the next compaction folds).
+
+    Args:
+        store: A shared-directory store (``*.stetdir``).
+
+    Returns:
+        How many files were folded (0: nothing to do).
+
+    Raises:
+        FileNotFoundError: There is no store at ``store``.
+        ValueError: The store is of a kind that is one file already.
+
+    Example:
+        >>> import os, tempfile, stet
+        >>> path = os.path.join(tempfile.mkdtemp(), "runs.stetdir")
+        >>> @stet.once(store=path, quiet=True)
+        ... def run(seed: int) -> None: ...
+        >>> for seed in range(3):
+        ...     run(seed)
+        >>> stet.backends.open_store(path).flush()  # what this process's exit does
+        >>> stet.compact(path)  # doctest: +ELLIPSIS
+        [stet] Folded 1 file(s) of ...runs.stetdir into one
+        1
+    """
+    table = _existing(store)
+    if not isinstance(table, CompactingStore):
+        raise ValueError(
+            f"{table.location} is one file already; only a shared-directory store "
+            "(*.stetdir) is compacted"
+        )
+    folded = table.compact()
+    if folded:
+        print(f"[stet] Folded {folded} file(s) of {table.location} into one")
+    else:
+        print(
+            f"[stet] Nothing to fold in {table.location}: its files are one already, "
+            "or still being written"
+        )
+    return folded
 
 
 def reset(

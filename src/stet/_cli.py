@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     why.add_argument("key", nargs="+", metavar="KEY=VALUE", help="the run's key, as in the store")
 
+    compact = commands.add_parser(
+        "compact", help="fold a shared-directory store's writer files into one"
+    )
+    compact.add_argument("store")
+
     export = commands.add_parser("export", help="write the records to a CSV/Parquet file")
     export.add_argument("store")
     export.add_argument("file")
@@ -368,6 +373,12 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    _existing(args.store)
+    _api.compact(args.store)
+    return 0
+
+
 def _import_columns(args: argparse.Namespace) -> tuple[str, ...]:
     names = [k.strip() for k in args.key.split(",") if k.strip()]
     if not names:
@@ -490,4 +501,5 @@ _COMMANDS = {
     "export": _export,
     "why": _why,
     "merge": _merge,
+    "compact": _compact,
 }

@@ -33,6 +33,7 @@ __all__ = [
     "ClaimingStore",
     "Clock",
     "ColumnLimits",
+    "CompactingStore",
     "Instant",
     "Packed",
     "Record",
@@ -178,6 +179,15 @@ class ClaimingStore(Store, Protocol):
 
     def claims(self) -> dict[ClaimId, Claim]:
         """The claims in progress, live or expired, as of now."""
+        ...
+
+
+@runtime_checkable
+class CompactingStore(Store, Protocol):
+    """A store made of many files that `stet.compact` folds into one."""
+
+    def compact(self) -> int:
+        """Fold the files no writer appends to any more into one; return how many were folded."""
         ...
 
 

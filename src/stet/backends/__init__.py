@@ -1,7 +1,9 @@
 """The stores stet keeps its records in, chosen by a path's extension or a URL's scheme.
 
 Built in: CSV (``.csv``), JSON (``.json``), SQLite (``.sqlite``, ``.db``),
-Parquet (``.parquet``) and PostgreSQL (``postgresql://``). `register` adds a
+Parquet (``.parquet``), PostgreSQL (``postgresql://``) and the
+shared-directory store (a folder named ``*.stetdir``, for cluster nodes
+sharing NFS or Lustre). `register` adds a
 store of your own (see the how-to "Write your own store").
 
 Two levels: a `stet.typing.Store` holds key texts and is what stet itself
@@ -40,6 +42,7 @@ from ._registry import (
     unregister,
 )
 from ._schema import identity
+from ._shared_dir import SharedDirBackend, open_shared_dir
 from ._sqlite import SQLITE_LIMITS, open_sqlite
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "JsonBackend",
     "ParquetBackend",
     "PostgresBackend",
+    "SharedDirBackend",
     "SqliteBackend",
     "StoreBackend",
     "claims_in",
@@ -72,6 +76,7 @@ register(".json", open_json, backend=JsonBackend)
 register(".sqlite", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".db", open_sqlite, backend=SqliteBackend, limits=SQLITE_LIMITS)
 register(".parquet", open_parquet, backend=ParquetBackend)
+register(".stetdir", open_shared_dir, backend=SharedDirBackend, directory=True)
 for _scheme in ("postgresql://", "postgres://"):
     register(
         _scheme,

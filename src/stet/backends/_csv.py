@@ -29,7 +29,7 @@ from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_be
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
 from ._schema import META_COLUMNS, TIMESTAMP
 
-__all__ = ["open_csv"]
+__all__ = ["CsvChunks", "format_rows", "header_for", "open_csv"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 #: Bodies at least this big are parsed by Arrow into columns.
@@ -288,6 +288,43 @@ class _CsvFormat(AppendedFile):
         data = ",".join(header).encode() + b"\n" + _format_rows(rows, header)
         state = atomic_write(self.path, data)
         return AppendCursor(state, len(data), tail_before(data, len(data)), header)
+
+
+def format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
+    """Records as CSV lines under ``header`` (one line each), as this store writes them."""
+    return _format_rows(rows, header)
+
+
+def header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
+    """``header`` widened by the columns of ``rows`` it lacks (key columns first when new)."""
+    return _CsvFormat._header_for(rows, header)
+
+
+class CsvChunks:
+    """Parses CSV text as this store does, for a store made of many CSV files.
+
+    The shared-directory store reads each writer's file in pieces as it
+    grows; this gives it the CSV store's header checks, its tolerance of a
+    half-written last record and its errors, which name ``path``.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._format = _CsvFormat(path)
+
+    def header(self, line: bytes) -> tuple[str, ...]:
+        """The column names of a header line (refused unless it is a stet header)."""
+        return self._format._parse_header(line)
+
+    def records(self, data: bytes, header: tuple[str, ...], offset: int) -> tuple[Batch, int]:
+        """The whole records at the start of ``data`` (from byte ``offset``), and their length.
+
+        A megabyte or more is parsed by Arrow into columns, as a big CSV store is.
+        """
+        if len(data) < _BULK_BYTES:
+            return self._format._parse_records(data, header, offset)
+        used = _complete_length(data)
+        self._format._check_tail(data[used:], header, offset + used)
+        return self._format._parse_bulk(data[:used], header), used
 
 
 def open_csv(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:

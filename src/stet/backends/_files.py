@@ -62,7 +62,7 @@ def _not_regular(path: str, mode: int) -> StoreError:
     )
 
 
-def real_path(path: str) -> str:
+def real_path(path: str, *, directory: bool = False) -> str:
     """The absolute path of the file ``path`` names, every symlink followed.
 
     A store is locked, rewritten and given its side files (lock, journal,
@@ -73,7 +73,8 @@ def real_path(path: str) -> str:
     Raises:
         StoreError: ``path`` is (or passes through) a symlink loop or a
             symlink to nothing, or is something other than a regular file
-            (a directory, a FIFO, a device), which stet never opens.
+            (a directory, a FIFO, a device), which stet never opens; with
+            ``directory`` (a store that is a folder), anything but a folder.
     """
     absolute = os.path.abspath(path)
     try:
@@ -95,6 +96,14 @@ def real_path(path: str) -> str:
         return real
     except OSError as exc:
         raise StoreError(real, f"cannot be opened: {exc.strerror or exc}") from None
+    if directory:
+        if not stat.S_ISDIR(st.st_mode):
+            raise StoreError(
+                real,
+                "is not a folder, so it cannot be a shared-directory store; it is left "
+                "untouched (give the store the path of a folder, or of none yet)",
+            )
+        return real
     if not stat.S_ISREG(st.st_mode):
         raise _not_regular(real, st.st_mode)
     return real

@@ -57,6 +57,7 @@ class Entry:
         describe: The location as messages show it (without a password).
         limits: What the store cannot hold in column names, known before
             it is opened (a decorated function's key is checked at once).
+        directory: The store is a folder (the shared-directory store), not a file.
     """
 
     name: str
@@ -65,6 +66,7 @@ class Entry:
     check: Callable[[str], None] = _check_nothing
     describe: Callable[[str], str] = _as_given
     limits: ColumnLimits = NO_LIMITS
+    directory: bool = False
 
     @property
     def is_scheme(self) -> bool:
@@ -85,6 +87,7 @@ def register(
     check: Callable[[str], None] | None = None,
     describe: Callable[[str], str] | None = None,
     limits: ColumnLimits = NO_LIMITS,
+    directory: bool = False,
 ) -> None:
     """Make stet open stores named like ``name`` with ``factory``.
 
@@ -104,6 +107,8 @@ def register(
             hides a password held in a URL.
         limits: What the store cannot hold in column names beyond the
             shared rule (the same as its `Store.limits`).
+        directory: The store is a folder, not a file (an extension only):
+            its path may name an existing folder, never a file.
 
     Raises:
         ValueError: ``name`` is neither an extension nor a scheme, or is
@@ -123,7 +128,7 @@ def register(
     if name in table:
         raise ValueError(f"{name!r} is registered already (by {table[name].factory!r})")
     table[name] = Entry(
-        name, factory, backend, check or _check_nothing, describe or _as_given, limits
+        name, factory, backend, check or _check_nothing, describe or _as_given, limits, directory
     )
 
 
@@ -197,7 +202,7 @@ def new_store(store: str | os.PathLike[str], *, clock: Clock = SYSTEM_CLOCK) -> 
     found = entry(store)
     text = os.fspath(store)
     if not found.is_scheme:
-        real_path(text)  # refuse a symlink loop or a FIFO as open_store does
+        real_path(text, directory=found.directory)  # refuse a symlink loop or a FIFO
         text = os.path.abspath(text)
     return found.factory(text, clock=clock)
 
@@ -231,7 +236,7 @@ def _opened(store: str | os.PathLike[str]) -> tuple[Store, StoreBackend]:
     if found.is_scheme:
         given = resolved = text
     else:
-        given, resolved = os.path.abspath(text), real_path(text)
+        given, resolved = os.path.abspath(text), real_path(text, directory=found.directory)
     with _open_lock:
         opened = _open.get(resolved)
         if opened is None or type(opened[1]) is not found.backend:

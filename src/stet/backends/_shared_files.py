@@ -1,0 +1,242 @@
+"""The files of a shared-directory store's ``records/``: names, incremental reads, leftovers.
+
+Every file in ``records/`` is a CSV file with a header, written by one
+process: ``<host>-<pid>-<token>.csv`` while its writer appends to it,
+``*.sealed.csv`` once it exited, ``compacted-<token>.csv`` for folded
+files. `read_new` reads one file from where the last read stopped,
+checking that the bytes before that point are still the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import socket
+import stat
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+
+from ..exceptions import StoreError
+from ._csv import CsvChunks
+from ._records import Batch, Record, as_records
+from ._schema import identity
+
+__all__ = [
+    "COMPACTED",
+    "SEALED",
+    "Replaced",
+    "Seen",
+    "is_records_file",
+    "is_settled",
+    "once_each",
+    "pid_gone",
+    "process_tag",
+    "read_all",
+    "read_new",
+    "sweep_leftovers",
+    "sync_folder",
+    "this_host",
+    "writer_of",
+]
+
+SEALED: Final = ".sealed.csv"
+COMPACTED: Final = "compacted-"
+#: Bytes before a read's end kept to recognize the same file next time.
+TAIL: Final = 64
+_WRITER: Final = re.compile(
+    r"^\.?(?:new-|probe-)?(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]+(?:\.csv)?$"
+)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+def this_host() -> str:
+    """This machine as file names show it: ``STET_HOST``, or the host name."""
+    name = os.environ.get("STET_HOST") or socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9._]", "_", name) or "host"
+
+
+def process_tag() -> str:
+    """``<host>-<pid>``: what names a file this process makes, for `sweep_leftovers`."""
+    return f"{this_host()}-{os.getpid()}"
+
+
+@attrs.define
+class Seen:
+    """How far one file was read: its inode, the offset, and the bytes before it."""
+
+    inode: int
+    offset: int = 0
+    header: tuple[str, ...] | None = None
+    tail: bytes = b""
+
+
+class Replaced(Exception):
+    """A file was replaced, shrank or changed before where it was read: records may be gone."""
+
+
+def is_records_file(name: str) -> bool:
+    """True for the names a ``records/*.csv`` glob reads."""
+    return name.endswith(".csv") and not name.startswith(".")
+
+
+def is_settled(name: str) -> bool:
+    """True for a file nobody appends to any more (sealed or compacted)."""
+    return name.endswith(SEALED) or name.startswith(COMPACTED)
+
+
+def writer_of(name: str) -> tuple[str, int] | None:
+    """(host, pid) of the process a file name says wrote it, or None."""
+    found = _WRITER.match(name)
+    return (found["host"], int(found["pid"])) if found is not None else None
+
+
+def pid_gone(pid: int) -> bool:
+    """True if no process of this machine has this pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, someone else's
+    return False
+
+
+def _unreadable(path: str, exc: OSError) -> StoreError:
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        why = "it is a symbolic link, which stet never follows inside the store"
+    return StoreError(path, f"cannot be read: {why}; move it out of records/")
+
+
+def _open(path: str) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path`` (FileNotFoundError if it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise StoreError(path, "is not a regular file; move it out of records/")
+    return fd, st
+
+
+def _pread_all(fd: int, start: int) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        chunk = os.pread(fd, 1 << 20, start)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        start += len(chunk)
+
+
+def read_new(path: str, seen: Seen | None) -> tuple[Batch, Seen]:
+    """The records of ``path`` added since ``seen``, and how far it is read now.
+
+    Raises:
+        FileNotFoundError: It is gone (compacted away meanwhile).
+        Replaced: It was replaced, shrank, or changed before ``seen``'s end.
+        StoreError: It is damaged, or not a regular file (naming it).
+    """
+    fd, st = _open(path)
+    try:
+        if seen is not None and (seen.inode != st.st_ino or st.st_size < seen.offset):
+            raise Replaced
+        if seen is None:
+            seen = Seen(st.st_ino)
+        elif st.st_size == seen.offset:
+            return [], seen
+        data = _pread_all(fd, seen.offset - len(seen.tail))
+    finally:
+        os.close(fd)
+    if data[: len(seen.tail)] != seen.tail:
+        raise Replaced
+    return _parse(path, data[len(seen.tail) :], seen)
+
+
+def _parse(path: str, data: bytes, seen: Seen) -> tuple[Batch, Seen]:
+    chunks = CsvChunks(path)
+    start = 0
+    if seen.header is None:
+        end = data.find(b"\n")
+        if end < 0:
+            raise StoreError(
+                path,
+                "has no complete header line, so it is not a file stet wrote (stet "
+                "writes the header before a file appears in records/); move it away",
+            )
+        seen.header = chunks.header(data[: end + 1])
+        start = end + 1
+    batch, used = chunks.records(data[start:], seen.header, seen.offset + start)
+    seen.offset += start + used
+    seen.tail = (seen.tail + data[: start + used])[-TAIL:]
+    return batch, seen
+
+
+def read_all(path: str) -> list[Record]:
+    """Every record of ``path``, as dicts (FileNotFoundError if it is gone)."""
+    fd, st = _open(path)
+    try:
+        data = _pread_all(fd, 0)
+    finally:
+        os.close(fd)
+    return as_records(_parse(path, data, Seen(st.st_ino))[0])
+
+
+def once_each(records: Sequence[Record], location: str) -> list[Record]:
+    """One record per run (two writers may both have recorded it), the first kept."""
+    seen: set[tuple[str, tuple[str, ...], tuple[str, ...]]] = set()
+    out = []
+    for record in records:
+        ident = identity(record, location)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(record)
+    return out
+
+
+def sync_folder(path: str) -> None:
+    """Make the names in a folder durable (where the filesystem allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def sweep_leftovers(folders: Sequence[str], host: str) -> None:
+    """Delete files that processes of this host, now gone, left half-made.
+
+    A writer killed while staging its file in ``tmp/``, a claim staged in
+    ``claims/`` or a probe file: each is named with its host and pid. A
+    compacted file staged in ``tmp/`` belongs to a compaction, and only one
+    runs at a time (the caller holds ``compaction.claim``).
+    """
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".claim", ".takeover")):
+                continue
+            writer = writer_of(name)
+            left = name.startswith(COMPACTED) or (
+                writer is not None and writer[0] == host and pid_gone(writer[1])
+            )
+            if left:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
