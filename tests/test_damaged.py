@@ -258,3 +258,17 @@ def check_mutated(path: Path, content: bytes) -> None:
     for row in before:
         assert row in after
     assert {"x": "99", "name": "new"}.items() <= after[-1].items()
+
+
+def test_a_sqlite_store_whose_schema_text_is_not_utf8_is_a_store_error(tmp_path: Path) -> None:
+    """A damaged byte in the schema's text made SQLite hand back undecodable
+    text: a UnicodeDecodeError escaped instead of a StoreError naming the file
+    (found by the mutation test above)."""
+    path = tmp_path / "runs.sqlite"
+    stet.backends.get_backend(path).record({"x": 1})
+    stet.backends.forget_open()
+    data = bytearray(path.read_bytes())
+    data[data.find(b"stet_meta") + 1] = 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(stet.StoreError, match=r"runs\.sqlite: cannot be read"):
+        stet.backends.StoreBackend(stet.backends.new_store(path)).has({"x": 1})

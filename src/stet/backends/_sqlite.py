@@ -97,7 +97,7 @@ class _SqliteFormat:
             if "no such table" in str(exc):
                 return {}
             raise self._error(f"cannot be read: {exc}") from None
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be read: {exc}") from None
         claims: dict[ClaimId, Claim] = {}
         for function, key, owner, epoch, expires, lease, since in rows:
@@ -153,7 +153,7 @@ class _SqliteFormat:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be written: {exc}") from None
 
     def _error(self, problem: str) -> StoreError:
@@ -209,7 +209,7 @@ class _SqliteFormat:
             others = conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type IN ('view', 'trigger')"
             ).fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             if "file is not a database" in str(exc):
                 raise self._error(
                     "is not a SQLite database (wrong file header); it is left untouched"
@@ -312,7 +312,7 @@ class _SqliteFormat:
             finally:
                 if conn.in_transaction:  # an error may have rolled it back already
                     conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be read: {exc}") from None
         assert self._inode is not None
         max_rowid = top if top is not None else since
@@ -419,7 +419,7 @@ class _SqliteFormat:
             # them into the file, so that the file itself is a stet store
             # before any record is written (see `_foreign_journals`).
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be written: {exc}") from None
         self._has_table, self._stet_file = True, self._inode
 
@@ -479,7 +479,7 @@ class _SqliteFormat:
             else:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 generation = self._generation(conn)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._error(f"cannot be written: {exc}") from None
         assert self._inode is not None
         return _SqliteCursor(
