@@ -24,7 +24,8 @@ from typing import Any
 import attrs
 
 from . import _api, _grid
-from ._codec import KeyCodec, canonical_from_legacy
+from ._codec import KeyCodec
+from ._codec_legacy import canonical_from_legacy
 from ._explain import explain_texts
 from ._lazy import pc, pd, pq
 from ._once import DEFAULT_STORE
