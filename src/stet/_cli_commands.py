@@ -28,7 +28,7 @@ from ._cli_checks import (
 )
 from ._codec import KeyCodec
 from ._explain import explain_texts
-from ._grid import store_grid
+from ._grid_points import store_grid
 from ._lazy import pd
 from ._status import latest_code, status
 from .backends import open_store

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._grid import Grid, Points
+from ._grid import Grid
+from ._grid_points import Points
 from ._html import html_table
 from ._lazy import pd
 from ._rows import _grid_keys, _runner_of
