@@ -226,7 +226,7 @@ class PostgresStore:
         heartbeat.drop(self, claim)
         with self._reader.mutex:
             records, fresh = self._reader.new_records(
-                claim.function, claim.cols, [claim.values], duration=duration, code=code
+                claim.function, claim.cols, [claim.values], duration, code
             )
             if not self._claims.finish(claim, records):
                 return False

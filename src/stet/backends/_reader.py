@@ -132,9 +132,8 @@ class IndexedReader(Generic[C]):
         function: str,
         cols: tuple[str, ...],
         keys: Iterable[tuple[str, ...]],
-        *,
-        duration: float | None = None,
-        code: str | None = None,
+        duration: float | None,
+        code: str | None,
     ) -> tuple[list[Record], dict[Packed, tuple[str, ...]]]:
         """The records of the keys not held yet, each once, and those keys by packed form.
 
@@ -158,7 +157,7 @@ class IndexedReader(Generic[C]):
         code: str | None = None,
     ) -> int:
         """Record the keys not held yet; ``write`` writes their records, saying how many are new."""
-        records, fresh = self.new_records(function, cols, keys, duration=duration, code=code)
+        records, fresh = self.new_records(function, cols, keys, duration, code)
         if not records:
             return 0
         added = write(records)
