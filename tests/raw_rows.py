@@ -24,5 +24,6 @@ def append_as_written(store: str, records: Sequence[dict[str, str]]) -> None:
         assert isinstance(opened, FileStore)
         with opened._locked():
             opened.refresh()
-            opened._cursor = opened._format.append(list(records), opened._cursor)
+            reader = opened._reader
+            reader.cursor = opened._format.append(list(records), reader.cursor)
     opened.flush()

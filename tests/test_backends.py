@@ -382,12 +382,20 @@ def test_a_sqlite_reader_after_fork_sees_new_records(tmp_path: Path) -> None:
     writer = ctx.Process(target=_record_in_child, args=(path, 1))
     writer.start()
     writer.join()
-    b.store.reset_in_child()  # type: ignore[attr-defined]  # as in a forked child
+    reader = ctx.Process(target=_exit_unless_recorded, args=(b, 1))  # inherits b as it is
+    reader.start()
+    reader.join()
+    assert reader.exitcode == 0, "the forked child saw the record"
     assert b.has({"x": 1})
 
 
 def _record_in_child(path: str, x: int) -> None:
     SqliteBackend(path).record({"x": x})
+
+
+def _exit_unless_recorded(b: Backend, x: int) -> None:
+    if not b.has({"x": x}):
+        raise SystemExit(1)
 
 
 def test_a_parquet_store_buffers_new_records_in_a_journal(tmp_path: Path) -> None:

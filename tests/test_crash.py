@@ -174,7 +174,7 @@ def test_a_full_sqlite_database_refuses_the_whole_batch(tmp_path: Path) -> None:
     table.record({"x": -1}, function="f")
     # The page limit is per connection: set it on the store's own (no public seam
     # makes a disk full).
-    conn = table.store._format._connect()  # type: ignore[attr-defined]
+    conn = table.store._format._db.connect()  # type: ignore[attr-defined]
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count = {pages}")
     batch = [(str(x),) for x in range(5_000)]

@@ -513,3 +513,45 @@ def test_a_lease_of_inf_in_a_settings_file_is_refused() -> None:
     with pytest.raises(ValueError, match="lease") as info:
         stet.Once.from_dict({"store": "runs.csv", "claim": True, "lease": float("inf")})
     assert "inf" in str(info.value)
+
+
+@pytest.mark.parametrize("closed_by", ["the next read", "a fork"])
+@pytest.mark.parametrize("fate", ["deleted", "moved"])
+def test_a_stale_sqlite_connection_leaves_a_new_stores_log_alone(
+    tmp_path: Path, fate: str, closed_by: str
+) -> None:
+    """A process still connected to a store removed by hand never harms the store made after it.
+
+    SQLite names a database's write-ahead log after its path, and the last
+    connection to close deletes the log of that name. The stale connection
+    is closed when its process next reads the store (or forks); by then the
+    log at the path is the new store's, holding records not yet copied into
+    its file. SQLite itself skips the checkpoint and the delete when the
+    connection's file has moved or been deleted; this keeps that so.
+    """
+    path = tmp_path / "runs.sqlite"
+    stale = new_store(path)
+    stale.add("run", ("x",), [("1",)])
+    stale.refresh()  # holds a connection to the first database
+    for suffix in ("", "-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if fate == "deleted":
+            side.unlink()
+        else:
+            side.rename(tmp_path / f"elsewhere.sqlite{suffix}")
+    writer = new_store(path)  # another process makes a new store and records a run
+    writer.add("run", ("x",), [("2",)])
+    assert Path(f"{path}-wal").stat().st_size > 0, "the new record is in the new log"
+    if closed_by == "a fork":  # before a fork every store closes its connection
+        child = FORK.Process(target=_nothing)
+        child.start()
+        child.join(120)
+        assert child.exitcode == 0
+    stale.refresh()
+    assert stale.knows("run", ("x",), "2")
+    assert not stale.knows("run", ("x",), "1")
+    assert new_store(path).is_done("run", ("x",), "2"), "the new store's record is still there"
+
+
+def _nothing() -> None:
+    pass

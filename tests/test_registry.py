@@ -131,3 +131,21 @@ def test_registered_limits_are_checked_when_a_function_is_decorated() -> None:
 
     finally:
         unregister("short://")
+
+
+def test_a_multi_part_extension_opens_its_store_and_the_longest_registered_one_wins() -> None:
+    class Gz(StoreBackend):
+        """The backend of ``.gz`` stores."""
+
+    register(".tar.gz", MemoryStore, backend=NotedBackend)
+    register(".gz", MemoryStore, backend=Gz)
+    try:
+        assert type(get_backend("runs.tar.gz")) is NotedBackend
+        assert type(get_backend("RUNS.TAR.GZ")) is NotedBackend, "an extension ignores case"
+        assert type(get_backend("runs.gz")) is Gz
+        assert type(get_backend("runs.star.gz")) is Gz, "an extension starts at a dot"
+        with pytest.raises(ValueError, match="Unsupported store extension"):
+            stet.Once(store="folder/.gz")  # a hidden file's name is no extension
+    finally:
+        unregister(".tar.gz")
+        unregister(".gz")

@@ -26,6 +26,7 @@ import pytest
 
 import stet
 from stet.backends import _shared_dir as shared_dir
+from stet.backends import _shared_writer as shared_writer
 from stet.backends import new_store, open_store
 from stet.backends._claims import Claim
 from stet.backends._shared_claims import ClaimFiles
@@ -587,7 +588,7 @@ def test_a_full_disk_is_a_store_error_and_compaction_removes_nothing(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with monkeypatch.context() as patched:
-        patched.setattr(shared_dir, "write_file", write_full)
+        patched.setattr(shared_writer, "write_file", write_full)
         with pytest.raises(stet.StoreError, match=r"No space left.*nothing was removed"):
             stet.compact("runs.stetdir")
     assert len(glob.glob("runs.stetdir/records/*.csv")) >= 2

@@ -8,7 +8,8 @@ stores. It is put together from parts, each with one job:
   its journal in);
 - a `StoreLock` serializes writers across processes (``flock`` on a kept
   descriptor), and a mutex the threads of this process;
-- a `KeyIndex` answers lookups from memory;
+- an `IndexedReader` answers lookups from memory (a `KeyIndex`, caught up
+  by the format's scan);
 - `ClaimRecords` (``STORE.claims.json``, or SQLite's table) and
   `LeaseFiles` (``STORE.claims.d/``) hold claims and their leases.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,11 +35,12 @@ from ._claims import Claim, ClaimId, ClaimsFile, ClaimState, LeaseFiles, heartbe
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock, Instant
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
-from ._index import KeyIndex, Packed, pack
+from ._index import Packed, pack
 from ._lock import LockTimeout, StoreLock, lock_timeout
-from ._process import track, written
+from ._process import written
+from ._reader import IndexedReader
 from ._records import Batch, Columns, Cursor, Record, as_records
-from ._schema import HOST, THIS_HOST, new_records
+from ._schema import HOST, THIS_HOST
 
 __all__ = ["ClaimRecords", "FileFormat", "FileStore"]
 
@@ -138,15 +139,13 @@ class FileStore:
         )
         self._leases = LeaseFiles(path)
         self._record_files = record_files
-        self._index = KeyIndex(format.location)
-        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._cursor: Cursor | None = None
-        self._mutex = threading.RLock()
         self._lock = StoreLock(format.path + ".lock")
         self._lock_tried = False
         self._filesystem: str | None = None  # the filesystem's type, once looked up
         self._hosts: set[str] = set()  # machines seen in records, on a network filesystem
-        track(self)
+        self._reader: IndexedReader[Cursor] = IndexedReader(
+            format.location, self._scan, before_fork=format.before_fork, in_child=self._in_child
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -158,19 +157,7 @@ class FileStore:
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
-    # -- processes ------------------------------------------------------------
-
-    def pause_for_fork(self) -> bool:
-        if not self._mutex.acquire(timeout=5):
-            return False
-        self._format.before_fork()
-        return True
-
-    def resume_after_fork(self) -> None:
-        self._mutex.release()
-
-    def reset_in_child(self) -> None:
-        self._mutex = threading.RLock()
+    def _in_child(self) -> None:
         self._lock.after_fork()
         self._format.after_fork()
 
@@ -178,7 +165,7 @@ class FileStore:
     def _locked(self, timeout: float | None = None) -> Iterator[None]:
         if timeout is None:
             timeout = lock_timeout()
-        with self._mutex:
+        with self._reader.mutex:
             try:
                 self._lock.acquire(timeout=timeout)
             except LockTimeout:
@@ -209,29 +196,22 @@ class FileStore:
     # -- lookups --------------------------------------------------------------
 
     def refresh(self) -> None:
-        with self._mutex:
-            if self._filesystem is None:
-                self._filesystem = _fs.filesystem_of(self._format.path)
-            network = _fs.is_network(self._filesystem)
-            # On a network filesystem the machines that wrote are read too
-            # (every column), to warn when more than one shares the store.
-            batch, cursor, complete = self._format.scan(self._cursor, every_column=network)
-            if network:
-                self._hosts.update(_hosts_of(batch))
-                _fs.warn_many_hosts(self.location, self._hosts, self._filesystem)
-            if complete:
-                self._index.rebuild(batch)  # readers in other threads keep the old index meanwhile
-            else:
-                self._index.ingest(batch)
-            self._cursor = cursor
+        self._reader.refresh()
+
+    def _scan(self, cursor: Cursor | None) -> tuple[list[Batch], Cursor | None, bool]:
+        if self._filesystem is None:
+            self._filesystem = _fs.filesystem_of(self._format.path)
+        network = _fs.is_network(self._filesystem)
+        # On a network filesystem the machines that wrote are read too
+        # (every column), to warn when more than one shares the store.
+        batch, cursor, complete = self._format.scan(cursor, every_column=network)
+        if network:
+            self._hosts.update(_hosts_of(batch))
+            _fs.warn_many_hosts(self.location, self._hosts, self._filesystem)
+        return [batch], cursor, complete
 
     def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        groups = self._index.groups
-        done = groups.get((function, cols))
-        if done is not None and key in done:
-            return True
-        done = groups.get(("", cols))
-        return done is not None and key in done
+        return self._reader.index.knows(function, cols, key)
 
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
         if self.knows(function, cols, key):
@@ -245,9 +225,7 @@ class FileStore:
         return self.knows(function, cols, key)
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
-        """True if a record holds each of ``cols`` with these texts (see `KeyIndex.matches`)."""
-        self.refresh()
-        return self._index.matches(function, cols, values)
+        return self._reader.matches(function, cols, values)
 
     def check_can_hold(self, cols: Sequence[str]) -> None:
         # Only a store whose column names ignore case (SQLite) can refuse: a
@@ -256,7 +234,7 @@ class FileStore:
         if not self.limits.case_insensitive:
             return
         self.refresh()
-        known = {c.lower(): c for c in self._index.columns()}
+        known = {c.lower(): c for c in self._reader.index.columns()}
         for col in cols:
             other = known.get(col.lower())
             if other is not None and other != col:
@@ -267,11 +245,7 @@ class FileStore:
                 )
 
     def prefer_order(self, names: Sequence[str]) -> None:
-        # A key is sorted by column name everywhere else; only a new store's
-        # columns (a CSV header, say) take this order, so they read as the
-        # function is written.
-        order = tuple(names)
-        self._order.setdefault(tuple(sorted(order)), order)
+        self._reader.prefer_order(names)
 
     # -- writing --------------------------------------------------------------
 
@@ -286,39 +260,20 @@ class FileStore:
     ) -> int:
         with self._locked():
             self.refresh()
-            return self._add_locked(function, cols, keys, duration, code)
+            return self._reader.add(
+                function, cols, keys, self._append, duration=duration, code=code
+            )
 
-    def _add_locked(
-        self,
-        function: str,
-        cols: tuple[str, ...],
-        keys: Iterable[tuple[str, ...]],
-        duration: float | None,
-        code: str | None,
-    ) -> int:
-        fresh = self._index.fresh(function, cols, keys)
-        if not fresh:
-            return 0
-        order = self._order.get(cols)
-        records = new_records(
-            function, cols, fresh.values(), order=order, duration=duration, code=code
-        )
-        self._cursor = self._format.append(records, self._cursor)
-        self._index.add(function, cols, fresh)
+    def _append(self, records: list[Record]) -> int:
+        """Write records (lock held, store just read); how many."""
+        self._reader.cursor = self._format.append(records, self._reader.cursor)
         self._hosts.add(THIS_HOST)
         written(self)
         return len(records)
 
     def merge(self, records: Iterable[Record]) -> int:
         with self._locked():
-            self.refresh()
-            added, new = self._index.unseen(records, self._check_new_group)
-            if added:
-                self._cursor = self._format.append(added, self._cursor)
-                written(self)
-                for (function, cols), keys in new.items():  # only once they are written
-                    self._index.add(function, cols, keys)
-            return len(added)
+            return self._reader.merge(records, self._check_new_group, self._append)
 
     def _check_new_group(self, cols: tuple[str, ...]) -> None:
         check_key_columns(cols, self.limits, store=self.location)
@@ -327,12 +282,12 @@ class FileStore:
     def flush(self, timeout: float | None = None) -> None:
         with self._locked(timeout):
             self.refresh()
-            self._cursor = self._format.fold(self._cursor)
+            self._reader.cursor = self._format.fold(self._reader.cursor)
 
     # -- whole-store operations ------------------------------------------------
 
     def records(self) -> list[Record]:
-        with self._mutex:
+        with self._reader.mutex:
             batch, _, _ = self._format.scan(None, every_column=True)
             return as_records(batch)
 
@@ -342,9 +297,8 @@ class FileStore:
             records = as_records(batch)
             kept = [record for record in records if not doomed(record)]
             removed = len(records) - len(kept)
-            if removed:
-                self._cursor = self._format.rewrite(kept, cursor)
-            self._index.rebuild(kept)
+            after = self._format.rewrite(kept, cursor) if removed else self._reader.cursor
+            self._reader.reset(kept, after)
             return removed
 
     def clear(self, *, in_place: bool = False) -> int:
@@ -363,8 +317,7 @@ class FileStore:
                     pass
                 except OSError as exc:
                     raise StoreError(path, f"cannot be removed: {exc.strerror or exc}") from None
-            self._cursor = None
-            self._index.rebuild([])
+            self._reader.reset([], None)
             return removed
 
     # -- claims (Once(claim=True)) ----------------------------------------------
@@ -395,7 +348,7 @@ class FileStore:
         self._leases.sweep(kept.values())
 
     def claims(self) -> dict[ClaimId, Claim]:
-        with self._mutex:
+        with self._reader.mutex:
             self.refresh()
             now = self.clock.now()
             return {i: c for i, c in self._judged(now).items() if not self._finished(c)}
@@ -452,7 +405,14 @@ class FileStore:
                 claims = self._claim_records.load()
                 if not claim.same(claims.get(claim.id)):
                     return False
-                self._add_locked(claim.function, claim.cols, [claim.values], duration, code)
+                self._reader.add(
+                    claim.function,
+                    claim.cols,
+                    [claim.values],
+                    self._append,
+                    duration=duration,
+                    code=code,
+                )
                 self._save_claims(claims, [], [claim.id])
                 return True
         finally:

@@ -9,8 +9,8 @@ URL leaves out comes from libpq's environment variables (``PGHOST``,
 `PostgresStore` is composed of parts, one module each: the URL
 (`._pg_url`), the connection and its retries (`._pg_retry`), the tables
 (`._pg_schema`), the records' statements (`._pg_rows`) and the claims'
-(`._pg_claims`); it keeps the keys it has seen in a `KeyIndex`, as the
-file stores do.
+(`._pg_claims`); it keeps the keys it has seen in an `IndexedReader`, as
+the file stores do.
 
 No file lock is involved: the unique constraint and transactions make
 every operation safe against other processes on any machine.
@@ -18,7 +18,6 @@ every operation safe against other processes on any machine.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import attrs
@@ -26,15 +25,15 @@ import attrs
 from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_key_columns
-from ._index import KeyIndex, Packed, pack
+from ._index import Packed, pack
 from ._pg_claims import ClaimsTable
 from ._pg_retry import Connection
 from ._pg_rows import PgCursor, Rows
 from ._pg_schema import PG_LIMITS, Schema, key_json
 from ._pg_url import parse_url
-from ._process import track
-from ._records import Cursor, Record, as_records
-from ._schema import identity, new_records
+from ._reader import IndexedReader
+from ._records import Batch, Cursor, Record, as_records
+from ._schema import identity
 
 __all__ = ["PostgresStore"]
 
@@ -68,30 +67,16 @@ class PostgresStore:
         self._claims = ClaimsTable(self._connection, self._schema, self._rows, clock)
         self.location = self._connection.location  # never the password
         self.clock = clock
-        self._index = KeyIndex(self.location)
-        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._checked: set[tuple[str, ...]] = set()  # key columns that fit the server
-        self._cursor: Cursor | None = None
-        self._mutex = threading.RLock()
-        track(self)
+        self._reader: IndexedReader[Cursor] = IndexedReader(
+            self.location,
+            self._scan,
+            before_fork=self._connection.before_fork,
+            in_child=self._connection.after_fork,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
-
-    # -- processes ------------------------------------------------------------
-
-    def pause_for_fork(self) -> bool:
-        if not self._mutex.acquire(timeout=5):
-            return False
-        self._connection.before_fork()
-        return True
-
-    def resume_after_fork(self) -> None:
-        self._mutex.release()
-
-    def reset_in_child(self) -> None:
-        self._mutex = threading.RLock()
-        self._connection.after_fork()
 
     # -- lookups --------------------------------------------------------------
 
@@ -99,25 +84,23 @@ class PostgresStore:
         return self._connection.run("look for the store", self._schema.exists)
 
     def refresh(self) -> None:
-        with self._mutex:
-            batch, cursor, complete = self._rows.scan(self._cursor)
-            if complete:
-                self._index.rebuild(batch)
-            else:
-                self._index.ingest(batch)
-            self._cursor = cursor
+        self._reader.refresh()
+
+    def _scan(self, cursor: Cursor | None) -> tuple[list[Batch], Cursor | None, bool]:
+        batch, cursor, complete = self._rows.scan(cursor)
+        return [batch], cursor, complete
 
     def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        return self._index.knows(function, cols, key)
+        return self._reader.index.knows(function, cols, key)
 
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        if self._index.knows(function, cols, key):
+        if self.knows(function, cols, key):
             return True
         # A key not known to be done is about to run: refuse, before it runs,
         # a parameter name the server would truncate (and so never match).
         self._check_fits(cols)
         self.refresh()
-        return self._index.knows(function, cols, key)
+        return self.knows(function, cols, key)
 
     def _check_fits(self, cols: tuple[str, ...]) -> None:
         if cols not in self._checked:
@@ -125,32 +108,15 @@ class PostgresStore:
             self._checked.add(cols)
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
-        self.refresh()
-        return self._index.matches(function, cols, values)
+        return self._reader.matches(function, cols, values)
 
     def check_can_hold(self, cols: Sequence[str]) -> None:
         self._check_fits(tuple(sorted(cols)))
 
     def prefer_order(self, names: Sequence[str]) -> None:
-        order = tuple(names)
-        self._order.setdefault(tuple(sorted(order)), order)
+        self._reader.prefer_order(names)
 
     # -- writing --------------------------------------------------------------
-
-    def _records_of(
-        self,
-        function: str,
-        cols: tuple[str, ...],
-        keys: Iterable[tuple[str, ...]],
-        duration: float | None,
-        code: str | None,
-    ) -> tuple[list[Record], dict[Packed, tuple[str, ...]]]:
-        fresh = self._index.fresh(function, cols, keys)
-        order = self._order.get(cols)
-        records = new_records(
-            function, cols, fresh.values(), order=order, duration=duration, code=code
-        )
-        return records, fresh
 
     def add(
         self,
@@ -164,38 +130,30 @@ class PostgresStore:
         # The database decides what is new (ON CONFLICT), so the count is
         # right even when another worker recorded a key a moment ago.
         self._check_fits(cols)
-        with self._mutex:
+        with self._reader.mutex:
             self.refresh()
-            records, fresh = self._records_of(function, cols, keys, duration, code)
-            if not records:
-                return 0
-            added, versions = self._rows.insert(records)
-            self._index.add(function, cols, fresh)
-            self._advance(versions)
-            return added
+            return self._reader.add(
+                function, cols, keys, self._insert, duration=duration, code=code
+            )
 
     def merge(self, records: Iterable[Record]) -> int:
-        with self._mutex:
-            self.refresh()
-            added, new = self._index.unseen(records, self._check_fits)
-            if not added:
-                return 0
-            self._rows.insert(added)
-            for (function, cols), keys in new.items():
-                self._index.add(function, cols, keys)
-            return len(added)
+        with self._reader.mutex:
+            return self._reader.merge(records, self._check_fits, self._insert)
 
-    def _advance(self, versions: list[int]) -> None:
-        """Move the cursor past our own writes, if nobody else wrote in between.
+    def _insert(self, records: list[Record]) -> int:
+        """Insert records; how many were new.
 
-        Then the next look for news is one query that finds nothing new,
-        instead of reading back what this process just wrote.
+        The cursor moves past our own writes if nobody else wrote in
+        between: then the next look for news is one query that finds
+        nothing new, instead of reading back what this process just wrote.
         """
-        cursor = self._cursor
+        added, versions = self._rows.insert(records)
+        cursor = self._reader.cursor
         if isinstance(cursor, PgCursor) and versions == list(
             range(cursor.version + 1, cursor.version + 1 + len(versions))
         ):
-            self._cursor = attrs.evolve(cursor, version=versions[-1])
+            self._reader.cursor = attrs.evolve(cursor, version=versions[-1])
+        return added
 
     def flush(self, timeout: float | None = None) -> None:
         pass  # every record is in the table as soon as it is written
@@ -203,12 +161,12 @@ class PostgresStore:
     # -- whole-store operations ------------------------------------------------
 
     def records(self) -> list[Record]:
-        with self._mutex:
+        with self._reader.mutex:
             batch, _, _ = self._rows.scan(None, every_column=True)
             return as_records(batch)
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
-        with self._mutex:
+        with self._reader.mutex:
             batch, cursor, _ = self._rows.scan(None, every_column=True)
             keys: list[tuple[str, str]] = []
             for record in as_records(batch):
@@ -221,16 +179,14 @@ class PostgresStore:
             if keys:
                 assert isinstance(cursor, PgCursor)
                 removed = self._rows.delete(keys, cursor.version)
-            self._cursor = None
-            self.refresh()
+            self._reader.reread()
             return removed
 
     def clear(self, *, in_place: bool = False) -> int:
         """Delete every record in one statement (the tables stay; claims in progress stay)."""
-        with self._mutex:
+        with self._reader.mutex:
             removed = self._rows.delete(None, None)
-            self._cursor = None
-            self.refresh()
+            self._reader.reread()
             return removed
 
     # -- claims, timed by the server's clock ---------------------------------
@@ -254,7 +210,7 @@ class PostgresStore:
         # A worker that finished the key a moment ago dropped its claim in the
         # same transaction that recorded it: look again, now that we hold it.
         self.refresh()
-        if self._index.knows(function, cols, packed):
+        if self.knows(function, cols, packed):
             self._claims.release(claim)
             return "done", None
         if owner is None:
@@ -268,13 +224,13 @@ class PostgresStore:
         self, claim: Claim, *, duration: float | None = None, code: str | None = None
     ) -> bool:
         heartbeat.drop(self, claim)
-        with self._mutex:
-            records, fresh = self._records_of(
+        with self._reader.mutex:
+            records, fresh = self._reader.new_records(
                 claim.function, claim.cols, [claim.values], duration, code
             )
             if not self._claims.finish(claim, records):
                 return False
-            self._index.add(claim.function, claim.cols, fresh)
+            self._reader.index.add(claim.function, claim.cols, fresh)
             return True
 
     def release(self, claim: Claim) -> None:
@@ -288,5 +244,5 @@ class PostgresStore:
         return {
             i: c
             for i, c in self._claims.load().items()
-            if not self._index.knows(c.function, c.cols, pack(c.values))
+            if not self.knows(c.function, c.cols, pack(c.values))
         }

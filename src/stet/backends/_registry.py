@@ -92,9 +92,10 @@ def register(
     """Make stet open stores named like ``name`` with ``factory``.
 
     Args:
-        name: A file extension with its dot (``".duckdb"``; matched
-            without regard to case, on a file's or a directory's name), or
-            a URL scheme with its ``://`` (``"redis://"``).
+        name: A file extension with its dot (``".duckdb"``, or of several
+            parts, ``".tar.gz"``; matched without regard to case, on a
+            file's or a directory's name, the longest registered one
+            winning), or a URL scheme with its ``://`` (``"redis://"``).
         factory: Called as ``factory(location, clock=clock)``: an absolute
             path (symbolic links kept) or the URL as given; returns a
             `stet.typing.Store` (a `stet.typing.ClaimingStore` to support
@@ -155,6 +156,18 @@ def _scheme_of(location: str) -> Entry | None:
     return _schemes.get(head.lower() + "://")
 
 
+def _extension_of(path: str) -> Entry | None:
+    """The registration of the longest extension the name ends with (``.tar.gz`` over ``.gz``)."""
+    name = os.path.basename(path).lower()
+    # A name that is only an extension (".csv") has none, as for os.path.splitext.
+    held = [
+        found
+        for ext, found in _extensions.items()
+        if name.endswith(ext) and name[: -len(ext)].strip(".")
+    ]
+    return max(held, key=lambda found: len(found.name), default=None)
+
+
 def entry(store: str | os.PathLike[str]) -> Entry:
     """The registration that opens ``store``.
 
@@ -164,15 +177,13 @@ def entry(store: str | os.PathLike[str]) -> Entry:
             the location (a malformed URL).
     """
     text = os.fspath(store)
-    found = _scheme_of(text)
+    found = _scheme_of(text) or _extension_of(text)
     if found is None:
         ext = os.path.splitext(text)[1].lower()
-        found = _extensions.get(ext)
-        if found is None:
-            raise ValueError(
-                f"Unsupported store extension {ext or '(none)'!r} in {text!r}: "
-                f"the supported stores are {', '.join(registered())}"
-            )
+        raise ValueError(
+            f"Unsupported store extension {ext or '(none)'!r} in {text!r}: "
+            f"the supported stores are {', '.join(registered())}"
+        )
     found.check(text)
     return found
 

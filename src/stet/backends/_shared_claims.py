@@ -35,6 +35,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import secrets
 import stat
@@ -51,7 +52,22 @@ from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._shared_files import process_tag
 
-__all__ = ["ClaimFiles", "FolderLock", "ServerTime", "make_folder", "write_file"]
+__all__ = [
+    "NETWORK_MIN_LEASE",
+    "ClaimFiles",
+    "FolderLock",
+    "ServerTime",
+    "make_folder",
+    "warn_if_short",
+    "write_file",
+]
+
+logger: Final = logging.getLogger("stet")
+
+#: The shortest lease that is safe on a network filesystem: NFS clients
+#: cache attributes (a claim's renewal time) for up to 60 s, and a claim is
+#: renewed every third of its lease, so lease > 60 + lease / 3.
+NETWORK_MIN_LEASE: Final = 90.0
 
 _FORMAT: Final = "stet shared claim 1"
 _SUFFIX: Final = ".claim"
@@ -63,6 +79,22 @@ _ATTEMPTS: Final = 100
 #: real monotonic time when it was first used (see `ServerTime.drift`).
 _bases: dict[int, tuple[Clock, float, float]] = {}
 _bases_lock: Final = threading.Lock()
+_warned_lease: set[str] = set()
+
+
+def warn_if_short(path: str, lease: float, *, network: bool) -> None:
+    """Warn once per store when claims' lease is too short for a network filesystem."""
+    if network and lease < NETWORK_MIN_LEASE and path not in _warned_lease:
+        _warned_lease.add(path)
+        logger.warning(
+            "[stet] claims in %s have a lease of %g s, but on a network filesystem a "
+            "renewal may reach other nodes only after their attribute cache (up to 60 s) "
+            "expires, and renewals come every lease / 3: a live worker's claim could be "
+            "taken over. Use Once(lease=%g) or more.",
+            path,
+            lease,
+            NETWORK_MIN_LEASE,
+        )
 
 
 def make_folder(path: str) -> None:

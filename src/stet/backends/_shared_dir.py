@@ -12,8 +12,8 @@ A store whose path ends in ``.stetdir`` is a folder, made on first use::
 
 No file is ever written by two processes, so nothing needs ``flock`` or
 appends that land whole across NFS clients. Each writer process appends
-to a file of its own (a forked child starts another), every record
-flushed and fsynced before the call returns; files are created with
+to a file of its own (`._shared_writer`; a forked child starts another),
+every record flushed and fsynced before the call returns; files are created with
 modes 0o666 and 0o777 less the umask, so a group can share the store.
 The files under ``records/`` are CSV files with the CSV store's columns
 and quoting, so ``records/*.csv`` reads as one table with pandas, pyarrow
@@ -38,10 +38,7 @@ machines with it), else the machine's name.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -55,29 +52,26 @@ from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
-from ._csv import format_rows, header_for
-from ._index import KeyIndex, Packed, pack
-from ._process import track, written
+from ._index import Packed, pack
+from ._process import written
+from ._reader import IndexedReader
 from ._records import Batch, Record
-from ._schema import HOST, new_records
-from ._shared_claims import ClaimFiles, FolderLock, make_folder, write_file
+from ._schema import HOST
+from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
 from ._shared_files import (
     COMPACTED,
-    SEALED,
     Replaced,
     Seen,
+    foldable,
     is_records_file,
     is_settled,
     once_each,
-    pid_gone,
-    process_tag,
     read_all,
     read_new,
     sweep_leftovers,
-    sync_folder,
     this_host,
-    writer_of,
 )
+from ._shared_writer import OwnFile, write_compacted
 
 __all__ = [
     "LISTING_INTERVAL",
@@ -88,31 +82,12 @@ __all__ = [
     "open_shared_dir",
 ]
 
-logger: Final = logging.getLogger("stet")
-
 #: With more writer files than this, a miss lists ``records/`` at most once
 #: per `LISTING_INTERVAL` seconds.
 SMALL: Final = 32
 LISTING_INTERVAL: Final = 1.0
-#: The shortest lease that is safe on a network filesystem: NFS clients
-#: cache attributes (a claim's renewal time) for up to 60 s, and a claim is
-#: renewed every third of its lease, so lease > 60 + lease / 3.
-NETWORK_MIN_LEASE: Final = 90.0
 #: How long ``compaction.claim`` holds before another process may break it.
 COMPACT_LEASE: Final = 300.0
-
-_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
-_warned_lease: set[str] = set()
-
-
-@attrs.define
-class _Writer:
-    """This process's file in ``records/``."""
-
-    path: str
-    fd: int
-    header: tuple[str, ...]
-    pid: int
 
 
 class SharedDirStore:
@@ -127,14 +102,12 @@ class SharedDirStore:
         self.tmp_dir = os.path.join(path, "tmp")
         self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
         self._host = this_host()
-        self._index = KeyIndex(path)
-        self._seen: dict[str, Seen] = {}
         self._last_pass = -float("inf")
-        self._writer: _Writer | None = None
-        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._mutex = threading.RLock()
+        self._own = OwnFile(self.records_dir, self.tmp_dir, self._make_dirs, self._sealed)
         self._network: bool | None = None
-        track(self)
+        self._reader: IndexedReader[dict[str, Seen]] = IndexedReader(
+            path, self._scan, in_child=self._own.forget_in_child
+        )
 
     def __repr__(self) -> str:
         return f"SharedDirStore({self.location!r})"
@@ -148,21 +121,6 @@ class SharedDirStore:
             return "records" in os.listdir(self.path)
         except OSError:
             return False
-
-    # -- processes ------------------------------------------------------------
-
-    def pause_for_fork(self) -> bool:
-        return self._mutex.acquire(timeout=5)
-
-    def resume_after_fork(self) -> None:
-        self._mutex.release()
-
-    def reset_in_child(self) -> None:
-        self._mutex = threading.RLock()
-        if self._writer is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._writer.fd)  # the parent's file stays the parent's
-            self._writer = None
 
     # -- reading --------------------------------------------------------------
 
@@ -192,14 +150,16 @@ class SharedDirStore:
         except OSError as exc:
             raise StoreError(self.records_dir, f"cannot be listed: {exc.strerror or exc}") from None
 
-    def _pass(self, *, rebuild: bool = False) -> None:
-        """List ``records/`` and read what is new; index everything anew if ``rebuild``."""
+    def _scan(
+        self, cursor: dict[str, Seen] | None
+    ) -> tuple[list[Batch], dict[str, Seen] | None, bool]:
+        """List ``records/`` and read what is new since ``cursor`` (every file if None)."""
         for _ in range(20):  # a file compacted away between listing and reading: list again
             names = self._list()
-            anew = rebuild or not set(self._seen) <= set(names)
-            seen = {} if anew else dict(self._seen)
+            anew = cursor is None or not set(cursor) <= set(names)
+            seen = {} if anew or cursor is None else dict(cursor)
             batches: list[Batch] = []
-            own = os.path.basename(self._writer.path) if self._writer is not None else None
+            own = self._own.name
             try:
                 for name in names:
                     before = seen.get(name)
@@ -208,52 +168,41 @@ class SharedDirStore:
                     batch, seen[name] = read_new(os.path.join(self.records_dir, name), before)
                     batches.append(batch)
             except (FileNotFoundError, Replaced):
-                rebuild = True  # records may be gone: index every file anew
+                cursor = None  # records may be gone: index every file anew
                 continue
-            if anew:
-                index = KeyIndex(self.location)
-                for batch in batches:
-                    index.ingest(batch)
-                self._index.groups = index.groups  # readers keep a whole one meanwhile
-            else:
-                for batch in batches:
-                    self._index.ingest(batch)
-            self._seen = seen
             self._last_pass = time.monotonic()
-            return
+            return batches, seen, anew
         raise StoreError(
             self.records_dir, "keeps changing while it is read (compactions in a loop?)"
         )
 
     def refresh(self) -> None:
-        with self._mutex:
-            self._pass()
+        self._reader.refresh()
 
     def _catch_up(self) -> None:
         """What a miss does: a pass, unless one ran lately and the store has many files."""
-        if len(self._seen) <= SMALL or time.monotonic() - self._last_pass >= LISTING_INTERVAL:
-            self._pass()
+        files = len(self._reader.cursor or ())
+        if files <= SMALL or time.monotonic() - self._last_pass >= LISTING_INTERVAL:
+            self._reader.refresh()
 
     def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        return self._index.knows(function, cols, key)
+        return self._reader.index.knows(function, cols, key)
 
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
-        if self._index.knows(function, cols, key):
+        if self.knows(function, cols, key):
             return True
-        with self._mutex:
+        with self._reader.mutex:
             self._catch_up()
-        return self._index.knows(function, cols, key)
+        return self.knows(function, cols, key)
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
-        self.refresh()
-        return self._index.matches(function, cols, values)
+        return self._reader.matches(function, cols, values)
 
     def check_can_hold(self, cols: Sequence[str]) -> None:
         pass  # column names keep their case in CSV
 
     def prefer_order(self, names: Sequence[str]) -> None:
-        order = tuple(names)
-        self._order.setdefault(tuple(sorted(order)), order)
+        self._reader.prefer_order(names)
 
     # -- writing --------------------------------------------------------------
 
@@ -265,83 +214,17 @@ class SharedDirStore:
         except OSError as exc:
             raise StoreError(self.path, f"cannot be created: {exc.strerror or exc}") from None
 
-    def _append(self, records: Sequence[Record]) -> None:
-        """Write records to this process's file, fsynced (mutex held).
+    def _append(self, records: Sequence[Record]) -> int:
+        """Write records to this process's file, fsynced (mutex held); how many."""
+        self._own.append(records)
+        written(self)
+        return len(records)
 
-        If the file was deleted or moved meanwhile (the store removed by
-        hand, or compacted by a process that took this one for dead), the
-        records go again into a new file: nothing is written where no reader
-        looks.
-        """
-        for _ in range(3):
-            writer = self._writer
-            if writer is not None and writer.pid != os.getpid():
-                writer = self._writer = None  # a forked child: a file of its own
-            header = header_for(records, writer.header if writer is not None else ())
-            if writer is not None and header != writer.header:
-                self._seal()
-                writer = None
-            try:
-                if writer is None:
-                    writer = self._writer = self._new_file(header)
-                data = memoryview(format_rows(records, writer.header))
-                while data:
-                    data = data[os.write(writer.fd, data) :]
-                os.fsync(writer.fd)
-                if _in_place(writer):
-                    written(self)
-                    return
-            except OSError as exc:
-                # A record may be half-written: no other is ever put after it
-                # (the file is sealed, and the next record starts another).
-                with contextlib.suppress(OSError):
-                    self._seal()
-                raise StoreError(
-                    writer.path if writer is not None else self.records_dir,
-                    f"cannot be written: {exc.strerror or exc}",
-                ) from None
-            with contextlib.suppress(OSError):
-                os.close(writer.fd)
-            self._writer = None
-        raise StoreError(self.records_dir, "its files keep vanishing while records are written")
-
-    def _new_file(self, header: tuple[str, ...]) -> _Writer:
-        self._make_dirs()
-        name = f"{process_tag()}-{secrets.token_hex(6)}.csv"
-        staged = os.path.join(self.tmp_dir, name)
-        try:  # an OSError is named by _append
-            write_file(staged, ",".join(header).encode() + b"\n")
-            fd = os.open(staged, os.O_WRONLY | os.O_APPEND | _O_NOFOLLOW)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(staged)
-            raise
-        path = os.path.join(self.records_dir, name)
-        try:
-            os.rename(staged, path)  # it appears with its header
-            sync_folder(self.records_dir)
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(staged)
-            raise
-        return _Writer(path, fd, header, os.getpid())
-
-    def _seal(self) -> None:
-        """Close this process's file and rename it ``*.sealed.csv``: compaction may fold it."""
-        writer, self._writer = self._writer, None
-        if writer is None or writer.pid != os.getpid():
-            return
-        with contextlib.suppress(OSError):
-            os.close(writer.fd)
-        sealed = writer.path[: -len(".csv")] + SEALED
-        try:
-            os.rename(writer.path, sealed)
-        except OSError:
-            return  # compacted or cleared meanwhile: nothing to seal
-        name = os.path.basename(writer.path)
-        if name in self._seen:
-            self._seen[os.path.basename(sealed)] = self._seen.pop(name)
+    def _sealed(self, name: str, sealed: str) -> None:
+        """This process's file was sealed: it is read as far as before."""
+        seen = self._reader.cursor
+        if seen is not None and name in seen:
+            seen[sealed] = seen.pop(name)
 
     def add(
         self,
@@ -352,41 +235,28 @@ class SharedDirStore:
         duration: float | None = None,
         code: str | None = None,
     ) -> int:
-        with self._mutex:
+        with self._reader.mutex:
             self._catch_up()
-            fresh = self._index.fresh(function, cols, keys)
-            if not fresh:
-                return 0
-            records = new_records(
-                function,
-                cols,
-                fresh.values(),
-                order=self._order.get(cols),
-                duration=duration,
-                code=code,
+            return self._reader.add(
+                function, cols, keys, self._append_own, duration=duration, code=code
             )
-            for record in records:
-                record[HOST] = self._host
-            self._append(records)
-            self._index.add(function, cols, fresh)
-            return len(records)
+
+    def _append_own(self, records: list[Record]) -> int:
+        for record in records:
+            record[HOST] = self._host
+        return self._append(records)
 
     def merge(self, records: Iterable[Record]) -> int:
-        with self._mutex:
-            self._pass()
-            added, new = self._index.unseen(
-                records, lambda cols: check_key_columns(cols, self.limits, store=self.location)
-            )
-            if added:
-                self._append(added)
-                for (function, cols), keys in new.items():
-                    self._index.add(function, cols, keys)
-            return len(added)
+        with self._reader.mutex:
+            return self._reader.merge(records, self._check_new_group, self._append)
+
+    def _check_new_group(self, cols: tuple[str, ...]) -> None:
+        check_key_columns(cols, self.limits, store=self.location)
 
     def flush(self, timeout: float | None = None) -> None:
         """Seal this process's file (at exit, and when asked); the next record starts another."""
-        with self._mutex:
-            self._seal()
+        with self._reader.mutex:
+            self._own.seal()
 
     # -- whole-store operations ------------------------------------------------
 
@@ -397,24 +267,13 @@ class SharedDirStore:
         return out
 
     def records(self) -> list[Record]:
-        with self._mutex:
+        with self._reader.mutex:
             for _ in range(20):
                 try:
                     return once_each(self._all(self._list()), self.location)
                 except FileNotFoundError:
                     continue  # compacted away meanwhile
             raise StoreError(self.records_dir, "keeps changing while it is read")
-
-    def _foldable(self, name: str) -> bool:
-        """True for a file no writer appends to any more."""
-        if is_settled(name):
-            return True
-        writer = writer_of(name)
-        if writer is None or writer[0] != self._host:
-            return False  # another machine's writer: only it can tell
-        if writer[1] == os.getpid():
-            return self._writer is None or os.path.basename(self._writer.path) != name
-        return pid_gone(writer[1])
 
     def compact(self) -> int:
         """Fold the files of writers that are gone into one; return how many files were folded."""
@@ -431,11 +290,11 @@ class SharedDirStore:
         if not self.exists():
             return 0, 0
         lock = FolderLock(os.path.join(self.path, "compaction.claim"), self.clock, COMPACT_LEASE)
-        with self._mutex, lock:
-            self._seal()
+        with self._reader.mutex, lock:
+            self._own.seal()
             sweep_leftovers([self.tmp_dir, self._claims.folder], self._host)
             names = self._list()
-            fold = [n for n in names if self._foldable(n)]
+            fold = [n for n in names if foldable(n, self._host, self._own.name)]
             live = [n for n in names if n not in fold]
             still = [n for n in live if any(doomed(r) for r in self._all([n]))]
             if still:
@@ -454,49 +313,21 @@ class SharedDirStore:
                 or (fold and not fold[0].startswith(COMPACTED))
             ):
                 if kept:
-                    self._write_compacted(kept)
+                    write_compacted(kept, self.tmp_dir, self.records_dir)
                 for name in fold:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(os.path.join(self.records_dir, name))
             else:
                 fold = []
-            self._pass(rebuild=True)
+            self._reader.reread()
             return len(records) - len(kept), len(fold)
-
-    def _write_compacted(self, records: list[Record]) -> None:
-        header = header_for(records, ())
-        name = f"{COMPACTED}{secrets.token_hex(8)}.csv"
-        staged = os.path.join(self.tmp_dir, name)
-        try:
-            make_folder(self.tmp_dir)
-            write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
-            os.rename(staged, os.path.join(self.records_dir, name))
-            sync_folder(self.records_dir)  # in place before the folded files go
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(staged)
-            raise StoreError(
-                staged,
-                f"cannot be written: {exc.strerror or exc}; nothing was removed, the "
-                "store is as it was",
-            ) from None
 
     # -- claims ---------------------------------------------------------------
 
     def _check_lease(self, lease: float) -> None:
         if self._network is None:
             self._network = _fs.is_network(_fs.filesystem_of(self.path))
-        if self._network and lease < NETWORK_MIN_LEASE and self.path not in _warned_lease:
-            _warned_lease.add(self.path)
-            logger.warning(
-                "[stet] claims in %s have a lease of %g s, but on a network filesystem a "
-                "renewal may reach other nodes only after their attribute cache (up to 60 s) "
-                "expires, and renewals come every lease / 3: a live worker's claim could be "
-                "taken over. Use Once(lease=%g) or more.",
-                self.path,
-                lease,
-                NETWORK_MIN_LEASE,
-            )
+        warn_if_short(self.path, lease, network=self._network)
 
     def claim(
         self,
@@ -534,8 +365,7 @@ class SharedDirStore:
     def _won(self, claim: Claim, owner: str | None) -> tuple[ClaimState, Claim | None]:
         # The claim file is the authority: whoever finished the key wrote its
         # record before removing its claim, so it is read now if it exists.
-        with self._mutex:
-            self._pass()
+        self.refresh()
         if self.knows(claim.function, claim.cols, pack(claim.values)):
             self._claims.remove(claim)
             return "done", None
@@ -582,14 +412,6 @@ class SharedDirStore:
                 continue
             out[claim.id] = claim
         return out
-
-
-def _in_place(writer: _Writer) -> bool:
-    """True if the writer's file is still where readers look for it."""
-    try:
-        return os.stat(writer.path).st_ino == os.fstat(writer.fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 def open_shared_dir(path: str, *, clock: Clock = SYSTEM_CLOCK) -> SharedDirStore:

@@ -30,6 +30,7 @@ __all__ = [
     "SEALED",
     "Replaced",
     "Seen",
+    "foldable",
     "is_records_file",
     "is_settled",
     "once_each",
@@ -188,6 +189,18 @@ def read_all(path: str) -> list[Record]:
     finally:
         os.close(fd)
     return as_records(_parse(path, data, Seen(st.st_ino))[0])
+
+
+def foldable(name: str, host: str, own: str | None) -> bool:
+    """True for a file no writer appends to any more (seen from ``host``, writing ``own``)."""
+    if is_settled(name):
+        return True
+    writer = writer_of(name)
+    if writer is None or writer[0] != host:
+        return False  # another machine's writer: only it can tell
+    if writer[1] == os.getpid():
+        return own != name
+    return pid_gone(writer[1])
 
 
 def once_each(records: Sequence[Record], location: str) -> list[Record]:

@@ -1,0 +1,202 @@
+"""What a store keeps in memory to answer lookups: `IndexedReader`.
+
+Every built-in store reads its records the same way: a `KeyIndex` of the
+keys recorded, a cursor saying how far the store has been read, and a
+scan that reads what is new since that cursor (or everything, when the
+store was replaced or rewritten). `IndexedReader` is that part, over any
+scan function, together with the mutex that keeps a process's threads
+apart and the order a new store's key columns are written in. A store
+is composed of one, its own scan and its own writes; it overrides
+nothing, and a store of your own may use it the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+from ._index import Group, KeyIndex, Packed
+from ._process import track
+from ._records import Batch, Record
+from ._schema import new_records
+
+__all__ = ["IndexedReader", "Scan"]
+
+C = TypeVar("C")
+
+#: Reads records: ``scan(cursor) -> (batches, cursor, complete)``. With
+#: ``complete`` true the batches are the whole store (it was new, replaced or
+#: rewritten, or ``cursor`` was None); otherwise what was added since
+#: ``cursor``. A store with nothing in it gives ``([], None, True)``.
+Scan = Callable[[C | None], tuple[Sequence[Batch], C | None, bool]]
+
+
+def _nothing() -> None:
+    pass
+
+
+class IndexedReader(Generic[C]):
+    """The keys a store holds, kept in memory and caught up by reading only what is new.
+
+    Args:
+        location: The store as messages name it.
+        scan: Reads the store's records from a cursor (see `Scan`).
+        before_fork: Called before this process forks, once operations in
+            flight have finished (close a database connection).
+        in_child: Called in a forked child (drop inherited connections,
+            locks and files unused).
+
+    Attributes:
+        index: The keys recorded. Reading the store anew replaces it whole,
+            so a lookup in another thread sees the old one or the new one.
+        cursor: How far the store has been read (what `scan` returned last).
+        mutex: Held while the store is read or written; a forked child gets
+            a new one.
+
+    Example:
+        >>> records = [{"x": "1", "_stet_function": "run"}]
+        >>> reader = IndexedReader("demo", lambda cursor: ([records], None, True))
+        >>> reader.refresh()
+        >>> reader.index.knows("run", ("x",), "1"), reader.index.knows("run", ("x",), "2")
+        (True, False)
+    """
+
+    def __init__(
+        self,
+        location: str,
+        scan: Scan[C],
+        *,
+        before_fork: Callable[[], None] = _nothing,
+        in_child: Callable[[], None] = _nothing,
+    ) -> None:
+        self.location = location
+        self.index = KeyIndex(location)
+        self.cursor: C | None = None
+        self.mutex = threading.RLock()
+        self._scan = scan
+        self._before_fork = before_fork
+        self._in_child = in_child
+        self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
+        track(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+    # -- reading --------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read what other writers added since the last look."""
+        with self.mutex:
+            batches, cursor, complete = self._scan(self.cursor)
+            if complete:
+                index = KeyIndex(self.location)
+                for batch in batches:
+                    index.ingest(batch)
+                self.index = index
+            else:
+                for batch in batches:
+                    self.index.ingest(batch)
+            self.cursor = cursor
+
+    def reread(self) -> None:
+        """Read the whole store anew (after a change not read incrementally)."""
+        with self.mutex:
+            self.cursor = None
+            self.refresh()
+
+    def reset(self, records: Batch, cursor: C | None) -> None:
+        """Hold exactly these records: the whole store, read up to ``cursor`` (a rewrite)."""
+        with self.mutex:
+            index = KeyIndex(self.location)
+            index.ingest(records)
+            self.index, self.cursor = index, cursor
+
+    def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
+        """True if a record holds each of ``cols`` with these texts (see `KeyIndex.matches`)."""
+        self.refresh()
+        return self.index.matches(function, cols, values)
+
+    # -- writing --------------------------------------------------------------
+
+    def prefer_order(self, names: Sequence[str]) -> None:
+        """Write a new store's key columns ``names`` in this order (see `Store.prefer_order`)."""
+        # A key is sorted by column name everywhere else; only a new store's
+        # columns (a CSV header, say) take this order, so they read as the
+        # function is written.
+        order = tuple(names)
+        self._order.setdefault(tuple(sorted(order)), order)
+
+    def new_records(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None,
+        code: str | None,
+    ) -> tuple[list[Record], dict[Packed, tuple[str, ...]]]:
+        """The records of the keys not held yet, each once, and those keys by packed form.
+
+        Add the keys to `index` once their records are written.
+        """
+        fresh = self.index.fresh(function, cols, keys)
+        order = self._order.get(cols)
+        records = new_records(
+            function, cols, fresh.values(), order=order, duration=duration, code=code
+        )
+        return records, fresh
+
+    def add(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        write: Callable[[list[Record]], int],
+        *,
+        duration: float | None = None,
+        code: str | None = None,
+    ) -> int:
+        """Record the keys not held yet; ``write`` writes their records, saying how many are new."""
+        records, fresh = self.new_records(function, cols, keys, duration, code)
+        if not records:
+            return 0
+        added = write(records)
+        self.index.add(function, cols, fresh)
+        return added
+
+    def merge(
+        self,
+        records: Iterable[Record],
+        check: Callable[[tuple[str, ...]], None],
+        write: Callable[[list[Record]], object],
+    ) -> int:
+        """Add other stores' records of runs not held here (see `KeyIndex.unseen`); how many.
+
+        ``check`` sees each new group's key columns first (and may refuse
+        them); ``write`` writes the records.
+        """
+        self.refresh()
+        added, new = self.index.unseen(records, check)
+        if added:
+            write(added)
+            self._hold(new)
+        return len(added)
+
+    def _hold(self, new: dict[Group, set[Packed]]) -> None:
+        for (function, cols), keys in new.items():  # only once they are written
+            self.index.add(function, cols, keys)
+
+    # -- processes (see ._process) ---------------------------------------------
+
+    def pause_for_fork(self) -> bool:
+        if not self.mutex.acquire(timeout=5):
+            return False
+        self._before_fork()
+        return True
+
+    def resume_after_fork(self) -> None:
+        self.mutex.release()
+
+    def reset_in_child(self) -> None:
+        self.mutex = threading.RLock()
+        self._in_child()
