@@ -15,6 +15,7 @@ from ._progress import Progress, progress
 from ._submit import pending, shard
 from .exceptions import (
     KeyEncodingError,
+    KeyPathError,
     MissingDependencyError,
     ShardError,
     StetError,
@@ -32,6 +33,7 @@ __all__ = [
     "GridCell",
     "KeyCodec",
     "KeyEncodingError",
+    "KeyPathError",
     "MissingDependencyError",
     "Once",
     "Progress",
