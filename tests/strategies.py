@@ -240,7 +240,8 @@ CONFIG_KINDS = ["dict", "namespace", "dataclass", "attrs", "pydantic"]
 config_trees = st.dictionaries(
     FIELD_NAMES,
     st.recursive(
-        keyable, lambda kids: st.dictionaries(FIELD_NAMES, kids, min_size=1, max_size=3),
+        keyable,
+        lambda kids: st.dictionaries(FIELD_NAMES, kids, min_size=1, max_size=3),
         max_leaves=6,
     ),
     min_size=1,
@@ -281,8 +282,7 @@ def build_config(tree: dict[str, Any], kinds: list[str]) -> Any:
     def build(node: dict[str, Any]) -> Any:
         kind = kinds[next(counter) % len(kinds)]
         fields = {
-            k: build(v) if isinstance(v, dict) and v and _is_tree(v) else v
-            for k, v in node.items()
+            k: build(v) if isinstance(v, dict) and v and _is_tree(v) else v for k, v in node.items()
         }
         return make_config(kind, fields)
 
@@ -313,7 +313,7 @@ def make_config(kind: str, fields: dict[str, Any]) -> Any:
         model = pydantic.create_model(  # type: ignore[call-overload]
             "Node",
             __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
-            **{k: (Any, ...) for k in fields},
+            **dict.fromkeys(fields, (Any, ...)),
         )
         return model.model_construct(**fields)
     raise ValueError(kind)

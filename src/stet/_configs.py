@@ -62,7 +62,7 @@ def _omegaconf_problem(exc: BaseException) -> str:
 def omegaconf_item(value: Any, name: str) -> object:
     """``value[name]`` of a ``DictConfig``, resolved; KeyError if it has no such key."""
     omegaconf = sys.modules["omegaconf"]
-    if name not in value.keys():  # `in value` is False for an unset mandatory value too
+    if name not in value.keys():  # noqa: SIM118  # `in value` is False for an unset ??? too
         raise KeyError(name)
     try:
         return value[name]
@@ -73,9 +73,7 @@ def omegaconf_item(value: Any, name: str) -> object:
 def is_pydantic_class(cls: object) -> bool:
     """True for a pydantic model class (version 2)."""
     pydantic = sys.modules.get("pydantic")
-    return (
-        pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
-    )
+    return pydantic is not None and isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)
 
 
 def class_fields(cls: object) -> tuple[str, ...] | None:
@@ -94,7 +92,7 @@ def class_fields(cls: object) -> tuple[str, ...] | None:
 def field_type(cls: type[Any], name: str) -> object:
     """The annotated type of a field (None if it cannot be told without guessing)."""
     if is_pydantic_class(cls):
-        return cls.model_fields[name].annotation  # type: ignore[attr-defined]  # a pydantic model
+        return cls.model_fields[name].annotation
     try:
         return typing.get_type_hints(cls).get(name)
     except Exception:  # an annotation that names what is not importable here
@@ -129,6 +127,6 @@ def fields_of(value: object) -> tuple[tuple[str, ...], dict[str, object]] | None
         items = dict(vars(value))
         return tuple(items), items
     if isinstance(value, Mapping):
-        items = {k: v for k, v in value.items()}
+        items = dict(value.items())
         return tuple(k for k in items if isinstance(k, str)), items
     return None
