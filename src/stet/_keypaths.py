@@ -191,7 +191,7 @@ def pruner(top: str, paths: Iterable[str]) -> Getter:
 
 def _prune(value: Any, tree: Mapping[str, Any], where: str) -> dict[str, object]:
     try:
-        found = fields_of(value)
+        found = _omegaconf_fields(value, tree) if is_omegaconf(value) else fields_of(value)
     except LookupError as exc:
         raise KeyPathError(where, str(exc)) from None
     if found is None:
@@ -213,6 +213,27 @@ def _prune(value: Any, tree: Mapping[str, Any], where: str) -> dict[str, object]
         elif sub:
             kept[name] = _prune(field, sub, f"{where}.{name}")
     return kept
+
+
+def _omegaconf_fields(
+    value: Any, tree: Mapping[str, Any]
+) -> tuple[tuple[str, ...], dict[str, object]] | None:
+    """`fields_of` for an OmegaConf config, never resolving a field that is left out.
+
+    An excluded field may be unset (``???``) or name a resolver that only
+    works inside a Hydra run; the rest is resolved as usual.
+    """
+    if not isinstance(value, Mapping):  # a ListConfig has no fields
+        return None
+    names = tuple(k for k in value.keys() if isinstance(k, str))  # noqa: SIM118  # unset too
+    keyed: dict[str, object] = {}
+    for name in names:
+        sub = tree.get(name)
+        if sub == {}:
+            continue  # left out: never read
+        found = omegaconf_item(value, name)
+        keyed[name] = found if sub or not is_omegaconf(found) else omegaconf_plain(found)
+    return names, keyed
 
 
 def check_against(path: str, annotation: object, where: str) -> None:
