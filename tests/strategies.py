@@ -290,7 +290,9 @@ def build_config(tree: dict[str, Any], kinds: list[str]) -> Any:
 
 
 def _is_tree(node: dict[Any, Any]) -> bool:
-    return all(isinstance(k, str) and k.isidentifier() for k in node)
+    import keyword
+
+    return all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in node)
 
 
 def make_config(kind: str, fields: dict[str, Any]) -> Any:

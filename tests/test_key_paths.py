@@ -484,3 +484,82 @@ def test_exclude_of_a_path_gives_the_texts_of_the_config_without_it(
     expected = (KeyCodec().encode(without(cfg, path.split(".")[1:])), KeyCodec().encode(7))
     assert runner.key_texts((cfg, 7), {}) == expected
     assert runner.key_texts((), {"cfg": cfg, "seed": 7}) == expected
+
+
+# -- the helpers that take rows: mark_done, pending, progress -----------------
+
+
+def test_mark_done_and_pending_take_rows_of_configs_or_of_path_columns() -> None:
+    @stet.once(store="runs.csv", key=PATHS, quiet=True)
+    def train(cfg: Any, seed: int) -> None: ...
+
+    grid = [{"cfg": make("dataclass", lr, 1), "seed": s} for lr in (0.1, 0.2) for s in (0, 1)]
+    assert stet.mark_done(train, grid[:1]) == 1
+    assert stet.pending(train, grid) == grid[1:]
+    # Rows as stet.read gives them: one column per path.
+    assert stet.mark_done(train, [{"cfg.model.lr": 0.1, "cfg.seed": 1, "seed": 1}]) == 1
+    assert stet.pending(train, grid) == grid[2:]
+    assert stet.progress(train, grid).done == 2
+    assert stet.mark_done(train, stet.read("runs.csv")) == 0  # the store's own rows
+    with pytest.raises(stet.KeyPathError, match=r"'cfg\.model\.lr' in the call train\(\), row 0"):
+        stet.pending(train, [{"cfg": {"seed": 1}, "seed": 0}])
+
+
+def test_exclude_paths_apply_to_rows_of_configs() -> None:
+    @stet.once(store="runs.csv", exclude=["cfg.data_dir"], quiet=True)
+    def train(cfg: Any, seed: int) -> None: ...
+
+    train(make("dict", 0.1, 1), 0)
+    assert stet.pending(train, [{"cfg": make("dict", 0.1, 1, data_dir="/x"), "seed": 0}]) == []
+
+
+# -- whole config objects as keys ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pydantic", "namespace", "omegaconf"])
+def test_a_whole_config_object_is_keyed_by_its_fields(kind: str) -> None:
+    ran: list[int] = []
+
+    @stet.once(store="runs.csv", quiet=True)
+    def train(cfg: Any, seed: int) -> None:
+        ran.append(seed)
+
+    train(make(kind, 0.1, 1), 0)
+    train(make(kind, 0.1, 1), 0)
+    train(make(kind, 0.2, 1), 0)
+    assert ran == [0, 0]
+
+
+def test_an_omegaconf_list_is_keyed_as_a_list_and_a_path_may_end_at_one() -> None:
+    @stet.once(store="runs.csv", key=["cfg.layers"])
+    def train(cfg: Any) -> None: ...
+
+    train(omegaconf.OmegaConf.create({"layers": [64, 64], "lr": 0.1}))
+    assert stet.is_done(train, {"layers": [64, 64]})
+    assert list(stet.read("runs.csv")["cfg.layers"]) == [[64, 64]]
+    assert KeyCodec().encode(omegaconf.OmegaConf.create([1, {"a": "${.b}", "b": 2}])) == (
+        KeyCodec().encode([1, {"a": 2, "b": 2}])
+    )
+
+
+def test_the_key_is_taken_before_the_function_changes_its_config() -> None:
+    @stet.once(store="runs.csv", key=["cfg.lr"], quiet=True)
+    def train(cfg: dict[str, float]) -> None:
+        cfg["lr"] = 99.0  # the experiment edits its config
+
+    train({"lr": 0.1})
+    assert list(stet.read("runs.csv")["cfg.lr"]) == [0.1]
+    assert train({"lr": 0.1}) is None
+
+
+def test_a_function_with_key_paths_pickles_and_keys_the_same_in_a_worker() -> None:
+    once = stet.Once(store="runs.csv", key=PATHS)
+    copy = pickle.loads(pickle.dumps(once))
+    assert copy == once
+    runner = once(_module_train).__stet__  # type: ignore[attr-defined]
+    again = pickle.loads(pickle.dumps(runner))
+    cfg = make("dataclass", 0.1, 1)
+    assert again.key_texts((cfg, 3), {}) == runner.key_texts((cfg, 3), {})
+
+
+def _module_train(cfg: Any, seed: int) -> None: ...

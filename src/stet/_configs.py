@@ -25,6 +25,7 @@ __all__ = [
     "fields_of",
     "is_omegaconf",
     "is_pydantic_class",
+    "keyed_names",
     "omegaconf_plain",
 ]
 
@@ -97,6 +98,25 @@ def field_type(cls: type[Any], name: str) -> object:
         return typing.get_type_hints(cls).get(name)
     except Exception:  # an annotation that names what is not importable here
         return None
+
+
+def keyed_names(value: object) -> list[str] | None:
+    """The fields that key a config object, as the codec writes it (None: not one).
+
+    attrs classes and dataclasses by the fields that take part in equality,
+    pydantic models by their fields, namespaces by their attributes (sorted:
+    two namespaces with the same attributes are equal).
+    """
+    t = type(value)
+    if attrs.has(t):
+        return [f.name for f in attrs.fields(t) if f.eq]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [f.name for f in dataclasses.fields(value) if f.compare]
+    if is_pydantic_class(t):
+        return list(t.model_fields)  # type: ignore[attr-defined]  # a pydantic model
+    if isinstance(value, NAMESPACES):
+        return sorted(vars(value))
+    return None
 
 
 def fields_of(value: object) -> tuple[tuple[str, ...], dict[str, object]] | None:

@@ -329,16 +329,23 @@ class Runner:
         return self.encode_key(arguments)
 
     def encode_key(self, arguments: dict[str, Any]) -> tuple[str, ...]:
+        """The key texts of a call's arguments (by parameter name, defaults applied)."""
+        try:
+            values = {col: self.value_of(arguments, col) for col in self.cols}
+        except KeyPathError as exc:
+            raise exc.for_call(self.call_text(arguments)) from None
+        return self.encode_columns(values)
+
+    def encode_columns(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The key texts of the key columns' values (by column name)."""
         encode = self._encode
-        values = []
+        texts = []
         for col in self.cols:
             try:
-                values.append(encode(self.value_of(arguments, col)))
+                texts.append(encode(values[col]))
             except KeyEncodingError as exc:
                 raise exc.for_parameter(col) from None
-            except KeyPathError as exc:
-                raise exc.for_call(self.call_text(arguments)) from None
-        return tuple(values)
+        return tuple(texts)
 
     def begin(
         self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
