@@ -563,3 +563,40 @@ def test_a_function_with_key_paths_pickles_and_keys_the_same_in_a_worker() -> No
 
 
 def _module_train(cfg: Any, seed: int) -> None: ...
+
+
+def test_a_path_never_makes_up_a_value_in_a_defaultdict() -> None:
+    import collections
+
+    @stet.once(store="runs.csv", key=["cfg.lr"])
+    def train(cfg: Any) -> None: ...
+
+    cfg: collections.defaultdict[str, float] = collections.defaultdict(float)
+    with pytest.raises(stet.KeyPathError, match="no key 'lr'"):
+        train(cfg)
+    assert dict(cfg) == {}  # the user's config is unchanged
+
+
+def test_a_key_path_error_shows_the_keyed_parameters_only() -> None:
+    @stet.once(store="runs.csv", key=["cfg.lr"])
+    def train(cfg: Any, token: str = "") -> None: ...
+
+    with pytest.raises(stet.KeyPathError) as info:
+        train({}, token="s3cr3t")
+    assert "s3cr3t" not in str(info.value)
+    assert "train(cfg={})" in str(info.value)
+
+
+def test_a_path_into_self_keys_a_method_by_its_instance_fields() -> None:
+    @attrs.frozen
+    class Experiment:
+        lr: float
+        log_dir: str = "."
+
+        @stet.once(store="runs.csv", key=["self.lr", "seed"], quiet=True)
+        def run(self, seed: int) -> int:
+            return seed
+
+    assert Experiment(0.1).run(1) == 1
+    assert Experiment(0.1, log_dir="/x").run(1) is None
+    assert Experiment(0.2).run(1) == 1

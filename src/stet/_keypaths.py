@@ -93,7 +93,7 @@ def _accessor(path: str, where: str, part: str, value: object, last: bool) -> Ge
     t = type(value)
     if is_omegaconf(value):
 
-        def item(obj: Any) -> Any:
+        def config_item(obj: Any) -> Any:
             try:
                 found = omegaconf_item(obj, part)
                 return omegaconf_plain(found) if last and is_omegaconf(found) else found
@@ -102,7 +102,7 @@ def _accessor(path: str, where: str, part: str, value: object, last: bool) -> Ge
             except LookupError as exc:
                 raise KeyPathError(path, f"{where}.{part}: {exc}") from None
 
-        return item
+        return config_item
     names = class_fields(t)
     if names is not None:
         if part not in names:
@@ -117,13 +117,22 @@ def _accessor(path: str, where: str, part: str, value: object, last: bool) -> Ge
                 raise KeyPathError(path, _no_field(where, obj, part, vars(obj))) from None
 
         return attribute
-    if isinstance(value, Mapping):
+    if t is dict:
 
-        def key(obj: Any) -> Any:
+        def item(obj: Any) -> Any:
             try:
                 return obj[part]
             except KeyError:
                 raise KeyPathError(path, _no_field(where, obj, part, obj.keys())) from None
+
+        return item
+    if isinstance(value, Mapping):
+        # Asked first: a defaultdict (or any __missing__) would make up the
+        # value, and change the user's config.
+        def key(obj: Any) -> Any:
+            if part in obj:
+                return obj[part]
+            raise KeyPathError(path, _no_field(where, obj, part, obj.keys()))
 
         return key
     raise KeyPathError(

@@ -317,8 +317,13 @@ class Runner:
         return path[1](arguments[path[0]])
 
     def call_text(self, arguments: dict[str, Any]) -> str:
-        """``train(cfg=Config(...), seed=3)``: a call for messages."""
-        shown = ", ".join(f"{k}={display(v)}" for k, v in arguments.items())
+        """``train(cfg=Config(...), seed=3)``: a call for messages.
+
+        Only the key's parameters are shown: the others (a token, a
+        logger) are none of the key's business and may not belong in a log.
+        """
+        keyed = {self.paths[c][0] if c in self.paths else c for c in self.cols}
+        shown = ", ".join(f"{k}={display(v)}" for k, v in arguments.items() if k in keyed)
         return f"{self.label}({shown})"
 
     def _key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
