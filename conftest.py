@@ -1,11 +1,12 @@
 """Run the Python code blocks of README.md and docs/ as tests (Sybil).
 
 Each page runs top to bottom in one namespace, in a fresh temporary working
-directory, so its stores start empty. A ```toml block whose first line is a
-comment naming a file (``# sweep.toml``) is written to that file, so a page
-can show a config file and then read it. Setup a reader need not see lives
-in ``<!-- invisible-code-block: python -->`` comments; a block that cannot
-run here (it waits for a terminal, say) is marked ``<!-- skip: next -->``.
+directory, so its stores start empty. A ```toml or ```yaml block whose first
+line is a comment naming a file (``# sweep.toml``, ``# conf/config.yaml``) is
+written to that file, so a page can show a config file and then read it.
+Setup a reader need not see lives in ``<!-- invisible-code-block: python -->``
+comments; a block that cannot run here (it waits for a terminal, say) is
+marked ``<!-- skip: next -->``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def _write_named_file(example: Example) -> None:
     text: str = example.parsed
     first, _, _ = text.partition("\n")
     if first.startswith("# "):
-        with open(first[2:].strip(), "w") as f:
+        name = first[2:].strip()
+        os.makedirs(os.path.dirname(name) or ".", exist_ok=True)
+        with open(name, "w") as f:
             f.write(text)
 
 
@@ -46,6 +49,7 @@ pytest_collect_file = Sybil(
     parsers=[
         PythonCodeBlockParser(),
         CodeBlockParser(language="toml", evaluator=_write_named_file),
+        CodeBlockParser(language="yaml", evaluator=_write_named_file),
         SkipParser(),
     ],
     patterns=["*.md"],

@@ -11,7 +11,11 @@ encode, check, record; quiet mode):
 - open: the first call of a fresh process on an existing store (loading its
   index), and the resident memory that added;
 - first pass: the cost per record of a sweep over N new keys from empty;
-- mark_done: importing the records in bulk.
+- mark_done: importing the records in bulk;
+- key paths: a skip keyed by dotted paths into a config object
+  (``key=["cfg.model.lr", "cfg.seed", "seed"]``, a dataclass and a dict)
+  against a skip keyed by the same values as plain parameters
+  (``dotted/plain``).
 
 Baselines in the same run: a bare function call, argument binding plus a set
 lookup, joblib.Memory's cache hit and miss, and exca's cached call (a
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import io
 import json
@@ -266,6 +271,48 @@ def plot(results: dict[str, dict[int, dict[str, float]]], base: dict[str, Any], 
     fig.savefig(out / "benchmark.png", dpi=110)
 
 
+@dataclasses.dataclass(frozen=True)
+class Model:
+    lr: float
+    name: str = "mlp"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model: Model
+    seed: int
+    data_dir: str = "/data"
+
+
+def key_paths(calls: int, root: Path) -> dict[str, float]:
+    """Median µs of a skip keyed by paths into a config, and by plain parameters."""
+
+    @stet.once(store=str(root / "plain.csv"), quiet=True)
+    def plain(lr: float, cfg_seed: int, seed: int) -> None: ...
+
+    @stet.once(store=str(root / "dotted.csv"), quiet=True, key=PATHS)
+    def dotted(cfg: Config, seed: int) -> None: ...
+
+    @stet.once(store=str(root / "mapping.csv"), quiet=True, key=PATHS)
+    def mapping(cfg: dict[str, Any], seed: int) -> None: ...
+
+    lrs = [i / calls for i in range(calls)]
+    configs = [Config(Model(lr), i % 7) for i, lr in enumerate(lrs)]
+    dicts = [{"model": {"lr": lr, "name": "mlp"}, "seed": i % 7} for i, lr in enumerate(lrs)]
+    for i in range(calls):  # record every key, then skip each once
+        plain(lrs[i], i % 7, i)
+        dotted(configs[i], i)
+        mapping(dicts[i], i)
+    return {
+        "plain": median_p90(per_call(lambda i: plain(lrs[i], i % 7, i), range(calls)))[0],
+        "dataclass": median_p90(per_call(lambda i: dotted(configs[i], i), range(calls)))[0],
+        "dict": median_p90(per_call(lambda i: mapping(dicts[i], i), range(calls)))[0],
+    }
+
+
+PATHS = ["cfg.model.lr", "cfg.seed", "seed"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
@@ -315,6 +362,13 @@ def main() -> None:
                     f"{r['record']:>9.1f} {r['record_p90']:>7.1f} "
                     f"{r['open_s']:>7.2f} {r['open_mb']:>8.0f} {r['mark_done_s']:>11.2f}"
                 )
+        print()
+        paths = key_paths(calls, root)
+        print(f"key paths {PATHS} (csv): skip µs, and against plain parameters")
+        print(f"{'plain':<10} {paths['plain']:>8.2f}")
+        for kind in ("dataclass", "dict"):
+            ratio = paths[kind] / paths["plain"]
+            print(f"{kind:<10} {paths[kind]:>8.2f} {ratio:>6.2f}x dotted/plain")
         print()
         small, large = passes
         print(f"first pass, µs per call: {small:,} calls vs {large:,} calls (ratio)")

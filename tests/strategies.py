@@ -225,3 +225,110 @@ def as_number_type(value: Fraction, kind: str) -> Any:
     if out is None or exact_number(out) != value:
         return None
     return out
+
+
+# -- config objects that key paths reach into (key=["cfg.model.lr"]) ----------
+
+#: Field names of generated config objects.
+FIELD_NAMES = st.sampled_from(["a", "lr", "seed", "model", "x_1", "λ", "data_dir"])
+
+#: The kinds of config object a path reaches into (pydantic and OmegaConf:
+#: see `omegaconf_trees` for the latter, whose leaves are OmegaConf's).
+CONFIG_KINDS = ["dict", "namespace", "dataclass", "attrs", "pydantic"]
+
+#: A config as a tree of plain dicts; leaves are any keyable value.
+config_trees = st.dictionaries(
+    FIELD_NAMES,
+    st.recursive(
+        keyable,
+        lambda kids: st.dictionaries(FIELD_NAMES, kids, min_size=1, max_size=3),
+        max_leaves=6,
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+#: A config as a tree of plain dicts with the leaves OmegaConf holds.
+omegaconf_trees = st.dictionaries(
+    FIELD_NAMES,
+    st.recursive(
+        st.one_of(st.integers(), st.floats(), st.text(), st.booleans(), st.none()),
+        lambda kids: st.one_of(
+            st.dictionaries(FIELD_NAMES, kids, min_size=1, max_size=3),
+            st.lists(kids, max_size=3),
+        ),
+        max_leaves=6,
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def tree_paths(tree: dict[str, Any], prefix: str = "cfg") -> list[str]:
+    """Every dotted path into a tree of dicts, to leaves and to inner nodes."""
+    out: list[str] = []
+    for name, value in tree.items():
+        path = f"{prefix}.{name}"
+        out.append(path)
+        if isinstance(value, dict) and value and _is_tree(value):
+            out.extend(tree_paths(value, path))
+    return out
+
+
+def build_config(tree: dict[str, Any], kinds: list[str]) -> Any:
+    """The tree as config objects, node ``i`` (depth first) of kind ``kinds[i % len]``."""
+    counter = iter(range(10**6))
+
+    def build(node: dict[str, Any]) -> Any:
+        kind = kinds[next(counter) % len(kinds)]
+        fields = {
+            k: build(v) if isinstance(v, dict) and v and _is_tree(v) else v for k, v in node.items()
+        }
+        return make_config(kind, fields)
+
+    return build(tree)
+
+
+def _is_tree(node: dict[Any, Any]) -> bool:
+    import keyword
+
+    return all(isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k) for k in node)
+
+
+def make_config(kind: str, fields: dict[str, Any]) -> Any:
+    """A config object of ``kind`` with these fields."""
+    if kind == "dict":
+        return dict(fields)
+    if kind == "namespace":
+        import types
+
+        return types.SimpleNamespace(**fields)
+    if kind == "dataclass":
+        cls = dataclasses.make_dataclass("Node", list(fields), frozen=True)
+        return cls(**fields)
+    if kind == "attrs":
+        cls = attrs.make_class("Node", list(fields), frozen=True)
+        return cls(**fields)
+    if kind == "pydantic":
+        import pydantic
+
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            "Node",
+            __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
+            **dict.fromkeys(fields, (Any, ...)),
+        )
+        return model.model_construct(**fields)
+    raise ValueError(kind)
+
+
+def fields_for_key(node: Any) -> dict[str, Any]:
+    """A generated config object's fields by name (every one takes part in its key)."""
+    import types
+
+    if isinstance(node, types.SimpleNamespace):
+        return dict(vars(node))
+    if attrs.has(type(node)):
+        return attrs.asdict(node, recurse=False)
+    if dataclasses.is_dataclass(node):
+        return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    return {k: getattr(node, k) for k in type(node).model_fields}

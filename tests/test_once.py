@@ -206,6 +206,7 @@ def test_once_round_trips_through_a_plain_dict(store: str) -> None:
     assert data == {
         "store": store,
         "key": ["alpha", "seed"],
+        "exclude": None,
         "name": "fit",
         "quiet": True,
         "claim": False,

@@ -15,6 +15,7 @@ run(0.1)  # expect-error
 run(0.1, 3, 4)  # expect-error
 value: float = run(0.1, 3)  # expect-error
 stet.Once(key=[1, 2])  # expect-error
+stet.Once(exclude=[1])  # expect-error
 stet.Once(quiet="yes")  # expect-error
 stet.once(stroe="runs.csv")  # expect-error
 stet.Once("runs.csv")  # expect-error

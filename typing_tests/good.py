@@ -30,6 +30,11 @@ def with_key(alpha: float, seed: int, n_iter: int = 10) -> str:
     return "done"
 
 
+@stet.once(store="runs.csv", exclude=["verbose", "cfg.data_dir"])
+def with_exclude(cfg: dict[str, object], verbose: bool = False) -> int:
+    return 1
+
+
 ONCE = stet.Once(store="runs.parquet", key=("alpha", "seed"))
 
 
@@ -52,6 +57,8 @@ class Model:
 assert_type(bare(0.1, 3), float | None)
 assert_type(with_store(0.1, seed=3), float | None)
 assert_type(with_key(0.1, 3, n_iter=5), str | None)
+assert_type(with_exclude({"data_dir": "/x"}), int | None)
+assert_type(stet.Once(exclude=["cfg.data_dir"]).exclude, tuple[str, ...] | None)
 assert_type(with_object(0.1, 3), list[int] | None)
 
 

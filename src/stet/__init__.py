@@ -16,6 +16,7 @@ from ._status import FunctionStatus, StoreStatus, status
 from ._submit import pending, shard
 from .exceptions import (
     KeyEncodingError,
+    KeyPathError,
     MissingDependencyError,
     ShardError,
     StetError,
@@ -33,6 +34,7 @@ __all__ = [
     "GridCell",
     "KeyCodec",
     "KeyEncodingError",
+    "KeyPathError",
     "MissingDependencyError",
     "Once",
     "Progress",

@@ -24,14 +24,11 @@ fast encoders) and `stet._codec_parse` (reading a text back).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import Any, ClassVar, Final
-
-import attrs
 
 from ._codec_parse import Parser, implied_shape
 from ._codec_text import (
@@ -50,6 +47,7 @@ from ._codec_text import (
     str_fast,
     str_text,
 )
+from ._configs import is_omegaconf, keyed_names, omegaconf_plain
 from ._lazy import loaded_numpy, np
 from .exceptions import KeyEncodingError
 
@@ -256,10 +254,17 @@ class KeyCodec:
                 self._encode(x, True, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)
             )
             return f"[{items}]"
+        if is_omegaconf(v):  # a DictConfig or ListConfig: its resolved plain value
+            try:
+                plain = omegaconf_plain(v)
+            except LookupError as exc:
+                raise KeyEncodingError(t.__qualname__, where=where, reason=str(exc)) from None
+            return self._encode(plain, inner, where, depth + 1)
         if isinstance(v, Mapping):
             return self._mapping_text(v, where, depth)
-        if attrs.has(t) or (dataclasses.is_dataclass(v) and not isinstance(v, type)):
-            return self._object_text(v, where, depth)
+        names = keyed_names(v)
+        if names is not None:
+            return self._object_text(v, names, where, depth)
         raise KeyEncodingError(t.__qualname__, where=where)
 
     def _encoder_for(self, t: type[Any]) -> Callable[[Any], object] | None:
@@ -319,12 +324,8 @@ class KeyCodec:
         body = ", ".join(f"{k}: {items[k]}" for k in sorted(items))
         return "{" + body + "}"
 
-    def _object_text(self, obj: object, where: str, depth: int) -> str:
+    def _object_text(self, obj: object, names: Sequence[str], where: str, depth: int) -> str:
         t = type(obj)
-        if attrs.has(t):
-            names = [f.name for f in attrs.fields(t) if f.eq]
-        else:
-            names = [f.name for f in dataclasses.fields(obj) if f.compare]  # type: ignore[arg-type]  # a dataclass instance
         fields = ", ".join(
             f"{n}={self._encode(getattr(obj, n), True, f'{where}.{n}', depth + 1)}" for n in names
         )

@@ -73,6 +73,7 @@ def _hooks_for(cls: type[Any]) -> None:
             converter,
             codec=override(omit=True),
             key=override(unstruct_hook=lambda k: None if k is None else list(k)),
+            exclude=override(unstruct_hook=lambda k: None if k is None else list(k)),
         ),
     )
     converter.register_structure_hook(

@@ -219,8 +219,9 @@ def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) 
     arguments = runner.arguments(args, params)
     texts = dict(zip(runner.cols, runner.encode_key(arguments), strict=True))
     codec = runner.config.codec
-    types = {name: type(arguments[name]).__name__ for name in runner.cols}
-    shown = ", ".join(f"{name}={display(arguments[name])}" for name in runner.key)
+    values = {name: runner.value_of(arguments, name) for name in runner.cols}
+    types = {name: type(value).__name__ for name, value in values.items()}
+    shown = ", ".join(f"{name}={display(values[name])}" for name in runner.key)
     call = f"{runner.label}({shown})"
     return explain_texts(runner.store, runner.name, texts, call, types, codec)
 

@@ -21,6 +21,7 @@ import attrs
 from . import _explain
 from ._codec import KeyCodec
 from ._config import structure, unstructure
+from ._keypaths import check_nesting
 from ._runner import Runner
 from .backends import describe
 from .backends._columns import key_problem
@@ -34,7 +35,7 @@ R = TypeVar("R")
 DEFAULT_STORE = "_stet_store.csv"
 
 
-def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
+def _names(key: Sequence[str] | str | None, setting: str) -> tuple[str, ...] | None:
     if key is None:
         return None
     if isinstance(key, str):
@@ -42,19 +43,33 @@ def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
     try:
         names = tuple(key)
     except TypeError:
-        raise TypeError(f"key= takes a list of parameter names or None, got {key!r}") from None
+        raise TypeError(
+            f"{setting}= takes a list of parameter names (or dotted paths) or None, got {key!r}"
+        ) from None
     for name in names:
         if not isinstance(name, str):
-            raise TypeError(f"key names must be strings, got {name!r} ({type(name).__name__})")
+            raise TypeError(
+                f"{setting} names must be strings, got {name!r} ({type(name).__name__})"
+            )
         problem = key_problem(name)
         if problem is not None:
-            raise ValueError(f"key name {name!r} {problem}")
+            raise ValueError(f"{setting} name {name!r} {problem}")
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise ValueError(f"key name {name!r} appears twice in key={list(names)!r}")
+            raise ValueError(f"{setting} name {name!r} appears twice in {setting}={list(names)!r}")
         seen.add(name)
+    check_nesting(names, setting)
     return names
+
+
+def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    return _names(key, "key")
+
+
+def _to_exclude(exclude: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    names = _names(exclude, "exclude")
+    return names or None  # leaving nothing out is the default
 
 
 def _to_store(store: str | os.PathLike[str]) -> str:
@@ -109,7 +124,13 @@ class Once:
             PostgreSQL store, for workers on many machines (its password
             is shown as ``***`` in this object's repr).
         key: Names of the parameters that identify a run, or None for all of
-            them (except ``self``/``cls`` of a method).
+            them (except ``self``/``cls`` of a method). A name may be a dotted
+            path into a parameter's value (``"cfg.model.lr"``): fields of
+            attrs classes, dataclasses and pydantic models, keys of mappings
+            and OmegaConf configs; each path is its own store column.
+        exclude: The complement of ``key``: every parameter but these. A
+            dotted path (``"cfg.data_dir"``) keeps ``cfg`` in the key, keyed
+            by the rest of its fields. Not together with ``key``.
         name: The function's identity in the store; default its
             ``__qualname__``. Pin it when you rename the function.
         quiet: Do not print skip lines.
@@ -138,6 +159,7 @@ class Once:
         default=DEFAULT_STORE, converter=_to_store, validator=_check_store, repr=_store_repr
     )
     key: tuple[str, ...] | None = attrs.field(default=None, converter=_to_key)
+    exclude: tuple[str, ...] | None = attrs.field(default=None, converter=_to_exclude)
     name: str | None = attrs.field(default=None)
     quiet: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     claim: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
@@ -145,6 +167,17 @@ class Once:
     codec: KeyCodec = attrs.field(
         factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec)
     )
+
+    @exclude.validator
+    def _check_exclude(
+        self, attribute: attrs.Attribute[tuple[str, ...] | None], value: tuple[str, ...] | None
+    ) -> None:
+        if value is not None and self.key is not None:
+            raise ValueError(
+                f"key={list(self.key)!r} and exclude={list(value)!r} were both given; "
+                "name the parameters that identify a run with key=, or the ones that "
+                "do not with exclude=, not both"
+            )
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -268,6 +301,7 @@ def once(
     *,
     store: str | os.PathLike[str] = ...,
     key: Sequence[str] | None = ...,
+    exclude: Sequence[str] | None = ...,
     name: str | None = ...,
     quiet: bool = ...,
     claim: bool = ...,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._lazy import is_dataframe, pd
 from ._runner import Runner
-from .exceptions import KeyEncodingError
+from .exceptions import KeyEncodingError, KeyPathError
 
 __all__ = ["_grid_keys", "_runner_of"]
 
@@ -44,24 +44,44 @@ def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple
                 f"parameter names to values, or a tuple of values in the order of "
                 f"{runner.label}{runner.signature}, or pass a pandas DataFrame"
             )
-        arguments: dict[str, Any] = {}
-        for name in runner.cols:
-            if name in row:
-                arguments[name] = row[name]
-            elif name in defaults:
-                arguments[name] = defaults[name]
-            else:
-                raise ValueError(
-                    f"row {number} has no value for key parameter {name!r} of "
-                    f"{runner.label} (columns: {sorted(map(str, row))})"
-                )
         try:
-            keys.append(runner.encode_key(arguments))
+            keys.append(runner.encode_columns(_column_values(runner, number, row, defaults)))
         except KeyEncodingError as exc:
             raise KeyEncodingError(
                 exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
             ) from None
     return keys
+
+
+def _column_values(
+    runner: Runner, number: int, row: Mapping[str, Any], defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """The key columns' values of a row of parameters, or of key columns.
+
+    A key path (``cfg.model.lr``) is taken from the row's column of that
+    name (as `stet.read` gives it) or else from its parameter's value.
+    """
+    values: dict[str, Any] = {}
+    for name in runner.cols:
+        path = runner.paths.get(name)
+        if name in row and (path is None or path[0] != name):
+            values[name] = row[name]
+            continue
+        top = name if path is None else path[0]
+        if top in row:
+            value = row[top]
+        elif top in defaults:
+            value = defaults[top]
+        else:
+            raise ValueError(
+                f"row {number} has no value for key parameter {name!r} of "
+                f"{runner.label} (columns: {sorted(map(str, row))})"
+            )
+        try:
+            values[name] = value if path is None else path[1](value)
+        except KeyPathError as exc:
+            raise exc.for_call(f"{runner.label}(), row {number}") from None
+    return values
 
 
 def _positional_key(runner: Runner, number: int, row: Sequence[Any]) -> tuple[str, ...]:

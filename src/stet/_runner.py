@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 import textwrap
 import time
+import typing
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._keypaths import Getter, check_against, path_getter, pruner, split
 from ._lazy import loaded_numpy
 from ._report import reporter
 from .backends import describe, open_store, pack
 from .backends._claims import Claim, describe_owner
 from .backends._columns import check_key_columns
 from .backends._registry import entry
-from .exceptions import KeyEncodingError, StoreError
+from .exceptions import KeyEncodingError, KeyPathError, StoreError
 from .typing import ClaimingStore, Store
 
 if TYPE_CHECKING:
@@ -49,34 +52,67 @@ def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> boo
     )
 
 
-def key_names(func: Callable[..., Any], key: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The key parameters of ``func``, checked against its signature."""
+def key_names(
+    func: Callable[..., Any], key: tuple[str, ...] | None, exclude: tuple[str, ...] | None = None
+) -> tuple[tuple[str, ...], dict[str, tuple[str, Getter]]]:
+    """The key's names for ``func``, checked against its signature, and their paths.
+
+    The second part maps each name that is not a plain parameter (a path
+    of ``key=``, or a parameter that ``exclude=`` reaches into) to its
+    parameter and the getter of its value.
+    """
     signature = inspect.signature(func)
     params = list(signature.parameters.values())
     variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     where = f"{qualname(func)}{signature}"
-    if key is None:
-        if _is_method(func, params):
-            params = params[1:]
-        for p in params:
-            if p.kind in variadic:
-                star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
-                raise ValueError(
-                    f"{where} takes {star}{p.name}, which stet cannot key; name the "
-                    "parameters that identify a run with key=[...]"
-                )
-        return tuple(p.name for p in params)
     by_name = {p.name: p for p in params}
-    for name in key:
-        param = by_name.get(name)
+    annotations = _annotations(func)
+
+    def check(name: str, setting: str) -> str:
+        top = split(name)[0]
+        param = by_name.get(top)
         if param is None:
-            raise ValueError(f"key name {name!r} is not a parameter of {where}")
-        if param.kind in variadic:
+            what = "is not a parameter" if top == name else f"starts with {top!r}, not a parameter"
+            raise ValueError(f"{setting} name {name!r} {what} of {where}")
+        if param.kind in variadic and (setting == "key" or top != name):
             raise ValueError(
-                f"key name {name!r} is the variadic parameter of {where}; "
+                f"{setting} name {name!r} is the variadic parameter of {where}; "
                 "stet keys named parameters only"
             )
-    return key
+        if top != name:
+            check_against(name, annotations.get(top), where)
+        return top
+
+    if key is not None:
+        for name in key:
+            check(name, "key")
+        return key, {n: (split(n)[0], path_getter(n)) for n in key if "." in n}
+    left_out = {check(name, "exclude") for name in exclude or () if "." not in name}
+    inside: dict[str, list[str]] = {}
+    for name in exclude or ():
+        if "." in name:
+            inside.setdefault(check(name, "exclude"), []).append(name)
+    if _is_method(func, params):
+        params = params[1:]
+    params = [p for p in params if p.name not in left_out]
+    for p in params:
+        if p.kind in variadic:
+            star = "*" if p.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            raise ValueError(
+                f"{where} takes {star}{p.name}, which stet cannot key; name the "
+                "parameters that identify a run with key=[...], or leave this one out "
+                f"with exclude=[{p.name!r}]"
+            )
+    names = tuple(p.name for p in params)
+    return names, {top: (top, pruner(top, paths)) for top, paths in inside.items()}
+
+
+def _annotations(func: Callable[..., Any]) -> dict[str, object]:
+    """The parameters' annotations as types, where they can be told (for checks only)."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # a name the module cannot resolve: the calls are checked instead
+        return {}
 
 
 def code_hash(func: Callable[..., Any]) -> str | None:
@@ -121,7 +157,9 @@ class Runner:
         self.config = config
         self.func = func
         self.signature = inspect.signature(func)
-        self.key = key_names(func, config.key)
+        #: The key's names (parameters or paths), in the order given; and
+        #: for each one that is not a plain parameter, its parameter and getter.
+        self.key, self.paths = key_names(func, config.key, config.exclude)
         check_key_columns(self.key, entry(config.store).limits, store=repr(describe(config.store)))
         self.cols = tuple(sorted(self.key))
         self.name = config.name or qualname(func)
@@ -202,6 +240,8 @@ class Runner:
             return general
         count = len(names)
         encode = self._encode
+        if self.paths:
+            return self._path_key_texts(names)
         positions = [names.index(col) for col in self.cols]
 
         # One closure per key width: a tuple display is several times
@@ -240,6 +280,52 @@ class Runner:
 
         return key_texts
 
+    def _path_key_texts(
+        self, names: tuple[str, ...]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], tuple[str, ...]]:
+        """`key_texts` for a key with paths: each column's value fetched from ``args``."""
+        general = self._key_texts
+        count = len(names)
+        encode = self._encode
+        fetchers: list[Callable[[tuple[Any, ...]], Any]] = []
+        for col in self.cols:
+            path = self.paths.get(col)
+            if path is None:
+                fetchers.append(operator.itemgetter(names.index(col)))
+            else:
+                fetchers.append(_fetcher(names.index(path[0]), path[1]))
+
+        def key_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
+            if kwargs or len(args) != count:
+                return general(args, kwargs)
+            try:
+                return tuple([encode(fetch(args)) for fetch in fetchers])
+            except Exception:  # the general path raises the error, naming the call
+                return general(args, kwargs)
+
+        return key_texts
+
+    def value_of(self, arguments: dict[str, Any], name: str) -> Any:
+        """The value of the key column ``name`` (a parameter or a path) in a call's arguments.
+
+        Raises:
+            KeyPathError: The value has no such path.
+        """
+        path = self.paths.get(name)
+        if path is None:
+            return arguments[name]
+        return path[1](arguments[path[0]])
+
+    def call_text(self, arguments: dict[str, Any]) -> str:
+        """``train(cfg=Config(...), seed=3)``: a call for messages.
+
+        Only the key's parameters are shown: the others (a token, a
+        logger) are none of the key's business and may not belong in a log.
+        """
+        keyed = {self.paths[c][0] if c in self.paths else c for c in self.cols}
+        shown = ", ".join(f"{k}={display(v)}" for k, v in arguments.items() if k in keyed)
+        return f"{self.label}({shown})"
+
     def _key_texts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, ...]:
         try:
             arguments = self.arguments(args, kwargs)
@@ -248,14 +334,23 @@ class Runner:
         return self.encode_key(arguments)
 
     def encode_key(self, arguments: dict[str, Any]) -> tuple[str, ...]:
+        """The key texts of a call's arguments (by parameter name, defaults applied)."""
+        try:
+            values = {col: self.value_of(arguments, col) for col in self.cols}
+        except KeyPathError as exc:
+            raise exc.for_call(self.call_text(arguments)) from None
+        return self.encode_columns(values)
+
+    def encode_columns(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The key texts of the key columns' values (by column name)."""
         encode = self._encode
-        values = []
+        texts = []
         for col in self.cols:
             try:
-                values.append(encode(arguments[col]))
+                texts.append(encode(values[col]))
             except KeyEncodingError as exc:
                 raise exc.for_parameter(col) from None
-        return tuple(values)
+        return tuple(texts)
 
     def begin(
         self, values: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -329,7 +424,7 @@ class Runner:
     def _describe(self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None) -> str:
         """``run(alpha=0.1, seed=3)``, and where it runs if another worker has it."""
         arguments = self.arguments(args, kwargs)
-        shown = ", ".join(f"{k}={display(arguments[k])}" for k in self.key)
+        shown = ", ".join(f"{k}={display(self.value_of(arguments, k))}" for k in self.key)
         if busy is not None:
             return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
         return f"{self.label}({shown})"
@@ -338,6 +433,10 @@ class Runner:
         """Open the store anew on the next call (a relative path from the new working directory)."""
         self._store = None
         self.claims = None
+
+
+def _fetcher(position: int, get: Getter) -> Callable[[tuple[Any, ...]], Any]:
+    return lambda args: get(args[position])
 
 
 #: Every runner alive, so that `stet.testing.fresh_process` can reset them.

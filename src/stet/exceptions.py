@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "KeyEncodingError",
+    "KeyPathError",
     "MissingDependencyError",
     "ShardError",
     "StetError",
@@ -67,6 +68,39 @@ class KeyEncodingError(StetError, TypeError):
 
     def __reduce__(self) -> tuple[type[KeyEncodingError], tuple[str, str | None, str, str]]:
         return (type(self), (self.value_type, self.parameter, self.where, self.reason))
+
+
+class KeyPathError(StetError, LookupError):
+    """A key path (``key=["cfg.model.lr"]``) that a call's value does not have.
+
+    Raised before the decorated function runs, so nothing is executed for a
+    call whose key cannot be made.
+
+    Attributes:
+        path: The key path, as written in ``key=`` or ``exclude=``.
+        reason: Where the path stops and what is there.
+        call: The call, as ``train(cfg=..., seed=3)``, when known.
+    """
+
+    def __init__(self, path: str, reason: str, call: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.call = call
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        of = f" in the call {self.call}" if self.call else ""
+        return (
+            f"key path {self.path!r}{of}: {self.reason}; fix the path in key= or "
+            "exclude=, or pass a value that has it"
+        )
+
+    def for_call(self, call: str) -> KeyPathError:
+        """Return the same error, naming the call."""
+        return KeyPathError(self.path, self.reason, call)
+
+    def __reduce__(self) -> tuple[type[KeyPathError], tuple[str, str, str]]:
+        return (type(self), (self.path, self.reason, self.call))
 
 
 class StoreError(StetError, OSError):
