@@ -138,7 +138,7 @@ class FileStore:
         )
         self._leases = LeaseFiles(path)
         self._record_files = record_files
-        self._index = KeyIndex(format.location)
+        self._index = KeyIndex(format.location, self.records)
         self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._cursor: Cursor | None = None
         self._mutex = threading.RLock()

@@ -68,7 +68,7 @@ class PostgresStore:
         self._claims = ClaimsTable(self._connection, self._schema, self._rows, clock)
         self.location = self._connection.location  # never the password
         self.clock = clock
-        self._index = KeyIndex(self.location)
+        self._index = KeyIndex(self.location, self.records)
         self._order: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._checked: set[tuple[str, ...]] = set()  # key columns that fit the server
         self._cursor: Cursor | None = None

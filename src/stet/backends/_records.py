@@ -14,7 +14,7 @@ per record.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from .._lazy import pa, pc
@@ -99,6 +99,16 @@ class Columns:
         if loaded is None:
             loaded = self._loaded[name] = self._load(name)
         return loaded
+
+    def chunks(self, names: Sequence[str], size: int) -> Iterator[list[list[str | None]]]:
+        """These columns ``size`` records at a time, without loading them whole."""
+        arrow = self._arrow
+        for start in range(0, self.length, size):
+            if arrow is not None and not any(n in self._loaded for n in names):
+                part = arrow.slice(start, size)
+                yield [part.column(n).to_pylist() for n in names]
+            else:
+                yield [self.column(n)[start : start + size] for n in names]
 
     def __len__(self) -> int:
         return self.length

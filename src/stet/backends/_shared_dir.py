@@ -127,7 +127,7 @@ class SharedDirStore:
         self.tmp_dir = os.path.join(path, "tmp")
         self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
         self._host = this_host()
-        self._index = KeyIndex(path)
+        self._index = KeyIndex(path, self.records)
         self._seen: dict[str, Seen] = {}
         self._last_pass = -float("inf")
         self._writer: _Writer | None = None
