@@ -23,6 +23,8 @@ are always held exactly, in the set.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
@@ -152,7 +154,7 @@ class KeySet:
             return
         home = max(1, int(size / LOAD))
         slots = tags % home  # non-negative, as in Python
-        order = np.argsort(slots, kind="stable")
+        order = np.argsort(slots.astype(np.int32) if home < 1 << 31 else slots)
         slots = slots[order]
         # Linear probing laid out at once: sorted by home slot, each key
         # takes the first free slot from its home on, which is its home or
@@ -192,5 +194,6 @@ def digests(
     items = texts if isinstance(texts, list) else list(texts)
     tags = np.fromiter(map(hash, items), dtype=np.int64, count=count)
     tags[tags == 0] = 1  # 0 marks an empty slot
-    checks = np.fromiter((hash(text + SALT) for text in items), dtype=np.int64, count=count)
+    salted = map(operator.add, items, itertools.repeat(SALT))
+    checks = np.fromiter(map(hash, salted), dtype=np.int64, count=count)
     return tags, checks

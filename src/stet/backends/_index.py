@@ -261,25 +261,20 @@ def _ingest_dense(
     if len(distinct) == 1:
         (function,) = distinct
         one = function or ""
-    names = list(cols) if one is not None else [FUNCTION, *cols]
     found: dict[str, list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = {}
-    for chunk in columns.chunks(names, _dense.CHUNK):
-        if one is not None:
-            by_function = {one: _packed(chunk)}
-        else:
-            by_function = {}
-            for fn, key in zip(chunk[0], _packed(chunk[1:]), strict=True):
+    if one is not None:
+        for keys in columns.joined(cols, SEP, _dense.CHUNK):
+            found.setdefault(one, []).append(digests(keys, len(keys)))
+    else:
+        functions = columns.chunks([FUNCTION], _dense.CHUNK)
+        for keys, (fns,) in zip(columns.joined(cols, SEP, _dense.CHUNK), functions, strict=True):
+            by_function: dict[str, list[str]] = {}
+            for fn, key in zip(fns, keys, strict=True):
                 by_function.setdefault(fn or "", []).append(key)
-        for fn, keys in by_function.items():
-            found.setdefault(fn, []).append(digests(keys, len(keys)))
+            for fn, some in by_function.items():
+                found.setdefault(fn, []).append(digests(some, len(some)))
     for fn, parts in found.items():
         tags = np.concatenate([t for t, _ in parts])
         checks = np.concatenate([c for _, c in parts])
         del parts[:]
         groups.setdefault((fn, cols), KeySet()).absorb(tags, checks)
-
-
-def _packed(chunk: list[list[str | None]]) -> list[str]:
-    if len(chunk) == 1:
-        return chunk[0]  # type: ignore[return-value]  # no None: checked
-    return list(map(SEP.join, zip(*chunk, strict=True)))
