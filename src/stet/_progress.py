@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._api import _after, _grid_keys, _runner_of
-from ._grid import Grid, Points
+from ._grid import Grid
+from ._grid_points import Points
 from ._html import html_table
 from ._lazy import pd
+from ._rows import _grid_keys, _runner_of
+from ._status import _after
 from .backends import pack
 from .backends._registry import claims_in
 from .backends._schema import DURATION, TIMESTAMP, identity

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from .._codec import V1_CHANGED
+from .._codec_legacy import V1_CHANGED
 from .._lazy import np
 from ..exceptions import StoreError
 from . import _dense
