@@ -138,7 +138,7 @@ def arrow_read(store: str) -> float:
 
 def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
     """Seconds pandas takes to write ``frame`` in the store's format (a baseline)."""
-    path = root / f"pandas.{ext}"
+    path = root / f"pandas{len(frame)}.{ext}"
     start = time.perf_counter()
     if ext == "csv":
         frame.to_csv(path, index=False)
@@ -150,7 +150,7 @@ def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
         import sqlite3
 
         with contextlib.closing(sqlite3.connect(path)) as db:
-            frame.to_sql("runs", db, index=False)
+            frame.to_sql("runs", db, index=False, if_exists="replace")
             db.commit()
     else:
         return float("nan")
