@@ -80,6 +80,112 @@ print(json.dumps({"seconds": time.perf_counter() - start, "mb": (rss() - before)
 """
 
 
+_ARROW_READ = """
+import json, sys, time
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+path, keys = sys.argv[1], sys.argv[2].split(",")
+start = time.perf_counter()
+if path.endswith(".parquet"):
+    pq.read_table(path, columns=keys)
+else:
+    strings = {k: "string" for k in keys}
+    options = pa_csv.ConvertOptions(include_columns=keys, column_types=strings)
+    pa_csv.read_csv(path, convert_options=options)
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+_WRITER = """
+import json, sys, time
+import stet
+from stet.backends import _lock
+
+held = [0.0]
+acquire, release = _lock.StoreLock.acquire, _lock.StoreLock.release
+
+def timed_acquire(self, timeout):
+    acquire(self, timeout)
+    if self._depth == 1:
+        self._taken = time.perf_counter()
+
+def timed_release(self):
+    if self._depth == 1:
+        held[0] += time.perf_counter() - self._taken
+    release(self)
+
+_lock.StoreLock.acquire, _lock.StoreLock.release = timed_acquire, timed_release
+
+@stet.once(store=sys.argv[1], quiet=True, name="work")
+def work(alpha, seed):
+    return 1
+
+first, count = int(sys.argv[2]), int(sys.argv[3])
+work(-1.0, -1 - first)  # open the store first
+held[0] = 0.0
+start = time.perf_counter()
+for i in range(first, first + count):
+    work(float(i), i)
+print(json.dumps({"seconds": time.perf_counter() - start, "held": held[0], "count": count}))
+"""
+
+
+def arrow_read(store: str) -> float:
+    """Seconds pyarrow takes to read the key columns of a CSV or Parquet store."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ARROW_READ, store, "alpha,seed"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(done.stdout)["seconds"])
+
+
+def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
+    """Seconds pandas takes to write ``frame`` in the store's format (a baseline)."""
+    path = root / f"pandas{len(frame)}.{ext}"
+    start = time.perf_counter()
+    if ext == "csv":
+        frame.to_csv(path, index=False)
+    elif ext == "json":
+        frame.to_json(path, orient="records")
+    elif ext == "parquet":
+        frame.to_parquet(path, index=False)
+    elif ext == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            frame.to_sql("runs", db, index=False, if_exists="replace")
+            db.commit()
+    else:
+        return float("nan")
+    return time.perf_counter() - start
+
+
+def writers(ext: str, count: int, root: Path) -> dict[str, float]:
+    """Throughput of one and of two writer processes recording into one store,
+    and the share of each record's time spent holding the store's lock."""
+    out: dict[str, float] = {}
+    for procs in (1, 2):
+        store = store_for(ext, f"writers{procs}", root)
+        each = count // procs
+        started = time.perf_counter()
+        running = [
+            subprocess.Popen(
+                [sys.executable, "-c", _WRITER, store, str(p * each), str(each)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for p in range(procs)
+        ]
+        reports = [json.loads(p.communicate()[0]) for p in running]
+        wall = time.perf_counter() - started
+        out[f"{procs}_per_s"] = count / max(r["seconds"] for r in reports)
+        out[f"{procs}_wall_s"] = wall
+        out[f"{procs}_held"] = sum(r["held"] for r in reports) / sum(r["seconds"] for r in reports)
+    return out
+
+
 def per_call(call: Callable[[int], Any], keys: range | list[int], repeat: int = 1) -> list[float]:
     out = []
     clock = time.perf_counter
@@ -193,12 +299,14 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
     start = time.perf_counter()
     stet.mark_done(work, frame)
     marked = time.perf_counter() - start
+    pandas_s = pandas_write(frame, ext, root)
     stet.backends.get_backend(store).flush()
     opened = json.loads(
         subprocess.run(
             [sys.executable, "-c", _OPEN, store], capture_output=True, text=True, check=True
         ).stdout
     )
+    arrow_s = arrow_read(store) if ext in ("csv", "parquet") else float("nan")
     alphas = [float(a) for a in frame["alpha"]]
     # Each key once: no value is encoded twice, nothing is cached by value.
     picks = [int(i) for i in np.random.default_rng(0).permutation(size)[:calls]]
@@ -225,7 +333,9 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
         "record_p90": record[1],
         "open_s": opened["seconds"],
         "open_mb": opened["mb"],
+        "arrow_s": arrow_s,
         "mark_done_s": marked,
+        "pandas_s": pandas_s,
     }
 
 
@@ -316,6 +426,7 @@ PATHS = ["cfg.model.lr", "cfg.seed", "seed"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--full", action="store_true", help="also 10,000,000 records (slow)")
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
     parser.add_argument(
         "--plots", type=Path, default=IMG, help=f"folder for benchmark.png (default {IMG})"
@@ -334,6 +445,8 @@ def main() -> None:
             print("postgresql: left out (no server binaries; pass --postgres URL)\n")
             stores.remove("postgresql")
     sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000, 1_000_000]
+    if args.full:
+        sizes.append(10_000_000)
     passes = (100, 1_000) if args.quick else (100, 100_000)
     calls = 200 if args.quick else 5_000
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,7 +461,8 @@ def main() -> None:
         print(
             f"{'store':<10} {'records':>9} {'skip µs':>8} {'p90':>6} {'skip/set':>8} "
             f"{'loud/quiet':>10} {'skip/exca':>9} "
-            f"{'record µs':>9} {'p90':>7} {'open s':>7} {'open MB':>8} {'mark_done s':>11}"
+            f"{'record µs':>9} {'p90':>7} {'open s':>7} {'/arrow':>7} {'open MB':>8} "
+            f"{'B/rec':>6} {'mark_done s':>11} {'/pandas':>7}"
         )
         results: dict[str, dict[int, dict[str, float]]] = {}
         for ext in stores:
@@ -360,7 +474,9 @@ def main() -> None:
                     f"{r['skip'] / r['set']:>7.2f}x {r['collapsed'] / r['skip']:>9.2f}x "
                     f"{r['skip'] / exca:>8.2f}x "
                     f"{r['record']:>9.1f} {r['record_p90']:>7.1f} "
-                    f"{r['open_s']:>7.2f} {r['open_mb']:>8.0f} {r['mark_done_s']:>11.2f}"
+                    f"{r['open_s']:>7.2f} {r['open_s'] / r['arrow_s']:>6.2f}x "
+                    f"{r['open_mb']:>8.0f} {r['open_mb'] * 2**20 / size:>6.0f} "
+                    f"{r['mark_done_s']:>11.2f} {r['mark_done_s'] / r['pandas_s']:>6.2f}x"
                 )
         print()
         paths = key_paths(calls, root)
@@ -375,6 +491,16 @@ def main() -> None:
         for ext in stores:
             a, b = first_pass(ext, small, root), first_pass(ext, large, root)
             print(f"{ext:<10} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
+        print()
+        count = 400 if args.quick else 4_000
+        print(f"writers, {count:,} new records into one store: records/s and lock share")
+        for ext in [e for e in stores if e != "postgresql"]:
+            w = writers(ext, count, root)
+            print(
+                f"{ext:<10} 1 writer {w['1_per_s']:>8.0f}/s (lock {w['1_held']:.0%})  "
+                f"2 writers {w['2_per_s']:>8.0f}/s (lock {w['2_held']:.0%})  "
+                f"2/1 {w['2_per_s'] / w['1_per_s']:.2f}x"
+            )
         if not args.no_plot:
             plot(results, base, plots)
             print(f"\nplots: {plots / 'benchmark.png'}")

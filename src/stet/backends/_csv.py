@@ -27,7 +27,7 @@ from ._columns import check_column_name
 from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
-from ._schema import META_COLUMNS, TIMESTAMP
+from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["CsvChunks", "format_rows", "header_for", "open_csv"]
 
@@ -120,28 +120,36 @@ class _CsvFormat(AppendedFile):
         if len(body) >= _BULK_BYTES:
             used = _complete_length(body)
             self._check_tail(body[used:], header, body_start + used)
-            records = self._parse_bulk(body[:used], header)
+            records = self._parse_bulk(body[:used], header, every_column)
         else:
             records, used = self._parse_records(body, header, body_start)
         end = body_start + used
         return records, AppendCursor(state, end, tail_before(data, end), header), True
 
-    def _parse_bulk(self, body: bytes, header: tuple[str, ...]) -> Columns:
-        """Whole records of a big file, parsed in C by Arrow into columns."""
+    def _parse_bulk(
+        self, body: bytes, header: tuple[str, ...], every_column: bool = True
+    ) -> Columns:
+        """Whole records of a big file, parsed in C by Arrow into columns (only
+        the index's, unless asked: the others' cells are never built)."""
+        include = None
+        if not every_column:
+            include = [n for n in header if not is_meta(n) or n in (FUNCTION, CODEC)]
         try:
-            table = self._arrow_csv(body, header, 1 << 20)
+            table = self._arrow_csv(body, header, 1 << 20, include)
         except pa.ArrowInvalid as exc:
             if "straddling" not in str(exc):
                 raise self._error(f"not valid CSV ({exc})") from None
             # A cell longer than Arrow's block: read the file as one block.
             try:
-                table = self._arrow_csv(body, header, min(len(body) + 1, (1 << 31) - 1))
+                table = self._arrow_csv(body, header, min(len(body) + 1, (1 << 31) - 1), include)
             except pa.ArrowInvalid as exc2:
                 raise self._error(f"not valid CSV ({exc2})") from None
         return Columns.of_arrow(table)
 
     @staticmethod
-    def _arrow_csv(body: bytes, header: tuple[str, ...], block_size: int) -> pa.Table:
+    def _arrow_csv(
+        body: bytes, header: tuple[str, ...], block_size: int, include: list[str] | None = None
+    ) -> pa.Table:
         strings = {name: pa.string() for name in header}
         return pa_csv.read_csv(
             io.BytesIO(body),
@@ -151,6 +159,7 @@ class _CsvFormat(AppendedFile):
             parse_options=pa_csv.ParseOptions(newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types=strings,
+                include_columns=include or [],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
                 null_values=[""],

@@ -144,7 +144,11 @@ class FileStore:
         self._filesystem: str | None = None  # the filesystem's type, once looked up
         self._hosts: set[str] = set()  # machines seen in records, on a network filesystem
         self._reader: IndexedReader[Cursor] = IndexedReader(
-            format.location, self._scan, before_fork=format.before_fork, in_child=self._in_child
+            format.location,
+            self._scan,
+            before_fork=format.before_fork,
+            in_child=self._in_child,
+            source=self.records,
         )
 
     def __repr__(self) -> str:

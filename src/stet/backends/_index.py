@@ -3,18 +3,26 @@
 Every store keeps one: per (function, key columns), the set of keys
 recorded, each packed into one string where it can be (see `pack`). It is
 built from a store's records when the store is opened or rewritten, and
-grown by what other writers append and what this process records.
+grown by what other writers append and what this process records. Keys
+read in bulk are held by their digests (`._dense.KeySet`), about 23 bytes
+a key, so a store of ten million records opens in a few hundred megabytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .._codec_legacy import V1_CHANGED
+from .._lazy import np
 from ..exceptions import StoreError
+from . import _dense
+from ._dense import KeySet, digests
 from ._records import Batch, Columns, Record, as_records
 from ._schema import CODEC, CURRENT, FUNCTION, identity, is_meta
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["SEP", "KeyIndex", "Packed", "pack", "unpack"]
 
@@ -54,15 +62,22 @@ class KeyIndex:
     A record without a function (written by ``Backend.record`` without one,
     or by stet 0.0.x) counts for every function with its key columns.
 
+    Args:
+        location: The store, for messages.
+        source: The store's records, read anew: asked only by `matches` for
+            a subset of a group's columns when the group holds keys by
+            their digests, whose texts it no longer has.
+
     Attributes:
         groups: Per (function, key columns), the packed keys recorded. A
             rebuild replaces the dict, so a reader in another thread keeps
             looking at a whole one.
     """
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, source: Callable[[], Iterable[Record]] | None = None) -> None:
         self.location = location
-        self.groups: dict[Group, set[Packed]] = {}
+        self.source = source
+        self.groups: dict[Group, KeySet] = {}
 
     def knows(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
         """True if the key is recorded for this function (or for every function)."""
@@ -75,7 +90,7 @@ class KeyIndex:
 
     def add(self, function: str, cols: tuple[str, ...], keys: Iterable[Packed]) -> None:
         """Hold these keys as recorded."""
-        self.groups.setdefault((function, cols), set()).update(keys)
+        self.groups.setdefault((function, cols), KeySet()).update(keys)
 
     def columns(self) -> set[str]:
         """Every key column of the records indexed."""
@@ -88,6 +103,7 @@ class KeyIndex:
         """
         packed = pack(values)
         wanted = set(cols)
+        reread = False
         for (fn, group), done in list(self.groups.items()):
             if function is not None and fn not in (function, ""):
                 continue
@@ -100,6 +116,25 @@ class KeyIndex:
                     texts = unpack(other, len(group))
                     if all(texts[i] == t for i, t in zip(where, values, strict=True)):
                         return True
+                reread = reread or done.dense
+        if reread and self.source is not None:
+            return self._matches_in_source(function, cols, values)
+        return False
+
+    def _matches_in_source(
+        self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]
+    ) -> bool:
+        """`matches` of some columns, from the records (the digests hold no texts)."""
+        assert self.source is not None
+        wanted = set(cols)
+        for record in self.source():
+            fn, group, texts = identity(record, self.location)
+            if function is not None and fn not in (function, ""):
+                continue
+            if wanted < set(group) and all(
+                texts[group.index(c)] == t for c, t in zip(cols, values, strict=True)
+            ):
+                return True
         return False
 
     def fresh(
@@ -149,7 +184,7 @@ class KeyIndex:
 
     def rebuild(self, batch: Batch) -> None:
         """Index exactly these records (the whole store, read anew)."""
-        groups: dict[Group, set[Packed]] = {}
+        groups: dict[Group, KeySet] = {}
         _ingest(batch, groups, self.location)
         self.groups = groups
 
@@ -158,7 +193,7 @@ class KeyIndex:
         _ingest(batch, self.groups, self.location)
 
 
-def _ingest(batch: Batch, groups: dict[Group, set[Packed]], location: str) -> None:
+def _ingest(batch: Batch, groups: dict[Group, KeySet], location: str) -> None:
     if isinstance(batch, Columns):
         if not _ingest_columns(batch, groups):
             _ingest_records(as_records(batch), groups, location)
@@ -168,15 +203,13 @@ def _ingest(batch: Batch, groups: dict[Group, set[Packed]], location: str) -> No
     _ingest_records(batch, groups, location)
 
 
-def _ingest_records(
-    records: Sequence[Record], groups: dict[Group, set[Packed]], location: str
-) -> None:
+def _ingest_records(records: Sequence[Record], groups: dict[Group, KeySet], location: str) -> None:
     for record in records:
         function, cols, values = identity(record, location)
-        groups.setdefault((function, cols), set()).add(pack(values))
+        groups.setdefault((function, cols), KeySet()).add(pack(values))
 
 
-def _ingest_columns(columns: Columns, groups: dict[Group, set[Packed]]) -> bool:
+def _ingest_columns(columns: Columns, groups: dict[Group, KeySet]) -> bool:
     """Index uniform columns without a dict per record; False if not uniform.
 
     Uniform: every record has every key column and texts of today's key
@@ -195,8 +228,11 @@ def _ingest_columns(columns: Columns, groups: dict[Group, set[Packed]]) -> bool:
     if any(columns.has_null(k) for k in keys):
         return False
     cols = tuple(keys)
-    distinct = columns.distinct(FUNCTION) if FUNCTION in names else {None}
+    distinct: set[str | None] = columns.distinct(FUNCTION) if FUNCTION in names else {None}
     separated = len(keys) > 1 and any(columns.contains(k, SEP) for k in keys)
+    if not separated and len(columns) > _dense.FOLD_AT:
+        _ingest_dense(columns, cols, distinct, groups)
+        return True
     values = [columns.column(k) for k in keys]
     if len(values) == 1:
         packed: Iterable[Packed] = values[0]  # type: ignore[assignment]  # no None: checked
@@ -206,9 +242,39 @@ def _ingest_columns(columns: Columns, groups: dict[Group, set[Packed]]) -> bool:
         packed = map(SEP.join, zip(*values, strict=True))
     if len(distinct) == 1:
         (function,) = distinct
-        groups.setdefault((function or "", cols), set()).update(packed)
+        groups.setdefault((function or "", cols), KeySet()).update(packed)
         return True
     functions = columns.column(FUNCTION)
     for function, key in zip(functions, packed, strict=True):
-        groups.setdefault((function or "", cols), set()).add(key)
+        groups.setdefault((function or "", cols), KeySet()).add(key)
     return True
+
+
+def _ingest_dense(
+    columns: Columns,
+    cols: tuple[str, ...],
+    distinct: set[str | None],
+    groups: dict[Group, KeySet],
+) -> None:
+    """Uniform columns of no separator, held by their digests, a chunk at a time."""
+    one = None
+    if len(distinct) == 1:
+        (function,) = distinct
+        one = function or ""
+    found: dict[str, list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = {}
+    if one is not None:
+        for keys in columns.joined(cols, SEP, _dense.CHUNK):
+            found.setdefault(one, []).append(digests(keys, len(keys)))
+    else:
+        functions = columns.chunks([FUNCTION], _dense.CHUNK)
+        for keys, (fns,) in zip(columns.joined(cols, SEP, _dense.CHUNK), functions, strict=True):
+            by_function: dict[str, list[str]] = {}
+            for fn, key in zip(fns, keys, strict=True):
+                by_function.setdefault(fn or "", []).append(key)
+            for fn, some in by_function.items():
+                found.setdefault(fn, []).append(digests(some, len(some)))
+    for fn, parts in found.items():
+        tags = np.concatenate([t for t, _ in parts])
+        checks = np.concatenate([c for _, c in parts])
+        del parts[:]
+        groups.setdefault((fn, cols), KeySet()).absorb(tags, checks)

@@ -73,6 +73,7 @@ class PostgresStore:
             self._scan,
             before_fork=self._connection.before_fork,
             in_child=self._connection.after_fork,
+            source=self.records,
         )
 
     def __repr__(self) -> str:

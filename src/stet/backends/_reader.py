@@ -46,6 +46,8 @@ class IndexedReader(Generic[C]):
             flight have finished (close a database connection).
         in_child: Called in a forked child (drop inherited connections,
             locks and files unused).
+        source: Reads all of the store's records, for the rare lookup the
+            index's digests cannot answer alone (see `KeyIndex`).
 
     Attributes:
         index: The keys recorded. Reading the store anew replaces it whole,
@@ -69,9 +71,11 @@ class IndexedReader(Generic[C]):
         *,
         before_fork: Callable[[], None] = _nothing,
         in_child: Callable[[], None] = _nothing,
+        source: Callable[[], Iterable[Record]] | None = None,
     ) -> None:
         self.location = location
-        self.index = KeyIndex(location)
+        self._source = source
+        self.index = KeyIndex(location, source)
         self.cursor: C | None = None
         self.mutex = threading.RLock()
         self._scan = scan
@@ -90,7 +94,7 @@ class IndexedReader(Generic[C]):
         with self.mutex:
             batches, cursor, complete = self._scan(self.cursor)
             if complete:
-                index = KeyIndex(self.location)
+                index = KeyIndex(self.location, self._source)
                 for batch in batches:
                     index.ingest(batch)
                 self.index = index
@@ -108,7 +112,7 @@ class IndexedReader(Generic[C]):
     def reset(self, records: Batch, cursor: C | None) -> None:
         """Hold exactly these records: the whole store, read up to ``cursor`` (a rewrite)."""
         with self.mutex:
-            index = KeyIndex(self.location)
+            index = KeyIndex(self.location, self._source)
             index.ingest(records)
             self.index, self.cursor = index, cursor
 

@@ -106,7 +106,7 @@ class SharedDirStore:
         self._own = OwnFile(self.records_dir, self.tmp_dir, self._make_dirs, self._sealed)
         self._network: bool | None = None
         self._reader: IndexedReader[dict[str, Seen]] = IndexedReader(
-            path, self._scan, in_child=self._own.forget_in_child
+            path, self._scan, in_child=self._own.forget_in_child, source=self.records
         )
 
     def __repr__(self) -> str:
