@@ -57,6 +57,11 @@ def _structure_bool(value: Any, _: object) -> bool:
     return value
 
 
+def _structure_retry(value: Any, _: object) -> Any:
+    # "again", "never" or a number: Once's validator says what is wrong.
+    return value
+
+
 converter.register_structure_hook(tuple[str, ...] | None, _structure_key)
 converter.register_structure_hook(bool, _structure_bool)
 _ready: set[type[Any]] = set()
@@ -78,7 +83,11 @@ def _hooks_for(cls: type[Any]) -> None:
     converter.register_structure_hook(
         cls,
         make_dict_structure_fn(
-            cls, converter, _cattrs_forbid_extra_keys=True, codec=override(omit=True)
+            cls,
+            converter,
+            _cattrs_forbid_extra_keys=True,
+            codec=override(omit=True),
+            retry=override(struct_hook=_structure_retry),
         ),
     )
     _ready.add(cls)

@@ -14,7 +14,7 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -32,6 +32,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_STORE = "_stet_store.csv"
+#: ``Once(retry=...)``: "again", "never", or failed attempts to stop after.
+Retry: TypeAlias = Literal["again", "never"] | int
 
 
 def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
@@ -93,6 +95,18 @@ def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float
         )
 
 
+def _check_retry(instance: Once, attribute: attrs.Attribute[Retry], value: Retry) -> None:
+    if value in ("again", "never"):
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return
+    raise ValueError(
+        f"retry must be 'again' (run a failed key again on the next call), 'never' (skip "
+        f"a key that failed once) or a number of failed attempts to stop after (1 or "
+        f"more), got {value!r}"
+    )
+
+
 @attrs.frozen(kw_only=True)
 class Once:
     """How a decorated function records its finished runs.
@@ -120,6 +134,12 @@ class Once:
             thread renews claims every ``lease / 3`` seconds. A worker that
             dies loses its keys to others after at most this long.
         codec: The `KeyCodec` that turns key values into text.
+        retry: What a key that failed before does on the next call (see "See
+            what failed" in the docs): ``"again"`` runs it (the default),
+            ``"never"`` skips it, a number N skips it once it failed N times.
+        record_interrupts: Record a call stopped by ``KeyboardInterrupt``,
+            ``SystemExit`` (or another exception that is not an `Exception`)
+            as a failure too; by default only an `Exception` is recorded.
 
     Example:
         >>> import stet, tempfile, os
@@ -144,6 +164,10 @@ class Once:
     lease: float = attrs.field(default=60.0, validator=_check_lease)
     codec: KeyCodec = attrs.field(
         factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec)
+    )
+    retry: Retry = attrs.field(default="again", validator=_check_retry)
+    record_interrupts: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
     )
 
     @name.validator
@@ -205,8 +229,8 @@ def _wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
             return None
         try:
             result = func(*args, **kwargs)
-        except BaseException:
-            runner.abort(run)
+        except BaseException as exc:
+            runner.abort(run, exc)
             raise
         runner.end(run)
         return result
@@ -232,8 +256,8 @@ def _async_wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
             return None
         try:
             result = await func(*args, **kwargs)
-        except BaseException:
-            await asyncio.to_thread(runner.abort, run)
+        except BaseException as exc:
+            await asyncio.to_thread(runner.abort, run, exc)
             raise
         await asyncio.to_thread(runner.end, run)
         return result
@@ -273,6 +297,8 @@ def once(
     claim: bool = ...,
     lease: float = ...,
     codec: KeyCodec = ...,
+    retry: Retry = ...,
+    record_interrupts: bool = ...,
 ) -> Once: ...
 
 
