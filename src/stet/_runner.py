@@ -358,7 +358,7 @@ class Runner:
                     host=THIS_HOST,
                     duration=duration,
                     attempt=before + 1,
-                )  # fmt: skip
+                )
             )
         except Exception as problem:  # the run's own exception matters more
             reporter.warn(f"[stet] Could not record the failure of {self.label}: {problem}")
