@@ -68,7 +68,7 @@ class Failure:
             `TRACEBACK_LIMIT` characters, redacted alike.
         host: The machine it ran on.
         duration: Seconds the call ran before it raised.
-        time: When it raised (ISO 8601, UTC).
+        time: When it raised (ISO 8601, UTC; default now).
         attempt: 1 for a key's first failure, one more for each before it.
     """
 
@@ -80,7 +80,7 @@ class Failure:
     traceback: str = ""
     host: str = ""
     duration: float | None = None
-    time: str = ""
+    time: str = attrs.field(factory=lambda: _now())
     attempt: int = 1
 
     @property
@@ -181,6 +181,10 @@ def _traceback(exc: BaseException) -> str:
     return _cut(redact("".join(lines)), TRACEBACK_LIMIT, keep_end=True)
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 def failure_of(
     exc: BaseException,
     function: str,
@@ -192,7 +196,7 @@ def failure_of(
     attempt: int,
 ) -> Failure:
     """The `Failure` of a call that raised ``exc`` (message and traceback bounded, redacted)."""
-    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    now = _now()
     return Failure(
         function, cols, values, exception_name(exc), _message(exc), _traceback(exc),
         host, duration, now, attempt,

@@ -8,6 +8,7 @@ sees a failure as a finished run. Each write is one transaction.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -127,5 +128,5 @@ def _failure(row: Sequence[Any]) -> Failure:
     cols = tuple(sorted(texts))
     return Failure(
         function, cols, tuple(texts[c] for c in cols), type_, message, trace, host,
-        duration, time.isoformat(timespec="microseconds"), attempt,
+        duration, time.astimezone(UTC).isoformat(timespec="microseconds"), attempt,
     )  # fmt: skip
