@@ -8,8 +8,8 @@ sees a failure as a finished run. Each write is one transaction.
 from __future__ import annotations
 
 import json
-from datetime import UTC
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from typing import Any, Final
 
 from ._failures import Failure
