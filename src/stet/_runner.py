@@ -32,7 +32,16 @@ from .typing import ClaimingStore, FailingStore, Store
 if TYPE_CHECKING:
     from ._once import Once
 
-__all__ = ["Run", "Runner", "code_hash", "display", "forget_stores", "key_names", "qualname"]
+__all__ = [
+    "Run",
+    "Runner",
+    "code_hash",
+    "display",
+    "forget_stores",
+    "gives_up",
+    "key_names",
+    "qualname",
+]
 
 
 def qualname(func: Callable[..., Any]) -> str:
@@ -300,10 +309,7 @@ class Runner:
         return store.failures_of(self.name, self.cols, values)
 
     def _given_up(self, failures: list[Failure]) -> bool:
-        """True if ``retry`` says a key that failed this often runs no more."""
-        retry = self.config.retry
-        limit = 1 if retry == "never" else retry
-        return isinstance(limit, int) and len(failures) >= limit
+        return gives_up(self.config.retry, len(failures))
 
     def end(self, run: Run) -> None:
         """After a normal return: record the run (complete its claim)."""
@@ -412,6 +418,12 @@ def forget_stores() -> None:
     """Make every decorated function open its store anew on its next call."""
     for runner in list(_runners):
         runner.forget_store()
+
+
+def gives_up(retry: str | int, failed: int) -> bool:
+    """True if ``Once(retry=retry)`` runs a key that failed ``failed`` times no more."""
+    limit = 1 if retry == "never" else retry
+    return isinstance(limit, int) and failed >= limit
 
 
 def display_text(text: str, limit: int = 200) -> str:
