@@ -132,7 +132,9 @@ class Failure:
 # -- what an exception says -------------------------------------------------------
 
 #: ``scheme://user:PASSWORD@`` in a URL, and ``password=...`` in a conninfo string.
-_URL_PASSWORD: Final = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]*@")
+#: Only ASCII blanks end a password: a control or Unicode space character
+#: inside one must not leave the rest of it shown.
+_URL_PASSWORD: Final = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^ \t\r\n/:@]*:)[^ \t\r\n/@]*@")
 _KEYWORD_PASSWORD: Final = re.compile(
     r"(\b(?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,]+)", re.IGNORECASE
 )
