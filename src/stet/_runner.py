@@ -141,6 +141,8 @@ class Runner:
         self._store: Store | None = None
         #: The store, when runs claim their keys (``claim=True``).
         self.claims: ClaimingStore | None = None
+        #: The store, if it keeps failures (looked up once: a Protocol check is slow).
+        self.failing: FailingStore | None = None
         _runners.add(self)
         self.code = code_hash(func)
         params = self.signature.parameters.values()
@@ -175,6 +177,7 @@ class Runner:
             if self.config.claim:
                 assert isinstance(store, ClaimingStore)
                 self.claims = store
+            self.failing = store if isinstance(store, FailingStore) else None
             self._store = store
         return store
 
@@ -286,7 +289,7 @@ class Runner:
         claim = None
         earlier = None
         if self.config.retry != "again":
-            earlier = self._failures_of(store, values)
+            earlier = self._failures_of(values)
             if self._given_up(earlier):
                 self.report_skip(args, kwargs, failed=earlier)
                 return None
@@ -302,11 +305,10 @@ class Runner:
         reporter.end_streak()
         return Run(values, claim, time.perf_counter(), None if earlier is None else len(earlier))
 
-    def _failures_of(self, store: Store, values: tuple[str, ...]) -> list[Failure]:
+    def _failures_of(self, values: tuple[str, ...]) -> list[Failure]:
         """The key's failures recorded so far (none for a store that keeps none)."""
-        if not isinstance(store, FailingStore):
-            return []
-        return store.failures_of(self.name, self.cols, values)
+        store = self.failing
+        return [] if store is None else store.failures_of(self.name, self.cols, values)
 
     def _given_up(self, failures: list[Failure]) -> bool:
         return gives_up(self.config.retry, len(failures))
@@ -348,8 +350,8 @@ class Runner:
 
     def _record_failure(self, run: Run, exc: BaseException) -> None:
         duration = time.perf_counter() - run.started
-        store = self._store
-        if not isinstance(store, FailingStore):
+        store = self.failing
+        if store is None:
             return
         try:
             before = run.failed_before
@@ -408,6 +410,7 @@ class Runner:
         """Open the store anew on the next call (a relative path from the new working directory)."""
         self._store = None
         self.claims = None
+        self.failing = None
 
 
 #: Every runner alive, so that `stet.testing.fresh_process` can reset them.

@@ -261,6 +261,17 @@ class FailureLog:
             self._by_id = None
 
     def _catch_up(self, path: str) -> bool:
+        seen = self._read.get(path)
+        if seen is not None:  # the common case, a log that did not change: one stat
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                del self._read[path]
+                return True
+            except OSError as exc:
+                raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
+            if st.st_ino == seen.inode and st.st_size == seen.offset:
+                return False
         try:
             fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
