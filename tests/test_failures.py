@@ -10,7 +10,9 @@ file's crash safety, `Once(retry=...)` in configs, `stet.failures`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from stet.backends._failures import (
     redact,
 )
 from stet.typing import FailingStore, Failure
+
+from . import workers
 
 
 def _failures(store: str) -> list[Failure]:
@@ -268,3 +272,18 @@ def test_progress_tells_done_failed_and_pending_apart(
     progress = stet.progress(run, [(1,), (2,), (3,), (4,)])
     assert (progress.done, progress.failed, progress.left, progress.total) == (1, 1, 2, 4)
     assert "1 of 4 done, 1 failed, 2 left" in capsys.readouterr().out
+
+
+def _fail(func: object, x: int) -> None:
+    with contextlib.suppress(ValueError):
+        func(x)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("store", ["failing.csv", "failing.stetdir"])
+def test_processes_failing_at_once_leave_every_failure_whole(store: str) -> None:
+    func = workers.fail_csv if store.endswith(".csv") else workers.fail_shared
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        pool.starmap(_fail, [(func, x) for x in range(40)])
+    found = _failures(store)
+    assert sorted(int(f.values[0]) for f in found) == list(range(40))
+    assert all(f.message.startswith(f"{f.values[0]} long message") for f in found)
