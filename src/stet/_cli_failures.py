@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ._codec import KeyCodec
 from ._failures_api import count_failures, failures_in
 from ._once import DEFAULT_STORE
 from .backends import open_store
-from .typing import Failure
+from .typing import FailingStore, Failure
 
-__all__ = ["add_failures_parser", "failures_command", "failures_lines"]
+__all__ = ["add_failures_parser", "failures_command", "failures_lines", "reset_failed"]
 
 
 def _key(failure: Failure, codec: KeyCodec) -> str:
@@ -87,3 +88,31 @@ def add_failures_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--all", "-a", action="store_true", help="one line per failure, oldest first"
     )
+
+
+def reset_failed(store: str, function: str | None, where: dict[str, str], *, yes: bool) -> int:
+    """``stet reset STORE --failed``: forget failures (of ``function``, matching ``where``)."""
+    table = open_store(store)
+    if not isinstance(table, FailingStore):
+        raise ValueError(f"{table.location} keeps no failures")
+
+    def chosen(failure: Failure) -> bool:
+        if function is not None and failure.function != function:
+            return False
+        texts = dict(zip(failure.cols, failure.values, strict=True))
+        return all(texts.get(name) == text for name, text in where.items())
+
+    count = sum(chosen(f) for f in table.failures())
+    if count == 0:
+        print("[stet] No failure matches; nothing to forget.")
+        return 0
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ValueError(f"would forget {count} failure(s); add --yes to do it without asking")
+        answer = input(f"[stet] Forget {count} failure(s) in {table.location}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("[stet] Aborted.")
+            return 0
+    removed = table.forget_failures(chosen)
+    print(f"[stet] Forgot {removed} failure(s) in {table.location}; the records stay")
+    return 0
