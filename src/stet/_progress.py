@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._api import _after, _grid_keys, _runner_of
 from ._failures_api import failures_in
-from ._grid import Grid, Points
+from ._grid import Grid
+from ._grid_points import Points
 from ._html import html_table
 from ._lazy import pd
+from ._rows import _grid_keys, _runner_of
 from ._runner import Runner, gives_up
+from ._status import _after
 from .backends import pack
 from .backends._index import Packed
 from .backends._registry import claims_in
