@@ -287,3 +287,81 @@ def test_processes_failing_at_once_leave_every_failure_whole(store: str) -> None
     found = _failures(store)
     assert sorted(int(f.values[0]) for f in found) == list(range(40))
     assert all(f.message.startswith(f"{f.values[0]} long message") for f in found)
+
+
+# -- status, reset and the command line ------------------------------------------------
+
+
+def _sweep_with_failures(store: str) -> None:
+    @stet.once(store=store, quiet=True, name="run")
+    def run(alpha: float, seed: int) -> float:
+        if alpha > 0.5:
+            raise ValueError(f"diverged at alpha={alpha}")
+        return alpha
+
+    for alpha in (0.1, 0.7, 0.9):
+        _call(run, alpha, 1)
+    _call(run, 0.9, 1)
+
+
+def test_status_counts_failures_and_distinct_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "runs.csv")
+    _sweep_with_failures(store)
+    summary = stet.status(store)
+    assert (summary.records, summary.failed, summary.failed_keys) == (1, 3, 2)
+    assert (summary.functions[0].failed, summary.functions[0].failed_keys) == (3, 2)
+    assert "[stet] 3 failed (2 distinct keys" in capsys.readouterr().out
+
+
+def test_status_of_a_store_with_only_failures_yet_shows_them(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.json")
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(seed: int) -> None:
+        raise ValueError(seed)
+
+    _call(run, 1)
+    summary = stet.status(store)
+    assert (summary.records, summary.failed) == (0, 1)
+    assert [f.function for f in summary.functions] == ["run"]
+
+
+def test_reset_forgets_failures_with_the_store_and_failed_only_with_failed(
+    tmp_path: Path,
+) -> None:
+    store = str(tmp_path / "runs.sqlite")
+    _sweep_with_failures(store)
+    assert stet.reset(store, {"alpha": 0.7}) == 0, "no record of a key that only failed"
+    assert len(_failures(store)) == 3
+    assert stet.reset(store, {"alpha": 0.9}, failed=True) == 2
+    assert [f.values for f in _failures(store)] == [("0.7", "1")]
+    assert len(stet.read(store)) == 1, "reset(failed=True) keeps the records"
+    stet.reset(store)
+    assert _failures(store) == []
+    assert not os.path.exists(store + ".failures.jsonl")
+
+
+def test_the_command_line_lists_and_forgets_failures(tmp_path: Path) -> None:
+    from .test_cli import stet_cli
+
+    store = str(tmp_path / "runs.csv")
+    _sweep_with_failures(store)
+    listed = stet_cli("failures", store, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert "[stet] 3 failed (2 distinct keys)" in lines
+    assert lines[2].startswith("[stet] run: 2 x ValueError: diverged at alpha=0.9 (1 key")
+    every = stet_cli("failures", store, "--all", cwd=tmp_path).stdout
+    assert "run(alpha=0.9, seed=1) attempt 2 on " in every
+    refused = stet_cli("reset", store, "--failed", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "add --yes" in refused.stderr
+    done = stet_cli("reset", store, "--failed", "--where", "alpha=0.9", "--yes", cwd=tmp_path)
+    assert "Forgot 2 failure(s)" in done.stdout
+    assert [f.values for f in _failures(store)] == [("0.7", "1")]
+    assert "1 failed (1 distinct keys" in stet_cli("status", store, cwd=tmp_path).stdout
+    missing = stet_cli("failures", str(tmp_path / "none.csv"), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr

@@ -354,9 +354,9 @@ class FailureLog:
                         else:
                             kept.append(failure)
                     if gone:
-                        if kept or self._folder is None:
+                        if kept:
                             atomic_write(path, _lines(kept))
-                        else:
+                        else:  # a writer waiting for the lock sees it gone, and makes it anew
                             os.unlink(path)
                     removed += gone
             except FileNotFoundError:
