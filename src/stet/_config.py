@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._codec import CODEC_VERSION, KeyCodec
 
-__all__ = ["converter", "structure", "unstructure"]
+__all__ = ["Retry", "converter", "structure", "unstructure"]
+
+#: ``Once(retry=...)``: "again", "never", or failed attempts to stop after.
+Retry: TypeAlias = Literal["again", "never"] | int
 
 converter = cattrs.Converter()
 _T = TypeVar("_T")
@@ -62,6 +65,8 @@ def _structure_retry(value: Any, _: object) -> Any:
     return value
 
 
+cattrs.global_converter.register_structure_hook(Retry, _structure_retry)
+converter.register_structure_hook(Retry, _structure_retry)
 converter.register_structure_hook(tuple[str, ...] | None, _structure_key)
 converter.register_structure_hook(bool, _structure_bool)
 _ready: set[type[Any]] = set()

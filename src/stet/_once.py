@@ -14,13 +14,13 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Literal, ParamSpec, TypeAlias, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
 
 from . import _explain
 from ._codec import KeyCodec
-from ._config import structure, unstructure
+from ._config import Retry, structure, unstructure
 from ._runner import Runner
 from .backends import describe
 from .backends._columns import key_problem
@@ -32,8 +32,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_STORE = "_stet_store.csv"
-#: ``Once(retry=...)``: "again", "never", or failed attempts to stop after.
-Retry: TypeAlias = Literal["again", "never"] | int
 
 
 def _to_key(key: Sequence[str] | str | None) -> tuple[str, ...] | None:
