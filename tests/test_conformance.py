@@ -520,7 +520,9 @@ def test_claiming_workers_run_each_key_once(location: str) -> None:
         broken(7)
     assert ran == [1, 2, 3]
     assert claims_in(open_store(location)) == {}, "a failed run gives its claim back"
-    assert [f.running for f in stet.status(store=location).functions] == [0]
+    functions = stet.status(store=location).functions
+    assert [f.running for f in functions] == [0, 0]
+    assert {f.function: f.failed for f in functions}["broken"] == 1, "status counts it failed"
 
 
 def test_a_failed_call_is_recorded_with_its_attempt_and_retry_decides_what_runs_next(
