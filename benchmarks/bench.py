@@ -16,6 +16,10 @@ encode, check, record; quiet mode):
   (``key=["cfg.model.lr", "cfg.seed", "seed"]``, a dataclass and a dict)
   against a skip keyed by the same values as plain parameters
   (``dotted/plain``).
+- failures: skip and record on a store with no failures, against the same
+  with 1,000 failures of other keys beside it, with ``retry="again"`` (the
+  default: nothing read on the success path) and ``retry=3`` (a miss looks
+  up the key's failures), as ratios (``fail/none``).
 
 Baselines in the same run: a bare function call, argument binding plus a set
 lookup, joblib.Memory's cache hit and miss, and exca's cached call (a
@@ -339,6 +343,31 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
     }
 
 
+def bench_failures(ext: str, calls: int, root: Path) -> dict[str, tuple[float, float]]:
+    """(skip, record) medians in µs: no failures, 1,000 failures with retry again and 3."""
+    out = {}
+    for label, failures, retry in (
+        ("none", 0, "again"),
+        ("again", 1_000, "again"),
+        ("3", 1_000, 3),
+    ):
+        store = store_for(ext, f"fail{label}", root)
+        table = stet.backends.open_store(store)
+        for i in range(failures):
+            table.add_failure(  # type: ignore[attr-defined]
+                stet.typing.Failure("work", ("alpha", "seed"), ("-1", str(i)), "ValueError", "m")
+            )
+
+        @stet.once(store=store, quiet=True, name="work", retry=retry)
+        def work(alpha: float, seed: int) -> int:
+            return seed
+
+        record = median_p90(per_call(lambda i: work(0.5, i), range(calls)))[0]
+        skip = median_p90(per_call(lambda i: work(0.5, i), range(calls)))[0]
+        out[label] = (skip, record)
+    return out
+
+
 def first_pass(ext: str, n: int, root: Path) -> float:
     """Microseconds per call of a sweep over n new keys, from an empty store."""
     work = decorated(store_for(ext, f"first{n}", root))
@@ -500,6 +529,20 @@ def main() -> None:
                 f"{ext:<10} 1 writer {w['1_per_s']:>8.0f}/s (lock {w['1_held']:.0%})  "
                 f"2 writers {w['2_per_s']:>8.0f}/s (lock {w['2_held']:.0%})  "
                 f"2/1 {w['2_per_s'] / w['1_per_s']:.2f}x"
+            )
+        print()
+        print("failures: skip and record µs with 1,000 failures beside the store, vs none")
+        print(
+            f"{'store':<10} {'none':>13} {'retry again':>13} {'ratio':>12} "
+            f"{'retry 3':>13} {'ratio':>12}"
+        )
+        for ext in stores:
+            f = bench_failures(ext, min(calls, 1_000), root)
+            (s0, r0), (s1, r1), (s3, r3) = f["none"], f["again"], f["3"]
+            print(
+                f"{ext:<10} {s0:>6.2f} {r0:>6.1f} {s1:>6.2f} {r1:>6.1f} "
+                f"{s1 / s0:>5.2f}x {r1 / r0:>5.2f}x {s3:>6.2f} {r3:>6.1f} "
+                f"{s3 / s0:>5.2f}x {r3 / r0:>5.2f}x"
             )
         if not args.no_plot:
             plot(results, base, plots)

@@ -28,7 +28,17 @@ import attrs
 
 import stet
 from stet.backends import identity, pack
-from stet.typing import Claim, ClaimId, ClaimState, Clock, ColumnLimits, Instant, Packed, Record
+from stet.typing import (
+    Claim,
+    ClaimId,
+    ClaimState,
+    Clock,
+    ColumnLimits,
+    Failure,
+    Instant,
+    Packed,
+    Record,
+)
 
 __all__ = ["SCHEME", "MemoryStore", "check_location", "forget_all"]
 
@@ -60,6 +70,7 @@ class _Table:
     records: list[Record] = attrs.Factory(list)
     done: dict[tuple[str, tuple[str, ...]], set[Packed]] = attrs.Factory(dict)
     claims: dict[ClaimId, _Held] = attrs.Factory(dict)
+    failures: list[Failure] = attrs.Factory(list)
     created: bool = False
     lock: threading.RLock = attrs.Factory(threading.RLock)
 
@@ -75,7 +86,7 @@ def forget_all() -> None:
 
 
 class MemoryStore:
-    """A `stet.typing.ClaimingStore` in a dict of this process, shared by name."""
+    """A `stet.typing.ClaimingStore` and `FailingStore` in a dict of this process, by name."""
 
     limits = ColumnLimits()
 
@@ -266,3 +277,25 @@ class MemoryStore:
                 for claim_id, held in self._table.claims.items()
                 if not self.knows(held.claim.function, held.claim.cols, pack(held.claim.values))
             }
+
+    # -- failures: a list of their own, never among the records ----------------
+
+    def add_failure(self, failure: Failure) -> None:
+        with self._table.lock:
+            self._table.failures.append(failure)
+
+    def failures(self) -> list[Failure]:
+        with self._table.lock:
+            return list(self._table.failures)
+
+    def failures_of(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...]
+    ) -> list[Failure]:
+        return [f for f in self.failures() if f.id == (function, cols, values)]
+
+    def forget_failures(self, doomed: Callable[[Failure], bool] | None = None) -> int:
+        with self._table.lock:
+            kept = [f for f in self._table.failures if doomed is not None and not doomed(f)]
+            removed = len(self._table.failures) - len(kept)
+            self._table.failures = kept
+            return removed

@@ -45,7 +45,7 @@ from stet.backends import (
     registered,
 )
 from stet.backends._registry import entry
-from stet.typing import Backend, ClaimingStore, Store
+from stet.typing import Backend, ClaimingStore, FailingStore, Failure, Store
 
 from . import pg_server as pg
 from . import strategies as S
@@ -153,6 +153,8 @@ def test_every_store_satisfies_the_contract(location: str) -> None:
     backend: Backend = get_backend(location)
     assert isinstance(backend, Backend)
     assert store.limits == entry(location).limits, "register(limits=) must match Store.limits"
+    failing: FailingStore = other(location)  # type: ignore[assignment]  # checked next line
+    assert isinstance(failing, FailingStore), "every built-in store keeps failures"
 
 
 def test_a_store_exists_once_a_record_is_added(location: str) -> None:
@@ -392,6 +394,57 @@ def test_a_renewed_claim_outlives_its_first_lease(clocked_kind: Kind, tmp_path: 
     assert b.claim("f", ("x",), ("1",), 60, owner=B)[0] == "claimed"
 
 
+def failing(location: str) -> FailingStore:
+    """The store as another process opens it, as a `FailingStore`."""
+    opened = new_store(location)
+    assert isinstance(opened, FailingStore)
+    return opened
+
+
+def _failure(value: str, attempt: int = 1, function: str = "f", message: str = "m") -> Failure:
+    return Failure(function, ("seed",), (value,), "ValueError", message, "tb", "h", 0.5,
+                   "2026-01-01T00:00:00.250000+00:00", attempt)  # fmt: skip
+
+
+def test_a_failure_is_kept_beside_the_store_never_as_a_finished_run(location: str) -> None:
+    store = failing(location)
+    assert store.failures() == []
+    store.add_failure(_failure("3"))
+    store.add_failure(_failure("3", attempt=2, message='ünïcode, "quoted"\nline'))
+    store.add_failure(_failure("4", function="g"))
+    seen = failing(location)  # another process
+    assert [f.attempt for f in seen.failures_of("f", ("seed",), ("3",))] == [1, 2]
+    assert seen.failures_of("f", ("seed",), ("4",)) == []
+    assert sorted(seen.failures(), key=lambda f: (f.function, f.attempt)) == [
+        _failure("3"),
+        _failure("3", attempt=2, message='ünïcode, "quoted"\nline'),
+        _failure("4", function="g"),
+    ]
+    assert not seen.is_done("f", ("seed",), pack(("3",))), "a failure is never a finished run"
+    assert not seen.matches(None, ("seed",), ("3",))
+    assert seen.records() == []
+    seen.add("f", ("seed",), [("5",)])
+    assert [r["seed"] for r in failing(location).records()] == ["5"]
+    assert [f.id for f in failing(location).failures_of("f", ("seed",), ("3",))] == [
+        ("f", ("seed",), ("3",))
+    ] * 2
+
+
+def test_forgetting_failures_says_how_many_and_keeps_the_rest(location: str) -> None:
+    store = failing(location)
+    assert store.forget_failures() == 0
+    for value in ("1", "2", "2"):
+        store.add_failure(_failure(value))
+    store.add("f", ("seed",), [("9",)])
+    assert failing(location).forget_failures(lambda f: f.values == ("2",)) == 2
+    assert [f.values for f in failing(location).failures()] == [("1",)]
+    store.add_failure(_failure("7"))  # this object writes on after another forgot
+    assert sorted(f.values for f in failing(location).failures()) == [("1",), ("7",)]
+    assert failing(location).forget_failures() == 2
+    assert failing(location).failures() == []
+    assert [r["seed"] for r in failing(location).records()] == ["9"], "records stay"
+
+
 # -- the value level: StoreBackend, the decorator, status/read/reset -----------
 
 
@@ -467,14 +520,70 @@ def test_claiming_workers_run_each_key_once(location: str) -> None:
         broken(7)
     assert ran == [1, 2, 3]
     assert claims_in(open_store(location)) == {}, "a failed run gives its claim back"
-    assert [f.running for f in stet.status(store=location).functions] == [0]
+    functions = stet.status(store=location).functions
+    assert [f.running for f in functions] == [0, 0]
+    assert {f.function: f.failed for f in functions}["broken"] == 1, "status counts it failed"
+
+
+def test_a_failed_call_is_recorded_with_its_attempt_and_retry_decides_what_runs_next(
+    location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[int] = []
+    error = ValueError("diverged at step 12")
+
+    def solve(seed: int) -> None:
+        calls.append(seed)
+        raise error
+
+    again = stet.once(store=location, name="solve")(solve)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="diverged") as raised:
+            again(1)
+        assert raised.value is error, "the exception propagates unchanged"
+    stet.testing.fresh_process()
+    store = failing(location)
+    failures = store.failures_of("solve", ("seed",), ("1",))
+    assert [(f.type, f.message, f.attempt) for f in failures] == [
+        ("ValueError", "diverged at step 12", 1),
+        ("ValueError", "diverged at step 12", 2),
+    ]
+    assert "raise error" in failures[0].traceback
+    assert failures[0].duration is not None
+    assert failures[0].duration >= 0
+    assert not stet.is_done(again, 1)
+
+    capsys.readouterr()
+    twice = stet.once(store=location, name="solve", retry=2)(solve)
+    assert twice(1) is None
+    assert "Skipping solve(seed=1): failed 2 times: ValueError: diverged at step 12" in (
+        capsys.readouterr().out
+    )
+    never = stet.once(store=location, name="solve", retry="never", claim=True)(solve)
+    assert never(1) is None
+    with pytest.raises(ValueError, match="diverged"):
+        never(2)  # a key that never failed runs, and its claim is given back
+    assert never(2) is None
+    assert claims_in(open_store(location)) == {}
+    assert calls == [1, 1, 2]
+
+
+def test_an_interrupt_is_not_a_failure_unless_asked(location: str) -> None:
+    def stop(seed: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stet.once(store=location, name="stop")(stop)(1)
+    assert failing(location).failures() == []
+    with pytest.raises(KeyboardInterrupt):
+        stet.once(store=location, name="stop", record_interrupts=True)(stop)(1)
+    assert [f.type for f in failing(location).failures()] == ["KeyboardInterrupt"]
 
 
 # -- the stateful test: every store against a plain set -------------------------
 
 
 class StoreMachine(RuleBasedStateMachine):
-    """Drives a store with record/has/remove/clear/reopen against a plain set."""
+    """Drives a store with record/has/remove/clear/fail/forget/reopen against a plain model."""
 
     keys = Bundle("keys")
     kind = Kind(".csv")
@@ -485,6 +594,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.path = self.kind.location(Path(self.dir.name), "m")
         self.store = self.fresh()
         self.model: set[tuple[str, str, str]] = set()  # (function, column, text)
+        self.failed: list[tuple[str, str, str]] = []  # one per failure recorded
         self.codec = stet.KeyCodec()
 
     def teardown(self) -> None:
@@ -535,6 +645,36 @@ class StoreMachine(RuleBasedStateMachine):
     def clear(self) -> None:
         self.store.clear()
         self.model.clear()
+
+    @rule(value=keys, function=st.sampled_from(["f", "g"]), column=st.sampled_from(["x", "y"]))
+    def fail(self, value: Any, function: str, column: str) -> None:
+        store = self.store.store
+        assert isinstance(store, FailingStore)
+        text = self.codec.encode(value)
+        before = store.failures_of(function, (column,), (text,))
+        assert len(before) == self.failed.count((function, column, text))
+        store.add_failure(
+            Failure(
+                function, (column,), (text,), "ValueError", repr(value), attempt=len(before) + 1
+            )
+        )
+        self.failed.append((function, column, text))
+
+    @rule(value=keys)
+    def forget_failures(self, value: Any) -> None:
+        store = self.store.store
+        assert isinstance(store, FailingStore)
+        text = self.codec.encode(value)
+        gone = [f for f in self.failed if f[2] == text]
+        assert store.forget_failures(lambda f: f.values == (text,)) == len(gone)
+        self.failed = [f for f in self.failed if f[2] != text]
+
+    @invariant()
+    def failures_match_the_model(self) -> None:
+        store = self.fresh().store
+        assert isinstance(store, FailingStore)
+        held = sorted((f.function, *f.cols, *f.values) for f in store.failures())
+        assert held == sorted(self.failed)
 
     @rule(other_process=st.booleans())
     def reopen(self, other_process: bool) -> None:

@@ -453,6 +453,7 @@ def test_a_progress_as_a_dict_does_not_copy_every_key_of_the_grid(tmp_path: Path
         "eta",
         "per_run",
         "workers",
+        "failed",
         "_points",
     }
     assert not isinstance(facts["_points"], dict)  # not a copy of every key of the grid

@@ -211,6 +211,8 @@ def test_once_round_trips_through_a_plain_dict(store: str) -> None:
         "quiet": True,
         "claim": False,
         "lease": 30,
+        "retry": "again",
+        "record_interrupts": False,
     }
     assert Once.from_dict(data) == config
     assert cattrs.structure({"store": store, "key": ["a"]}, Once) == Once(store=store, key=["a"])

@@ -62,3 +62,13 @@ def sweep(ext: str, keys: list[int]) -> int:
     """Call the store's function over ``keys``; return how many ran here."""
     func = BY_EXTENSION[ext]
     return sum(func(k) is not None for k in keys)
+
+
+@stet.once(store="failing.csv", quiet=True)
+def fail_csv(x: int) -> None:
+    raise ValueError(f"{x} " + "long message " * 300)
+
+
+@stet.once(store="failing.stetdir", quiet=True)
+def fail_shared(x: int) -> None:
+    raise ValueError(f"{x} " + "long message " * 300)

@@ -25,3 +25,6 @@ stet.Once(codec=None)  # expect-error
 stet.shard([1, 2], index="1")  # expect-error
 stet.shard([1, 2], count=2.0)  # expect-error
 stet.shard(3)  # expect-error
+stet.Once(retry="sometimes")  # expect-error
+stet.Once(record_interrupts="yes")  # expect-error
+stet.forget_failures("runs.csv", 3)  # expect-error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import assert_type
+from typing import Literal, assert_type
 
 import attrs
 import pandas as pd
@@ -113,3 +113,8 @@ assert_type(stet.KeyCodec().decode("0.1"), object)
 assert_type(
     stet.KeyCodec().register(Fraction, lambda f: (f.numerator, f.denominator)), stet.KeyCodec
 )
+RETRYING = stet.Once(store="runs.csv", retry=3, record_interrupts=True)
+assert_type(stet.Once(retry="never").retry, Literal["again", "never"] | int)
+assert_type(stet.failures("runs.csv"), pd.DataFrame)
+assert_type(stet.failures("runs.csv", grouped=False), pd.DataFrame)
+assert_type(stet.forget_failures("runs.csv", {"seed": 3}, function="run"), int)

@@ -9,6 +9,7 @@ from . import _lazy, backends, exceptions, typing
 from ._api import compact, mark_done, read, reset
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
+from ._failures_api import failures, forget_failures
 from ._grid import CellState, Grid, GridCell
 from ._once import Once, once
 from ._progress import Progress, progress
@@ -46,7 +47,9 @@ __all__ = [
     "compact",
     "exceptions",
     "explain",
+    "failures",
     "forget",
+    "forget_failures",
     "is_done",
     "mark_done",
     "once",

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._failures_api import failures_in, forget_failures
 from ._lazy import pd
 from ._once import DEFAULT_STORE
 from ._rows import _grid_keys, _runner_of
@@ -20,7 +21,7 @@ from ._store_arg import existing_store, store_argument
 from .backends import get_backend, open_store
 from .backends._registry import is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
-from .typing import CompactingStore, Record, Store
+from .typing import CompactingStore, FailingStore, Record, Store
 
 __all__ = ["compact", "mark_done", "read", "reset"]
 
@@ -81,9 +82,10 @@ def reset(
     *,
     function: str | None = None,
     stale_code: bool = False,
+    failed: bool = False,
     store_path: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Forget finished runs so that they run again.
+    """Forget finished runs so that they run again (or, with ``failed``, failed runs).
 
     With no ``key_dict``, clears the whole store, asking ``[y/N]`` first when
     standard input is a terminal: the store's file is deleted, as in stet
@@ -93,16 +95,22 @@ def reset(
     record whose listed columns hold these values goes: all of a run's key
     parameters, or some of them for every run that shares those.
 
+    Clearing the whole store also forgets its failures (a fresh start);
+    ``key_dict``, ``function`` and ``stale_code`` remove records only. With
+    ``failed=True`` only failures go (those of ``key_dict`` and
+    ``function`` when given, see `forget_failures`), and the records stay.
+
     Args:
         store: The store.
         key_dict: The runs to forget: key parameters and their values.
         function: Only this function's records.
         stale_code: Only records made by a version of their function's code
             other than the newest record's (see `StoreStatus`).
+        failed: Forget failed runs instead of records.
         store_path: ``store``, by its stet 0.0.x name.
 
     Returns:
-        How many records were removed.
+        How many records (with ``failed``, failures) were removed.
 
     Raises:
         FileNotFoundError: There is no store at ``store`` (with ``key_dict``,
@@ -112,6 +120,10 @@ def reset(
             value it spells (``0.1``) does; the message shows the call to write.
     """
     store = store_argument(store, store_path)
+    if failed:
+        forgotten = forget_failures(store, key_dict, function=function)
+        print(f"[stet] Forgot {forgotten} failure(s) in {open_store(store).location}")
+        return forgotten
     if key_dict is None and function is None and not stale_code:
         return _clear(store)
     table = existing_store(store)
@@ -148,13 +160,16 @@ def _confirm(what: str, table: Store) -> bool:
 
 def _clear(store: str | os.PathLike[str]) -> int:
     table = open_store(store)
-    if not table.exists():
+    failures = failures_in(table)
+    if not table.exists() and not failures:
         print(f"[stet] No store at {table.location}; nothing to clear")
         return 0
-    if not _confirm("all records", table):
+    if not _confirm("all records" + (" and failures" if failures else ""), table):
         return 0
     linked = not is_url(os.fspath(store)) and os.path.islink(os.fspath(store))
-    removed = table.clear(in_place=linked)
+    removed = table.clear(in_place=linked) if table.exists() else 0
+    if failures and isinstance(table, FailingStore):
+        table.forget_failures()
     print(f"[stet] Store cleared: {table.location}")
     return removed
 

@@ -24,6 +24,7 @@ from ._cli_commands import (
     status_command,
     why_command,
 )
+from ._cli_failures import add_failures_parser, failures_command
 from ._cli_import import import_command
 from ._once import DEFAULT_STORE
 from .exceptions import StetError
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         help="only records whose KEY has VALUE, written as in the store (repeatable)",
     )
     reset.add_argument(
+        "--failed",
+        action="store_true",
+        help="forget failed runs (of --function, matching --where) instead; the records stay",
+    )
+    reset.add_argument(
         "--stale-code",
         action="store_true",
         help="only records made by older code than the function's newest record",
@@ -101,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
         "compact", help="fold a shared-directory store's writer files into one"
     )
     compact.add_argument("store")
+
+    add_failures_parser(commands)
 
     export = commands.add_parser("export", help="write the records to a CSV/Parquet file")
     export.add_argument("store")
@@ -137,4 +145,5 @@ _COMMANDS = {
     "why": why_command,
     "merge": merge_command,
     "compact": compact_command,
+    "failures": failures_command,
 }

@@ -26,6 +26,7 @@ from ._cli_checks import (
     one_function,
     parse_where,
 )
+from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from ._grid_points import store_grid
@@ -34,7 +35,7 @@ from ._status import latest_code, status
 from .backends import open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
-from .typing import Record
+from .typing import FailingStore, Record
 
 __all__ = [
     "compact_command",
@@ -48,7 +49,7 @@ __all__ = [
 
 
 def status_command(args: argparse.Namespace) -> int:
-    existing(args.store, claims=True)  # the first runs may be in progress
+    # status() says if there is no store (claims or failures may be all there is yet)
     if not args.json:
         status(args.store)
         return 0
@@ -133,6 +134,10 @@ def _json_value(value: Any) -> Any:
 
 
 def reset_command(args: argparse.Namespace) -> int:
+    if args.failed:
+        if args.stale_code:
+            raise Failure("--failed and --stale-code do not go together: failures have no code")
+        return reset_failed(args.store, args.function, parse_where(args.where), yes=args.yes)
     existing(args.store)
     table = open_store(args.store)
     where = parse_where(args.where)
@@ -163,9 +168,11 @@ def reset_command(args: argparse.Namespace) -> int:
             print("[stet] Aborted.")
             return 0
     if not where and args.function is None and not args.stale_code:
-        # Everything: the store's file goes, as stet.reset() does.
+        # Everything: the store's file goes, and its failures, as stet.reset() does.
         linked = not is_url(args.store) and os.path.islink(args.store)
         removed = table.clear(in_place=linked)
+        if isinstance(table, FailingStore):
+            table.forget_failures()
     else:
         removed = table.delete(chosen)
     print(f"[stet] Removed {removed} record(s) from {table.location}")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._codec import CODEC_VERSION, KeyCodec
 
-__all__ = ["converter", "structure", "unstructure"]
+__all__ = ["Retry", "converter", "structure", "unstructure"]
+
+#: ``Once(retry=...)``: "again", "never", or failed attempts to stop after.
+Retry: TypeAlias = Literal["again", "never"] | int
 
 converter = cattrs.Converter()
 _T = TypeVar("_T")
@@ -57,6 +60,13 @@ def _structure_bool(value: Any, _: object) -> bool:
     return value
 
 
+def _structure_retry(value: Any, _: object) -> Any:
+    # "again", "never" or a number: Once's validator says what is wrong.
+    return value
+
+
+cattrs.global_converter.register_structure_hook(Retry, _structure_retry)
+converter.register_structure_hook(Retry, _structure_retry)
 converter.register_structure_hook(tuple[str, ...] | None, _structure_key)
 converter.register_structure_hook(bool, _structure_bool)
 _ready: set[type[Any]] = set()
@@ -79,7 +89,11 @@ def _hooks_for(cls: type[Any]) -> None:
     converter.register_structure_hook(
         cls,
         make_dict_structure_fn(
-            cls, converter, _cattrs_forbid_extra_keys=True, codec=override(omit=True)
+            cls,
+            converter,
+            _cattrs_forbid_extra_keys=True,
+            codec=override(omit=True),
+            retry=override(struct_hook=_structure_retry),
         ),
     )
     _ready.add(cls)

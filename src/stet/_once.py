@@ -20,7 +20,7 @@ import attrs
 
 from . import _explain
 from ._codec import KeyCodec
-from ._config import structure, unstructure
+from ._config import Retry, structure, unstructure
 from ._keypaths import check_nesting
 from ._runner import Runner
 from .backends import describe
@@ -108,6 +108,18 @@ def _check_lease(instance: Once, attribute: attrs.Attribute[float], value: float
         )
 
 
+def _check_retry(instance: Once, attribute: attrs.Attribute[Retry], value: Retry) -> None:
+    if value in ("again", "never"):
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return
+    raise ValueError(
+        f"retry must be 'again' (run a failed key again on the next call), 'never' (skip "
+        f"a key that failed once) or a number of failed attempts to stop after (1 or "
+        f"more), got {value!r}"
+    )
+
+
 @attrs.frozen(kw_only=True)
 class Once:
     """How a decorated function records its finished runs.
@@ -141,6 +153,12 @@ class Once:
             thread renews claims every ``lease / 3`` seconds. A worker that
             dies loses its keys to others after at most this long.
         codec: The `KeyCodec` that turns key values into text.
+        retry: What a key that failed before does on the next call (see "See
+            what failed" in the docs): ``"again"`` runs it (the default),
+            ``"never"`` skips it, a number N skips it once it failed N times.
+        record_interrupts: Record a call stopped by ``KeyboardInterrupt``,
+            ``SystemExit`` (or another exception that is not an `Exception`)
+            as a failure too; by default only an `Exception` is recorded.
 
     Example:
         >>> import stet, tempfile, os
@@ -166,6 +184,10 @@ class Once:
     lease: float = attrs.field(default=60.0, validator=_check_lease)
     codec: KeyCodec = attrs.field(
         factory=KeyCodec, validator=attrs.validators.instance_of(KeyCodec)
+    )
+    retry: Retry = attrs.field(default="again", validator=_check_retry)
+    record_interrupts: bool = attrs.field(
+        default=False, validator=attrs.validators.instance_of(bool)
     )
 
     @exclude.validator
@@ -238,8 +260,8 @@ def _wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
             return None
         try:
             result = func(*args, **kwargs)
-        except BaseException:
-            runner.abort(run)
+        except BaseException as exc:
+            runner.abort(run, exc)
             raise
         runner.end(run)
         return result
@@ -265,8 +287,8 @@ def _async_wrapper(func: Callable[P, Any], runner: Runner) -> Callable[P, Any]:
             return None
         try:
             result = await func(*args, **kwargs)
-        except BaseException:
-            await asyncio.to_thread(runner.abort, run)
+        except BaseException as exc:
+            await asyncio.to_thread(runner.abort, run, exc)
             raise
         await asyncio.to_thread(runner.end, run)
         return result
@@ -307,6 +329,8 @@ def once(
     claim: bool = ...,
     lease: float = ...,
     codec: KeyCodec = ...,
+    retry: Retry = ...,
+    record_interrupts: bool = ...,
 ) -> Once: ...
 
 

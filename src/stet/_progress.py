@@ -16,16 +16,19 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from ._failures_api import failures_in
 from ._grid import Grid
 from ._grid_points import Points
 from ._html import html_table
 from ._lazy import pd
 from ._rows import _grid_keys, _runner_of
+from ._runner import Runner, gives_up
 from ._status import _after
 from .backends import pack
+from .backends._index import Packed
 from .backends._registry import claims_in
 from .backends._schema import DURATION, TIMESTAMP, identity
-from .typing import Record
+from .typing import Record, Store
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -47,12 +50,15 @@ class Progress:
         total: Distinct keys in the grid.
         done: How many of them are recorded.
         running: How many are claimed by a live worker (``claim=True``).
-        left: How many are neither done nor running.
+        left: How many are neither done, running nor failed.
         last_hour: The function's records made in the last hour.
         eta: Time to finish the rest (running and left), or None when too few
             runs were timed to tell.
         per_run: The mean duration of the function's recent runs, if timed.
         workers: How many runs went side by side recently (1 for one worker).
+        failed: How many are not done and failed before (each counted once,
+            however often it failed); ``Once(retry=...)`` decides whether
+            they run again, and the estimate counts only those that will.
 
     `grid` and `plot` show which points are done, by the values of two key
     parameters; in Jupyter a `Progress` shows as a table.
@@ -67,6 +73,7 @@ class Progress:
     eta: timedelta | None
     per_run: timedelta | None = None
     workers: float = 1.0
+    failed: int = 0
     _points: Points | None = attrs.field(default=None, eq=False, repr=False, kw_only=True)
 
     def grid(self, rows: str | None = None, columns: str | None = None) -> Grid:
@@ -121,6 +128,7 @@ class Progress:
         rows: list[tuple[str, object]] = [
             ("done", f"{self.done:,} of {self.total:,}"),
             ("running", f"{self.running:,}"),
+            ("failed", f"{self.failed:,}"),
             ("left", f"{self.left:,}"),
             ("finished in the last hour", f"{self.last_hour:,}"),
         ]
@@ -136,8 +144,10 @@ class Progress:
         text = f"[stet] {self.function}: {self.done:,} of {self.total:,} done, "
         if self.running:
             text += f"{self.running:,} running, "
+        if self.failed:
+            text += f"{self.failed:,} failed, "
         text += f"{self.left:,} left"
-        if not (self.left or self.running):
+        if not (self.left or self.running or self.failed):
             return text
         if self.eta is None or self.per_run is None:
             return text + "; too few timed runs yet to estimate the time left"
@@ -194,6 +204,7 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
     running = claimed & pending
+    failed, given_up = _failed(runner, table, pending - running)
     rows = (
         [r for r in table.records() if identity(r, table.location)[0] == runner.name]
         if table.exists()
@@ -202,23 +213,37 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent = sum(1 for row in rows if _after(row.get(TIMESTAMP, ""), hour_ago))
     per_run, workers = estimate(rows)
-    eta = per_run * len(pending) / workers if per_run is not None else None
+    to_run = len(pending) - given_up
+    eta = per_run * to_run / workers if per_run is not None else None
     result = Progress(
         runner.name,
         len(keys),
         len(keys) - len(pending),
         len(running),
-        len(pending) - len(running),
+        len(pending) - len(running) - failed,
         recent,
         eta,
         per_run,
         workers,
+        failed,
         points=Points(
             runner.name, runner.key, runner.cols, keys, pending, running, runner.config.codec.decode
         ),
     )
     print(result)
     return result
+
+
+def _failed(runner: Runner, table: Store, keys: set[Packed]) -> tuple[int, int]:
+    """How many of ``keys`` failed before, and how many of those ``retry`` gave up on."""
+    times: dict[Packed, int] = {}
+    for failure in failures_in(table):
+        if failure.function == runner.name and failure.cols == runner.cols:
+            key = pack(failure.values)
+            if key in keys:
+                times[key] = times.get(key, 0) + 1
+    given_up = sum(1 for n in times.values() if gives_up(runner.config.retry, n))
+    return len(times), given_up
 
 
 def estimate(rows: Sequence[Record]) -> tuple[timedelta | None, float]:

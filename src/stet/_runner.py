@@ -26,14 +26,25 @@ from ._report import reporter
 from .backends import describe, open_store, pack
 from .backends._claims import Claim, describe_owner
 from .backends._columns import check_key_columns
+from .backends._failures import Failure, failure_of
 from .backends._registry import entry
+from .backends._schema import THIS_HOST
 from .exceptions import KeyEncodingError, KeyPathError, StoreError
-from .typing import ClaimingStore, Store
+from .typing import ClaimingStore, FailingStore, Store
 
 if TYPE_CHECKING:
     from ._once import Once
 
-__all__ = ["Run", "Runner", "code_hash", "display", "forget_stores", "key_names", "qualname"]
+__all__ = [
+    "Run",
+    "Runner",
+    "code_hash",
+    "display",
+    "forget_stores",
+    "gives_up",
+    "key_names",
+    "qualname",
+]
 
 
 def qualname(func: Callable[..., Any]) -> str:
@@ -168,6 +179,8 @@ class Runner:
         self._store: Store | None = None
         #: The store, when runs claim their keys (``claim=True``).
         self.claims: ClaimingStore | None = None
+        #: The store, if it keeps failures (looked up once: a Protocol check is slow).
+        self.failing: FailingStore | None = None
         _runners.add(self)
         self.code = code_hash(func)
         params = self.signature.parameters.values()
@@ -202,6 +215,7 @@ class Runner:
             if self.config.claim:
                 assert isinstance(store, ClaimingStore)
                 self.claims = store
+            self.failing = store if isinstance(store, FailingStore) else None
             self._store = store
         return store
 
@@ -368,6 +382,12 @@ class Runner:
             self.report_skip(args, kwargs)
             return None
         claim = None
+        earlier = None
+        if self.config.retry != "again":
+            earlier = self._failures_of(values)
+            if self._given_up(earlier):
+                self.report_skip(args, kwargs, failed=earlier)
+                return None
         if self.claims is None:
             if store.is_done(self.name, self.cols, key):
                 self.report_skip(args, kwargs)
@@ -378,7 +398,15 @@ class Runner:
                 self.report_skip(args, kwargs, claim)
                 return None
         reporter.end_streak()
-        return Run(values, claim, time.perf_counter())
+        return Run(values, claim, time.perf_counter(), None if earlier is None else len(earlier))
+
+    def _failures_of(self, values: tuple[str, ...]) -> list[Failure]:
+        """The key's failures recorded so far (none for a store that keeps none)."""
+        store = self.failing
+        return [] if store is None else store.failures_of(self.name, self.cols, values)
+
+    def _given_up(self, failures: list[Failure]) -> bool:
+        return gives_up(self.config.retry, len(failures))
 
     def end(self, run: Run) -> None:
         """After a normal return: record the run (complete its claim)."""
@@ -396,8 +424,14 @@ class Runner:
                 f"of {self.config.lease:g} s was too short, or this process was stopped)"
             )
 
-    def abort(self, run: Run) -> None:
-        """The call raised: nothing is recorded; a claimed key is given back to run again."""
+    def abort(self, run: Run, exc: BaseException | None = None) -> None:
+        """The call raised: a failure is recorded beside the store, never a record.
+
+        Then a claimed key is given back, so that it may run again (the
+        failure written first, so a worker that claims it next sees it).
+        """
+        if exc is not None and (isinstance(exc, Exception) or self.config.record_interrupts):
+            self._record_failure(run, exc)
         if run.claim is None:
             return
         assert self.claims is not None
@@ -409,22 +443,60 @@ class Runner:
                 f"it expires in at most {self.config.lease:g} s"
             )
 
+    def _record_failure(self, run: Run, exc: BaseException) -> None:
+        duration = time.perf_counter() - run.started
+        store = self.failing
+        if store is None:
+            return
+        try:
+            before = run.failed_before
+            if before is None:  # retry="again" did not look before the run: look now
+                before = len(store.failures_of(self.name, self.cols, run.values))
+            store.add_failure(
+                failure_of(
+                    exc,
+                    self.name,
+                    self.cols,
+                    run.values,
+                    host=THIS_HOST,
+                    duration=duration,
+                    attempt=before + 1,
+                )
+            )
+        except Exception as problem:  # the run's own exception matters more
+            reporter.warn(f"[stet] Could not record the failure of {self.label}: {problem}")
+
     def known_done(self, values: tuple[str, ...]) -> bool:
         """True if this process already knows the key is recorded (no I/O)."""
         store = self._store
         return store is not None and store.knows(self.name, self.cols, pack(values))
 
     def report_skip(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None = None
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        busy: Claim | None = None,
+        *,
+        failed: list[Failure] | None = None,
     ) -> None:
-        """Report a skip: done, or (with ``busy``) running in another worker."""
+        """Report a skip: done, (with ``busy``) running in another worker, or given up."""
         if not self.config.quiet and reporter.skipped():
-            reporter.show_skip(self._describe(args, kwargs, busy))
+            reporter.show_skip(self._describe(args, kwargs, busy, failed))
 
-    def _describe(self, args: tuple[Any, ...], kwargs: dict[str, Any], busy: Claim | None) -> str:
+    def _describe(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        busy: Claim | None,
+        failed: list[Failure] | None = None,
+    ) -> str:
         """``run(alpha=0.1, seed=3)``, and where it runs if another worker has it."""
         arguments = self.arguments(args, kwargs)
         shown = ", ".join(f"{k}={display(self.value_of(arguments, k))}" for k in self.key)
+        if failed:
+            times = "once" if len(failed) == 1 else f"{len(failed)} times"
+            last = failed[-1].summary.splitlines()[0] if failed[-1].summary else ""
+            return f"{self.label}({shown}): failed {times}: {display_text(last)}"
         if busy is not None:
             return f"{self.label}({shown}): running elsewhere ({describe_owner(busy)})"
         return f"{self.label}({shown})"
@@ -433,6 +505,7 @@ class Runner:
         """Open the store anew on the next call (a relative path from the new working directory)."""
         self._store = None
         self.claims = None
+        self.failing = None
 
 
 def _fetcher(position: int, get: Getter) -> Callable[[tuple[Any, ...]], Any]:
@@ -449,10 +522,26 @@ def forget_stores() -> None:
         runner.forget_store()
 
 
+def gives_up(retry: str | int, failed: int) -> bool:
+    """True if ``Once(retry=retry)`` runs a key that failed ``failed`` times no more."""
+    limit = 1 if retry == "never" else retry
+    return isinstance(limit, int) and failed >= limit
+
+
+def display_text(text: str, limit: int = 200) -> str:
+    """A message shortened for a skip line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @attrs.frozen
 class Run:
-    """A call that runs: its key texts, its claim (``claim=True``), when it started."""
+    """A call that runs: its key texts, its claim (``claim=True``), when it started.
+
+    ``failed_before`` is how many failures of the key were recorded when it
+    started, if `Runner.begin` looked (a ``retry`` other than "again").
+    """
 
     values: tuple[str, ...]
     claim: Claim | None
     started: float
+    failed_before: int | None = None

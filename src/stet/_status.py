@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
+from ._failures_api import FailureCount, count_failures, failures_in
 from ._html import html_table
 from ._once import DEFAULT_STORE
 from ._store_arg import existing_store, store_argument
+from .backends import open_store
 from .backends._claims import claims_by_function
 from .backends._registry import claims_in
 from .backends._schema import CODE, TIMESTAMP, identity
@@ -37,6 +39,8 @@ class FunctionStatus:
             is running now.
         expired_claims: Claims whose worker stopped renewing them (it died
             or was stopped); another worker takes such a key over.
+        failed: Calls that raised (failures recorded beside the store).
+        failed_keys: Distinct keys among them.
     """
 
     function: str
@@ -47,6 +51,8 @@ class FunctionStatus:
     older_code: int = 0
     running: int = 0
     expired_claims: int = 0
+    failed: int = 0
+    failed_keys: int = 0
 
     def _repr_html_(self) -> str:
         return html_table(_STATUS_HEADER, [_status_row(self)])
@@ -62,6 +68,8 @@ class StoreStatus:
         last_run: When the newest finished, or None.
         key_columns: Every key column in the store.
         functions: One entry per function, sorted by name.
+        failed: Calls that raised, over all functions (see `stet.failures`).
+        failed_keys: Distinct keys among them.
     """
 
     store: str
@@ -69,6 +77,8 @@ class StoreStatus:
     last_run: datetime | None
     key_columns: tuple[str, ...]
     functions: tuple[FunctionStatus, ...]
+    failed: int = 0
+    failed_keys: int = 0
 
     def _repr_html_(self) -> str:
         last = f", last run {self.last_run.isoformat()}" if self.last_run else ""
@@ -85,6 +95,7 @@ _STATUS_HEADER = (
     "running",
     "expired claims",
     "older code",
+    "failed",
 )
 
 
@@ -99,6 +110,7 @@ def _status_row(f: FunctionStatus) -> tuple[object, ...]:
         f"{f.running:,}",
         f"{f.expired_claims:,}",
         f"{f.older_code:,}",
+        f"{f.failed:,}",
     )
 
 
@@ -121,8 +133,9 @@ def status(
     """Print and return a summary of a store.
 
     Prints the store, how many runs are recorded, the last one, and the key
-    columns, then one line per function when the store holds several, and
-    the claims in progress when workers use ``claim=True``.
+    columns, then one line per function when the store holds several, the
+    claims in progress when workers use ``claim=True``, and how many calls
+    failed (``N failed (M distinct keys)``; `stet.failures` lists them).
 
     Args:
         store: The store.
@@ -132,10 +145,15 @@ def status(
         FileNotFoundError: There is no store at ``store``.
         StoreError: The store cannot be read.
     """
-    table = existing_store(store_argument(store, store_path), claims=True)
-    rows = table.records()
+    table = open_store(store_argument(store, store_path))
+    failed = count_failures(failures_in(table))
+    if not failed:  # a store with only failures in it yet is there
+        table = existing_store(store_argument(store, store_path), claims=True)
+    rows = table.records() if table.exists() else []
     claims = claims_by_function(claims_in(table), time.time())
-    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {fn: set() for fn in claims}
+    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        fn: set() for fn in [*claims, *failed]
+    }
     stamps: dict[str, list[str]] = {}
     for row in rows:
         function, cols, values = identity(row, table.location)
@@ -160,6 +178,8 @@ def status(
             older_code=len(older.get(fn, ())),
             running=claims.get(fn, (0, 0))[0],
             expired_claims=claims.get(fn, (0, 0))[1],
+            failed=failed.get(fn, FailureCount()).failures,
+            failed_keys=failed.get(fn, FailureCount()).keys,
         )
         for fn in sorted(keys)
     )
@@ -169,6 +189,8 @@ def status(
         last_run=_last(s for ss in stamps.values() for s in ss),
         key_columns=_columns(c for f in keys.values() for c, _ in f),
         functions=functions,
+        failed=sum(f.failed for f in functions),
+        failed_keys=sum(f.failed_keys for f in functions),
     )
     _print_status(result)
     return result
@@ -206,6 +228,11 @@ def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
 def _print_status(s: StoreStatus) -> None:
     print(f"[stet] Store: {s.store}")
     print(f"[stet] {s.records} completed experiments recorded")
+    if s.failed:
+        print(
+            f"[stet] {s.failed} failed ({s.failed_keys} distinct keys; "
+            "stet failures STORE lists them)"
+        )
     if s.last_run is not None:
         print(f"[stet] Last run: {s.last_run.isoformat()}")
     print(f"[stet] Key columns: {', '.join(s.key_columns) or '(none)'}")
@@ -216,9 +243,10 @@ def _print_status(s: StoreStatus) -> None:
         for f in s.functions:
             name = f.function or "(records without a function)"
             last = f" (last run {f.last_run.isoformat()})" if f.last_run else ""
+            failed = f"; {f.failed} failed ({f.failed_keys} distinct keys)" if f.failed else ""
             print(
                 f"[stet]   {name}: {f.records} recorded{last}; key columns: "
-                f"{', '.join(f.key_columns) or '(none)'}"
+                f"{', '.join(f.key_columns) or '(none)'}{failed}"
             )
     for f in s.functions:
         if f.running or f.expired_claims:

@@ -22,6 +22,7 @@ from typing import Protocol, runtime_checkable
 from .backends._claims import Claim, ClaimId, ClaimState
 from .backends._clock import Clock, Instant
 from .backends._columns import ColumnLimits
+from .backends._failures import Failure
 from .backends._index import Packed
 from .backends._records import Record
 
@@ -34,6 +35,8 @@ __all__ = [
     "Clock",
     "ColumnLimits",
     "CompactingStore",
+    "FailingStore",
+    "Failure",
     "Instant",
     "Packed",
     "Record",
@@ -179,6 +182,33 @@ class ClaimingStore(Store, Protocol):
 
     def claims(self) -> dict[ClaimId, Claim]:
         """The claims in progress, live or expired, as of now."""
+        ...
+
+
+@runtime_checkable
+class FailingStore(Store, Protocol):
+    """A store that keeps failed runs beside its records (every built-in store does).
+
+    A failure is never a record: `Store.records`, `Store.is_done` and any
+    reader of the finished-runs table never see it.
+    """
+
+    def add_failure(self, failure: Failure) -> None:
+        """Record that a call raised (crash-safe; never takes the records' lock)."""
+        ...
+
+    def failures(self) -> list[Failure]:
+        """Every failure recorded (a fresh read)."""
+        ...
+
+    def failures_of(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...]
+    ) -> list[Failure]:
+        """The failures of one run, oldest first, after a look for other writers' ones."""
+        ...
+
+    def forget_failures(self, doomed: Callable[[Failure], bool] | None = None) -> int:
+        """Remove the failures for which ``doomed`` is true (None: all); return how many."""
         ...
 
 

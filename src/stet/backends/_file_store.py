@@ -35,6 +35,7 @@ from ._claims import Claim, ClaimId, ClaimsFile, ClaimState, LeaseFiles, heartbe
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock, Instant
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
+from ._failures import FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._lock import LockTimeout, StoreLock, lock_timeout
 from ._process import written
@@ -105,8 +106,10 @@ class ClaimRecords(Protocol):
         ...
 
 
-class FileStore:
+class FileStore(LoggedFailures):
     """A `stet.typing.Store` in files on one machine (see the module docs).
+
+    Failed runs go to ``STORE.failures.jsonl`` (see `._failures`).
 
     Args:
         path: The store's file as given (absolute; a symbolic link stays one).
@@ -138,6 +141,8 @@ class FileStore:
             claim_records if claim_records is not None else ClaimsFile(format.path)
         )
         self._leases = LeaseFiles(path)
+        failures = format.path + ".failures.jsonl"
+        self._failure_log = FailureLog(format.location, lambda: failures)
         self._record_files = record_files
         self._lock = StoreLock(format.path + ".lock")
         self._lock_tried = False

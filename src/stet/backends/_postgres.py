@@ -25,8 +25,10 @@ import attrs
 from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_key_columns
+from ._failures import Failure
 from ._index import Packed, pack
 from ._pg_claims import ClaimsTable
+from ._pg_failures import FailuresTable
 from ._pg_retry import Connection
 from ._pg_rows import PgCursor, Rows
 from ._pg_schema import PG_LIMITS, Schema, key_json
@@ -65,6 +67,7 @@ class PostgresStore:
         self._schema = Schema(self._connection)
         self._rows = Rows(self._connection, self._schema)
         self._claims = ClaimsTable(self._connection, self._schema, self._rows, clock)
+        self._failures = FailuresTable(self._connection, self._schema)
         self.location = self._connection.location  # never the password
         self.clock = clock
         self._checked: set[tuple[str, ...]] = set()  # key columns that fit the server
@@ -247,3 +250,24 @@ class PostgresStore:
             for i, c in self._claims.load().items()
             if not self.knows(c.function, c.cols, pack(c.values))
         }
+
+    # -- failures (a table of their own, NAME_failures) ----------------------------
+
+    def add_failure(self, failure: Failure) -> None:
+        scrub = self._connection.target.scrub  # this URL's password, wherever it shows
+        self._failures.add(
+            attrs.evolve(
+                failure, message=scrub(failure.message), traceback=scrub(failure.traceback)
+            )
+        )
+
+    def failures(self) -> list[Failure]:
+        return self._failures.all()
+
+    def failures_of(
+        self, function: str, cols: tuple[str, ...], values: tuple[str, ...]
+    ) -> list[Failure]:
+        return self._failures.of(function, cols, values)
+
+    def forget_failures(self, doomed: Callable[[Failure], bool] | None = None) -> int:
+        return self._failures.forget(doomed or (lambda failure: True))

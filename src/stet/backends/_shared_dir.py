@@ -7,6 +7,7 @@ A store whose path ends in ``.stetdir`` is a folder, made on first use::
         records/<host>-<pid>-<token>.sealed.csv  the same, once its writer has exited
         records/compacted-<token>.csv            many writers' files folded into one
         claims/<digest>.claim                    runs in progress (``Once(claim=True)``)
+        failures/<host>-<pid>.jsonl              failed runs, one file per writer process
         tmp/                                     files being written, before they appear
         compaction.claim                         while `compact`, `delete` or `clear` runs
 
@@ -52,6 +53,7 @@ from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
+from ._failures import FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._process import written
 from ._reader import IndexedReader
@@ -66,6 +68,7 @@ from ._shared_files import (
     is_records_file,
     is_settled,
     once_each,
+    process_tag,
     read_all,
     read_new,
     sweep_leftovers,
@@ -90,7 +93,7 @@ LISTING_INTERVAL: Final = 1.0
 COMPACT_LEASE: Final = 300.0
 
 
-class SharedDirStore:
+class SharedDirStore(LoggedFailures):
     """A `stet.typing.ClaimingStore` in a folder shared by many machines (see the module docs)."""
 
     def __init__(self, path: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -101,6 +104,10 @@ class SharedDirStore:
         self.records_dir = os.path.join(path, "records")
         self.tmp_dir = os.path.join(path, "tmp")
         self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
+        failures = os.path.join(path, "failures")
+        self._failure_log = FailureLog(
+            path, lambda: os.path.join(failures, f"{process_tag()}.jsonl"), folder=failures
+        )
         self._host = this_host()
         self._last_pass = -float("inf")
         self._own = OwnFile(self.records_dir, self.tmp_dir, self._make_dirs, self._sealed)
@@ -132,7 +139,7 @@ class SharedDirStore:
         except OSError as exc:
             raise StoreError(self.path, f"cannot be listed: {exc.strerror or exc}") from None
         if "records" not in names:
-            names = [n for n in names if n not in ("claims", "tmp", "compaction.claim")]
+            names = [n for n in names if n not in ("claims", "failures", "tmp", "compaction.claim")]
             if names:
                 raise StoreError(
                     self.path,
