@@ -15,7 +15,7 @@ from ._failures_api import failures_in, forget_failures
 from ._lazy import pd
 from ._once import DEFAULT_STORE
 from ._rows import _grid_keys, _runner_of
-from ._runner import display
+from ._signature import display
 from ._status import latest_code
 from ._store_arg import existing_store, store_argument
 from .backends import get_backend, open_store

@@ -13,7 +13,8 @@ from typing import Any
 import attrs
 
 from ._codec import KeyCodec
-from ._runner import Runner, display
+from ._runner import Runner
+from ._signature import display
 from .backends import pack
 from .backends._schema import TIMESTAMP, identity
 from .typing import Record, Store

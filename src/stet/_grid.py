@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._runner import display
+from ._signature import display
 from .exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
