@@ -4,6 +4,8 @@ Each page runs top to bottom in one namespace, in a fresh temporary working
 directory, so its stores start empty. A ```toml or ```yaml block whose first
 line is a comment naming a file (``# sweep.toml``, ``# conf/config.yaml``) is
 written to that file, so a page can show a config file and then read it.
+A ```sql block whose first line is ``-- DuckDB`` runs in DuckDB in the page's
+folder and must return at least one row (other SQL blocks are shown only).
 Setup a reader need not see lives in ``<!-- invisible-code-block: python -->``
 comments; a block that cannot run here (it waits for a terminal, say) is
 marked ``<!-- skip: next -->``.
@@ -32,6 +34,16 @@ def _write_named_file(example: Example) -> None:
             f.write(text)
 
 
+def _run_duckdb(example: Example) -> None:
+    text: str = example.parsed
+    if text.partition("\n")[0].strip() != "-- DuckDB":
+        return
+    import duckdb
+
+    rows = duckdb.sql(text.strip().rstrip(";")).fetchall()
+    assert rows, f"the DuckDB query at line {example.line} returned no rows"
+
+
 def _setup(namespace: dict[str, Any]) -> None:
     namespace["__docs_cwd__"] = os.getcwd()
     namespace["__docs_tmp__"] = tempfile.mkdtemp(prefix="stet-docs-")
@@ -50,6 +62,7 @@ pytest_collect_file = Sybil(
         PythonCodeBlockParser(),
         CodeBlockParser(language="toml", evaluator=_write_named_file),
         CodeBlockParser(language="yaml", evaluator=_write_named_file),
+        CodeBlockParser(language="sql", evaluator=_run_duckdb),
         SkipParser(),
     ],
     patterns=["*.md"],
