@@ -20,13 +20,16 @@ nothing here takes a lock or compares two machines' clocks:
   lease old by the server's clock (its taker died, or is stopped) is
   overwritten by the next taker, who makes the next attempt's marker; a
   stopped taker that wakes finds its token gone and gives up.
-- Nothing is ever replaced in place, as that would need compare-and-swap,
-  which filesystems lack. A taker, or an owner completing or releasing its
-  claim, renames the claim file to a name of its own (atomic: it then holds
-  whatever claim was there at that instant) and reads it: the expected one
-  is dropped (and a taker links its own claim in, exclusively), any other
-  is linked back, exclusively. So a worker presumed dead that releases in
-  the instant of a takeover removes only its own claim.
+- A claim file is never replaced in place, nor deleted by name unless its
+  key is recorded: filesystems have no compare-and-swap. A taker, or an
+  owner completing or releasing its claim, renames the claim file to a
+  name of its own (atomic: it then holds whatever claim was there at that
+  instant) and reads it: the expected one is dropped (and a taker links
+  its own claim in, exclusively), any other is linked back, exclusively.
+  So a worker presumed dead that releases in the instant of a takeover
+  removes only its own claim. Only a worker creating the claim anew in the
+  instant before such a link back wins over the claim moved aside (whose
+  owner is then fenced off at completion).
 - Completing, releasing or finishing a claim removes its file and markers,
   so a sweep of a million keys leaves no million files behind.
 """
