@@ -15,18 +15,23 @@ nothing here takes a lock or compares two machines' clocks:
   claim is expired once the probe's modification time is a lease past the
   claim's. No node's own clock enters.
 - Taking over an expired claim first creates a marker named after that
-  very claim (its owner and epoch) and an attempt number with ``O_EXCL``:
-  only one worker creates it, and only that worker replaces the claim
-  (``rename`` over it) by one of the next epoch. A worker whose view was
-  stale finds the marker taken, or the claim changed, and leaves it; a
-  marker a lease old (its worker died midway) lets the next attempt's be
-  made.
+  very claim (its owner and epoch) and an attempt number with ``O_EXCL``,
+  holding a token of its taker: only one worker creates it. A marker a
+  lease old by the server's clock (its taker died, or is stopped) is
+  overwritten by the next taker, who makes the next attempt's marker; a
+  stopped taker that wakes finds its token gone and gives up.
+- A claim file is never replaced in place, nor deleted by name unless its
+  key is recorded: filesystems have no compare-and-swap. A taker, or an
+  owner completing or releasing its claim, renames the claim file to a
+  name of its own (atomic: it then holds whatever claim was there at that
+  instant) and reads it: the expected one is dropped (and a taker links
+  its own claim in, exclusively), any other is linked back, exclusively.
+  So a worker presumed dead that releases in the instant of a takeover
+  removes only its own claim. Only a worker creating the claim anew in the
+  instant before such a link back wins over the claim moved aside (whose
+  owner is then fenced off at completion).
 - Completing, releasing or finishing a claim removes its file and markers,
   so a sweep of a million keys leaves no million files behind.
-
-The store's `Clock` is a seam for tests: with any clock but the system's,
-the server's time is moved by as much as that clock's monotonic time moved
-beyond the real one, so a `FakeClock` advanced by a lease expires claims.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import logging
 import os
 import secrets
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from typing import Final
@@ -49,8 +53,9 @@ import attrs
 from ..exceptions import StoreError
 from ._claims import Claim, ClaimId
 from ._claims import owner as process_owner
-from ._clock import SYSTEM_CLOCK, Clock
+from ._clock import Clock
 from ._shared_files import process_tag
+from ._shared_server import ServerTime, make_folder, write_file
 
 __all__ = [
     "NETWORK_MIN_LEASE",
@@ -75,10 +80,6 @@ _MARKER: Final = ".takeover"
 #: Takeovers of one expired claim tried (each after the last one's taker died).
 _ATTEMPTS: Final = 100
 
-#: Per clock other than the system's: the clock, its monotonic time and the
-#: real monotonic time when it was first used (see `ServerTime.drift`).
-_bases: dict[int, tuple[Clock, float, float]] = {}
-_bases_lock: Final = threading.Lock()
 _warned_lease: set[str] = set()
 
 
@@ -95,98 +96,6 @@ def warn_if_short(path: str, lease: float, *, network: bool) -> None:
             lease,
             NETWORK_MIN_LEASE,
         )
-
-
-def make_folder(path: str) -> None:
-    """Make a folder (mode 0o777 less the umask) unless it exists.
-
-    Not `os.makedirs`: its ``exist_ok`` asks `os.path.isdir`, which a
-    client's stale "no such file" cache (NFS, FUSE) can answer wrongly just
-    after another client made the folder.
-    """
-    try:
-        os.mkdir(path, 0o777)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        make_folder(os.path.dirname(path))
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, 0o777)
-
-
-def write_file(path: str, data: bytes, *, exclusive: bool = True) -> None:
-    """Write ``data`` to a new file and fsync it (mode 0o666 less the umask)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError:
-        if exclusive:  # made by this call: leave no half-written file
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
-    finally:
-        os.close(fd)
-
-
-class ServerTime:
-    """The file server's clock, read from the modification time of a probe file.
-
-    Args:
-        folder: Where probe files are made (the claims' folder: the same server).
-        clock: The store's clock; any but the system's shifts the server's time
-            (tests).
-    """
-
-    def __init__(self, folder: str, clock: Clock) -> None:
-        self.folder = folder
-        self.clock = clock
-
-    def drift(self) -> float:
-        """Seconds the store's clock moved beyond real time (zero for the system clock)."""
-        if self.clock is SYSTEM_CLOCK:
-            return 0.0
-        with _bases_lock:
-            base = _bases.get(id(self.clock))
-            if base is None or base[0] is not self.clock:
-                base = _bases[id(self.clock)] = (
-                    self.clock,
-                    self.clock.now().monotonic,
-                    time.monotonic(),
-                )
-        return (self.clock.now().monotonic - base[1]) - (time.monotonic() - base[2])
-
-    def now_ns(self) -> int:
-        """The server's time now, in nanoseconds (a probe file made, read, removed)."""
-        probe = os.path.join(self.folder, f".probe-{process_tag()}-{secrets.token_hex(6)}")
-        try:
-            write_file(probe, b"")
-            taken = os.stat(probe).st_mtime_ns
-        except OSError as exc:
-            raise StoreError(
-                self.folder,
-                f"cannot create a file to read the server's time: {exc.strerror or exc}",
-            ) from None
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(probe)
-        return taken + round(self.drift() * 1e9)
-
-    def stamp(self, path: str) -> None:
-        """Set ``path``'s modification time to the server's time now (a touch)."""
-        os.utime(path)  # no times given: the server's own (NFS SET_TO_SERVER_TIME)
-        self.shift(path)
-
-    def shift(self, path: str) -> None:
-        """Move a file just made (its time the server's) by the clock's drift."""
-        drift = self.drift()
-        if drift:
-            st = os.stat(path)
-            shifted = st.st_mtime_ns + round(drift * 1e9)
-            os.utime(path, ns=(st.st_atime_ns, shifted))
 
 
 def _digest(claim_id: ClaimId) -> str:
@@ -284,7 +193,7 @@ class ClaimFiles:
         return json.dumps({"format": _FORMAT, **data}, ensure_ascii=False).encode()
 
     def _staged(self, claim: Claim) -> str:
-        tmp = os.path.join(self.folder, f".new-{process_tag()}-{secrets.token_hex(6)}")
+        tmp = self._temporary()
         write_file(tmp, self._data(claim))
         self.server.shift(tmp)
         return tmp
@@ -297,34 +206,27 @@ class ClaimFiles:
         except OSError as exc:
             raise self._unwritable(exc) from None
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            # NFS may answer a retried link with EEXIST or an error though it
-            # was made: two links to the staged file mean it was.
-            try:
-                made = os.stat(tmp).st_nlink == 2
-            except OSError:
-                made = False
-            if not made:
-                raise self._unwritable(exc) from None
+            return self._link(tmp, path)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        return True
 
     def take_over(self, path: str, expired: Claim, claim: Claim) -> bool:
         """Replace the expired claim in ``path`` by ``claim``; False if another worker does.
 
-        The marker of each attempt is created with ``O_EXCL``: a worker killed
-        after making one leaves it, and once it is a lease old the next
-        attempt's marker is made instead, by one worker again.
+        The marker of each attempt is created with ``O_EXCL`` and holds a
+        token of this call: a worker killed after making one leaves it, and
+        once it is a lease old (by the server's clock) the next worker
+        overwrites it, so that a taker merely stopped finds it no longer its
+        own, and makes the next attempt's marker instead, by one worker again.
+        The claim itself is moved aside (``rename``) and the new one linked
+        in, so a claim changed meanwhile is put back, never replaced.
         """
+        token = f"{process_tag()}-{secrets.token_hex(8)}".encode()
         for attempt in range(_ATTEMPTS):
             marker = self._marker(path, expired, attempt)
             try:
-                write_file(marker, b"")
+                write_file(marker, token)
             except FileExistsError:
                 try:
                     made = os.stat(marker).st_mtime_ns
@@ -334,6 +236,7 @@ class ClaimFiles:
                     raise self._unwritable(exc) from None
                 if (self.server.now_ns() - made) / 1e9 < expired.lease:
                     return False  # another worker is taking it over now
+                self._overwrite(marker, token)  # its taker, if only stopped, gives up
                 continue
             except OSError as exc:
                 raise self._unwritable(exc) from None
@@ -345,10 +248,98 @@ class ClaimFiles:
         if again is None or not expired.same(again[0]):
             return False  # finished, released or taken over since it was judged
         try:
-            os.replace(self._staged(claim), path)
+            staged = self._staged(claim)
         except OSError as exc:
             raise self._unwritable(exc) from None
+        try:
+            if not self._owns(marker, token):
+                return False  # stopped for over a lease: a later taker went on
+            aside = self._move_aside(path)
+            if aside is None:
+                return False  # finished or released meanwhile
+            if not self._is(aside, expired):
+                self._put_back(aside, path)  # a claim newer than the one judged
+                return False
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+            return self._link(staged, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+
+    def _overwrite(self, marker: str, token: bytes) -> None:
+        """Replace a marker whose taker is presumed dead by one holding ``token``."""
+        tmp = self._temporary()
+        try:
+            write_file(tmp, token)
+            os.replace(tmp, marker)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self._unwritable(exc) from None
+
+    def _owns(self, marker: str, token: bytes) -> bool:
+        """True if ``marker`` still holds this taker's ``token``."""
+        try:
+            with open(marker, "rb") as file:
+                return file.read(len(token) + 1) == token
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+
+    def _temporary(self) -> str:
+        """A new name for a file this process stages (`sweep_leftovers` knows it)."""
+        return os.path.join(self.folder, f".new-{process_tag()}-{secrets.token_hex(6)}")
+
+    def _move_aside(self, path: str) -> str | None:
+        """Rename the claim file to a name of this call's (atomic); None if there is none."""
+        aside = self._temporary()
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            # NFS may answer a retried rename with ENOENT though it was made.
+            return aside if os.path.lexists(aside) else None
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        return aside
+
+    def _is(self, aside: str, claim: Claim) -> bool:
+        """True if the claim file moved to ``aside`` holds ``claim``."""
+        try:
+            found = self.read(aside)
+        except StoreError:
+            return False  # not a claim stet wrote: not this one, so it goes back
+        return found is not None and claim.same(found[0])
+
+    def _link(self, source: str, path: str) -> bool:
+        """Link ``source`` to ``path`` unless it exists; True if this call made it."""
+        try:
+            os.link(source, path)
+        except OSError as exc:
+            # NFS may answer a retried link with EEXIST or an error though it
+            # was made: two links to the source mean it was.
+            try:
+                made = os.stat(source).st_nlink == 2
+            except OSError:
+                made = False
+            if not made and not isinstance(exc, FileExistsError):
+                raise self._unwritable(exc) from None
+            return made
         return True
+
+    def _put_back(self, aside: str, path: str) -> None:
+        """Link a claim moved aside back to its name, exclusively, and drop the aside name.
+
+        If a new claim was created in the instant the name was free, that one
+        stands and the moved one is gone: its owner is fenced off at completion.
+        """
+        try:
+            if not self._link(aside, path):
+                logger.debug("[stet] claim %s was made anew while moved aside", path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
 
     def _marker(self, path: str, claim: Claim, attempt: int) -> str:
         who = hashlib.sha256(f"{claim.owner}\n{claim.epoch}".encode()).hexdigest()[:16]
@@ -374,12 +365,28 @@ class ClaimFiles:
         return current is not None and claim.same(current[0])
 
     def remove(self, claim: Claim, *, anyone: bool = False, path: str | None = None) -> None:
-        """Remove the claim file (only if it holds ``claim``, unless ``anyone``) and its markers."""
+        """Remove the claim file (only if it holds ``claim``, unless ``anyone``) and its markers.
+
+        The file is renamed aside first (atomic) and read there: one that a
+        takeover replaced in the meantime is linked back (exclusive create),
+        so a worker presumed dead never removes its successor's claim.
+        """
         path = self.path_of(claim.id) if path is None else path
-        current = None if anyone else self.read(path)
-        if anyone or (current is not None and claim.same(current[0])):
+        if anyone:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+        else:
+            current = self.read(path)
+            if current is None or not claim.same(current[0]):
+                return  # not ours (any more): neither it nor its markers are ours to drop
+            aside = self._move_aside(path)
+            if aside is None:
+                return
+            if not self._is(aside, claim):
+                self._put_back(aside, path)
+                return
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
         prefix = os.path.basename(path)[: -len(_SUFFIX)] + "."
         with contextlib.suppress(OSError):
             for name in os.listdir(self.folder):
