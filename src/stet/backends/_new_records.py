@@ -32,12 +32,12 @@ class NewRecords(Sequence[Record]):
         ({'x': '2', '_stet_function': 'run'}, ('x', '_stet_function'))
     """
 
-    __slots__ = ("_key_names", "keys", "meta", "names")
+    __slots__ = ("key_names", "keys", "meta", "names")
 
     def __init__(
         self, key_names: tuple[str, ...], keys: Sequence[tuple[str, ...]], meta: Record
     ) -> None:
-        self._key_names = key_names
+        self.key_names = key_names
         self.keys = keys
         self.meta = meta
         #: The columns of every record, in order.
@@ -59,16 +59,22 @@ class NewRecords(Sequence[Record]):
 
     def rows(self, header: Sequence[str]) -> list[tuple[str, ...]]:
         """Each record's cells under ``header`` ("" where it has no such column)."""
-        width = len(self._key_names)
-        if tuple(header[:width]) == self._key_names and not set(header[width:]) & set(
-            self._key_names
+        width = len(self.key_names)
+        if tuple(header[:width]) == self.key_names and not set(header[width:]) & set(
+            self.key_names
         ):
             tail = tuple(self.meta.get(c, "") for c in header[width:])
             return [key + tail for key in self.keys]
         return [tuple(record.get(c, "") for c in header) for record in self]
 
+    def column(self, name: str) -> list[str | None]:
+        """Every record's text of column ``name`` (None where a record has no such column)."""
+        if name in self.key_names:
+            return list(map(itemgetter(self.key_names.index(name)), self.keys))
+        return [self.meta.get(name)] * len(self.keys)
+
     def _record(self, key: tuple[str, ...]) -> Record:
-        record = dict(zip(self._key_names, key, strict=True))
+        record = dict(zip(self.key_names, key, strict=True))
         record.update(self.meta)
         return record
 
