@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 import stet
 from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
 from stet._rows_bulk import bulk_keys
+from stet.backends._index import pack, pack_all
+from stet.backends._new_records import NewRecords
+from stet.backends._reader import IndexedReader
+from stet.backends._records import Record
 from stet.backends._schema import TIMESTAMP
 
 from . import strategies as S
@@ -139,11 +143,18 @@ def _records(store: str) -> list[list[tuple[str, str]]]:
 _stores = itertools.count()
 
 
+def _as_dicts(fresh: tuple[NewRecords, Any]) -> tuple[list[Record], Any]:
+    return list(fresh[0]), fresh[1]
+
+
 @settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(grid=grids())
-def test_mark_done_writes_the_records_of_row_by_row_adds(store: str, grid: tuple[Any, int]) -> None:
+def test_mark_done_writes_the_records_of_row_by_row_adds(
+    store: str, grid: tuple[Any, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On every store kind: the same records (texts, columns, order) and the same count,
-    rows already recorded and duplicates skipped, as adding the rows one by one."""
+    rows already recorded and duplicates skipped, as adding the rows one by one as
+    record dicts (the formats' general path)."""
     rows, first = grid
     number = next(_stores)
     fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
@@ -155,9 +166,19 @@ def test_mark_done_writes_the_records_of_row_by_row_adds(store: str, grid: tuple
     fast_run = _sweep(fast)
     stet.mark_done(fast_run, rows.iloc[:first] if isinstance(rows, pd.DataFrame) else rows[:first])
     added = stet.mark_done(fast_run, rows)
-    for key in reference[:first]:
-        slow_runner.store.add("run", slow_runner.cols, [key])
-    expected = sum(slow_runner.store.add("run", slow_runner.cols, [key]) for key in reference)
+    rows_of = IndexedReader.fresh_rows
+    with monkeypatch.context() as patch:
+        patch.setattr(IndexedReader, "fresh_rows", lambda *a: _as_dicts(rows_of(*a)))
+        for key in reference[:first]:
+            slow_runner.store.add("run", slow_runner.cols, [key])
+        expected = sum(slow_runner.store.add("run", slow_runner.cols, [key]) for key in reference)
     assert added == expected
     if reference:
         assert _records(fast) == _records(slow)
+
+
+@given(st.integers(1, 3).flatmap(lambda w: st.lists(st.tuples(*[st.text("ab\x1f")] * w))))
+def test_keys_packed_in_one_pass_are_packed_as_one_by_one(keys: list[tuple[str, ...]]) -> None:
+    """A text holding the separator keeps its key a tuple, however many keys are packed."""
+    width = len(keys[0]) if keys else 1
+    assert pack_all(keys, width) == [pack(values) for values in keys]
