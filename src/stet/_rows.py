@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._lazy import is_dataframe, pd
+from ._rows_bulk import bulk_keys
 from ._runner import Runner
 from .exceptions import KeyEncodingError, KeyPathError
 
@@ -27,6 +28,16 @@ def _runner_of(func: Callable[..., Any]) -> Runner:
 
 def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
     """The key texts of each row (defaults applied), naming the row of any problem."""
+    if not is_dataframe(rows) and not isinstance(rows, Sequence):
+        rows = list(rows)  # read once: a generator cannot be read again below
+    keys = bulk_keys(runner, rows)
+    if keys is not None:
+        return keys
+    return _keys_row_by_row(runner, rows)
+
+
+def _keys_row_by_row(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
+    """`_grid_keys` one row at a time: the reference the column-wise path must match."""
     records: Iterable[Any] = rows.to_dict("records") if is_dataframe(rows) else rows
     defaults = {
         name: p.default

@@ -26,6 +26,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
+from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
@@ -53,8 +54,10 @@ def _complete_length(data: bytes) -> int:
 def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for row in rows:
-        writer.writerow([row.get(col, "") for col in header])
+    if isinstance(rows, NewRecords):
+        writer.writerows(rows.rows(header))
+    else:
+        writer.writerows([row.get(col, "") for col in header] for row in rows)
     text = out.getvalue()
     if "\r" in text:
         # The csv module quotes a cell holding a line feed, but not one
@@ -273,7 +276,7 @@ class _CsvFormat(AppendedFile):
     def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
         known = set(header)
         new_keys: list[str] = []
-        for row in rows:
+        for row in [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows:
             for col in row:
                 if col not in known:
                     known.add(col)

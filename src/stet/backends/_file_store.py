@@ -269,11 +269,15 @@ class FileStore(LoggedFailures):
     ) -> int:
         with self._locked():
             self.refresh()
-            return self._reader.add(
-                function, cols, keys, self._append, duration=duration, code=code
-            )
+            # Rows of texts, not a dict per record: mark_done writes a million.
+            rows, fresh = self._reader.fresh_rows(function, cols, keys, duration, code)
+            if not rows:
+                return 0
+            added = self._append(rows)
+            self._reader.index.add(function, cols, fresh)
+            return added
 
-    def _append(self, records: list[Record]) -> int:
+    def _append(self, records: Sequence[Record]) -> int:
         """Write records (lock held, store just read); how many."""
         self._reader.cursor = self._format.append(records, self._reader.cursor)
         self._hosts.add(THIS_HOST)

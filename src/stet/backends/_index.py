@@ -24,7 +24,7 @@ from ._schema import CODEC, CURRENT, FUNCTION, identity, is_meta
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["SEP", "KeyIndex", "Packed", "pack", "unpack"]
+__all__ = ["SEP", "KeyIndex", "Packed", "pack", "pack_all", "unpack"]
 
 #: A key as the index holds it: see `pack`.
 Packed = str | tuple[str, ...]
@@ -47,6 +47,17 @@ def pack(values: tuple[str, ...]) -> Packed:
         if SEP in text:
             return values
     return SEP.join(values)
+
+
+def pack_all(keys: Sequence[tuple[str, ...]], width: int) -> list[Packed]:
+    """`pack` of each key of ``width`` texts, joined in one pass where no text holds `SEP`."""
+    if width == 1:
+        return [values[0] for values in keys]
+    joined = list(map(SEP.join, keys))
+    # Each join holds width - 1 separators unless a text holds one itself.
+    if SEP.join(joined).count(SEP) == len(joined) * width - 1:
+        return list(joined)
+    return [pack(values) for values in keys]
 
 
 def unpack(packed: Packed, width: int) -> tuple[str, ...]:
@@ -141,11 +152,12 @@ class KeyIndex:
         self, function: str, cols: tuple[str, ...], keys: Iterable[tuple[str, ...]]
     ) -> dict[Packed, tuple[str, ...]]:
         """The keys not recorded yet, each once, by their packed form."""
-        out: dict[Packed, tuple[str, ...]] = {}
-        for values in keys:
-            packed = pack(values)
-            if packed not in out and not self.knows(function, cols, packed):
-                out[packed] = values
+        keys = keys if isinstance(keys, list) else list(keys)
+        # Equal packed forms are equal keys: the first of each stays, in order.
+        out = dict(zip(pack_all(keys, len(cols)), keys, strict=True))
+        held = [g for g in (self.groups.get((function, cols)), self.groups.get(("", cols))) if g]
+        for done in held:
+            out = {packed: values for packed, values in out.items() if packed not in done}
         return out
 
     def unseen(

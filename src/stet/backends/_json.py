@@ -16,7 +16,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from .._codec_text import float_text
@@ -33,6 +33,7 @@ from ._files import (
     read_from,
     tail_before,
 )
+from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record
 from ._schema import CODEC, FUNCTION, TIMESTAMP, is_meta
 
@@ -82,6 +83,19 @@ def _cell_text(value: object) -> str | None:
 def _format_row(row: Record) -> str:
     cells = ", ".join(f"{json.dumps(k)}: {_cell_json(v)}" for k, v in row.items())
     return "{" + cells + "}"
+
+
+def _format_rows(rows: Sequence[Record]) -> Iterator[str]:
+    """`_format_row` of each record; of `NewRecords`, without building the records."""
+    if not isinstance(rows, NewRecords):
+        yield from map(_format_row, rows)
+        return
+    heads = [f"{json.dumps(k)}: " for k in rows.key_names]
+    meta = [f"{json.dumps(k)}: {_cell_json(v)}" for k, v in rows.meta.items()]
+    # What json.dumps(text, ensure_ascii=False) calls for a str, without its set-up per call.
+    cell = json.encoder.encode_basestring
+    for key in rows.keys:
+        yield "{" + ", ".join([*map(str.__add__, heads, map(cell, key)), *meta]) + "}"
 
 
 class _JsonFormat(AppendedFile):
@@ -294,13 +308,13 @@ class _JsonFormat(AppendedFile):
     def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
-        body = ",\n".join(_format_row(r) for r in rows)
+        body = ",\n".join(_format_rows(rows))
         lead = ",\n" if cursor.context else "\n"
         data = (lead + body).encode("utf-8")
         return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
-        body = ",\n".join(_format_row(r) for r in rows)
+        body = ",\n".join(_format_rows(rows))
         head = "[\n" + body if rows else "["
         data = head.encode("utf-8")
         state = atomic_write(self.path, data + b"\n]\n")

@@ -29,6 +29,7 @@ from ._files import (
     file_state,
     open_regular,
 )
+from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
@@ -202,7 +203,7 @@ class _ParquetFormat(FileFormat):
                 mark = _journal_mark(cursor.journal)
         else:  # no file: a journal is what a reset killed midway left
             self._drop_journal()
-        for row in rows:
+        for row in [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows:
             names.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
         names.update(dict.fromkeys(META_COLUMNS))
         return self._write(_table(rows, list(names)), mark)
@@ -243,6 +244,8 @@ def _journal_mark(cursor: AppendCursor) -> str:
 
 
 def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
+    if isinstance(rows, NewRecords):
+        return pa.table({c: pa.array(rows.column(c), type=pa.string()) for c in names})
     return pa.table({c: pa.array([row.get(c) for row in rows], type=pa.string()) for c in names})
 
 

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from ._index import Group, KeyIndex, Packed
+from ._new_records import NewRecords
 from ._process import track
 from ._records import Batch, Record
-from ._schema import new_records
+from ._schema import new_record_rows
 
 __all__ = ["IndexedReader", "Scan"]
 
@@ -143,12 +144,24 @@ class IndexedReader(Generic[C]):
 
         Add the keys to `index` once their records are written.
         """
+        rows, fresh = self.fresh_rows(function, cols, keys, duration, code)
+        return list(rows), fresh
+
+    def fresh_rows(
+        self,
+        function: str,
+        cols: tuple[str, ...],
+        keys: Iterable[tuple[str, ...]],
+        duration: float | None,
+        code: str | None,
+    ) -> tuple[NewRecords, dict[Packed, tuple[str, ...]]]:
+        """`new_records` as rows of texts (see `NewRecords`), for a write of many."""
         fresh = self.index.fresh(function, cols, keys)
         order = self._order.get(cols)
-        records = new_records(
-            function, cols, fresh.values(), order=order, duration=duration, code=code
+        rows = new_record_rows(
+            function, cols, list(fresh.values()), order=order, duration=duration, code=code
         )
-        return records, fresh
+        return rows, fresh
 
     def add(
         self,

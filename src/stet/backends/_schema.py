@@ -16,6 +16,7 @@ from typing import Final
 from .._codec import CODEC_VERSION
 from .._codec_legacy import canonical_from_legacy, canonical_from_v1
 from ..exceptions import StoreError
+from ._new_records import NewRecords
 from ._records import Record
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "identity",
     "is_meta",
     "meta_value",
+    "new_record_rows",
     "new_records",
     "now_text",
 ]
@@ -122,6 +124,19 @@ def new_records(
     ``keys`` hold texts in the order of ``cols`` (sorted); ``order`` is the
     order the key columns are written in, when the store keeps one.
     """
+    return list(new_record_rows(function, cols, keys, order=order, duration=duration, code=code))
+
+
+def new_record_rows(
+    function: str,
+    cols: tuple[str, ...],
+    keys: Iterable[tuple[str, ...]],
+    *,
+    order: Sequence[str] | None = None,
+    duration: float | None = None,
+    code: str | None = None,
+) -> NewRecords:
+    """`new_records` as rows of texts, without a dict per record (see `NewRecords`)."""
     timestamp = now_text()
     meta: Record = {}
     if function:
@@ -133,14 +148,7 @@ def new_records(
     if code:
         meta[CODE] = code
     meta[CODEC] = CURRENT
-    out: list[Record] = []
-    for values in keys:
-        record = dict(zip(cols, values, strict=True))
-        if order is not None:
-            record = {c: record[c] for c in order}
-        record.update(meta)
-        out.append(record)
-    return out
+    return NewRecords.ordered(cols, list(keys), meta, order)
 
 
 def meta_value(col: str, text: str) -> object:

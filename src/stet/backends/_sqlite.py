@@ -22,6 +22,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import ColumnLimits, check_column_name
 from ._file_store import FileStore
 from ._files import real_path
+from ._new_records import NewRecords
 from ._records import Batch, Columns, Cursor, Record
 from ._schema import CODEC, DURATION, FUNCTION, TIMESTAMP, is_meta
 from ._sqlite_file import META, SqliteFile, quote
@@ -273,11 +274,12 @@ class _SqliteFormat:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if known is not None and all(c in known.columns for row in rows for c in row):
+                heads = [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows
+                if known is not None and all(c in known.columns for row in heads for c in row):
                     columns = list(known.columns)
                 else:
                     columns = list(self._columns(conn))
-                for row in rows:
+                for row in heads:
                     for col in row:
                         if col not in columns:
                             check_column_name(col, self.path)
@@ -293,7 +295,9 @@ class _SqliteFormat:
                         "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                     )
                 by_columns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-                for row in rows:
+                if isinstance(rows, NewRecords):
+                    by_columns[rows.names] = rows.rows(rows.names)
+                for row in () if isinstance(rows, NewRecords) else rows:
                     by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
                 for cols, values in by_columns.items():
                     names = ", ".join(quote(c) for c in cols)

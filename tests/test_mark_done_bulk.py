@@ -1,0 +1,184 @@
+"""mark_done's column-wise path: exactly the keys and records of the row-by-row one."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import stet
+from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
+from stet._rows_bulk import bulk_keys
+from stet.backends._index import pack, pack_all
+from stet.backends._new_records import NewRecords
+from stet.backends._reader import IndexedReader
+from stet.backends._records import Record
+from stet.backends._schema import TIMESTAMP
+
+from . import strategies as S
+from .conftest import sibling
+
+
+def _ints(t: Any) -> st.SearchStrategy[Any]:
+    info = np.iinfo(t)
+    return st.integers(int(info.min), int(info.max))
+
+
+#: Typed columns (a numpy dtype each) and the values they hold.
+_TYPED: list[tuple[Any, st.SearchStrategy[Any]]] = [
+    (np.int8, _ints(np.int8)),
+    (np.int64, _ints(np.int64)),
+    (np.uint8, _ints(np.uint8)),
+    (np.uint64, _ints(np.uint64)),
+    (np.float16, st.floats(width=16)),
+    (np.float32, st.floats(width=32)),
+    (np.float64, S.python_floats),
+    (np.longdouble, S.long_doubles),
+    (np.bool_, st.booleans()),
+]
+
+#: A value of any scalar kind a sweep's grid holds, mixed within a column.
+mixed_values = st.one_of(
+    S.python_ints,
+    S.python_floats,
+    S.numpy_ints,
+    S.numpy_floats,
+    S.long_doubles,
+    S.bools,
+    S.strings,
+    st.none(),
+)
+
+
+@st.composite
+def grids(draw: st.DrawFn) -> tuple[Any, int]:
+    """Rows of (a, b[, c]) as a DataFrame or a list of dicts, and how many to record first."""
+    n = draw(st.integers(0, 8))
+    columns: dict[str, Any] = {}
+    for name in ("a", "b", "c"):
+        if name == "c" and draw(st.booleans()):
+            continue  # c has a default
+        if draw(st.booleans()):
+            dtype, values = draw(st.sampled_from(_TYPED))
+            columns[name] = np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=dtype)
+        else:
+            columns[name] = draw(st.lists(mixed_values, min_size=n, max_size=n))
+    if draw(st.booleans()):
+        rows: Any = pd.DataFrame(columns)
+    else:
+        rows = [{k: v[i] for k, v in columns.items()} for i in range(n)]
+        if rows and draw(st.booleans()):
+            rows = [*rows, rows[0]]  # a duplicate row
+    return rows, draw(st.integers(0, n))
+
+
+def _sweep(store: str) -> Any:
+    @stet.once(store=store, quiet=True, name="run")
+    def run(a: Any, b: Any, c: Any = 3) -> None: ...
+
+    return run
+
+
+#: An object column holding a numpy long double: DataFrame rows give it as a float.
+_BOXED = pd.DataFrame({"a": [np.longdouble(0.5) + np.finfo(np.longdouble).eps, "s"], "b": [1, 2]})
+
+
+@settings(max_examples=200)
+@given(grids())
+@example((_BOXED, 0))
+def test_column_wise_keys_are_the_row_by_row_keys(grid: tuple[Any, int]) -> None:
+    """Whatever the grid, mark_done, pending and progress key each row as a call would."""
+    rows, _ = grid
+    runner = _runner_of(_sweep("unused.csv"))
+    try:
+        expected = _keys_row_by_row(runner, rows)
+    except Exception as exc:  # the same error either way
+        with pytest.raises(type(exc)):
+            _grid_keys(runner, rows)
+        return
+    assert bulk_keys(runner, rows) in (None, expected)
+    assert _grid_keys(runner, rows) == expected
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pd.DataFrame({"a": np.arange(5), "b": np.linspace(-1, 1, 5)}),
+        pd.DataFrame({"a": ["x", "1", "a,b"] * 2, "b": [True, False] * 3, "c": [0.1, -0.0] * 3}),
+        [{"a": i, "b": f"s{i}", "c": i / 3} for i in range(5)],
+        [{"a": np.int32(i), "b": float("nan")} for i in range(5)],
+    ],
+    ids=["ints-floats", "str-bool-float", "dicts", "numpy-nan"],
+)
+def test_common_grids_take_the_column_wise_path(rows: Any) -> None:
+    """The common grids are encoded whole (the differential test would pass vacuously
+    if the fast path always gave way)."""
+    runner = _runner_of(_sweep("unused.csv"))
+    assert bulk_keys(runner, rows) == _keys_row_by_row(runner, rows)
+
+
+def test_a_generator_of_rows_is_read_once() -> None:
+    runner = _runner_of(_sweep("unused.csv"))
+    rows = ({"a": i, "b": i} for i in range(3))
+    assert _grid_keys(runner, rows) == [("0", "0", "3"), ("1", "1", "3"), ("2", "2", "3")]
+
+
+def test_an_unkeyable_value_is_still_named_by_its_row() -> None:
+    runner = _runner_of(_sweep("unused.csv"))
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [1, object(), 3]})
+    with pytest.raises(stet.KeyEncodingError, match="row 1"):
+        _grid_keys(runner, frame)
+
+
+def _records(store: str) -> list[list[tuple[str, str]]]:
+    records = stet.backends.open_store(store).records()
+    return [[(c, t) for c, t in r.items() if c != TIMESTAMP] for r in records]
+
+
+_stores = itertools.count()
+
+
+def _as_dicts(fresh: tuple[NewRecords, Any]) -> tuple[list[Record], Any]:
+    return list(fresh[0]), fresh[1]
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(grid=grids())
+def test_mark_done_writes_the_records_of_row_by_row_adds(
+    store: str, grid: tuple[Any, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On every store kind: the same records (texts, columns, order) and the same count,
+    rows already recorded and duplicates skipped, as adding the rows one by one as
+    record dicts (the formats' general path)."""
+    rows, first = grid
+    number = next(_stores)
+    fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
+    slow_runner = _runner_of(_sweep(slow))
+    try:
+        reference = _keys_row_by_row(slow_runner, rows)
+    except Exception:  # errors are compared in the test above
+        return
+    fast_run = _sweep(fast)
+    stet.mark_done(fast_run, rows.iloc[:first] if isinstance(rows, pd.DataFrame) else rows[:first])
+    added = stet.mark_done(fast_run, rows)
+    rows_of = IndexedReader.fresh_rows
+    with monkeypatch.context() as patch:
+        patch.setattr(IndexedReader, "fresh_rows", lambda *a: _as_dicts(rows_of(*a)))
+        for key in reference[:first]:
+            slow_runner.store.add("run", slow_runner.cols, [key])
+        expected = sum(slow_runner.store.add("run", slow_runner.cols, [key]) for key in reference)
+    assert added == expected
+    if reference:
+        assert _records(fast) == _records(slow)
+
+
+@given(st.integers(1, 3).flatmap(lambda w: st.lists(st.tuples(*[st.text("ab\x1f")] * w))))
+def test_keys_packed_in_one_pass_are_packed_as_one_by_one(keys: list[tuple[str, ...]]) -> None:
+    """A text holding the separator keeps its key a tuple, however many keys are packed."""
+    width = len(keys[0]) if keys else 1
+    assert pack_all(keys, width) == [pack(values) for values in keys]
