@@ -332,9 +332,13 @@ class FileStore:
     # -- whole-store operations ------------------------------------------------
 
     def records(self) -> list[Record]:
+        return as_records(self.columns())
+
+    def columns(self) -> Batch:
+        """Every record as the format read it (columns for a big store), for whole-store tools."""
         with self._mutex:
             batch, _, _ = self._format.scan(None, every_column=True)
-            return as_records(batch)
+            return batch
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
         with self._locked():
