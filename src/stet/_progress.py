@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._api import _after, _grid_keys, _runner_of
+from ._api import _grid_keys, _runner_of
 from ._grid import Grid, Points
 from ._html import html_table
 from ._lazy import pd
 from .backends import pack
 from .backends._registry import claims_in
-from .backends._schema import DURATION, TIMESTAMP, identity
+from ._inspect import latest_timed, recent_runs, runs_of
+from .backends._schema import DURATION, TIMESTAMP
+from .backends._table import whole_store
 from .typing import Record
 
 if TYPE_CHECKING:
@@ -192,14 +194,13 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
     running = claimed & pending
-    rows = (
-        [r for r in table.records() if identity(r, table.location)[0] == runner.name]
-        if table.exists()
-        else []
-    )
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    recent = sum(1 for row in rows if _after(row.get(TIMESTAMP, ""), hour_ago))
-    per_run, workers = estimate(rows)
+    recent, per_run, workers = 0, None, 1.0
+    if table.exists():
+        whole = whole_store(table)
+        runs = runs_of(whole, runner.name)
+        recent = recent_runs(whole, runs, hour_ago)
+        per_run, workers = estimate_timed(latest_timed(whole, runs, RECENT_RUNS))
     eta = per_run * len(pending) / workers if per_run is not None else None
     result = Progress(
         runner.name,
@@ -234,9 +235,14 @@ def estimate(rows: Sequence[Record]) -> tuple[timedelta | None, float]:
             continue
         if duration >= 0 and duration == duration:
             timed.append((finished if finished.tzinfo else finished.replace(tzinfo=UTC), duration))
+    return estimate_timed(timed)
+
+
+def estimate_timed(timed: list[tuple[datetime, float]]) -> tuple[timedelta | None, float]:
+    """`estimate` of timed runs given as (finish time, seconds)."""
     if len(timed) < MIN_TIMED_RUNS:
         return None, 1.0
-    timed.sort()
+    timed = sorted(timed)
     timed = timed[-RECENT_RUNS:]
     busy = sum(d for _, d in timed)
     first_start = min(t - timedelta(seconds=d) for t, d in timed)

@@ -55,9 +55,9 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
     names = table.column_names
     if CODEC in names:
         version = table.column(CODEC)
-        known = pc.is_in(version, value_set=pa.array([CURRENT, "1"]))
-        if not pc.all(pc.fill_null(known, True)).as_py():
-            first = pc.index(pc.fill_null(known, True), False).as_py()
+        known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=pa.array([CURRENT, "1"])))
+        if not pc.all(known).as_py():
+            first = pc.index(known, False).as_py()
             raise _bad_version(version[first].as_py(), location)
         legacy = pc.is_null(version)
         v1 = pc.fill_null(pc.equal(version, "1"), False)
@@ -88,7 +88,7 @@ def parse_stamps(column: pa.ChunkedArray) -> Any:
         zero_copy_only=False
     )
     if fast.any():
-        parsed = pd.to_datetime(texts[fast], utc=True, format="ISO8601")
+        parsed = pd.to_datetime(texts[fast], utc=True, format="ISO8601").dt.tz_convert(None)
         out[fast] = parsed.to_numpy().astype("datetime64[us]").astype(np.int64)
     slow = ~fast & column.is_valid().to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(slow):

@@ -1,0 +1,260 @@
+"""The column-wise inspection (status, progress, read) gives the record-by-record answers.
+
+`stet._inspect` computes over a whole store as one Arrow table; the
+reference path here is the record-by-record code it replaced (a dict per
+record, `identity` per record). For arbitrary stores, of several functions,
+of records of every key-rules era (stet 0.0.x without ``_stet_codec``,
+version 1, today's), with odd timestamps and durations and a torn last
+line, both give the same answer, or both refuse the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import stet
+from stet._inspect import frame_of, function_facts, latest_code, latest_timed, runs_of
+from stet._progress import estimate, estimate_timed
+from stet.backends import get_backend, open_store
+from stet.backends._schema import CODE, CODEC, CURRENT, DURATION, FUNCTION, HOST, TIMESTAMP
+from stet.backends._schema import identity
+from stet.backends._table import WholeStore, arrow_of, whole_store
+from stet.exceptions import StoreError
+from tests.raw_rows import append_as_written
+
+HOUR_AGO = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+CODEC_ = stet.KeyCodec()
+CANONICAL = [
+    CODEC_.encode(v)
+    for v in (0, 1, -3, 0.5, 1e-05, "adam", "007", None, True, [1, 2], {"a": 1}, 2**70, "=x")
+]
+LEGACY = ["007", "1.50", "True", "None", "x y", "1e-05", "nan", "3", "-0"]
+V1 = ["=a", "-x", "3", "'007"]
+STAMPS = [
+    "2026-12-01T10:00:00.000001+00:00",
+    "2026-12-01T10:00:00+00:00",
+    "2026-12-01T12:00:00+02:00",
+    "2026-12-01T08:00:00.5",
+    "2026-12-01 10:00:00",
+    "2026-12-01T09:59:59.999999+00:00",
+]
+DURATIONS = ["0.500000", "1e3", "-1.000000", "nan", "x", " 2", "0.250000"]
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, str]:
+    era = draw(st.sampled_from(["now", "v1", "0.0.x"]))
+    texts = {"now": CANONICAL, "v1": CANONICAL + V1, "0.0.x": LEGACY}[era]
+    record: dict[str, str] = {}
+    for col in draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, unique=True)):
+        record[col] = draw(st.sampled_from(texts))
+    function = draw(st.sampled_from(["", "f", "g"]))
+    if function:
+        record[FUNCTION] = function
+    if draw(st.booleans()):
+        record[TIMESTAMP] = draw(st.sampled_from(STAMPS))
+    if draw(st.booleans()):
+        record[DURATION] = draw(st.sampled_from(DURATIONS))
+    record[HOST] = "h"
+    if draw(st.booleans()):
+        record[CODE] = draw(st.sampled_from(["c1", "c2"]))
+    if era != "0.0.x":
+        record[CODEC] = CURRENT if era == "now" else "1"
+    return record
+
+
+# -- the record-by-record reference ---------------------------------------------
+
+
+def _last(stamps: Iterable[str]) -> datetime | None:
+    parsed = []
+    for text in stamps:
+        try:
+            stamp = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
+    return max(parsed) if parsed else None
+
+
+def _after(text: str, moment: datetime) -> bool:
+    stamp = _last([text])
+    return stamp is not None and stamp >= moment
+
+
+def reference_latest(rows: list[dict[str, str]], location: str) -> dict[str, str]:
+    newest: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        code = row.get(CODE)
+        if code is None:
+            continue
+        function = identity(row, location)[0]
+        stamp = row.get(TIMESTAMP, "")
+        if function not in newest or stamp >= newest[function][0]:
+            newest[function] = (stamp, code)
+    return {function: code for function, (_, code) in newest.items()}
+
+
+def reference_facts(rows: list[dict[str, str]], location: str) -> dict[str, tuple[Any, ...]]:
+    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+    stamps: dict[str, list[str]] = {}
+    for row in rows:
+        function, cols, values = identity(row, location)
+        keys.setdefault(function, set()).add((cols, values))
+        if TIMESTAMP in row:
+            stamps.setdefault(function, []).append(row[TIMESTAMP])
+    latest = reference_latest(rows, location)
+    older: dict[str, set[tuple[str, ...]]] = {}
+    for row in rows:
+        function, _, values = identity(row, location)
+        code = row.get(CODE)
+        if code is not None and code != latest.get(function):
+            older.setdefault(function, set()).add(values)
+    return {
+        fn: (
+            len(keys[fn]),
+            _last(stamps.get(fn, [])),
+            {c for cols, _ in keys[fn] for c in cols},
+            sum(1 for s in stamps.get(fn, []) if _after(s, HOUR_AGO)),
+            len(older.get(fn, ())),
+        )
+        for fn in keys
+    }
+
+
+def _column(values: list[Any]) -> pd.Series[Any]:
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1 and kinds <= {int, float, bool, str}:
+        return pd.Series(values)
+    return pd.Series(values, dtype=object)
+
+
+def reference_read(store: str) -> pd.DataFrame:
+    loaded = get_backend(store).load()
+    columns: dict[str, None] = {}
+    for record in loaded:
+        columns.update(dict.fromkeys(c for c in record if not c.startswith("_stet_")))
+    meta: dict[str, None] = {}
+    for record in loaded:
+        meta.update(dict.fromkeys(c for c in record if c.startswith("_stet_")))
+    data = {c: _column([r.get(c) for r in loaded]) for c in [*columns, *meta]}
+    frame = pd.DataFrame(data, index=pd.RangeIndex(len(loaded)))
+    if TIMESTAMP in frame:
+        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
+    return frame
+
+
+def _outcome(compute: Any) -> Any:
+    try:
+        return ("ok", compute())
+    except (StoreError, ValueError, TypeError) as exc:
+        return ("error", type(exc).__name__)
+
+
+def _write(tmp: Path, kind: str, rows: list[dict[str, str]], torn: bool) -> str:
+    store = str(tmp / f"s.{kind}")
+    for path in tmp.iterdir():
+        path.unlink()
+    append_as_written(store, rows)
+    if torn and kind in ("csv", "json"):
+        with open(store, "ab") as f:  # a writer killed half-way through its record
+            f.write(b"0.5,3" if kind == "csv" else b'{"a": "0.')
+    return store
+
+
+KINDS = ["csv", "json", "sqlite", "parquet"]
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(rows=st.lists(records(), min_size=1, max_size=12), torn=st.booleans())
+def test_status_facts_are_the_record_by_record_ones(
+    tmp_path: Path, kind: str, rows: list[dict[str, str]], torn: bool
+) -> None:
+    store = _write(tmp_path, kind, rows, torn)
+    table = open_store(store)
+    expected = _outcome(lambda: reference_facts(table.records(), table.location))
+
+    def fast() -> dict[str, tuple[Any, ...]]:
+        facts = function_facts(whole_store(table), HOUR_AGO)
+        return {
+            fn: (f.records, f.last_run, set(f.key_columns), f.last_hour, f.older_code)
+            for fn, f in facts.items()
+        }
+
+    got = _outcome(fast)
+    assert got == expected
+    if expected[0] == "ok":
+        latest = latest_code(whole_store(table))
+        assert latest == reference_latest(table.records(), table.location)
+        shown = function_facts(whole_store(table), HOUR_AGO)
+        for fn, facts in expected[1].items():
+            # The same instant in the same offset as written (status prints it).
+            assert repr(shown[fn].last_run) == repr(facts[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(rows=st.lists(records(), min_size=1, max_size=12), torn=st.booleans())
+def test_read_gives_the_record_by_record_frame(
+    tmp_path: Path, kind: str, rows: list[dict[str, str]], torn: bool
+) -> None:
+    store = _write(tmp_path, kind, rows, torn)
+    expected = _outcome(lambda: reference_read(store))
+    got = _outcome(lambda: frame_of(whole_store(open_store(store)), CODEC_.decode))
+    assert got[0] == expected[0], (got, expected)
+    if expected[0] == "error":
+        assert got == expected
+        return
+    pd.testing.assert_frame_equal(got[1], expected[1], check_exact=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@SETTINGS
+@given(rows=st.lists(records(), min_size=1, max_size=12))
+def test_progress_estimates_from_the_same_runs(
+    tmp_path: Path, kind: str, rows: list[dict[str, str]]
+) -> None:
+    store = _write(tmp_path, kind, rows, False)
+    table = open_store(store)
+    try:
+        records_ = table.records()
+    except StoreError:
+        with pytest.raises(StoreError):
+            whole_store(table)
+        return
+    for function in ("", "f", "g"):
+        mine = [r for r in records_ if identity(r, table.location)[0] == function]
+        whole = whole_store(table)
+        picked = runs_of(whole, function)
+        assert estimate_timed(latest_timed(whole, picked, 200)) == estimate(mine)
+
+
+def test_a_whole_store_from_records_and_from_arrow_is_the_same() -> None:
+    rows = [{"a": "1", TIMESTAMP: STAMPS[0]}, {"b": "x", FUNCTION: "f", CODEC: CURRENT}]
+    by_records = WholeStore("here", arrow_of(rows))
+    assert by_records.table.column("a").to_pylist() == ["1", None]
+    assert by_records.functions.to_pylist() == ["", "f"]
+
+
+def test_a_newer_key_rules_version_is_refused_naming_the_store() -> None:
+    rows = [{"a": "1", CODEC: CURRENT}, {"a": "2", CODEC: "99"}]
+    with pytest.raises(StoreError, match="newer") as caught:
+        WholeStore("/data/runs.csv", arrow_of(rows))
+    assert "/data/runs.csv" in str(caught.value)
+
+
+def test_status_of_a_store_without_records_of_a_function_is_empty() -> None:
+    assert function_facts(WholeStore("here", arrow_of([])), HOUR_AGO) == {}
+    assert timedelta(0) == timedelta(0)
