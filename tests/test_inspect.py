@@ -258,3 +258,55 @@ def test_a_newer_key_rules_version_is_refused_naming_the_store() -> None:
 def test_status_of_a_store_without_records_of_a_function_is_empty() -> None:
     assert function_facts(WholeStore("here", arrow_of([])), HOUR_AGO) == {}
     assert timedelta(0) == timedelta(0)
+
+
+def reference_explain(table: Any, function: str, wanted: dict[str, str]) -> Any:
+    """What ``stet why`` answered record by record: (done, records, differences, stamp)."""
+    from stet._explain import _distance
+
+    best: list[tuple[str, str | None, str | None]] | None = None
+    best_score = (0, 0.0)
+    records_ = 0
+    for row in table.records():
+        fn, cols, values = identity(row, table.location)
+        if fn not in (function, ""):
+            continue
+        records_ += 1
+        recorded = dict(zip(cols, values, strict=True))
+        differences = [
+            (name, text, recorded.get(name))
+            for name, text in wanted.items()
+            if recorded.get(name) != text
+        ]
+        differences += [(name, None, text) for name, text in recorded.items() if name not in wanted]
+        if not differences:
+            return (True, 1, (), row.get(TIMESTAMP))
+        score = (len(differences), sum(_distance(d[1], d[2]) for d in differences))
+        if best is None or score < best_score:
+            best, best_score = differences, score
+    return (False, records_, tuple(best or ()), None)
+
+
+@pytest.mark.parametrize("kind", ["csv", "sqlite"])
+@SETTINGS
+@given(
+    rows=st.lists(records(), min_size=1, max_size=12),
+    function=st.sampled_from(["", "f", "g"]),
+    wanted=st.dictionaries(
+        st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(CANONICAL[:6]), max_size=3
+    ),
+)
+def test_why_finds_the_record_by_record_nearest(
+    tmp_path: Path, kind: str, rows: list[dict[str, str]], function: str, wanted: dict[str, str]
+) -> None:
+    from stet._explain import explain_texts
+
+    table = open_store(_write(tmp_path, kind, rows, False))
+    expected = _outcome(lambda: reference_explain(table, function, wanted))
+
+    def fast() -> Any:
+        got = explain_texts(table, function, wanted, "run()")
+        differences = tuple((d.parameter, d.here, d.recorded) for d in got.differences)
+        return (got.done, got.records, differences, got.recorded_at)
+
+    assert _outcome(fast) == expected
