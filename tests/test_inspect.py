@@ -310,3 +310,36 @@ def test_why_finds_the_record_by_record_nearest(
         return (got.done, got.records, differences, got.recorded_at)
 
     assert _outcome(fast) == expected
+
+
+@SETTINGS
+@given(
+    files=st.lists(st.lists(records(), min_size=0, max_size=6), min_size=1, max_size=3),
+    repeat=st.booleans(),
+)
+def test_a_shared_directory_reads_one_record_per_run_as_its_records_do(
+    tmp_path: Path, files: list[list[dict[str, str]]], repeat: bool
+) -> None:
+    from stet.backends._csv import format_rows, header_for
+
+    store = tmp_path / f"s{len(list(tmp_path.iterdir()))}.stetdir"
+    stet.backends.open_store(str(store)).clear()
+    (store / "records").mkdir(parents=True, exist_ok=True)
+    if repeat:  # two writers recorded the same runs
+        files = [*files, files[0]]
+    for number, rows in enumerate(files):
+        header = header_for(rows, ())
+        data = ",".join(header).encode() + b"\n" + format_rows(rows, header)
+        (store / "records" / f"compacted-{number}.csv").write_bytes(data)
+    table = open_store(str(store))
+    expected = _outcome(lambda: reference_read(str(store)))
+    got = _outcome(lambda: frame_of(whole_store(table), CODEC_.decode))
+    assert got[0] == expected[0], (got, expected)
+    if expected[0] == "ok":
+        pd.testing.assert_frame_equal(got[1], expected[1], check_exact=True)
+        facts = _outcome(lambda: reference_facts(table.records(), table.location))
+        mine = function_facts(whole_store(table), HOUR_AGO)
+        assert facts[0] == "error" or {
+            fn: (f.records, f.last_run, set(f.key_columns), f.last_hour, f.older_code)
+            for fn, f in mine.items()
+        } == facts[1]

@@ -68,6 +68,7 @@ from ._shared_files import (
     Seen,
     is_records_file,
     is_settled,
+    columns_once_each,
     once_each,
     pid_gone,
     process_tag,
@@ -395,6 +396,17 @@ class SharedDirStore:
         for name in names:
             out.extend(read_all(os.path.join(self.records_dir, name)))
         return out
+
+    def columns(self) -> Batch:
+        """Every record, one per run, as columns (for whole-store tools)."""
+        with self._mutex:
+            for _ in range(20):
+                try:
+                    names = [os.path.join(self.records_dir, n) for n in self._list()]
+                    return columns_once_each(names, self.location)
+                except FileNotFoundError:
+                    continue  # compacted away meanwhile
+            raise StoreError(self.records_dir, "keeps changing while it is read")
 
     def records(self) -> list[Record]:
         with self._mutex:

@@ -22,8 +22,10 @@ import attrs
 
 from ..exceptions import StoreError
 from ._csv import CsvChunks
-from ._records import Batch, Record, as_records
+from .._lazy import np, pa
+from ._records import Batch, Columns, Record, as_records
 from ._schema import identity
+from ._table import WholeStore, arrow_of
 
 __all__ = [
     "COMPACTED",
@@ -188,6 +190,27 @@ def read_all(path: str) -> list[Record]:
     finally:
         os.close(fd)
     return as_records(_parse(path, data, Seen(st.st_ino))[0])
+
+
+def columns_once_each(paths: Sequence[str], location: str) -> Batch:
+    """The records of these files, one per run (the first kept), as one Arrow table.
+
+    What `once_each` of their records gives, column by column, for the
+    whole-store tools (FileNotFoundError if a file is gone).
+    """
+    tables = []
+    for path in paths:
+        fd, st = _open(path)
+        try:
+            data = _pread_all(fd, 0)
+        finally:
+            os.close(fd)
+        tables.append(arrow_of(_parse(path, data, Seen(st.st_ino))[0]))
+    if not tables:
+        return []
+    table = pa.concat_tables(tables, promote_options="default")
+    first = WholeStore(location, table).grouped().column("__row_min").to_numpy()
+    return Columns.of_arrow(table.take(pa.array(np.sort(first))))
 
 
 def once_each(records: Sequence[Record], location: str) -> list[Record]:
