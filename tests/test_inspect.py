@@ -343,3 +343,57 @@ def test_a_shared_directory_reads_one_record_per_run_as_its_records_do(
             fn: (f.records, f.last_run, set(f.key_columns), f.last_hour, f.older_code)
             for fn, f in mine.items()
         } == facts[1]
+
+
+GRID_VALUES = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=4),
+)
+
+
+@st.composite
+def grid_frames(draw: st.DrawFn) -> pd.DataFrame:
+    n = draw(st.integers(0, 12))
+    columns = {}
+    for name in ("alpha", "seed"):
+        kind = draw(st.sampled_from(["int", "float", "bool", "str", "mixed"]))
+        if kind == "int":
+            columns[name] = draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n))
+        elif kind == "float":
+            columns[name] = draw(st.lists(st.floats(), min_size=n, max_size=n))
+        elif kind == "bool":
+            columns[name] = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        elif kind == "str":
+            columns[name] = draw(st.lists(st.text(max_size=4), min_size=n, max_size=n))
+        else:
+            columns[name] = pd.Series(draw(st.lists(GRID_VALUES, min_size=n, max_size=n)), dtype=object)
+    frame = pd.DataFrame(columns)
+    frame["extra"] = 0
+    return frame
+
+
+@SETTINGS
+@given(frame=grid_frames(), done=st.lists(st.integers(0, 11), max_size=6))
+def test_progress_of_a_dataframe_grid_counts_as_its_rows_do(
+    tmp_path: Path, frame: pd.DataFrame, done: list[int]
+) -> None:
+    import contextlib
+    import io
+
+    store = tmp_path / f"p{len(list(tmp_path.iterdir()))}.csv"
+
+    @stet.once(store=str(store), quiet=True)
+    def run(alpha: Any, seed: Any) -> None: ...
+
+    rows = frame.to_dict("records")
+    for i in done:
+        if i < len(rows):
+            run(rows[i]["alpha"], rows[i]["seed"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        by_columns = _outcome(lambda: stet.progress(run, frame))
+        by_rows = _outcome(lambda: stet.progress(run, rows))
+    assert by_columns == by_rows
+    if by_rows[0] == "ok" and len(frame):
+        assert by_columns[1].grid().text(80) == by_rows[1].grid().text(80)

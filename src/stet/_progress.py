@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +21,9 @@ from ._grid import Grid, Points
 from ._html import html_table
 from ._lazy import pd
 from .backends import pack
+from .backends._index import Packed
 from .backends._registry import claims_in
+from ._grid_texts import grid_texts, match_grid
 from ._inspect import latest_timed, recent_runs, runs_of
 from .backends._schema import DURATION, TIMESTAMP
 from .backends._table import whole_store
@@ -183,31 +185,41 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         2
     """
     runner = _runner_of(func)
-    keys = {pack(values) for values in _grid_keys(runner, grid)}
     table = runner.store
-    table.refresh()
-    pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
+    texts = grid_texts(runner, grid)
+    keys: Collection[Packed]
+    pending: Collection[Packed]
+    if texts is None:
+        keys = {pack(values) for values in _grid_keys(runner, grid)}
+        table.refresh()
+        pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
+    whole = whole_store(table) if table.exists() else None
+    if texts is not None:
+        match = match_grid(texts, whole, runner)
+        keys, pending = match.keys, match.pending
+        total, left = match.total, match.pending_count
+    else:
+        total, left = len(keys), len(pending)
     now = time.time()
     claimed = {
         pack(c.values)
         for c in claims_in(table).values()
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
-    running = claimed & pending
+    running = {key for key in claimed if key in pending}
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent, per_run, workers = 0, None, 1.0
-    if table.exists():
-        whole = whole_store(table)
+    if whole is not None:
         runs = runs_of(whole, runner.name)
         recent = recent_runs(whole, runs, hour_ago)
         per_run, workers = estimate_timed(latest_timed(whole, runs, RECENT_RUNS))
-    eta = per_run * len(pending) / workers if per_run is not None else None
+    eta = per_run * left / workers if per_run is not None else None
     result = Progress(
         runner.name,
-        len(keys),
-        len(keys) - len(pending),
+        total,
+        total - left,
         len(running),
-        len(pending) - len(running),
+        left - len(running),
         recent,
         eta,
         per_run,

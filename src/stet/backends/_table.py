@@ -78,26 +78,31 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
 
 
 def parse_stamps(column: pa.ChunkedArray) -> Any:
-    """UTC instants (microseconds since 1970, an int64 numpy array) of ISO texts; NaT-like
-    ``INT64_MIN`` where a cell is absent or not a time, as `datetime.fromisoformat` reads."""
-    texts = column.to_pandas() if column.null_count < len(column) else None
+    """UTC instants of ISO texts as µs since 1970 (an int64 numpy array), as
+    `datetime.fromisoformat` reads them (naive: UTC); ``INT64_MIN`` where a cell
+    is absent or not a time. The forms stet writes are parsed by Arrow in C."""
     out = np.full(len(column), np.iinfo(np.int64).min, dtype=np.int64)
-    if texts is None:
+    if column.null_count == len(column):
         return out
-    fast = pc.fill_null(pc.match_substring_regex(column, STAMP_FORM), False).to_numpy(
-        zero_copy_only=False
-    )
-    if fast.any():
-        parsed = pd.to_datetime(texts[fast], utc=True, format="ISO8601").dt.tz_convert(None)
-        out[fast] = parsed.to_numpy().astype("datetime64[us]").astype(np.int64)
-    slow = ~fast & column.is_valid().to_numpy(zero_copy_only=False)
+    done = np.zeros(len(column), dtype=bool)
+    for form, kind in ((_ZONED, pa.timestamp("us", "UTC")), (_NAIVE, pa.timestamp("us"))):
+        mask = pc.fill_null(pc.match_substring_regex(column, form), False)
+        picked = mask.to_numpy(zero_copy_only=False)
+        if picked.any():
+            stamps = pc.cast(pc.filter(column, mask), kind)
+            out[picked] = pc.cast(stamps, pa.int64()).to_numpy()
+            done |= picked
+    slow = ~done & column.is_valid().to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(slow):
-        stamp = _stamp(texts.iat[i])
+        stamp = _stamp(column[int(i)].as_py())
         if stamp is not None:
             out[i] = (stamp - _EPOCH) // _MICROSECOND
     return out
 
 
+_SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+_ZONED: Final = _SECONDS + r"\+00:00$"
+_NAIVE: Final = _SECONDS + "$"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = datetime.resolution
 
