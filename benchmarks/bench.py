@@ -327,7 +327,7 @@ def write_inspect_store(kind: str, n: int, path: Path) -> str:
     cols = inspect_columns(n)
     store = str(path.with_suffix("." + kind))
     if kind in ("csv", "stetdir"):
-        header = ",".join([*cols][:6] + ["_stet_code", "_stet_codec"])
+        header = ",".join([*[*cols][:6], "_stet_code", "_stet_codec"])
         body = dict(cols)
         codec = body.pop("_stet_codec")
         body["_stet_code"] = pa.array([""] * n, pa.string())
@@ -340,9 +340,7 @@ def write_inspect_store(kind: str, n: int, path: Path) -> str:
         else:
             Path(store).write_bytes(data)
     elif kind == "json":
-        quoted = {
-            k: pc.binary_join_element_wise(f'"{k}": "', v, '"', "") for k, v in cols.items()
-        }
+        quoted = {k: pc.binary_join_element_wise(f'"{k}": "', v, '"', "") for k, v in cols.items()}
         lines = _joined(quoted, ", ", "},\n")
         Path(store).write_bytes(b"[\n{" + lines.replace(b"},\n", b"},\n{")[:-4] + b"}\n]\n")
     elif kind == "parquet":
@@ -404,9 +402,11 @@ def inspect_op(op: str, kind: str, store: str, n: int, root: Path) -> float:
         if kind == "sqlite":  # with what its write-ahead log holds
             import sqlite3
 
-            with contextlib.closing(sqlite3.connect(store)) as a:
-                with contextlib.closing(sqlite3.connect(target)) as b:
-                    a.backup(b)
+            with (
+                contextlib.closing(sqlite3.connect(store)) as source,
+                contextlib.closing(sqlite3.connect(target)) as copy,
+            ):
+                source.backup(copy)
         else:
             (shutil.copytree if os.path.isdir(store) else shutil.copyfile)(store, target)
     work = decorated(store)
@@ -432,7 +432,10 @@ def inspect_op(op: str, kind: str, store: str, n: int, root: Path) -> float:
 def bench_inspection(sizes: list[int], repeat: int, root: Path, kinds: list[str]) -> None:
     """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
     print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
-    print(f"{'store':<8} {'records':>10} {'pyarrow s':>9} " + " ".join(f"{op:>15}" for op in INSPECT_OPS))
+    print(
+        f"{'store':<8} {'records':>10} {'pyarrow s':>9} "
+        + " ".join(f"{op:>15}" for op in INSPECT_OPS)
+    )
     for kind in kinds:
         for n in sizes:
             store = write_inspect_store(kind, n, root / f"inspect{n}")

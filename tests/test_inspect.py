@@ -24,8 +24,16 @@ import stet
 from stet._inspect import frame_of, function_facts, latest_code, latest_timed, runs_of
 from stet._progress import estimate, estimate_timed
 from stet.backends import get_backend, open_store
-from stet.backends._schema import CODE, CODEC, CURRENT, DURATION, FUNCTION, HOST, TIMESTAMP
-from stet.backends._schema import identity
+from stet.backends._schema import (
+    CODE,
+    CODEC,
+    CURRENT,
+    DURATION,
+    FUNCTION,
+    HOST,
+    TIMESTAMP,
+    identity,
+)
 from stet.backends._table import WholeStore, arrow_of, whole_store
 from stet.exceptions import StoreError
 from tests.raw_rows import append_as_written
@@ -265,6 +273,7 @@ def reference_explain(table: Any, function: str, wanted: dict[str, str]) -> Any:
     from stet._explain import _distance
 
     best: list[tuple[str, str | None, str | None]] | None = None
+    differences: list[tuple[str, str | None, str | None]]
     best_score = (0, 0.0)
     records_ = 0
     for row in table.records():
@@ -339,10 +348,14 @@ def test_a_shared_directory_reads_one_record_per_run_as_its_records_do(
         pd.testing.assert_frame_equal(got[1], expected[1], check_exact=True)
         facts = _outcome(lambda: reference_facts(table.records(), table.location))
         mine = function_facts(whole_store(table), HOUR_AGO)
-        assert facts[0] == "error" or {
-            fn: (f.records, f.last_run, set(f.key_columns), f.last_hour, f.older_code)
-            for fn, f in mine.items()
-        } == facts[1]
+        assert (
+            facts[0] == "error"
+            or {
+                fn: (f.records, f.last_run, set(f.key_columns), f.last_hour, f.older_code)
+                for fn, f in mine.items()
+            }
+            == facts[1]
+        )
 
 
 GRID_VALUES = st.one_of(
@@ -356,7 +369,7 @@ GRID_VALUES = st.one_of(
 @st.composite
 def grid_frames(draw: st.DrawFn) -> pd.DataFrame:
     n = draw(st.integers(0, 12))
-    columns = {}
+    columns: dict[str, Any] = {}
     for name in ("alpha", "seed"):
         kind = draw(st.sampled_from(["int", "float", "bool", "str", "mixed"]))
         if kind == "int":
@@ -368,7 +381,9 @@ def grid_frames(draw: st.DrawFn) -> pd.DataFrame:
         elif kind == "str":
             columns[name] = draw(st.lists(st.text(max_size=4), min_size=n, max_size=n))
         else:
-            columns[name] = pd.Series(draw(st.lists(GRID_VALUES, min_size=n, max_size=n)), dtype=object)
+            columns[name] = pd.Series(
+                draw(st.lists(GRID_VALUES, min_size=n, max_size=n)), dtype=object
+            )
     frame = pd.DataFrame(columns)
     frame["extra"] = 0
     return frame

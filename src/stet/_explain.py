@@ -13,12 +13,17 @@ from typing import Any
 import attrs
 
 from ._codec import KeyCodec
+from ._lazy import np, pa
+from ._lazy import pc as _pc
 from ._runner import Runner, display
 from .backends import pack
-from ._lazy import np, pa, pc
 from .backends._schema import TIMESTAMP, identity, is_meta
 from .backends._table import whole_store
 from .typing import Record, Store
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
 
 __all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
 

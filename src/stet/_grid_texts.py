@@ -14,13 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
-from ._lazy import is_dataframe, np, pa, pc, pd
+from ._lazy import is_dataframe, np, pa, pd
+from ._lazy import pc as _pc
 from ._runner import Runner
 from .backends import pack
 from .backends._index import Packed
 from .backends._records import ARROW_THREADS
 from .backends._table import WholeStore
 from .exceptions import KeyEncodingError
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
 
 __all__ = ["GridMatch", "grid_texts", "match_grid"]
 
@@ -29,7 +34,7 @@ def grid_texts(runner: Runner, rows: object) -> pa.Table | None:
     """The grid's key texts as a table (columns ``runner.cols``), or None for the row path."""
     if not is_dataframe(rows) or runner.config.codec._encoders:
         return None
-    frame: pd.DataFrame = rows  # type: ignore[assignment]
+    frame: Any = rows
     columns = {}
     for name in runner.cols:
         if name not in frame.columns:

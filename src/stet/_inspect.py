@@ -19,10 +19,15 @@ from typing import Any, Final
 import attrs
 
 from ._codec import Encoded
-from ._lazy import np, pa, pc, pd
+from ._lazy import np, pa, pd
+from ._lazy import pc as _pc
 from .backends._schema import CODE, DURATION, TIMESTAMP, is_meta, meta_value
 from .backends._table import DURATION_FORM, STAMP_FORM, WholeStore, parse_stamps
 from .exceptions import StoreError
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
 
 __all__ = [
     "FunctionFacts",
@@ -76,9 +81,7 @@ def function_facts(whole: WholeStore, hour_ago: datetime) -> dict[str, FunctionF
     distinct = whole.grouped()
     counts = dict(
         zip(
-            *(
-                (c.to_pylist() for c in pc.value_counts(distinct.column("__function")).flatten())
-            ),
+            *(c.to_pylist() for c in pc.value_counts(distinct.column("__function")).flatten()),
             strict=True,
         )
     )
@@ -209,7 +212,7 @@ def _series(values: list[Any], index: Any, has_null: bool) -> pd.Series[Any]:
     return pd.Series(pool[positions], dtype=object)
 
 
-def _key_series(column: pa.ChunkedArray, decode: Callable[[str], object], location: str) -> Any:
+def _key_series(column: Any, decode: Callable[[str], object], location: str) -> Any:
     distinct = pc.drop_null(pc.unique(column))
     index = pc.index_in(column, value_set=distinct)
     has_null = column.null_count > 0
@@ -233,10 +236,10 @@ def _key_series(column: pa.ChunkedArray, decode: Callable[[str], object], locati
     return pd.Series(cells, dtype=object)
 
 
-def _meta_series(name: str, column: pa.ChunkedArray) -> Any:
+def _meta_series(name: str, column: Any) -> Any:
     if name == TIMESTAMP and _all_match(column, STAMP_FORM):
         micros = parse_stamps(column)
-        stamps = pd.Series(micros.astype("datetime64[us]")).dt.tz_localize(UTC)
+        stamps: Any = pd.Series(micros.astype("datetime64[us]")).dt.tz_localize(UTC)
         stamps[micros == MISSING] = pd.NaT
         sample = next(t for t in column.to_pylist() if t is not None)
         kind = pd.to_datetime(
@@ -250,7 +253,7 @@ def _meta_series(name: str, column: pa.ChunkedArray) -> Any:
     return _series(values, pc.index_in(column, value_set=distinct), column.null_count > 0)
 
 
-def _all_match(column: pa.ChunkedArray, form: str) -> bool:
+def _all_match(column: Any, form: str) -> bool:
     present = pc.drop_null(column)
     return len(present) > 0 and bool(pc.all(pc.match_substring_regex(present, form)).as_py())
 

@@ -18,13 +18,13 @@ import attrs
 
 from ._api import _grid_keys, _runner_of
 from ._grid import Grid, Points
+from ._grid_texts import grid_texts, match_grid
 from ._html import html_table
+from ._inspect import latest_timed, recent_runs, runs_of
 from ._lazy import pd
 from .backends import pack
 from .backends._index import Packed
 from .backends._registry import claims_in
-from ._grid_texts import grid_texts, match_grid
-from ._inspect import latest_timed, recent_runs, runs_of
 from .backends._schema import DURATION, TIMESTAMP
 from .backends._table import whole_store
 from .typing import Record

@@ -20,9 +20,9 @@ from typing import Final
 
 import attrs
 
+from .._lazy import np, pa
 from ..exceptions import StoreError
 from ._csv import CsvChunks
-from .._lazy import np, pa
 from ._records import Batch, Columns, Record, as_records
 from ._schema import identity
 from ._table import WholeStore, arrow_of

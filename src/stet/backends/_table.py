@@ -23,14 +23,21 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from .._codec import canonical_from_legacy, canonical_from_v1
-from .._lazy import np, pa, pc, pd
+from .._lazy import np, pa
+from .._lazy import pc as _pc
 from ._records import ARROW_THREADS, Batch, Columns, Record
 from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
 
 __all__ = ["WholeStore", "arrow_of", "parse_stamps", "whole_store"]
 
 #: A timestamp as stet writes it (and 0.0.x, without the offset): parsed in C.
-STAMP_FORM: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00)?$"
+STAMP_FORM: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00)?$"
+)
 #: A duration as stet writes it (``f"{seconds:.6f}"``).
 DURATION_FORM: Final = r"^[0-9]{1,15}(\.[0-9]{1,9})?$"
 #: A canonical int text that fits int64 (``-0`` is not canonical).
@@ -77,7 +84,7 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
     return table
 
 
-def parse_stamps(column: pa.ChunkedArray) -> Any:
+def parse_stamps(column: Any) -> Any:
     """UTC instants of ISO texts as µs since 1970 (an int64 numpy array), as
     `datetime.fromisoformat` reads them (naive: UTC); ``INT64_MIN`` where a cell
     is absent or not a time. The forms stet writes are parsed by Arrow in C."""
@@ -136,13 +143,13 @@ class WholeStore:
             else pa.chunked_array([pa.array([""] * n, pa.string())])
         )
         #: Each record's function ("" for none).
-        self.functions: pa.ChunkedArray = functions
+        self.functions: Any = functions
         self._stamps: Any = None
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
 
-    def column(self, name: str) -> pa.ChunkedArray:
+    def column(self, name: str) -> Any:
         """A column (all null where the store has none by that name)."""
         if name in self.table.column_names:
             return self.table.column(name)
@@ -161,15 +168,15 @@ class WholeStore:
         table = table.append_column("__row", pa.array(np.arange(len(self)), pa.int64()))
         if rows is not None:
             table = table.filter(rows)
-        return table.group_by(
-            ["__function", *self.keys], use_threads=ARROW_THREADS
-        ).aggregate([("__row", "min")])
+        return table.group_by(["__function", *self.keys], use_threads=ARROW_THREADS).aggregate(
+            [("__row", "min")]
+        )
 
     def patterns(self, table: pa.Table | None = None) -> list[tuple[str, tuple[str, ...]]]:
         """(function, key columns held) of the records, each once, in order of first record."""
         source = self.table if table is None else table
-        functions = self.functions if table is None else table.column("__function")
-        held = pa.table(
+        functions: Any = self.functions if table is None else table.column("__function")
+        held: Any = pa.table(
             {
                 "__function": functions,
                 **{f"k{i}": pc.is_valid(source.column(k)) for i, k in enumerate(self.keys)},
