@@ -20,8 +20,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import stet
-from stet import Encoded, KeyCodec, KeyEncodingError, _codec
-from stet._codec import canonical_from_v1
+from stet import Encoded, KeyCodec, KeyEncodingError, _codec_legacy, _codec_text
+from stet._codec_legacy import canonical_from_v1
 
 from . import strategies as S
 
@@ -324,14 +324,14 @@ def test_version_1_texts_of_anything_but_strings_are_todays(value: Any) -> None:
 
 @given(S.strings)
 def test_a_string_written_under_version_1_is_read_as_todays_text(s: str) -> None:
-    v1_text = "'" + s if _codec._needs_tag_v1(s) else s  # version 1's rule, kept as it was
+    v1_text = "'" + s if _codec_text.needs_tag_v1(s) else s  # version 1's rule, kept as it was
     assert canonical_from_v1(v1_text) == enc(s)
 
 
 @given(S.keyable)
 def test_no_key_text_holds_a_line_break_or_nul(value: Any) -> None:
     """So a CSV record is one line and a PostgreSQL text column holds every key."""
-    assert not re.search(_codec.CONTROL_CHARACTERS, enc(value))
+    assert not re.search(_codec_text.CONTROL_CHARACTERS, enc(value))
 
 
 @pytest.mark.parametrize(
@@ -396,7 +396,7 @@ def test_decode_accepts_only_canonical_texts(text: str) -> None:
 
 @given(
     st.one_of(
-        S.strings.map(lambda s: "'" + s if _codec._needs_tag_v1(s) else s), S.keyable.map(enc)
+        S.strings.map(lambda s: "'" + s if _codec_text.needs_tag_v1(s) else s), S.keyable.map(enc)
     )
 )
 def test_the_fast_check_finds_every_version_1_text_that_changed(text: str) -> None:
@@ -405,4 +405,4 @@ def test_the_fast_check_finds_every_version_1_text_that_changed(text: str) -> No
     import pyarrow.compute as pc
 
     if canonical_from_v1(text) != text:
-        assert pc.match_substring_regex(pa.array([text]), _codec.V1_CHANGED)[0].as_py()
+        assert pc.match_substring_regex(pa.array([text]), _codec_legacy.V1_CHANGED)[0].as_py()

@@ -24,7 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import stet
-from stet._codec import KeyCodec, _checked_utf8
+from stet._codec import KeyCodec
+from stet._codec_text import checked_utf8
 from stet._report import FULL_LINES
 from stet.exceptions import KeyEncodingError
 
@@ -96,7 +97,7 @@ def outcome(encode: Any, value: object) -> tuple[str, str]:
 
 def reference(codec: KeyCodec) -> Any:
     """The general rules, with no fast path (``_encode`` at the top level)."""
-    return lambda value: _checked_utf8(codec._encode(value, False, "", 0))
+    return lambda value: checked_utf8(codec._encode(value, False, "", 0))
 
 
 CODECS = [

@@ -6,12 +6,13 @@ and skips them when the script runs again.
 """
 
 from . import _lazy, backends, exceptions, typing
-from ._api import FunctionStatus, StoreStatus, compact, mark_done, read, reset, status
+from ._api import compact, mark_done, read, reset
 from ._codec import CODEC_VERSION, Encoded, KeyCodec
 from ._explain import Difference, Explanation, explain, forget, is_done
 from ._grid import CellState, Grid, GridCell
 from ._once import Once, once
 from ._progress import Progress, progress
+from ._status import FunctionStatus, StoreStatus, status
 from ._submit import pending, shard
 from .exceptions import (
     KeyEncodingError,

@@ -1,278 +1,30 @@
-"""Looking after a store: status, reset, read, and importing finished work."""
+"""Changing and reading a store: reset, compact, read, and importing finished work.
+
+`stet.status` is in `stet._status`; the rows `mark_done` takes are read by
+`stet._rows`.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import attrs
-
-from ._html import html_table
-from ._lazy import is_dataframe, pd
+from ._inspect import frame_of
+from ._lazy import pd
 from ._once import DEFAULT_STORE
-from ._runner import Runner, display
+from ._rows import _grid_keys, _runner_of
+from ._runner import display
+from ._status import latest_code
+from ._store_arg import existing_store, store_argument
 from .backends import get_backend, open_store
-from .backends._claims import claims_by_function
-from .backends._registry import claims_in, is_url
-from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
-from .exceptions import KeyEncodingError
+from .backends._registry import is_url
+from .backends._schema import CODE, FUNCTION, identity
+from .backends._table import whole_store
 from .typing import CompactingStore, Record, Store
 
-__all__ = [
-    "FunctionStatus",
-    "StoreStatus",
-    "compact",
-    "mark_done",
-    "read",
-    "reset",
-    "status",
-]
-
-
-@attrs.frozen
-class FunctionStatus:
-    """What a store holds for one function.
-
-    Attributes:
-        function: The function's name in the store; ``""`` for records
-            without one (they count for every function with their key).
-        records: Distinct finished runs.
-        last_run: When the newest of them finished, or None.
-        key_columns: The key parameters of its records.
-        last_hour: How many finished in the hour before the status was taken.
-        older_code: How many were made by a version of the function's code
-            other than the one of its newest record (``_stet_code``).
-        running: Claims in progress (``claim=True``): keys a live worker
-            is running now.
-        expired_claims: Claims whose worker stopped renewing them (it died
-            or was stopped); another worker takes such a key over.
-    """
-
-    function: str
-    records: int
-    last_run: datetime | None
-    key_columns: tuple[str, ...]
-    last_hour: int = 0
-    older_code: int = 0
-    running: int = 0
-    expired_claims: int = 0
-
-    def _repr_html_(self) -> str:
-        return html_table(_STATUS_HEADER, [_status_row(self)])
-
-
-@attrs.frozen
-class StoreStatus:
-    """A store's summary, as `stet.status` prints it.
-
-    Attributes:
-        store: The store's location.
-        records: Distinct finished runs over all functions.
-        last_run: When the newest finished, or None.
-        key_columns: Every key column in the store.
-        functions: One entry per function, sorted by name.
-    """
-
-    store: str
-    records: int
-    last_run: datetime | None
-    key_columns: tuple[str, ...]
-    functions: tuple[FunctionStatus, ...]
-
-    def _repr_html_(self) -> str:
-        last = f", last run {self.last_run.isoformat()}" if self.last_run else ""
-        caption = f"stet store {self.store}: {self.records:,} completed experiments recorded{last}"
-        return html_table(_STATUS_HEADER, map(_status_row, self.functions), caption=caption)
-
-
-_STATUS_HEADER = (
-    "function",
-    "records",
-    "last run",
-    "key columns",
-    "last hour",
-    "running",
-    "expired claims",
-    "older code",
-)
-
-
-def _status_row(f: FunctionStatus) -> tuple[object, ...]:
-    """A function's status as a row of `_STATUS_HEADER` (the Jupyter table)."""
-    return (
-        f.function or "(records without a function)",
-        f"{f.records:,}",
-        f.last_run.isoformat() if f.last_run else "",
-        ", ".join(f.key_columns),
-        f"{f.last_hour:,}",
-        f"{f.running:,}",
-        f"{f.expired_claims:,}",
-        f"{f.older_code:,}",
-    )
-
-
-def _existing(store: str | os.PathLike[str], *, claims: bool = False) -> Store:
-    table = open_store(store)
-    if not table.exists() and not (claims and claims_in(table)):
-        raise FileNotFoundError(
-            f"stet store not found: {table.location} (nothing has been recorded "
-            "there yet, or the path is wrong)"
-        )
-    return table
-
-
-def _last(stamps: Iterable[str]) -> datetime | None:
-    parsed: list[datetime] = []
-    for text in stamps:
-        try:
-            stamp = datetime.fromisoformat(text)
-        except ValueError:
-            continue
-        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
-    return max(parsed) if parsed else None
-
-
-def _store_argument(
-    store: str | os.PathLike[str], store_path: str | os.PathLike[str] | None
-) -> str | os.PathLike[str]:
-    """The store named by ``store`` or by ``store_path``, stet 0.0.x's name for it."""
-    if store_path is None:
-        return store
-    if os.fspath(store) != DEFAULT_STORE:
-        raise TypeError(
-            f"got two stores, store={os.fspath(store)!r} and store_path="
-            f"{os.fspath(store_path)!r}; give one (store_path is the 0.0.x name of store)"
-        )
-    return store_path
-
-
-def status(
-    store: str | os.PathLike[str] = DEFAULT_STORE,
-    *,
-    store_path: str | os.PathLike[str] | None = None,
-) -> StoreStatus:
-    """Print and return a summary of a store.
-
-    Prints the store, how many runs are recorded, the last one, and the key
-    columns, then one line per function when the store holds several, and
-    the claims in progress when workers use ``claim=True``.
-
-    Args:
-        store: The store.
-        store_path: The same, by its stet 0.0.x name.
-
-    Raises:
-        FileNotFoundError: There is no store at ``store``.
-        StoreError: The store cannot be read.
-    """
-    table = _existing(_store_argument(store, store_path), claims=True)
-    rows = table.records()
-    claims = claims_by_function(claims_in(table), time.time())
-    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {fn: set() for fn in claims}
-    stamps: dict[str, list[str]] = {}
-    for row in rows:
-        function, cols, values = identity(row, table.location)
-        keys.setdefault(function, set()).add((cols, values))
-        if TIMESTAMP in row:
-            stamps.setdefault(function, []).append(row[TIMESTAMP])
-    latest = _latest_code(table, rows)
-    hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    older: dict[str, set[tuple[str, ...]]] = {}
-    for row in rows:
-        function, _, values = identity(row, table.location)
-        code = row.get(CODE)
-        if code is not None and code != latest.get(function):
-            older.setdefault(function, set()).add(values)
-    functions = tuple(
-        FunctionStatus(
-            function=fn,
-            records=len(keys[fn]),
-            last_run=_last(stamps.get(fn, [])),
-            key_columns=_columns(c for c, _ in keys[fn]),
-            last_hour=sum(1 for s in stamps.get(fn, []) if _after(s, hour_ago)),
-            older_code=len(older.get(fn, ())),
-            running=claims.get(fn, (0, 0))[0],
-            expired_claims=claims.get(fn, (0, 0))[1],
-        )
-        for fn in sorted(keys)
-    )
-    result = StoreStatus(
-        store=table.location,
-        records=sum(f.records for f in functions),
-        last_run=_last(s for ss in stamps.values() for s in ss),
-        key_columns=_columns(c for f in keys.values() for c, _ in f),
-        functions=functions,
-    )
-    _print_status(result)
-    return result
-
-
-def _latest_code(table: Store, rows: list[Record]) -> dict[str, str]:
-    """Each function's code hash on its newest record that has one."""
-    newest: dict[str, tuple[str, str]] = {}
-    for row in rows:
-        code = row.get(CODE)
-        if code is None:
-            continue
-        function = identity(row, table.location)[0]
-        stamp = row.get(TIMESTAMP, "")
-        if function not in newest or stamp >= newest[function][0]:
-            newest[function] = (stamp, code)
-    return {function: code for function, (_, code) in newest.items()}
-
-
-def _after(text: str, moment: datetime) -> bool:
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) >= moment
-
-
-def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for cols in groups:
-        seen.update(dict.fromkeys(cols))
-    return tuple(seen)
-
-
-def _print_status(s: StoreStatus) -> None:
-    print(f"[stet] Store: {s.store}")
-    print(f"[stet] {s.records} completed experiments recorded")
-    if s.last_run is not None:
-        print(f"[stet] Last run: {s.last_run.isoformat()}")
-    print(f"[stet] Key columns: {', '.join(s.key_columns) or '(none)'}")
-    recent = sum(f.last_hour for f in s.functions)
-    if recent:
-        print(f"[stet] {recent} finished in the last hour")
-    if len(s.functions) > 1:
-        for f in s.functions:
-            name = f.function or "(records without a function)"
-            last = f" (last run {f.last_run.isoformat()})" if f.last_run else ""
-            print(
-                f"[stet]   {name}: {f.records} recorded{last}; key columns: "
-                f"{', '.join(f.key_columns) or '(none)'}"
-            )
-    for f in s.functions:
-        if f.running or f.expired_claims:
-            expired = (
-                f"; {f.expired_claims} claim(s) expired (their worker stopped; the key "
-                "runs again when a worker reaches it)"
-                if f.expired_claims
-                else ""
-            )
-            print(f"[stet] {f.function or '(no function)'}: {f.running} running now{expired}")
-    for f in s.functions:
-        if f.older_code:
-            name = f.function or "(records without a function)"
-            print(
-                f"[stet] {name}: {f.older_code} record(s) made by an older version of its "
-                "code (stet reset STORE --function NAME --stale-code forgets them)"
-            )
+__all__ = ["compact", "mark_done", "read", "reset"]
 
 
 def compact(store: str | os.PathLike[str]) -> int:
@@ -308,7 +60,7 @@ def compact(store: str | os.PathLike[str]) -> int:
         [stet] Folded 1 file(s) of ...runs.stetdir into one
         1
     """
-    table = _existing(store)
+    table = existing_store(store)
     if not isinstance(table, CompactingStore):
         raise ValueError(
             f"{table.location} is one file already; only a shared-directory store "
@@ -361,10 +113,10 @@ def reset(
             them (``{"alpha": "0.1"}``), that matches no record while the
             value it spells (``0.1``) does; the message shows the call to write.
     """
-    store = _store_argument(store, store_path)
+    store = store_argument(store, store_path)
     if key_dict is None and function is None and not stale_code:
         return _clear(store)
-    table = _existing(store)
+    table = existing_store(store)
     if key_dict is not None:
         words = [f"{os.fspath(store)!r}"] if os.fspath(store) != DEFAULT_STORE else []
         words.append("key_dict={key}")
@@ -410,7 +162,7 @@ def _clear(store: str | os.PathLike[str]) -> int:
 
 
 def _reset_stale(table: Store, function: str | None) -> int:
-    latest = _latest_code(table, table.records())
+    latest = latest_code(table, table.records())
 
     def stale(record: Record) -> bool:
         name = identity(record, table.location)[0]
@@ -435,88 +187,9 @@ def read(store: str | os.PathLike[str] = DEFAULT_STORE) -> pd.DataFrame:
     Raises:
         FileNotFoundError: There is no store at ``store``.
     """
-    _existing(store)
-    records = get_backend(store).load()
-    columns: dict[str, None] = {}
-    for record in records:
-        columns.update(dict.fromkeys(c for c in record if not is_meta(c)))
-    meta: dict[str, None] = {}
-    for record in records:
-        meta.update(dict.fromkeys(c for c in record if is_meta(c)))
-    data = {c: _column([r.get(c) for r in records]) for c in [*columns, *meta]}
-    frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)))
-    if TIMESTAMP in frame:
-        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
-    return frame
-
-
-def _column(values: list[Any]) -> pd.Series[Any]:
-    kinds = {type(v) for v in values}
-    if len(kinds) == 1 and kinds <= {int, float, bool, str}:
-        return pd.Series(values)
-    return pd.Series(values, dtype=object)
-
-
-def _runner_of(func: Callable[..., Any]) -> Runner:
-    runner = getattr(func, "__stet__", None)
-    if not isinstance(runner, Runner):
-        raise TypeError(f"needs a function decorated with @stet.once, got {func!r}")
-    return runner
-
-
-def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
-    """The key texts of each row (defaults applied), naming the row of any problem."""
-    records: Iterable[Any] = rows.to_dict("records") if is_dataframe(rows) else rows
-    defaults = {
-        name: p.default
-        for name, p in runner.signature.parameters.items()
-        if p.default is not p.empty
-    }
-    keys: list[tuple[str, ...]] = []
-    for number, row in enumerate(records):
-        if isinstance(row, tuple | list):
-            keys.append(_positional_key(runner, number, row))
-            continue
-        if not isinstance(row, Mapping):
-            raise TypeError(
-                f"row {number} is a {type(row).__name__}; give each row as a mapping of "
-                f"parameter names to values, or a tuple of values in the order of "
-                f"{runner.label}{runner.signature}, or pass a pandas DataFrame"
-            )
-        arguments: dict[str, Any] = {}
-        for name in runner.cols:
-            if name in row:
-                arguments[name] = row[name]
-            elif name in defaults:
-                arguments[name] = defaults[name]
-            else:
-                raise ValueError(
-                    f"row {number} has no value for key parameter {name!r} of "
-                    f"{runner.label} (columns: {sorted(map(str, row))})"
-                )
-        try:
-            keys.append(runner.encode_key(arguments))
-        except KeyEncodingError as exc:
-            raise KeyEncodingError(
-                exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
-            ) from None
-    return keys
-
-
-def _positional_key(runner: Runner, number: int, row: Sequence[Any]) -> tuple[str, ...]:
-    """The key texts of a row given as values in the function's parameter order."""
-    try:
-        arguments = runner.arguments(tuple(row), {})
-    except TypeError as exc:
-        raise TypeError(
-            f"row {number} {tuple(row)!r} does not fit {runner.label}{runner.signature}: {exc}"
-        ) from None
-    try:
-        return runner.encode_key(arguments)
-    except KeyEncodingError as exc:
-        raise KeyEncodingError(
-            exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
-        ) from None
+    existing_store(store)
+    backend = get_backend(store)
+    return frame_of(whole_store(backend.store), backend.codec.decode)
 
 
 def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._api import _grid_keys, _runner_of
-from ._grid import Grid, Points
+from ._grid import Grid
+from ._grid_points import Points
 from ._grid_texts import grid_texts, match_grid
 from ._html import html_table
 from ._inspect import latest_timed, recent_runs, runs_of
 from ._lazy import pd
+from ._rows import _grid_keys, _runner_of
 from .backends import pack
 from .backends._index import Packed
 from .backends._registry import claims_in

@@ -20,8 +20,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, overload
 
-from ._api import _grid_keys, _runner_of
 from ._lazy import is_dataframe, pd
+from ._rows import _grid_keys, _runner_of
 from .backends import pack
 from .exceptions import ShardError
 

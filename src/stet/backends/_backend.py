@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from .._codec import KeyCodec, canonical_from_legacy
+from .._codec import KeyCodec
+from .._codec_legacy import canonical_from_legacy
 from ..exceptions import KeyEncodingError, StoreError
 from ..typing import Record, Store, StoreFactory
 from ._clock import SYSTEM_CLOCK, Clock

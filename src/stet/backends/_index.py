@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from .._codec import V1_CHANGED
+from .._codec_legacy import V1_CHANGED
 from ..exceptions import StoreError
 from ._records import Batch, Columns, Record, as_records
 from ._schema import CODEC, CURRENT, FUNCTION, identity, is_meta

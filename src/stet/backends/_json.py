@@ -19,7 +19,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from .._codec import _float_text
+from .._codec_text import float_text
 from .._lazy import pa, pa_json
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
@@ -75,7 +75,7 @@ def _cell_text(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _float_text(value)
+        return float_text(value)
     return None
 
 

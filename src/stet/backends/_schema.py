@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-from .._codec import CODEC_VERSION, canonical_from_legacy, canonical_from_v1
+from .._codec import CODEC_VERSION
+from .._codec_legacy import canonical_from_legacy, canonical_from_v1
 from ..exceptions import StoreError
 from ._records import Record
 

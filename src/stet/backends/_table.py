@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from .._codec import canonical_from_legacy, canonical_from_v1
+from .._codec_legacy import canonical_from_legacy, canonical_from_v1
 from .._lazy import np, pa
 from .._lazy import pc as _pc
 from ._records import ARROW_THREADS, Batch, Columns, Record

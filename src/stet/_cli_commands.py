@@ -1,0 +1,221 @@
+"""The ``stet`` commands that read or change a store: status, show, reset, why,
+merge, compact and export (``stet import`` is in `stet._cli_import`)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._api import compact, read
+from ._cli_checks import (
+    Failure,
+    check_columns,
+    check_function,
+    existing,
+    one_function,
+    parse_where,
+)
+from ._codec import KeyCodec
+from ._explain import explain_texts
+from ._grid_points import store_grid
+from ._lazy import pd
+from ._status import latest_code, status
+from .backends import open_store
+from .backends._registry import entry, is_url
+from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
+from .typing import Record
+
+__all__ = [
+    "compact_command",
+    "export_command",
+    "merge_command",
+    "reset_command",
+    "show_command",
+    "status_command",
+    "why_command",
+]
+
+
+def status_command(args: argparse.Namespace) -> int:
+    existing(args.store, claims=True)  # the first runs may be in progress
+    if not args.json:
+        status(args.store)
+        return 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = status(args.store)
+    print(json.dumps(attrs.asdict(summary, value_serializer=_plain), indent=2))
+    return 0
+
+
+def _plain(instance: object, field: object, value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _show_grid(args: argparse.Namespace) -> int:
+    if args.json:
+        raise Failure("--grid draws a picture; leave out --json (stet.progress gives the numbers)")
+    names = [name.strip() for name in args.grid.split(",")]
+    if len(names) != 2 or not all(names):
+        raise Failure(f"--grid takes two key columns, ROWS,COLUMNS; got {args.grid!r}")
+    table = open_store(args.store)
+    function = one_function(table, args.function)
+    grid, left_out = store_grid(table, function, names, time.time(), KeyCodec().decode)
+    print(grid.text(shutil.get_terminal_size().columns))
+    if left_out:
+        print(
+            f"[stet] {left_out} record(s) of {function or 'the store'} with other key columns "
+            "are not in the grid"
+        )
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    existing(args.store)
+    if args.grid is not None:
+        return _show_grid(args)
+    if args.function is not None:
+        check_function(open_store(args.store), args.function)
+    frame = read(args.store)
+    if args.function is not None and FUNCTION in frame:
+        frame = frame[frame[FUNCTION] == args.function]
+    total = len(frame)
+    if TIMESTAMP in frame:
+        frame = frame.sort_values(TIMESTAMP, kind="stable")
+    if args.limit > 0:
+        frame = frame.tail(args.limit)
+    if args.json:
+        for record in frame.to_dict("records"):
+            print(json.dumps({k: _json_value(v) for k, v in record.items() if not _missing(v)}))
+        return 0
+    frame = frame.dropna(axis="columns", how="all")
+    keys = [c for c in frame.columns if not is_meta(c)]
+    shown = frame[[*keys, *(c for c in (FUNCTION, TIMESTAMP) if c in frame)]]
+    if total == 0:
+        print("(no records)")
+        return 0
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(shown.to_string(index=False))
+    print(f"({len(shown)} of {total} records)")
+    return 0
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or an array: a value
+        return False
+
+
+def _json_value(value: Any) -> Any:
+    """A decoded key value as JSON can hold it (repr for what it cannot)."""
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def reset_command(args: argparse.Namespace) -> int:
+    existing(args.store)
+    table = open_store(args.store)
+    where = parse_where(args.where)
+    if args.function is not None:
+        check_function(table, args.function)
+    check_columns(table, where, args.function)
+    rows = table.records()
+    latest = latest_code(table, rows) if args.stale_code else {}
+
+    def chosen(row: Record) -> bool:
+        function, cols, values = identity(row, table.location)
+        keys = dict(zip(cols, values, strict=True))
+        if args.function is not None and function != args.function:
+            return False
+        if args.stale_code and row.get(CODE) in (None, latest.get(function)):
+            return False
+        return all(keys.get(name) == text for name, text in where.items())
+
+    count = sum(chosen(row) for row in rows)
+    if count == 0:
+        print("[stet] No record matches; nothing to remove.")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise Failure(f"would remove {count} record(s); add --yes to do it without asking")
+        answer = input(f"[stet] Remove {count} record(s) from {table.location}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("[stet] Aborted.")
+            return 0
+    if not where and args.function is None and not args.stale_code:
+        # Everything: the store's file goes, as stet.reset() does.
+        linked = not is_url(args.store) and os.path.islink(args.store)
+        removed = table.clear(in_place=linked)
+    else:
+        removed = table.delete(chosen)
+    print(f"[stet] Removed {removed} record(s) from {table.location}")
+    return 0
+
+
+def why_command(args: argparse.Namespace) -> int:
+    existing(args.store)
+    table = open_store(args.store)
+    function = one_function(table, args.function)
+    wanted = parse_where(args.key)
+    check_columns(table, wanted, function or None)
+    shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
+    call = f"{function or 'run'}({shown})"
+    print(explain_texts(table, function, wanted, call))
+    return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    entry(args.dest)
+    for source in args.sources:
+        existing(source)
+    dest = open_store(args.dest)
+    total = 0
+    for source in args.sources:
+        added = dest.merge(open_store(source).records())
+        print(f"[stet] {source}: {added} new record(s)")
+        total += added
+    dest.flush()
+    print(f"[stet] Merged {total} record(s) into {dest.location}")
+    return 0
+
+
+def compact_command(args: argparse.Namespace) -> int:
+    existing(args.store)
+    compact(args.store)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    existing(args.store)
+    frame = read(args.store)
+    suffix = Path(args.file).suffix.lower()
+    if suffix == ".csv":
+        frame.to_csv(args.file, index=False)
+    elif suffix == ".parquet":
+        keys = [c for c in frame.columns if not is_meta(c)]
+        text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})
+        text.to_parquet(args.file, index=False)
+    else:
+        raise Failure(f"{args.file}: export writes .csv or .parquet files")
+    print(f"[stet] Wrote {len(frame)} record(s) to {args.file}")
+    return 0
