@@ -34,6 +34,7 @@ from ._status import latest_code, status
 from .backends import open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
+from .backends._table import whole_store
 from .typing import Record
 
 __all__ = [
@@ -69,7 +70,7 @@ def _show_grid(args: argparse.Namespace) -> int:
     if len(names) != 2 or not all(names):
         raise Failure(f"--grid takes two key columns, ROWS,COLUMNS; got {args.grid!r}")
     table = open_store(args.store)
-    function = one_function(table, args.function)
+    function = one_function(whole_store(table), args.function)
     grid, left_out = store_grid(table, function, names, time.time(), KeyCodec().decode)
     print(grid.text(shutil.get_terminal_size().columns))
     if left_out:
@@ -85,7 +86,7 @@ def show_command(args: argparse.Namespace) -> int:
     if args.grid is not None:
         return _show_grid(args)
     if args.function is not None:
-        check_function(open_store(args.store), args.function)
+        check_function(whole_store(open_store(args.store)), args.function)
     frame = read(args.store)
     if args.function is not None and FUNCTION in frame:
         frame = frame[frame[FUNCTION] == args.function]
@@ -136,9 +137,10 @@ def reset_command(args: argparse.Namespace) -> int:
     existing(args.store)
     table = open_store(args.store)
     where = parse_where(args.where)
+    whole = whole_store(table)
     if args.function is not None:
-        check_function(table, args.function)
-    check_columns(table, where, args.function)
+        check_function(whole, args.function)
+    check_columns(whole, where, args.function)
     rows = table.records()
     latest = latest_code(table, rows) if args.stale_code else {}
 
@@ -174,13 +176,13 @@ def reset_command(args: argparse.Namespace) -> int:
 
 def why_command(args: argparse.Namespace) -> int:
     existing(args.store)
-    table = open_store(args.store)
-    function = one_function(table, args.function)
+    whole = whole_store(open_store(args.store))
+    function = one_function(whole, args.function)
     wanted = parse_where(args.key)
-    check_columns(table, wanted, function or None)
+    check_columns(whole, wanted, function or None)
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
     call = f"{function or 'run'}({shown})"
-    print(explain_texts(table, function, wanted, call))
+    print(explain_texts(whole, function, wanted, call))
     return 0
 
 

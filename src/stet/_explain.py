@@ -18,7 +18,7 @@ from ._lazy import pc as _pc
 from ._runner import Runner, display
 from .backends import pack
 from .backends._schema import TIMESTAMP, identity, is_meta
-from .backends._table import whole_store
+from .backends._table import WholeStore, whole_store
 from .typing import Record, Store
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -94,7 +94,7 @@ class Explanation:
 
 
 def explain_texts(
-    table: Store,
+    table: Store | WholeStore,
     function: str,
     wanted: dict[str, str],
     call: str,
@@ -103,13 +103,15 @@ def explain_texts(
 ) -> Explanation:
     """The explanation for a key given as texts (as the store writes them).
 
+    ``table`` is the store, or the `WholeStore` already read from it.
+
     The nearest record differs in the fewest parameters; among those, the
     one whose numbers are numerically nearest (``0.30000000000000004`` is
     nearer to ``0.3`` than ``0.1`` is).
     """
     types = types or {}
     decode = (codec or KeyCodec()).decode
-    whole = whole_store(table)
+    whole = table if isinstance(table, WholeStore) else whole_store(table)
     rows = whole.rows_of([function, ""]).to_numpy(zero_copy_only=False)
     records = int(rows.sum())
     # How many parameters each record differs in, column by column.
