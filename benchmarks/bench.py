@@ -429,6 +429,25 @@ def inspect_op(op: str, kind: str, store: str, n: int, root: Path) -> float:
     return seconds
 
 
+_READ_PEAK = """
+import resource, sys
+import pandas, pyarrow, pyarrow.csv, pyarrow.parquet, pyarrow.json
+import stet
+stet.status  # the modules stet.read needs, loaded before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frame = stet.read(sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def read_peak_mb(store: str) -> float:
+    """Peak resident memory (MB) that `stet.read` adds, in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_PEAK, store], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
 def bench_inspection(sizes: list[int], repeat: int, root: Path, kinds: list[str]) -> None:
     """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
     print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
@@ -446,7 +465,12 @@ def bench_inspection(sizes: list[int], repeat: int, root: Path, kinds: list[str]
                     inspect_op(op, kind, store, n, root) for _ in range(repeat)
                 )
                 cells.append(f"{seconds:>7.2f} ({seconds / floor:>4.1f}x)")
-            print(f"{kind:<8} {n:>10,} {floor:>9.3f} " + " ".join(f"{c:>15}" for c in cells))
+            peak = read_peak_mb(store)
+            print(
+                f"{kind:<8} {n:>10,} {floor:>9.3f} "
+                + " ".join(f"{c:>15}" for c in cells)
+                + f" {peak:>12.0f}"
+            )
 
 
 def main() -> None:

@@ -412,3 +412,46 @@ def test_progress_of_a_dataframe_grid_counts_as_its_rows_do(
     assert by_columns == by_rows
     if by_rows[0] == "ok" and len(frame):
         assert by_columns[1].grid().text(80) == by_rows[1].grid().text(80)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@SETTINGS
+@given(
+    rows=st.lists(records(), min_size=1, max_size=12),
+    function=st.sampled_from([None, "", "f"]),
+    stale=st.booleans(),
+    where=st.dictionaries(
+        st.sampled_from(["a", "b"]), st.sampled_from(CANONICAL[:6] + ["007"]), max_size=2
+    ),
+)
+def test_reset_where_counts_the_records_it_removes(
+    tmp_path: Path,
+    kind: str,
+    rows: list[dict[str, str]],
+    function: str | None,
+    stale: bool,
+    where: dict[str, str],
+) -> None:
+    from stet._inspect import count_matching
+
+    table = open_store(_write(tmp_path, kind, rows, False))
+    try:
+        records_ = table.records()
+        latest = reference_latest(records_, table.location) if stale else {}
+    except StoreError:
+        return
+
+    def chosen(row: dict[str, str]) -> bool:
+        fn, cols, values = identity(row, table.location)
+        keys = dict(zip(cols, values, strict=True))
+        if function is not None and fn != function:
+            return False
+        if stale and row.get(CODE) in (None, latest.get(fn)):
+            return False
+        return all(keys.get(name) == text for name, text in where.items())
+
+    expected = _outcome(lambda: sum(chosen(r) for r in records_))
+    got = _outcome(
+        lambda: count_matching(whole_store(table), function, where, latest if stale else None)
+    )
+    assert got == expected

@@ -29,8 +29,10 @@ from ._cli_checks import (
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from ._grid_points import store_grid
+from ._inspect import count_matching
+from ._inspect import latest_code as latest_columns
 from ._lazy import pd
-from ._status import latest_code, status
+from ._status import status
 from .backends import open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
@@ -141,8 +143,7 @@ def reset_command(args: argparse.Namespace) -> int:
     if args.function is not None:
         check_function(whole, args.function)
     check_columns(whole, where, args.function)
-    rows = table.records()
-    latest = latest_code(table, rows) if args.stale_code else {}
+    latest = latest_columns(whole) if args.stale_code else {}
 
     def chosen(row: Record) -> bool:
         function, cols, values = identity(row, table.location)
@@ -153,7 +154,7 @@ def reset_command(args: argparse.Namespace) -> int:
             return False
         return all(keys.get(name) == text for name, text in where.items())
 
-    count = sum(chosen(row) for row in rows)
+    count = count_matching(whole, args.function, where, latest if args.stale_code else None)
     if count == 0:
         print("[stet] No record matches; nothing to remove.")
         return 0

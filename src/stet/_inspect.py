@@ -31,6 +31,7 @@ pc: Any = _pc
 
 __all__ = [
     "FunctionFacts",
+    "count_matching",
     "frame_of",
     "function_facts",
     "latest_code",
@@ -276,3 +277,28 @@ def frame_of(whole: WholeStore, decode: Callable[[str], object]) -> pd.DataFrame
     if TIMESTAMP in frame and frame[TIMESTAMP].dtype == object:
         frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
     return frame
+
+
+def count_matching(
+    whole: WholeStore,
+    function: str | None,
+    where: dict[str, str],
+    latest: dict[str, str] | None,
+) -> int:
+    """How many records ``stet reset --where`` removes.
+
+    Those of ``function`` (None: any), whose key columns hold the texts of
+    ``where``, and, given each function's ``latest`` code, made by another.
+    """
+    rows = np.ones(len(whole), dtype=bool)
+    if function is not None:
+        rows &= pc.equal(whole.functions, function).to_numpy(zero_copy_only=False)
+    if latest is not None:
+        codes, names = _codes(whole)
+        code = whole.column(CODE).to_numpy(zero_copy_only=False)
+        expected = np.array([latest.get(name) for name in names], dtype=object)
+        rows &= pd.notna(code) & (code != expected[codes])
+    for name, text in where.items():
+        same = pc.fill_null(pc.equal(whole.column(name), text), False)
+        rows &= same.to_numpy(zero_copy_only=False)
+    return int(rows.sum())

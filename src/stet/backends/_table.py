@@ -117,6 +117,8 @@ def parse_stamps(column: Any) -> Any:
 _SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
 _ZONED: Final = _SECONDS + r"\+00:00$"
 _NAIVE: Final = _SECONDS + "$"
+
+
 def matches_all(column: Any, form: str) -> bool:
     """True if every cell of ``column`` matches the (RE2) pattern ``form``."""
     return bool(pc.all(pc.match_substring_regex(column, form)).as_py())
