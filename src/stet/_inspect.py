@@ -22,7 +22,7 @@ from ._codec import Encoded
 from ._lazy import np, pa, pd
 from ._lazy import pc as _pc
 from .backends._schema import CODE, DURATION, TIMESTAMP, is_meta, meta_value
-from .backends._table import DURATION_FORM, STAMP_FORM, WholeStore, parse_stamps
+from .backends._table import DURATION_FORM, STAMP_FORM, WholeStore, cast_stamps, parse_stamps
 from .exceptions import StoreError
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -238,8 +238,12 @@ def _key_series(column: Any, decode: Callable[[str], object], location: str) -> 
 
 
 def _meta_series(name: str, column: Any) -> Any:
-    if name == TIMESTAMP and _all_match(column, STAMP_FORM):
+    micros = cast_stamps(column) if name == TIMESTAMP else None
+    if micros is None and name == TIMESTAMP and _all_match(column, STAMP_FORM):
         micros = parse_stamps(column)
+        if np.count_nonzero(micros != MISSING) != len(column) - column.null_count:
+            micros = None  # a cell that is no time: as the record-by-record path does
+    if micros is not None:
         stamps: Any = pd.Series(micros.astype("datetime64[us]")).dt.tz_localize(UTC)
         stamps[micros == MISSING] = pd.NaT
         sample = next(t for t in column.to_pylist() if t is not None)

@@ -32,7 +32,7 @@ from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
 #: chunked arrays, arrays and Python scalars these whole-column steps pass.
 pc: Any = _pc
 
-__all__ = ["WholeStore", "arrow_of", "parse_stamps", "whole_store"]
+__all__ = ["WholeStore", "arrow_of", "cast_stamps", "parse_stamps", "whole_store"]
 
 #: A timestamp as stet writes it (and 0.0.x, without the offset): parsed in C.
 STAMP_FORM: Final = (
@@ -91,19 +91,18 @@ def parse_stamps(column: Any) -> Any:
     out = np.full(len(column), np.iinfo(np.int64).min, dtype=np.int64)
     if column.null_count == len(column):
         return out
-    if not column.null_count:
-        try:  # the common case, every cell as stet writes it: one cast in C
-            if matches_all(column, _ZONED):
-                stamps = pc.cast(column, pa.timestamp("us", "UTC"))
-                return pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False)
-        except pa.ArrowInvalid:
-            pass
+    fast = cast_stamps(column)
+    if fast is not None:
+        return fast
     done = np.zeros(len(column), dtype=bool)
     for form, kind in ((_ZONED, pa.timestamp("us", "UTC")), (_NAIVE, pa.timestamp("us"))):
         mask = pc.fill_null(pc.match_substring_regex(column, form), False)
         picked = mask.to_numpy(zero_copy_only=False)
         if picked.any():
-            stamps = pc.cast(pc.filter(column, mask), kind)
+            try:
+                stamps = pc.cast(pc.filter(column, mask), kind)
+            except pa.ArrowInvalid:  # a form Arrow reads, a time it does not (25:00)
+                continue
             out[picked] = pc.cast(stamps, pa.int64()).to_numpy()
             done |= picked
     slow = ~done & column.is_valid().to_numpy(zero_copy_only=False)
@@ -114,14 +113,24 @@ def parse_stamps(column: Any) -> Any:
     return out
 
 
+def cast_stamps(column: Any) -> Any:
+    """`parse_stamps` in one Arrow cast, or None if some cell is absent or refused.
+
+    Arrow's ISO 8601 forms (with an offset) are ones `datetime.fromisoformat`
+    reads as the same instant; a cell it refuses sends the column the slow way.
+    """
+    if column.null_count:
+        return None
+    try:
+        stamps = pc.cast(column, pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:
+        return None
+    return pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False)
+
+
 _SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
 _ZONED: Final = _SECONDS + r"\+00:00$"
 _NAIVE: Final = _SECONDS + "$"
-
-
-def matches_all(column: Any, form: str) -> bool:
-    """True if every cell of ``column`` matches the (RE2) pattern ``form``."""
-    return bool(pc.all(pc.match_substring_regex(column, form)).as_py())
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
