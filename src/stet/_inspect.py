@@ -70,7 +70,7 @@ class FunctionFacts:
 
 def _codes(whole: WholeStore) -> tuple[Any, list[str]]:
     """Each record's function as a number, and the functions by number (first seen first)."""
-    encoded = pc.dictionary_encode(whole.functions).combine_chunks()
+    encoded = pc.dictionary_encode(whole.functions.combine_chunks())
     return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist()
 
 
@@ -213,16 +213,30 @@ def _series(values: list[Any], index: Any, has_null: bool) -> pd.Series[Any]:
     return pd.Series(pool[positions], dtype=object)
 
 
+def _encoded(column: Any) -> tuple[list[str], Any]:
+    """The distinct texts of a column and each cell's index into them (null: absent)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    return encoded.dictionary.to_pylist(), encoded.indices
+
+
+def _canonical_ints(column: Any) -> Any:
+    """The column as int64 if every cell is a canonical int text that fits, else None."""
+    if column.null_count:
+        return None
+    try:
+        numbers = pc.cast(column, pa.int64())
+    except pa.ArrowInvalid:
+        return None
+    # "007", "+1", "-0" read as ints but are not their canonical texts.
+    if not pc.all(pc.equal(pc.cast(numbers, pa.string()), column)).as_py():
+        return None
+    return numbers.to_numpy()
+
+
 def _key_series(column: Any, decode: Callable[[str], object], location: str) -> Any:
-    distinct = pc.drop_null(pc.unique(column))
-    index = pc.index_in(column, value_set=distinct)
-    has_null = column.null_count > 0
-    ints = pc.match_substring_regex(distinct, r"^(0|-?[1-9][0-9]{0,17})$")
-    if len(distinct) and pc.all(ints).as_py():
-        numbers = pc.cast(distinct, pa.int64()).to_numpy()
-        if not has_null:
-            return pd.Series(numbers[index.to_numpy()])
-        return _series(numbers.tolist(), index, has_null)
+    numbers = _canonical_ints(column)
+    if numbers is not None:
+        return pd.Series(numbers)
 
     def checked(text: str) -> object:
         try:
@@ -230,9 +244,10 @@ def _key_series(column: Any, decode: Callable[[str], object], location: str) -> 
         except ValueError as exc:
             raise StoreError(location, f"a key cell cannot be read: {exc}") from None
 
-    values = [checked(t) for t in distinct.to_pylist()]
+    distinct, index = _encoded(column)
+    values = [checked(t) for t in distinct]
     if all(isinstance(v, _SHAREABLE) for v in values):
-        return _series(values, index, has_null)
+        return _series(values, index, column.null_count > 0)
     cells = [None if t is None else checked(t) for t in column.to_pylist()]
     return pd.Series(cells, dtype=object)
 
@@ -246,16 +261,19 @@ def _meta_series(name: str, column: Any) -> Any:
     if micros is not None:
         stamps: Any = pd.Series(micros.astype("datetime64[us]")).dt.tz_localize(UTC)
         stamps[micros == MISSING] = pd.NaT
-        sample = next(t for t in column.to_pylist() if t is not None)
+        sample = pc.drop_null(column)[0].as_py()
         kind = pd.to_datetime(
             pd.Series([meta_value(TIMESTAMP, sample)], dtype=object), utc=True, format="ISO8601"
         ).dtype
         return stamps.astype(kind)
-    if name == DURATION and not column.null_count and _all_match(column, DURATION_FORM):
-        return pd.Series(pc.cast(column, pa.float64()).to_numpy())
-    distinct = pc.drop_null(pc.unique(column))
-    values = [meta_value(name, t) for t in distinct.to_pylist()]
-    return _series(values, pc.index_in(column, value_set=distinct), column.null_count > 0)
+    if name == DURATION and not column.null_count:
+        try:  # the numbers Arrow reads, float() reads as the same numbers
+            return pd.Series(pc.cast(column, pa.float64()).to_numpy())
+        except pa.ArrowInvalid:
+            pass
+    distinct, index = _encoded(column)
+    values = [meta_value(name, t) for t in distinct]
+    return _series(values, index, column.null_count > 0)
 
 
 def _all_match(column: Any, form: str) -> bool:
@@ -278,7 +296,7 @@ def frame_of(whole: WholeStore, decode: Callable[[str], object]) -> pd.DataFrame
     data = {name: _key_series(table.column(name), decode, whole.location) for name in keys}
     data.update({name: _meta_series(name, table.column(name)) for name in meta})
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(whole)))
-    if TIMESTAMP in frame and frame[TIMESTAMP].dtype == object:
+    if TIMESTAMP in frame and not isinstance(frame[TIMESTAMP].dtype, pd.DatetimeTZDtype):
         frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
     return frame
 

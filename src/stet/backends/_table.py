@@ -205,7 +205,11 @@ class WholeStore:
                 **{f"k{i}": pc.is_valid(source.column(k)) for i, k in enumerate(self.keys)},
             }
         )
-        distinct = held.group_by(held.column_names, use_threads=ARROW_THREADS).aggregate([])
+        names = held.column_names
+        held = held.append_column("__row", pa.array(np.arange(held.num_rows), pa.int64()))
+        # Hash grouping keeps no order: the first record of each pattern gives it.
+        distinct = held.group_by(names, use_threads=ARROW_THREADS).aggregate([("__row", "min")])
+        distinct = distinct.sort_by("__row_min")
         out = []
         for row in distinct.to_pylist():
             cols = tuple(sorted(k for i, k in enumerate(self.keys) if row[f"k{i}"]))
