@@ -448,19 +448,21 @@ def read_peak_mb(store: str) -> float:
     return float(done.stdout)
 
 
-def bench_inspection(sizes: list[int], repeat: int, root: Path, kinds: list[str]) -> None:
+def bench_inspection(
+    sizes: list[int], repeat: int, root: Path, kinds: list[str], ops: list[str] = INSPECT_OPS
+) -> None:
     """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
     print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
     print(
         f"{'store':<8} {'records':>10} {'pyarrow s':>9} "
-        + " ".join(f"{op:>15}" for op in INSPECT_OPS)
+        + " ".join(f"{op:>15}" for op in ops)
     )
     for kind in kinds:
         for n in sizes:
             store = write_inspect_store(kind, n, root / f"inspect{n}")
             floor = statistics.median(pyarrow_read(kind, store) for _ in range(repeat))
             cells = []
-            for op in INSPECT_OPS:
+            for op in ops:
                 seconds = statistics.median(
                     inspect_op(op, kind, store, n, root) for _ in range(repeat)
                 )

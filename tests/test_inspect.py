@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stet
@@ -397,6 +397,7 @@ def grid_frames(draw: st.DrawFn) -> pd.DataFrame:
 
 @SETTINGS
 @given(frame=grid_frames(), done=st.lists(st.integers(0, 11), max_size=6))
+@example(frame=pd.DataFrame({"alpha": ["a\x1fb", "a"], "seed": ["c", "\x1fb\x1fc"]}), done=[0, 1])
 def test_progress_of_a_dataframe_grid_counts_as_its_rows_do(
     tmp_path: Path, frame: pd.DataFrame, done: list[int]
 ) -> None:

@@ -17,9 +17,7 @@ from typing import Any
 from ._lazy import is_dataframe, np, pa, pd
 from ._lazy import pc as _pc
 from ._runner import Runner
-from .backends import pack
-from .backends._index import Packed
-from .backends._records import ARROW_THREADS
+from .backends._index import SEP, Packed
 from .backends._table import WholeStore
 from .exceptions import KeyEncodingError
 
@@ -83,37 +81,49 @@ class _Lazy(Collection[Packed]):
         return len(self._keys())
 
 
-def _packed(table: pa.Table) -> set[Packed]:
-    return {pack(values) for values in zip(*(c.to_pylist() for c in table.columns), strict=True)}
+def _packed(column: Any) -> set[Packed]:
+    return set(column.to_pylist())
+
+
+def _joined(table: pa.Table, cols: list[str]) -> Any:
+    """Each row's key texts as `pack` makes them (one string), or None if a text holds `SEP`."""
+    for col in cols:
+        if pc.any(pc.match_substring(table.column(col), SEP)).as_py():
+            return None
+    if len(cols) == 1:
+        return table.column(cols[0]).combine_chunks()
+    return pc.binary_join_element_wise(*(table.column(c) for c in cols), SEP).combine_chunks()
 
 
 class GridMatch:
     """The grid's distinct keys, and those not recorded, as `stet.progress` uses them."""
 
-    def __init__(self, keys: pa.Table, pending: pa.Table) -> None:
-        self.total = keys.num_rows
-        self.pending_count = pending.num_rows
+    def __init__(self, keys: Any, pending: Any) -> None:
+        self.total = len(keys)
+        self.pending_count = len(pending)
         self.keys: Collection[Packed] = _Lazy(lambda: _packed(keys))
         self.pending: Collection[Packed] = _Lazy(lambda: _packed(pending))
 
 
-def match_grid(texts: pa.Table, whole: WholeStore | None, runner: Runner) -> GridMatch:
+def match_grid(texts: pa.Table, whole: WholeStore | None, runner: Runner) -> GridMatch | None:
     """Which of the grid's keys the store records for ``runner``'s function (or for every one).
 
     A record counts when it has exactly the function's key columns, as the
-    store's lookups count it.
+    store's lookups count it. None: a text holds `SEP` (the row-by-row path).
     """
     cols = list(runner.cols)
-    keys = texts.group_by(cols, use_threads=ARROW_THREADS).aggregate([])
-    if whole is None or len(whole) == 0:
+    grid = _joined(texts, cols)
+    if grid is None:
+        return None
+    keys = pc.unique(grid)
+    if whole is None or len(whole) == 0 or not set(cols) <= set(whole.keys):
         return GridMatch(keys, keys)
     rows = whole.rows_of([runner.name, ""])
     for name in whole.keys:
         held = pc.is_valid(whole.column(name))
         rows = pc.and_(rows, held if name in runner.cols else pc.invert(held))
-    if not set(cols) <= set(whole.keys):
-        return GridMatch(keys, keys)
-    done = whole.table.select(cols).filter(rows)
-    done = done.group_by(cols, use_threads=ARROW_THREADS).aggregate([])
-    pending = keys.join(done, keys=cols, join_type="left anti", use_threads=ARROW_THREADS)
+    done = _joined(whole.table.select(cols).filter(rows), cols)
+    if done is None:
+        return None
+    pending = pc.filter(keys, pc.invert(pc.is_in(keys, value_set=done)))
     return GridMatch(keys, pending)

@@ -188,15 +188,15 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     runner = _runner_of(func)
     table = runner.store
     texts = grid_texts(runner, grid)
+    whole = whole_store(table) if table.exists() else None
+    match = match_grid(texts, whole, runner) if texts is not None else None
     keys: Collection[Packed]
     pending: Collection[Packed]
-    if texts is None:
+    if match is None:
         keys = {pack(values) for values in _grid_keys(runner, grid)}
         table.refresh()
         pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
-    whole = whole_store(table) if table.exists() else None
-    if texts is not None:
-        match = match_grid(texts, whole, runner)
+    if match is not None:
         keys, pending = match.keys, match.pending
         total, left = match.total, match.pending_count
     else:
