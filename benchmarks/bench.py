@@ -430,13 +430,18 @@ def inspect_op(op: str, kind: str, store: str, n: int, root: Path) -> float:
 
 
 _READ_PEAK = """
-import resource, sys
+import sys
 import pandas, pyarrow, pyarrow.csv, pyarrow.parquet, pyarrow.json
 import stet
+
+def peak():  # VmHWM: this process's own peak (ru_maxrss carries the parent's over exec)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+
 stet.status  # the modules stet.read needs, loaded before the baseline
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 frame = stet.read(sys.argv[1])
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+print((peak() - before) / 1024)
 """
 
 
@@ -453,10 +458,7 @@ def bench_inspection(
 ) -> None:
     """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
     print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
-    print(
-        f"{'store':<8} {'records':>10} {'pyarrow s':>9} "
-        + " ".join(f"{op:>15}" for op in ops)
-    )
+    print(f"{'store':<8} {'records':>10} {'pyarrow s':>9} " + " ".join(f"{op:>15}" for op in ops))
     for kind in kinds:
         for n in sizes:
             store = write_inspect_store(kind, n, root / f"inspect{n}")

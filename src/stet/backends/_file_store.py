@@ -400,6 +400,8 @@ class FileStore:
 
     def claims(self) -> dict[ClaimId, Claim]:
         with self._mutex:
+            if not self._claim_records.load():
+                return {}  # no claims: no need to read the records (stet status of a big store)
             self.refresh()
             now = self.clock.now()
             return {i: c for i, c in self._judged(now).items() if not self._finished(c)}
