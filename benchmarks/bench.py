@@ -458,7 +458,11 @@ def bench_inspection(
 ) -> None:
     """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
     print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
-    print(f"{'store':<8} {'records':>10} {'pyarrow s':>9} " + " ".join(f"{op:>15}" for op in ops))
+    print(
+        f"{'store':<8} {'records':>10} {'pyarrow s':>9} "
+        + " ".join(f"{op:>15}" for op in ops)
+        + f" {'read peak MB':>12}"
+    )
     for kind in kinds:
         for n in sizes:
             store = write_inspect_store(kind, n, root / f"inspect{n}")

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: `parse_stamps`' mark of a cell that is no time.
-MISSING: Final = np.iinfo(np.int64).min
+MISSING: Final = -(2**63)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -196,7 +196,7 @@ def latest_timed(whole: WholeStore, rows: Any, most: int) -> list[tuple[datetime
 # -- read ---------------------------------------------------------------------
 
 #: Decoded values one object may stand for in many cells (never changed in place).
-_SHAREABLE: Final = (int, float, bool, str, bytes, type(None), PurePath, Encoded, np.generic)
+_SHAREABLE: Final = (int, float, bool, str, bytes, type(None), PurePath, Encoded)
 
 
 def _series(values: list[Any], index: Any, has_null: bool) -> pd.Series[Any]:
@@ -246,7 +246,7 @@ def _key_series(column: Any, decode: Callable[[str], object], location: str) -> 
 
     distinct, index = _encoded(column)
     values = [checked(t) for t in distinct]
-    if all(isinstance(v, _SHAREABLE) for v in values):
+    if all(isinstance(v, _SHAREABLE) or isinstance(v, np.generic) for v in values):
         return _series(values, index, column.null_count > 0)
     cells = [None if t is None else checked(t) for t in column.to_pylist()]
     return pd.Series(cells, dtype=object)
