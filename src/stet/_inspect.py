@@ -246,7 +246,7 @@ def _key_series(column: Any, decode: Callable[[str], object], location: str) -> 
 
     distinct, index = _encoded(column)
     values = [checked(t) for t in distinct]
-    if all(isinstance(v, _SHAREABLE) or isinstance(v, np.generic) for v in values):
+    if all(isinstance(v, (*_SHAREABLE, np.generic)) for v in values):
         return _series(values, index, column.null_count > 0)
     cells = [None if t is None else checked(t) for t in column.to_pylist()]
     return pd.Series(cells, dtype=object)
