@@ -452,10 +452,229 @@ def key_paths(calls: int, root: Path) -> dict[str, float]:
 PATHS = ["cfg.model.lr", "cfg.seed", "seed"]
 
 
+# -- inspection: whole-store tools against pyarrow reading the same file -------
+
+INSPECT_KINDS = ["csv", "json", "sqlite", "parquet", "stetdir"]
+INSPECT_OPS = ["status", "progress", "read", "show", "why", "reset --where", "export"]
+
+
+def inspect_columns(n: int) -> dict[str, Any]:
+    """Columns of n records of ``work(alpha, seed)`` in stet's texts, built in C.
+
+    alpha takes 1,000 values (a grid), seed is unique: the worst case for
+    decoding, one distinct text per record.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from stet.backends._schema import CURRENT
+
+    codec = stet.KeyCodec()
+    rows = np.arange(n)
+    alphas = pa.array([codec.encode(a / 1000) for a in range(1000)], pa.string())
+    start = 1_790_000_000_000_000  # µs since 1970: late 2026
+    stamps = pc.strftime(pa.array(start + rows * 1000, pa.timestamp("us")), "%Y-%m-%dT%H:%M:%S")
+    return {
+        "alpha": pc.take(alphas, pa.array(rows % 1000)),
+        "seed": pc.cast(pa.array(rows), pa.string()),
+        "_stet_function": pa.array(["work"] * n, pa.string()),
+        "_stet_timestamp": pc.binary_join_element_wise(stamps, "+00:00", ""),
+        "_stet_duration": pa.array(["0.001000"] * n, pa.string()),
+        "_stet_host": pa.array(["bench"] * n, pa.string()),
+        "_stet_codec": pa.array([CURRENT] * n, pa.string()),
+    }
+
+
+def _joined(columns: dict[str, Any], sep: str, end: str) -> bytes:
+    """Each row's cells joined by ``sep`` and ended by ``end``, all rows as one text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(next(iter(columns.values())))
+    parts = []
+    for start in range(0, n, 1_000_000):
+        chunk = [c.slice(start, 1_000_000) for c in columns.values()]
+        lines = pc.binary_join_element_wise(*chunk, pa.scalar(end), "")
+        if sep:
+            lines = pc.binary_join_element_wise(
+                *[x for c in chunk for x in (c, pa.scalar(sep))][:-1], pa.scalar(end), ""
+            )
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)
+        parts.append(lines.buffers()[2].to_pybytes()[offsets[0] : offsets[len(lines)]])
+    return b"".join(parts)
+
+
+def write_inspect_store(kind: str, n: int, path: Path) -> str:
+    """A store of n records written directly in stet's format (no decorated calls)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    cols = inspect_columns(n)
+    store = str(path.with_suffix("." + kind))
+    if kind in ("csv", "stetdir"):
+        header = ",".join([*[*cols][:6], "_stet_code", "_stet_codec"])
+        body = dict(cols)
+        codec = body.pop("_stet_codec")
+        body["_stet_code"] = pa.array([""] * n, pa.string())
+        body["_stet_codec"] = codec
+        data = header.encode() + b"\n" + _joined(body, ",", "\n")
+        if kind == "stetdir":
+            for sub in ("records", "tmp", "claims"):
+                (Path(store) / sub).mkdir(parents=True, exist_ok=True)
+            Path(store, "records", "compacted-bench.csv").write_bytes(data)
+        else:
+            Path(store).write_bytes(data)
+    elif kind == "json":
+        quoted = {k: pc.binary_join_element_wise(f'"{k}": "', v, '"', "") for k, v in cols.items()}
+        lines = _joined(quoted, ", ", "},\n")
+        Path(store).write_bytes(b"[\n{" + lines.replace(b"},\n", b"},\n{")[:-4] + b"}\n]\n")
+    elif kind == "parquet":
+        pq.write_table(pa.table(cols), store)
+    elif kind == "sqlite":
+        import sqlite3
+
+        work = decorated(store)
+        stet.mark_done(work, [{"alpha": -1.0, "seed": -1}])
+        with sqlite3.connect(store) as db:
+            db.execute("DELETE FROM stet_records")
+            names = ", ".join(f'"{c}"' for c in cols)
+            rows = zip(*(c.to_pylist() for c in cols.values()), strict=True)
+            db.executemany(f"INSERT INTO stet_records ({names}) VALUES (?,?,?,?,?,?,?)", rows)
+        db.close()
+    return store
+
+
+def pyarrow_read(kind: str, store: str) -> float:
+    """Seconds pyarrow (or sqlite3, for SQLite) takes to read the store's columns."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    if kind == "csv":
+        pa_csv.read_csv(store, read_options=pa_csv.ReadOptions(use_threads=False))
+    elif kind == "stetdir":
+        files = sorted(Path(store, "records").glob("*.csv"))
+        opts = pa_csv.ReadOptions(use_threads=False)
+        pa.concat_tables([pa_csv.read_csv(f, read_options=opts) for f in files])
+    elif kind == "json":
+        data = Path(store).read_bytes()
+        lines = data[data.index(b"\n") + 1 : data.rindex(b"]")].replace(b"},\n", b"}\n")
+        pa_json.read_json(io.BytesIO(lines), read_options=pa_json.ReadOptions(use_threads=False))
+    elif kind == "parquet":
+        pq.read_table(store, use_threads=False)
+    else:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            cursor = db.execute("SELECT * FROM stet_records")
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        pa.table({n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)})
+    return time.perf_counter() - start
+
+
+def inspect_op(op: str, kind: str, store: str, n: int, root: Path) -> float:
+    """Seconds one inspection of the store takes (stdout discarded)."""
+    import shutil
+
+    from stet import _cli
+
+    target = store
+    if op == "reset --where":  # on a copy: it removes records
+        target = str(root / f"copy-{Path(store).name}")
+        if kind == "sqlite":  # with what its write-ahead log holds
+            import sqlite3
+
+            with (
+                contextlib.closing(sqlite3.connect(store)) as source,
+                contextlib.closing(sqlite3.connect(target)) as copy,
+            ):
+                source.backup(copy)
+        else:
+            (shutil.copytree if os.path.isdir(store) else shutil.copyfile)(store, target)
+    work = decorated(store)
+    grid_rows = pd.DataFrame({"alpha": (np.arange(n) % 1000) / 1000, "seed": np.arange(n)})
+    actions: dict[str, Callable[[], object]] = {
+        "status": lambda: stet.status(store),
+        "progress": lambda: stet.progress(work, grid_rows),
+        "read": lambda: stet.read(store),
+        "show": lambda: _cli.main(["show", store]),
+        "why": lambda: _cli.main(["why", store, "alpha=0.5", "seed=-1"]),
+        "reset --where": lambda: _cli.main(["reset", target, "--where", "alpha=0.5", "--yes"]),
+        "export": lambda: _cli.main(["export", store, str(root / "export.csv")]),
+    }
+    with contextlib.redirect_stdout(io.StringIO()):
+        start = time.perf_counter()
+        actions[op]()
+        seconds = time.perf_counter() - start
+    if op == "reset --where":
+        (shutil.rmtree if os.path.isdir(target) else os.unlink)(target)
+    return seconds
+
+
+_READ_PEAK = """
+import sys
+import pandas, pyarrow, pyarrow.csv, pyarrow.parquet, pyarrow.json
+import stet
+
+def peak():  # VmHWM: this process's own peak (ru_maxrss carries the parent's over exec)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+
+stet.status  # the modules stet.read needs, loaded before the baseline
+before = peak()
+frame = stet.read(sys.argv[1])
+print((peak() - before) / 1024)
+"""
+
+
+def read_peak_mb(store: str) -> float:
+    """Peak resident memory (MB) that `stet.read` adds, in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_PEAK, store], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
+def bench_inspection(
+    sizes: list[int], repeat: int, root: Path, kinds: list[str], ops: list[str] = INSPECT_OPS
+) -> None:
+    """Print each whole-store tool's median seconds and its ratio to pyarrow's read."""
+    print("\ninspection: median seconds (ratio to pyarrow reading the same file's columns)")
+    print(
+        f"{'store':<8} {'records':>10} {'pyarrow s':>9} "
+        + " ".join(f"{op:>15}" for op in ops)
+        + f" {'read peak MB':>12}"
+    )
+    for kind in kinds:
+        for n in sizes:
+            store = write_inspect_store(kind, n, root / f"inspect{n}")
+            floor = statistics.median(pyarrow_read(kind, store) for _ in range(repeat))
+            cells = []
+            for op in ops:
+                seconds = statistics.median(
+                    inspect_op(op, kind, store, n, root) for _ in range(repeat)
+                )
+                cells.append(f"{seconds:>7.2f} ({seconds / floor:>4.1f}x)")
+            peak = read_peak_mb(store)
+            print(
+                f"{kind:<8} {n:>10,} {floor:>9.3f} "
+                + " ".join(f"{c:>15}" for c in cells)
+                + f" {peak:>12.0f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    parser.add_argument("--full", action="store_true", help="also 10,000,000 records (slow)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also 10,000,000 records (slow; inspection at 1,000,000 and 10,000,000)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
     parser.add_argument(
         "--plots", type=Path, default=IMG, help=f"folder for benchmark.png (default {IMG})"
@@ -464,6 +683,11 @@ def main() -> None:
         "--stores", default=",".join(STORES), help="comma-separated store kinds to measure"
     )
     parser.add_argument("--postgres", help="URL of a PostgreSQL database to measure against")
+    parser.add_argument(
+        "--only",
+        choices=["calls", "inspection"],
+        help="measure one section: per-call costs, or the whole-store tools",
+    )
     args = parser.parse_args()
     plots = args.plots.resolve()
     global _PG_URL
@@ -478,9 +702,19 @@ def main() -> None:
         sizes.append(10_000_000)
     passes = (100, 1_000) if args.quick else (100, 100_000)
     calls = 200 if args.quick else 5_000
+    if args.quick:
+        inspect_sizes, repeat = [1_000], 1
+    elif args.full:
+        inspect_sizes, repeat = [1_000_000, 10_000_000], 1
+    else:
+        inspect_sizes, repeat = [100_000, 1_000_000], 3
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.chdir(root)
+        if args.only != "calls":
+            bench_inspection(inspect_sizes, repeat, root, INSPECT_KINDS)
+        if args.only == "inspection":
+            return
         base = baselines(calls, root)
         print(f"{'baseline':<20} {'median µs':>10} {'p90 µs':>9}")
         for name, (med, p90) in base.items():

@@ -18,7 +18,9 @@ def test_the_benchmark_runs_prints_every_store_and_plots(tmp_path: Path) -> None
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    rows = ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet", "postgresql")
+    rows: tuple[str, ...] = ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet")
+    rows += ("postgresql",)
+    rows += ("inspection", "stetdir", "reset --where", "read peak MB")
     for row in rows:
         assert row in done.stdout
     assert (tmp_path / "benchmark.png").stat().st_size > 10_000

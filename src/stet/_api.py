@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._failures_api import failures_in, forget_failures
+from ._inspect import frame_of
 from ._lazy import pd
 from ._once import DEFAULT_STORE
 from ._rows import _grid_keys, _runner_of
@@ -20,7 +21,8 @@ from ._status import latest_code
 from ._store_arg import existing_store, store_argument
 from .backends import get_backend, open_store
 from .backends._registry import is_url
-from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
+from .backends._schema import CODE, FUNCTION, identity
+from .backends._table import whole_store
 from .typing import CompactingStore, FailingStore, Record, Store
 
 __all__ = ["compact", "mark_done", "read", "reset"]
@@ -201,25 +203,8 @@ def read(store: str | os.PathLike[str] = DEFAULT_STORE) -> pd.DataFrame:
         FileNotFoundError: There is no store at ``store``.
     """
     existing_store(store)
-    records = get_backend(store).load()
-    columns: dict[str, None] = {}
-    for record in records:
-        columns.update(dict.fromkeys(c for c in record if not is_meta(c)))
-    meta: dict[str, None] = {}
-    for record in records:
-        meta.update(dict.fromkeys(c for c in record if is_meta(c)))
-    data = {c: _column([r.get(c) for r in records]) for c in [*columns, *meta]}
-    frame = pd.DataFrame(data, index=pd.RangeIndex(len(records)))
-    if TIMESTAMP in frame:
-        frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")
-    return frame
-
-
-def _column(values: list[Any]) -> pd.Series[Any]:
-    kinds = {type(v) for v in values}
-    if len(kinds) == 1 and kinds <= {int, float, bool, str}:
-        return pd.Series(values)
-    return pd.Series(values, dtype=object)
+    backend = get_backend(store)
+    return frame_of(whole_store(backend.store), backend.codec.decode)
 
 
 def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:

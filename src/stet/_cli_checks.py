@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any
 
 from ._codec import KeyCodec
 from .backends import open_store
 from .backends._columns import key_problem
 from .backends._registry import claims_in, entry
-from .backends._schema import identity
+from .backends._table import WholeStore
 
 __all__ = ["Failure", "check_columns", "check_function", "existing", "one_function", "parse_where"]
 
@@ -34,12 +33,12 @@ def existing(store: str, *, claims: bool = False) -> None:
         raise Failure(f"no store at {table.location}")
 
 
-def _functions(table: Any) -> set[str]:
+def _functions(table: WholeStore) -> set[str]:
     """The functions a store holds records of ("" for records without one)."""
-    return {identity(row, table.location)[0] for row in table.records()}
+    return set(table.functions.unique().to_pylist())
 
 
-def check_function(table: Any, function: str) -> None:
+def check_function(table: WholeStore, function: str) -> None:
     """Fail, with a suggestion, if the store holds no records of ``function``."""
     known = _functions(table)
     if function in known or "" in known:
@@ -53,11 +52,10 @@ def check_function(table: Any, function: str) -> None:
     )
 
 
-def check_columns(table: Any, names: Iterable[str], function: str | None) -> None:
+def check_columns(table: WholeStore, names: Iterable[str], function: str | None) -> None:
     """Fail, with a suggestion, if a --where column is not a key column of the store."""
     columns: set[str] = set()
-    for row in table.records():
-        fn, cols, _ = identity(row, table.location)
+    for fn, cols in table.patterns():
         if function is None or fn in (function, ""):
             columns.update(cols)
     for name in names:
@@ -70,7 +68,7 @@ def check_columns(table: Any, names: Iterable[str], function: str | None) -> Non
             )
 
 
-def one_function(table: Any, function: str | None) -> str:
+def one_function(table: WholeStore, function: str | None) -> str:
     """The function named, checked; else the store's only one ("" for none)."""
     if function is not None:
         check_function(table, function)

@@ -30,11 +30,14 @@ from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from ._grid_points import store_grid
+from ._inspect import count_matching
+from ._inspect import latest_code as latest_columns
 from ._lazy import pd
-from ._status import latest_code, status
+from ._status import status
 from .backends import open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
+from .backends._table import whole_store
 from .typing import FailingStore, Record
 
 __all__ = [
@@ -70,7 +73,7 @@ def _show_grid(args: argparse.Namespace) -> int:
     if len(names) != 2 or not all(names):
         raise Failure(f"--grid takes two key columns, ROWS,COLUMNS; got {args.grid!r}")
     table = open_store(args.store)
-    function = one_function(table, args.function)
+    function = one_function(whole_store(table), args.function)
     grid, left_out = store_grid(table, function, names, time.time(), KeyCodec().decode)
     print(grid.text(shutil.get_terminal_size().columns))
     if left_out:
@@ -86,7 +89,7 @@ def show_command(args: argparse.Namespace) -> int:
     if args.grid is not None:
         return _show_grid(args)
     if args.function is not None:
-        check_function(open_store(args.store), args.function)
+        check_function(whole_store(open_store(args.store)), args.function)
     frame = read(args.store)
     if args.function is not None and FUNCTION in frame:
         frame = frame[frame[FUNCTION] == args.function]
@@ -141,11 +144,11 @@ def reset_command(args: argparse.Namespace) -> int:
     existing(args.store)
     table = open_store(args.store)
     where = parse_where(args.where)
+    whole = whole_store(table)
     if args.function is not None:
-        check_function(table, args.function)
-    check_columns(table, where, args.function)
-    rows = table.records()
-    latest = latest_code(table, rows) if args.stale_code else {}
+        check_function(whole, args.function)
+    check_columns(whole, where, args.function)
+    latest = latest_columns(whole) if args.stale_code else {}
 
     def chosen(row: Record) -> bool:
         function, cols, values = identity(row, table.location)
@@ -156,7 +159,7 @@ def reset_command(args: argparse.Namespace) -> int:
             return False
         return all(keys.get(name) == text for name, text in where.items())
 
-    count = sum(chosen(row) for row in rows)
+    count = count_matching(whole, args.function, where, latest if args.stale_code else None)
     if count == 0:
         print("[stet] No record matches; nothing to remove.")
         return 0
@@ -181,13 +184,13 @@ def reset_command(args: argparse.Namespace) -> int:
 
 def why_command(args: argparse.Namespace) -> int:
     existing(args.store)
-    table = open_store(args.store)
-    function = one_function(table, args.function)
+    whole = whole_store(open_store(args.store))
+    function = one_function(whole, args.function)
     wanted = parse_where(args.key)
-    check_columns(table, wanted, function or None)
+    check_columns(whole, wanted, function or None)
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
     call = f"{function or 'run'}({shown})"
-    print(explain_texts(table, function, wanted, call))
+    print(explain_texts(whole, function, wanted, call))
     return 0
 
 

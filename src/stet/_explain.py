@@ -13,11 +13,18 @@ from typing import Any
 import attrs
 
 from ._codec import KeyCodec
+from ._lazy import np, pa
+from ._lazy import pc as _pc
 from ._runner import Runner
 from ._signature import display
 from .backends import pack
-from .backends._schema import TIMESTAMP, identity
+from .backends._schema import TIMESTAMP, identity, is_meta
+from .backends._table import WholeStore, whole_store
 from .typing import Record, Store
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
 
 __all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
 
@@ -88,7 +95,7 @@ class Explanation:
 
 
 def explain_texts(
-    table: Store,
+    table: Store | WholeStore,
     function: str,
     wanted: dict[str, str],
     call: str,
@@ -97,34 +104,50 @@ def explain_texts(
 ) -> Explanation:
     """The explanation for a key given as texts (as the store writes them).
 
+    ``table`` is the store, or the `WholeStore` already read from it.
+
     The nearest record differs in the fewest parameters; among those, the
     one whose numbers are numerically nearest (``0.30000000000000004`` is
     nearer to ``0.3`` than ``0.1`` is).
     """
     types = types or {}
     decode = (codec or KeyCodec()).decode
+    whole = table if isinstance(table, WholeStore) else whole_store(table)
+    rows = whole.rows_of([function, ""]).to_numpy(zero_copy_only=False)
+    records = int(rows.sum())
+    # How many parameters each record differs in, column by column.
+    apart = np.zeros(len(whole), dtype=np.int64)
+    for name, text in wanted.items():
+        same = pc.fill_null(pc.equal(whole.column(name), text), False)
+        apart += ~same.to_numpy(zero_copy_only=False)
+    for name in whole.keys:
+        if name not in wanted:
+            apart += whole.column(name).is_valid().to_numpy(zero_copy_only=False)
     best: list[Difference] | None = None
     best_score = (0, 0.0)
-    records = 0
-    for row in table.records():
-        fn, cols, values = identity(row, table.location)
-        if fn not in (function, ""):
-            continue
-        records += 1
-        recorded = dict(zip(cols, values, strict=True))
-        differences = [
-            Difference(name, text, recorded.get(name), types.get(name, ""))
-            for name, text in wanted.items()
-            if recorded.get(name) != text
-        ]
-        differences += [
-            Difference(name, None, text) for name, text in recorded.items() if name not in wanted
-        ]
-        if not differences:
-            return Explanation(call, True, 1, (), row.get(TIMESTAMP))
-        score = (len(differences), sum(_distance(d.here, d.recorded) for d in differences))
-        if best is None or score < best_score:
-            best, best_score = differences, score
+    if records:
+        exact = rows & (apart == 0)
+        if exact.any():
+            first = int(np.argmax(exact))
+            return Explanation(call, True, 1, (), whole.column(TIMESTAMP)[first].as_py())
+        fewest = rows & (apart == apart[rows].min())
+        # The nearest among those: each distinct key once, in order of its first record.
+        distinct = whole.grouped(pa.array(fewest)).column("__row_min").to_numpy()
+        for row in whole.records(sorted(distinct.tolist())):
+            recorded = {name: text for name, text in row.items() if not is_meta(name)}
+            differences = [
+                Difference(name, text, recorded.get(name), types.get(name, ""))
+                for name, text in wanted.items()
+                if recorded.get(name) != text
+            ]
+            differences += [
+                Difference(name, None, text)
+                for name, text in sorted(recorded.items())
+                if name not in wanted
+            ]
+            score = (len(differences), sum(_distance(d.here, d.recorded) for d in differences))
+            if best is None or score < best_score:
+                best, best_score = differences, score
     shown = tuple(
         attrs.evolve(
             d, here_shown=_shown(decode, d.here), recorded_shown=_shown(decode, d.recorded)

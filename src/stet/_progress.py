@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,15 +19,17 @@ import attrs
 from ._failures_api import failures_in
 from ._grid import Grid
 from ._grid_points import Points
+from ._grid_texts import grid_texts, match_grid
 from ._html import html_table
+from ._inspect import latest_timed, recent_runs, runs_of
 from ._lazy import pd
 from ._rows import _grid_keys, _runner_of
 from ._runner import Runner, gives_up
-from ._status import _after
 from .backends import pack
 from .backends._index import Packed
 from .backends._registry import claims_in
-from .backends._schema import DURATION, TIMESTAMP, identity
+from .backends._schema import DURATION, TIMESTAMP
+from .backends._table import whole_store
 from .typing import Record, Store
 
 if TYPE_CHECKING:
@@ -193,34 +195,43 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         2
     """
     runner = _runner_of(func)
-    keys = {pack(values) for values in _grid_keys(runner, grid)}
     table = runner.store
-    table.refresh()
-    pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
+    texts = grid_texts(runner, grid)
+    whole = whole_store(table) if table.exists() else None
+    match = match_grid(texts, whole, runner) if texts is not None else None
+    keys: Collection[Packed]
+    pending: Collection[Packed]
+    if match is None:
+        keys = {pack(values) for values in _grid_keys(runner, grid)}
+        table.refresh()
+        pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
+    if match is not None:
+        keys, pending = match.keys, match.pending
+        total, left = match.total, match.pending_count
+    else:
+        total, left = len(keys), len(pending)
     now = time.time()
     claimed = {
         pack(c.values)
         for c in claims_in(table).values()
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
-    running = claimed & pending
-    failed, given_up = _failed(runner, table, pending - running)
-    rows = (
-        [r for r in table.records() if identity(r, table.location)[0] == runner.name]
-        if table.exists()
-        else []
-    )
+    running = {key for key in claimed if key in pending}
+    failed, given_up = _failed(runner, table, pending, running)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    recent = sum(1 for row in rows if _after(row.get(TIMESTAMP, ""), hour_ago))
-    per_run, workers = estimate(rows)
-    to_run = len(pending) - given_up
+    recent, per_run, workers = 0, None, 1.0
+    if whole is not None:
+        runs = runs_of(whole, runner.name)
+        recent = recent_runs(whole, runs, hour_ago)
+        per_run, workers = estimate_timed(latest_timed(whole, runs, RECENT_RUNS))
+    to_run = left - given_up
     eta = per_run * to_run / workers if per_run is not None else None
     result = Progress(
         runner.name,
-        len(keys),
-        len(keys) - len(pending),
+        total,
+        total - left,
         len(running),
-        len(pending) - len(running) - failed,
+        left - len(running) - failed,
         recent,
         eta,
         per_run,
@@ -234,13 +245,15 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     return result
 
 
-def _failed(runner: Runner, table: Store, keys: set[Packed]) -> tuple[int, int]:
-    """How many of ``keys`` failed before, and how many of those ``retry`` gave up on."""
+def _failed(
+    runner: Runner, table: Store, pending: Collection[Packed], running: set[Packed]
+) -> tuple[int, int]:
+    """How many pending keys (not running) failed before, and how many ``retry`` gave up on."""
     times: dict[Packed, int] = {}
     for failure in failures_in(table):
         if failure.function == runner.name and failure.cols == runner.cols:
             key = pack(failure.values)
-            if key in keys:
+            if key in pending and key not in running:
                 times[key] = times.get(key, 0) + 1
     given_up = sum(1 for n in times.values() if gives_up(runner.config.retry, n))
     return len(times), given_up
@@ -261,9 +274,14 @@ def estimate(rows: Sequence[Record]) -> tuple[timedelta | None, float]:
             continue
         if duration >= 0 and duration == duration:
             timed.append((finished if finished.tzinfo else finished.replace(tzinfo=UTC), duration))
+    return estimate_timed(timed)
+
+
+def estimate_timed(timed: list[tuple[datetime, float]]) -> tuple[timedelta | None, float]:
+    """`estimate` of timed runs given as (finish time, seconds)."""
     if len(timed) < MIN_TIMED_RUNS:
         return None, 1.0
-    timed.sort()
+    timed = sorted(timed)
     timed = timed[-RECENT_RUNS:]
     busy = sum(d for _, d in timed)
     first_start = min(t - timedelta(seconds=d) for t, d in timed)

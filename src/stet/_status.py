@@ -11,15 +11,17 @@ import attrs
 
 from ._failures_api import FailureCount, count_failures, failures_in
 from ._html import html_table
+from ._inspect import FunctionFacts, function_facts
 from ._once import DEFAULT_STORE
 from ._store_arg import existing_store, store_argument
 from .backends import open_store
 from .backends._claims import claims_by_function
 from .backends._registry import claims_in
 from .backends._schema import CODE, TIMESTAMP, identity
+from .backends._table import whole_store
 from .typing import Record, Store
 
-__all__ = ["FunctionStatus", "StoreStatus", "_after", "latest_code", "status"]
+__all__ = ["FunctionStatus", "StoreStatus", "latest_code", "status"]
 
 
 @attrs.frozen
@@ -114,17 +116,6 @@ def _status_row(f: FunctionStatus) -> tuple[object, ...]:
     )
 
 
-def _last(stamps: Iterable[str]) -> datetime | None:
-    parsed: list[datetime] = []
-    for text in stamps:
-        try:
-            stamp = datetime.fromisoformat(text)
-        except ValueError:
-            continue
-        parsed.append(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC))
-    return max(parsed) if parsed else None
-
-
 def status(
     store: str | os.PathLike[str] = DEFAULT_STORE,
     *,
@@ -149,45 +140,31 @@ def status(
     failed = count_failures(failures_in(table))
     if not failed:  # a store with only failures in it yet is there
         table = existing_store(store_argument(store, store_path), claims=True)
-    rows = table.records() if table.exists() else []
     claims = claims_by_function(claims_in(table), time.time())
-    keys: dict[str, set[tuple[tuple[str, ...], tuple[str, ...]]]] = {
-        fn: set() for fn in [*claims, *failed]
-    }
-    stamps: dict[str, list[str]] = {}
-    for row in rows:
-        function, cols, values = identity(row, table.location)
-        keys.setdefault(function, set()).add((cols, values))
-        if TIMESTAMP in row:
-            stamps.setdefault(function, []).append(row[TIMESTAMP])
-    latest = latest_code(table, rows)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    older: dict[str, set[tuple[str, ...]]] = {}
-    for row in rows:
-        function, _, values = identity(row, table.location)
-        code = row.get(CODE)
-        if code is not None and code != latest.get(function):
-            older.setdefault(function, set()).add(values)
+    facts = function_facts(whole_store(table), hour_ago) if table.exists() else {}
+    none = FunctionFacts(records=0, last_run=None, key_columns=(), last_hour=0, older_code=0)
     functions = tuple(
         FunctionStatus(
             function=fn,
-            records=len(keys[fn]),
-            last_run=_last(stamps.get(fn, [])),
-            key_columns=_columns(c for c, _ in keys[fn]),
-            last_hour=sum(1 for s in stamps.get(fn, []) if _after(s, hour_ago)),
-            older_code=len(older.get(fn, ())),
+            records=facts.get(fn, none).records,
+            last_run=facts.get(fn, none).last_run,
+            key_columns=facts.get(fn, none).key_columns,
+            last_hour=facts.get(fn, none).last_hour,
+            older_code=facts.get(fn, none).older_code,
             running=claims.get(fn, (0, 0))[0],
             expired_claims=claims.get(fn, (0, 0))[1],
             failed=failed.get(fn, FailureCount()).failures,
             failed_keys=failed.get(fn, FailureCount()).keys,
         )
-        for fn in sorted(keys)
+        for fn in sorted({*claims, *facts, *failed})
     )
+    lasts = [f.last_run for f in facts.values() if f.last_run is not None]
     result = StoreStatus(
         store=table.location,
         records=sum(f.records for f in functions),
-        last_run=_last(s for ss in stamps.values() for s in ss),
-        key_columns=_columns(c for f in keys.values() for c, _ in f),
+        last_run=max(lasts) if lasts else None,
+        key_columns=_columns(f.key_columns for f in facts.values()),
         functions=functions,
         failed=sum(f.failed for f in functions),
         failed_keys=sum(f.failed_keys for f in functions),
@@ -208,14 +185,6 @@ def latest_code(table: Store, rows: list[Record]) -> dict[str, str]:
         if function not in newest or stamp >= newest[function][0]:
             newest[function] = (stamp, code)
     return {function: code for function, (_, code) in newest.items()}
-
-
-def _after(text: str, moment: datetime) -> bool:
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)) >= moment
 
 
 def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:

@@ -300,9 +300,13 @@ class FileStore(LoggedFailures):
     # -- whole-store operations ------------------------------------------------
 
     def records(self) -> list[Record]:
+        return as_records(self.columns())
+
+    def columns(self) -> Batch:
+        """Every record as the format read it (columns for a big store), for whole-store tools."""
         with self._reader.mutex:
             batch, _, _ = self._format.scan(None, every_column=True)
-            return as_records(batch)
+            return batch
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
         with self._locked():
@@ -362,6 +366,8 @@ class FileStore(LoggedFailures):
 
     def claims(self) -> dict[ClaimId, Claim]:
         with self._reader.mutex:
+            if not self._claim_records.load():
+                return {}  # no claims: no need to read the records (stet status of a big store)
             self.refresh()
             now = self.clock.now()
             return {i: c for i, c in self._judged(now).items() if not self._finished(c)}

@@ -67,6 +67,11 @@ class Columns:
         """Columns of an Arrow table of strings."""
         return cls(table.column_names, table.num_rows, lambda n: table.column(n).to_pylist(), table)
 
+    @property
+    def arrow(self) -> pa.Table | None:
+        """The Arrow table the columns are read from, if they came as one."""
+        return self._arrow
+
     def distinct(self, name: str) -> set[str | None]:
         """The distinct values of a column (without loading it, for Arrow)."""
         if self._arrow is not None and name not in self._loaded:

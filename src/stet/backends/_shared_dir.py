@@ -64,6 +64,7 @@ from ._shared_files import (
     COMPACTED,
     Replaced,
     Seen,
+    columns_once_each,
     foldable,
     is_records_file,
     is_settled,
@@ -272,6 +273,17 @@ class SharedDirStore(LoggedFailures):
         for name in names:
             out.extend(read_all(os.path.join(self.records_dir, name)))
         return out
+
+    def columns(self) -> Batch:
+        """Every record, one per run, as columns (for whole-store tools)."""
+        with self._reader.mutex:
+            for _ in range(20):
+                try:
+                    names = [os.path.join(self.records_dir, n) for n in self._list()]
+                    return columns_once_each(names, self.location)
+                except FileNotFoundError:
+                    continue  # compacted away meanwhile
+            raise StoreError(self.records_dir, "keeps changing while it is read")
 
     def records(self) -> list[Record]:
         with self._reader.mutex:

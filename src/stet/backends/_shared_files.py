@@ -20,10 +20,12 @@ from typing import Final
 
 import attrs
 
+from .._lazy import np, pa
 from ..exceptions import StoreError
 from ._csv import CsvChunks
-from ._records import Batch, Record, as_records
+from ._records import Batch, Columns, Record, as_records
 from ._schema import identity
+from ._table import WholeStore, arrow_of
 
 __all__ = [
     "COMPACTED",
@@ -201,6 +203,27 @@ def foldable(name: str, host: str, own: str | None) -> bool:
     if writer[1] == os.getpid():
         return own != name
     return pid_gone(writer[1])
+
+
+def columns_once_each(paths: Sequence[str], location: str) -> Batch:
+    """The records of these files, one per run (the first kept), as one Arrow table.
+
+    What `once_each` of their records gives, column by column, for the
+    whole-store tools (FileNotFoundError if a file is gone).
+    """
+    tables = []
+    for path in paths:
+        fd, st = _open(path)
+        try:
+            data = _pread_all(fd, 0)
+        finally:
+            os.close(fd)
+        tables.append(arrow_of(_parse(path, data, Seen(st.st_ino))[0]))
+    if not tables:
+        return []
+    table = pa.concat_tables(tables, promote_options="default")
+    first = WholeStore(location, table).grouped().column("__row_min").to_numpy()
+    return Columns.of_arrow(table.take(pa.array(np.sort(first))))
 
 
 def once_each(records: Sequence[Record], location: str) -> list[Record]:

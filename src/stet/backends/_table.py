@@ -1,0 +1,237 @@
+"""A whole store as one Arrow table, for the tools that read all of it.
+
+`stet.status`, `stet.progress`, `stet.read`, ``stet show``, ``why`` and
+``export`` read every record. A dict per record made them cost seconds per
+hundred thousand records; here the store is one Arrow table of strings and
+each step works on whole columns:
+
+- key texts of older key rules (stet 0.0.x, rules version 1) are brought to
+  today's once per distinct text of a column (a sweep has few), as
+  `._schema.identity` does record by record;
+- the runs a store holds are told apart by Arrow's hash grouping;
+- timestamps and durations in the form stet writes them are parsed in C,
+  anything else cell by cell as `._schema.meta_value` does.
+
+`WholeStore` gives the same answers as the record-by-record path (the
+tests check it differentially on arbitrary stores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from .._codec_legacy import canonical_from_legacy, canonical_from_v1
+from .._lazy import np, pa
+from .._lazy import pc as _pc
+from ._records import ARROW_THREADS, Batch, Columns, Record
+from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
+#: chunked arrays, arrays and Python scalars these whole-column steps pass.
+pc: Any = _pc
+
+__all__ = ["WholeStore", "arrow_of", "cast_stamps", "parse_stamps", "whole_store"]
+
+#: A timestamp as stet writes it (and 0.0.x, without the offset): parsed in C.
+STAMP_FORM: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00)?$"
+)
+#: A duration as stet writes it (``f"{seconds:.6f}"``).
+DURATION_FORM: Final = r"^[0-9]{1,15}(\.[0-9]{1,9})?$"
+#: A canonical int text that fits int64 (``-0`` is not canonical).
+_INT_FORM: Final = r"^(0|-?[1-9][0-9]{0,17})$"
+
+
+def arrow_of(batch: Batch) -> pa.Table:
+    """The records of a scan as one table of nullable strings (null: absent)."""
+    if isinstance(batch, Columns):
+        arrow = batch.arrow
+        if arrow is not None:
+            return arrow
+        return pa.table({n: pa.array(batch.column(n), pa.string()) for n in batch.names})
+    names: dict[str, None] = {}
+    for record in batch:
+        names.update(dict.fromkeys(record))
+    return pa.table({n: pa.array([r.get(n) for r in batch], pa.string()) for n in names})
+
+
+def _canonical(table: pa.Table, location: str) -> pa.Table:
+    """Key cells of older key rules rewritten to today's texts (as `identity` does)."""
+    names = table.column_names
+    if CODEC in names:
+        version = table.column(CODEC)
+        known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=pa.array([CURRENT, "1"])))
+        if not pc.all(known).as_py():
+            first = pc.index(known, False).as_py()
+            raise _bad_version(version[first].as_py(), location)
+        legacy = pc.is_null(version)
+        v1 = pc.fill_null(pc.equal(version, "1"), False)
+    else:
+        legacy = pa.chunked_array([np.ones(table.num_rows, dtype=bool)])
+        v1 = None
+    for mask, convert in ((legacy, canonical_from_legacy), (v1, canonical_from_v1)):
+        if mask is None or not pc.any(mask).as_py():
+            continue
+        for name in [n for n in table.column_names if not is_meta(n)]:
+            column = table.column(name)
+            distinct = pc.drop_null(pc.unique(pc.filter(column, mask)))
+            texts = pa.array([convert(t) for t in distinct.to_pylist()], pa.string())
+            mapped = pc.take(texts, pc.index_in(column, value_set=distinct))
+            fixed = pc.if_else(mask, mapped, column)
+            table = table.set_column(table.column_names.index(name), name, fixed)
+    return table
+
+
+def parse_stamps(column: Any) -> Any:
+    """UTC instants of ISO texts as µs since 1970 (an int64 numpy array), as
+    `datetime.fromisoformat` reads them (naive: UTC); ``INT64_MIN`` where a cell
+    is absent or not a time. The forms stet writes are parsed by Arrow in C."""
+    out = np.full(len(column), np.iinfo(np.int64).min, dtype=np.int64)
+    if column.null_count == len(column):
+        return out
+    fast = cast_stamps(column)
+    if fast is not None:
+        return fast
+    done = np.zeros(len(column), dtype=bool)
+    for form, kind in ((_ZONED, pa.timestamp("us", "UTC")), (_NAIVE, pa.timestamp("us"))):
+        mask = pc.fill_null(pc.match_substring_regex(column, form), False)
+        picked = mask.to_numpy(zero_copy_only=False)
+        if picked.any():
+            try:
+                stamps = pc.cast(pc.filter(column, mask), kind)
+            except pa.ArrowInvalid:  # a form Arrow reads, a time it does not (25:00)
+                continue
+            out[picked] = pc.cast(stamps, pa.int64()).to_numpy()
+            done |= picked
+    slow = ~done & column.is_valid().to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(slow):
+        stamp = _stamp(column[int(i)].as_py())
+        if stamp is not None:
+            out[i] = (stamp - _EPOCH) // _MICROSECOND
+    return out
+
+
+def cast_stamps(column: Any) -> Any:
+    """`parse_stamps` in one Arrow cast, or None if some cell is absent or refused.
+
+    Arrow's ISO 8601 forms (with an offset) are ones `datetime.fromisoformat`
+    reads as the same instant; a cell it refuses sends the column the slow way.
+    """
+    if column.null_count:
+        return None
+    try:
+        stamps = pc.cast(column, pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:
+        return None
+    return pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+_SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+_ZONED: Final = _SECONDS + r"\+00:00$"
+_NAIVE: Final = _SECONDS + "$"
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = datetime.resolution
+
+
+def _stamp(text: str) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+class WholeStore:
+    """Every record of a store, column by column, key texts canonical.
+
+    Args:
+        location: The store, as messages name it.
+        table: The records as nullable strings (null: the record lacks the column).
+    """
+
+    def __init__(self, location: str, table: pa.Table) -> None:
+        self.location = location
+        self.table = _canonical(table, location)
+        names = self.table.column_names
+        #: Key column names, as in the table.
+        self.keys: tuple[str, ...] = tuple(n for n in names if not is_meta(n))
+        n = self.table.num_rows
+        functions = (
+            pc.fill_null(self.table.column(FUNCTION), "")
+            if FUNCTION in names
+            else pa.chunked_array([pa.array([""] * n, pa.string())])
+        )
+        #: Each record's function ("" for none).
+        self.functions: Any = functions
+        self._stamps: Any = None
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def column(self, name: str) -> Any:
+        """A column (all null where the store has none by that name)."""
+        if name in self.table.column_names:
+            return self.table.column(name)
+        return pa.chunked_array([pa.nulls(len(self), pa.string())])
+
+    @property
+    def stamps(self) -> Any:
+        """Each record's `_stet_timestamp` as µs since 1970 (`MISSING` where none)."""
+        if self._stamps is None:
+            self._stamps = parse_stamps(self.column(TIMESTAMP))
+        return self._stamps
+
+    def grouped(self, rows: Any = None) -> pa.Table:
+        """One row per distinct run (function and key texts), with its first record's row."""
+        table = self.table.select(list(self.keys)).append_column("__function", self.functions)
+        table = table.append_column("__row", pa.array(np.arange(len(self)), pa.int64()))
+        if rows is not None:
+            table = table.filter(rows)
+        return table.group_by(["__function", *self.keys], use_threads=ARROW_THREADS).aggregate(
+            [("__row", "min")]
+        )
+
+    def patterns(self, table: pa.Table | None = None) -> list[tuple[str, tuple[str, ...]]]:
+        """(function, key columns held) of the records, each once, in order of first record."""
+        source = self.table if table is None else table
+        functions: Any = self.functions if table is None else table.column("__function")
+        held: Any = pa.table(
+            {
+                "__function": functions,
+                **{f"k{i}": pc.is_valid(source.column(k)) for i, k in enumerate(self.keys)},
+            }
+        )
+        names = held.column_names
+        held = held.append_column("__row", pa.array(np.arange(held.num_rows), pa.int64()))
+        # Hash grouping keeps no order: the first record of each pattern gives it.
+        distinct = held.group_by(names, use_threads=ARROW_THREADS).aggregate([("__row", "min")])
+        distinct = distinct.sort_by("__row_min")
+        out = []
+        for row in distinct.to_pylist():
+            cols = tuple(sorted(k for i, k in enumerate(self.keys) if row[f"k{i}"]))
+            out.append((row["__function"], cols))
+        return out
+
+    def rows_of(self, functions: Sequence[str]) -> Any:
+        """A boolean mask of the records of these functions."""
+        return pc.is_in(self.functions, value_set=pa.array(list(functions), pa.string()))
+
+    def records(self, rows: Any) -> list[Record]:
+        """The records at these row numbers, as dicts (key texts canonical)."""
+        picked = self.table.take(pa.array(rows, pa.int64())).to_pylist()
+        return [{k: v for k, v in r.items() if v is not None} for r in picked]
+
+
+def whole_store(store: Any) -> WholeStore:
+    """Read every record of ``store`` (a `stet.typing.Store`) column by column.
+
+    A store with a ``columns()`` method (the file stores) hands over its
+    scan as it is; any other is read through `Store.records`.
+    """
+    reader = getattr(store, "columns", None)
+    batch = reader() if callable(reader) else store.records()
+    return WholeStore(store.location, arrow_of(batch))
