@@ -39,8 +39,9 @@ typecheck: $(STAMP)
 	$(BIN)/pyright --pythonpath $(BIN)/python typing_tests/good.py
 	$(BIN)/python typing_tests/check_rejected.py
 
+# Every core, a file to a worker: a docs page's blocks share one namespace.
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 docs-build: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
