@@ -7,6 +7,7 @@ at the instant named, so none depends on timing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -81,6 +82,32 @@ def test_a_worker_presumed_dead_ending_its_claim_as_it_is_taken_over_ends_only_i
     assert [n for n in os.listdir("runs.stetdir/claims") if n.startswith(".new-")] == []
 
 
+def stopped_taker_claims(
+    slow: SharedDirStore, monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], None]
+) -> str:
+    """``slow``'s claim of the key, with ``meanwhile`` run once its takeover marker is made."""
+    real_staged, real_take_over = ClaimFiles._staged, ClaimFiles.take_over
+    taking: list[ClaimFiles] = []
+    ran: list[bool] = []
+
+    def take_over(self: ClaimFiles, path: str, expired: Claim, claim: Claim) -> bool:
+        taking.append(self)
+        return real_take_over(self, path, expired, claim)
+
+    def staged(self: ClaimFiles, claim: Claim) -> str:
+        if taking and self is slow._claims and not ran:  # marker made
+            ran.append(True)
+            meanwhile()
+        return real_staged(self, claim)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ClaimFiles, "_staged", staged)
+        patched.setattr(ClaimFiles, "take_over", take_over)
+        state = slow.claim("work", KEY, ("1",), 60.0, owner="slow")[0]
+    assert ran == [True]
+    return state
+
+
 def test_a_taker_stopped_for_over_a_lease_leaves_the_claim_of_the_one_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,24 +115,13 @@ def test_a_taker_stopped_for_over_a_lease_leaves_the_claim_of_the_one_after_it(
     clock = FakeClock()
     expired_claim(clock)
     slow, quick = opened(clock), opened(clock)
-    real_staged, real_take_over = ClaimFiles._staged, ClaimFiles.take_over
-    taking: list[ClaimFiles] = []
     states: dict[str, str] = {}
 
-    def take_over(self: ClaimFiles, path: str, expired: Claim, claim: Claim) -> bool:
-        taking.append(self)
-        return real_take_over(self, path, expired, claim)
+    def meanwhile() -> None:
+        clock.advance(61)  # slow is stopped (SIGSTOP) for over a lease
+        states["quick"] = quick.claim("work", KEY, ("1",), 60.0, owner="quick")[0]
 
-    def staged(self: ClaimFiles, claim: Claim) -> str:
-        if taking and self is slow._claims and "quick" not in states:  # marker made
-            clock.advance(61)  # slow is stopped (SIGSTOP) for over a lease
-            states["quick"] = quick.claim("work", KEY, ("1",), 60.0, owner="quick")[0]
-        return real_staged(self, claim)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(ClaimFiles, "_staged", staged)
-        patched.setattr(ClaimFiles, "take_over", take_over)
-        states["slow"] = slow.claim("work", KEY, ("1",), 60.0, owner="slow")[0]
+    states["slow"] = stopped_taker_claims(slow, monkeypatch, meanwhile)
     assert states == {"quick": "claimed", "slow": "busy"}
     assert holder(clock) == "quick"
 
@@ -117,24 +133,13 @@ def test_a_taker_stopped_while_the_key_was_released_and_claimed_anew_leaves_that
     clock = FakeClock()
     dead, claim = expired_claim(clock)
     slow, third = opened(clock), opened(clock)
-    real_staged, real_take_over = ClaimFiles._staged, ClaimFiles.take_over
-    taking: list[ClaimFiles] = []
     states: dict[str, str] = {}
 
-    def take_over(self: ClaimFiles, path: str, expired: Claim, claim: Claim) -> bool:
-        taking.append(self)
-        return real_take_over(self, path, expired, claim)
+    def meanwhile() -> None:
+        dead.release(claim)
+        states["third"] = third.claim("work", KEY, ("1",), 60.0, owner="third")[0]
 
-    def staged(self: ClaimFiles, claim_: Claim) -> str:
-        if taking and self is slow._claims and "third" not in states:  # marker made
-            dead.release(claim)
-            states["third"] = third.claim("work", KEY, ("1",), 60.0, owner="third")[0]
-        return real_staged(self, claim_)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(ClaimFiles, "_staged", staged)
-        patched.setattr(ClaimFiles, "take_over", take_over)
-        states["slow"] = slow.claim("work", KEY, ("1",), 60.0, owner="slow")[0]
+    states["slow"] = stopped_taker_claims(slow, monkeypatch, meanwhile)
     assert states == {"third": "claimed", "slow": "busy"}
     assert holder(clock) == "third"
 
