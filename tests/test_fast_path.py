@@ -335,3 +335,36 @@ def test_pandas_loads_when_a_dataframe_is_asked_for(tmp_path: Any) -> None:
         "assert list(frame['seed']) == [3]"
     )
     assert "pandas" in heavy_modules_after(code)
+
+
+_RECORD_AND_EXIT = """
+import atexit, sys
+# Registered first, so it runs last: after stet has folded its buffers.
+atexit.register(lambda: print("pandas" in sys.modules))
+import stet
+run = stet.once(store=sys.argv[1], quiet=True)(lambda alpha, seed: None)
+for seed in range(int(sys.argv[2]), int(sys.argv[2]) + 3):
+    run(0.5, seed)
+"""
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "sqlite", "parquet", "stetdir"])
+def test_a_worker_that_records_and_exits_folds_its_buffer_without_pandas(
+    tmp_path: Any, ext: str
+) -> None:
+    # The second process appends to a store that exists: a Parquet store
+    # keeps those records in its journal until the fold at exit, which once
+    # failed when pandas had not been imported ("can't register atexit
+    # after shutdown") and left the journal to the next run.
+    store = str(tmp_path / f"runs.{ext}")
+    for first in (0, 3):
+        done = subprocess.run(
+            [sys.executable, "-c", _RECORD_AND_EXIT, store, str(first)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stderr == ""
+        assert done.stdout.split() == ["False"]
+    assert not (tmp_path / f"runs.{ext}.journal.csv").exists()
+    assert sorted(int(s) for s in stet.read(store)["seed"]) == list(range(6))

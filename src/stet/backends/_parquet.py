@@ -30,7 +30,7 @@ from ._files import (
     open_regular,
 )
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records, strings
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["open_parquet"]
@@ -245,8 +245,8 @@ def _journal_mark(cursor: AppendCursor) -> str:
 
 def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
     if isinstance(rows, NewRecords):
-        return pa.table({c: pa.array(rows.column(c), type=pa.string()) for c in names})
-    return pa.table({c: pa.array([row.get(c) for row in rows], type=pa.string()) for c in names})
+        return pa.table({c: strings(rows.column(c)) for c in names})
+    return pa.table({c: strings([row.get(c) for row in rows]) for c in names})
 
 
 def _widen(table: pa.Table, names: Sequence[str]) -> pa.Table:

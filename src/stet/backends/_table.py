@@ -25,7 +25,7 @@ from typing import Any, Final
 from .._codec_legacy import canonical_from_legacy, canonical_from_v1
 from .._lazy import np, pa
 from .._lazy import pc as _pc
-from ._records import ARROW_THREADS, Batch, Columns, Record
+from ._records import ARROW_THREADS, Batch, Columns, Record, strings
 from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -50,11 +50,11 @@ def arrow_of(batch: Batch) -> pa.Table:
         arrow = batch.arrow
         if arrow is not None:
             return arrow
-        return pa.table({n: pa.array(batch.column(n), pa.string()) for n in batch.names})
+        return pa.table({n: strings(batch.column(n)) for n in batch.names})
     names: dict[str, None] = {}
     for record in batch:
         names.update(dict.fromkeys(record))
-    return pa.table({n: pa.array([r.get(n) for r in batch], pa.string()) for n in names})
+    return pa.table({n: strings([r.get(n) for r in batch]) for n in names})
 
 
 def _canonical(table: pa.Table, location: str) -> pa.Table:
