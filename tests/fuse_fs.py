@@ -15,8 +15,12 @@ It calls itself ``fuse.sshfs`` in ``/proc/self/mountinfo`` (``--subtype``),
 the FUSE network filesystem it imitates, so stet's filesystem detection
 takes it for a network filesystem, as it would a real sshfs mount.
 
+With ``--lock-errno ENOSYS`` the kernel keeps locks itself, as on a local
+disk. With ``--read-only`` the kernel refuses every write (``EROFS``), as on a
+read-only mount of an archived sweep.
+
 Run as ``python -m tests.fuse_fs BACKING MOUNTPOINT [--lock-errno ENOLCK]
-[--attr-timeout 2] [--subtype sshfs]``; it prints ``ready`` on stdout once
+[--attr-timeout 2] [--subtype sshfs] [--read-only]``; it prints ``ready`` on stdout once
 mounted and serves until unmounted (``fusermount3 -u MOUNTPOINT``). The
 ``fuse_mount`` fixture (conftest.py, through tests/fuse_mount.py) does all
 of that for a test. Needs libfuse
@@ -172,13 +176,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("backing")
     parser.add_argument("mountpoint")
-    parser.add_argument("--lock-errno", default="ENOLCK", choices=["ENOLCK", "EOPNOTSUPP"])
+    parser.add_argument(
+        "--lock-errno", default="ENOLCK", choices=["ENOLCK", "EOPNOTSUPP", "ENOSYS"]
+    )
     parser.add_argument("--attr-timeout", type=float, default=2.0)
     parser.add_argument("--subtype", default="sshfs", help="mountinfo shows fuse.SUBTYPE")
+    parser.add_argument("--read-only", action="store_true", help="mount it read-only (EROFS)")
     args = parser.parse_args(argv)
     operations = NetworkLikeFS(args.backing, getattr(errno, args.lock_errno), args.attr_timeout)
     mfusepy.FUSE(
-        operations, args.mountpoint, foreground=True, fsname="stet-test", subtype=args.subtype
+        operations,
+        args.mountpoint,
+        foreground=True,
+        fsname="stet-test",
+        subtype=args.subtype,
+        ro=args.read_only,
     )
     sys.exit(0)
 

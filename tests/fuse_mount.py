@@ -52,7 +52,11 @@ class Mounts:
     _live: list[tuple[FuseMount, subprocess.Popen[str]]] = attrs.field(factory=list)
 
     def mount(
-        self, lock_errno: str = "ENOLCK", attr_timeout: float = 2.0, subtype: str = "sshfs"
+        self,
+        lock_errno: str = "ENOLCK",
+        attr_timeout: float = 2.0,
+        subtype: str = "sshfs",
+        read_only: bool = False,
     ) -> FuseMount:
         """Mount a new empty filesystem under ``base`` and return it once it serves."""
         fusermount = shutil.which("fusermount3")
@@ -78,6 +82,7 @@ class Mounts:
             str(attr_timeout),
             "--subtype",
             subtype,
+            *(["--read-only"] if read_only else []),
         ]
         server = subprocess.Popen(
             command,

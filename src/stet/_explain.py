@@ -221,7 +221,9 @@ def explain(func: Callable[..., Any], /, *args: Any, **params: Any) -> Explanati
 def is_done(func: Callable[..., Any], /, *args: Any, **params: Any) -> bool:
     """True if a call of ``func`` with these arguments is recorded (it would be skipped).
 
-    Nothing runs. Also available as ``func.is_done(...)``.
+    Nothing runs and nothing is written, so a store that can only be read
+    (a read-only mount, another user's files) answers too. Also available as
+    ``func.is_done(...)``.
     """
     return is_done_call(_runner(func), args, params)
 
@@ -251,8 +253,15 @@ def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) 
 
 
 def is_done_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> bool:
-    values = runner.encode_key(runner.arguments(args, params))
-    return runner.store.is_done(runner.name, runner.cols, pack(values))
+    key = pack(runner.encode_key(runner.arguments(args, params)))
+    store = runner.store
+    # A question, not a run about to start: `Store.is_done` would also check
+    # that a record could be written (a lock, a writable folder), which a
+    # store that can only be read fails.
+    if store.knows(runner.name, runner.cols, key):
+        return True
+    store.refresh()
+    return store.knows(runner.name, runner.cols, key)
 
 
 def forget_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> int:

@@ -193,6 +193,15 @@ class FileStore(LoggedFailures):
                         f"({exc.strerror or exc}), which this store needs to keep writers "
                         "apart; put the store on a local disk, or use a PostgreSQL store",
                     ) from None
+                if exc.errno in _READ_ONLY:
+                    raise StoreError(
+                        self.location,
+                        f"cannot be written: {exc.strerror or exc} (making the lock file "
+                        f"{self._lock.path}); a store that can only be read still answers "
+                        "stet.read, stet status and the calls it holds, but a call it does "
+                        "not hold cannot be recorded; copy the store somewhere writable, "
+                        "or give a store there",
+                    ) from None
                 raise StoreError(
                     self.location,
                     f"cannot create the store's folder or lock file: {exc.strerror or exc}",
@@ -225,13 +234,20 @@ class FileStore(LoggedFailures):
     def is_done(self, function: str, cols: tuple[str, ...], key: Packed) -> bool:
         if self.knows(function, cols, key):
             return True
+        self.refresh()
+        if self.knows(function, cols, key):
+            return True
         if not self._lock_tried:
             # A run is about to start, and its record will need the lock: a
-            # filesystem without locks fails now, before the run, not after.
+            # filesystem without locks, or one mounted read-only, fails now,
+            # before the run, not after. (Only then: a recorded key is
+            # skipped without the lock, so a store that can only be read,
+            # an archived sweep, still skips what it holds.)
             with self._locked():
                 self._lock_tried = True
-        self.refresh()
-        return self.knows(function, cols, key)
+            self.refresh()
+            return self.knows(function, cols, key)
+        return False
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
         return self._reader.matches(function, cols, values)
@@ -452,6 +468,8 @@ class FileStore(LoggedFailures):
 #: What ``flock`` fails with where a filesystem has no locks (NFS without
 #: lockd, Lustre without ``-o flock``, some FUSE filesystems).
 _NO_LOCKS: Final = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+#: A folder that can be read but not written to (a read-only mount, no permission).
+_READ_ONLY: Final = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def _hosts_of(batch: Batch) -> set[str]:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import urllib.parse
 from typing import Final
 
 from ..exceptions import StoreError
@@ -98,10 +99,7 @@ class SqliteFile:
         # process holds on it, including those of its other open connections,
         # and then another process may reset the write-ahead log under them.
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=60
-            )
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = _connect(self.path)
             tables = {
                 r[0]
                 for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -213,6 +211,39 @@ class SqliteFile:
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self.error(f"cannot be written: {exc}") from None
         self._has_tables, self._stet_file = True, self.inode
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """A connection to the database at ``path``; read-only where its folder is.
+
+    SQLite cannot open a database in write-ahead-log mode on a read-only
+    mount (it needs to make the ``-shm`` index beside it), so there the
+    store is read as it stands (``immutable``): it answers what it holds,
+    and a record is refused before the run by the lock file (see
+    `FileStore.is_done`).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    try:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if os.access(os.path.dirname(path) or ".", os.W_OK):
+            raise
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+    for mode in ("mode=ro", "immutable=1"):
+        conn = sqlite3.connect(
+            f"{uri}?{mode}", uri=True, isolation_level=None, check_same_thread=False, timeout=60
+        )
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if mode == "immutable=1":
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _schema(if_missing: bool = False) -> list[str]:
