@@ -419,7 +419,7 @@ def test_dask_process_workers_run_each_key_once(pg_server: pg.Server, tmp_path: 
             n_workers=4,
             threads_per_worker=2,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: None still takes 8787 (distributed 2026.8)
             silence_logs=40,
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
