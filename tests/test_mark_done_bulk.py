@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import stet
 from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
 from stet._rows_bulk import bulk_keys
+from stet.backends import _pg_rows
 from stet.backends._index import pack, pack_all
 from stet.backends._new_records import NewRecords
 from stet.backends._reader import IndexedReader
@@ -156,6 +157,7 @@ def test_mark_done_writes_the_records_of_row_by_row_adds(
     rows already recorded and duplicates skipped, as adding the rows one by one as
     record dicts (the formats' general path)."""
     rows, first = grid
+    monkeypatch.setattr(_pg_rows, "_COPY_ROWS", 0)  # PostgreSQL: through COPY however few
     number = next(_stores)
     fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
     slow_runner = _runner_of(_sweep(slow))
