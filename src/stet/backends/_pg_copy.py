@@ -44,6 +44,8 @@ def key_jsons(records: NewRecords) -> list[str]:
         + "}}"
     )
     columns = [list(map(_quote, _texts(records, i))) for i in order]
+    if not columns:  # a function of no key parameters
+        return ["{}"] * len(records)
     return list(starmap(template.format, zip(*columns, strict=True)))
 
 
