@@ -15,7 +15,7 @@ import csv
 import io
 import json.encoder
 from collections.abc import Iterator, Sequence
-from itertools import islice, starmap
+from itertools import starmap
 from operator import itemgetter
 from typing import Final
 
@@ -29,37 +29,35 @@ _CHUNK: Final = 100_000
 _quote = json.encoder.encode_basestring
 
 
-def _texts(records: NewRecords, i: int) -> list[str]:
-    return list(map(itemgetter(i), records.keys))
-
-
-def key_jsons(records: NewRecords) -> list[str]:
-    """Each record's ``_stet_key``: `key_json` of its key texts, in order."""
-    names = records.key_names
+def key_jsons(names: Sequence[str], keys: Sequence[tuple[str, ...]]) -> list[str]:
+    """Each key's ``_stet_key``: `key_json` of its texts under the columns ``names``."""
     order = sorted(range(len(names)), key=names.__getitem__)
+    if not order:  # a function of no key parameters
+        return ["{}"] * len(keys)
     # '{"a":%s,"b":%s}' with format()'s braces doubled in the names' JSON.
     template = (
         "{{"
         + ",".join(_quote(names[i]).replace("{", "{{").replace("}", "}}") + ":{}" for i in order)
         + "}}"
     )
-    columns = [list(map(_quote, _texts(records, i))) for i in order]
-    if not columns:  # a function of no key parameters
-        return ["{}"] * len(records)
+    columns = [list(map(_quote, map(itemgetter(i), keys))) for i in order]
     return list(starmap(template.format, zip(*columns, strict=True)))
 
 
-def copy_chunks(records: NewRecords, keys: Sequence[str]) -> Iterator[str]:
+def copy_chunks(records: NewRecords) -> Iterator[str]:
     """CSV of each record's key texts (as `NewRecords.key_names`) and its ``_stet_key``.
 
     Every field is quoted, so an empty text stays an empty text (an
-    unquoted empty field is NULL to ``COPY``).
+    unquoted empty field is NULL to ``COPY``). Made a chunk at a time, so
+    the texts of a million records are never all held at once.
     """
-    rows = zip(*(_texts(records, i) for i in range(len(records.key_names))), keys, strict=True)
-    while True:
-        chunk = list(islice(rows, _CHUNK))
-        if not chunk:
-            return
+    for start in range(0, len(records.keys), _CHUNK):
+        keys = records.keys[start : start + _CHUNK]
+        rows = map(tuple.__add__, keys, map(_single, key_jsons(records.key_names, keys)))
         out = io.StringIO()
-        csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(chunk)
+        csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
         yield out.getvalue()
+
+
+def _single(text: str) -> tuple[str]:
+    return (text,)

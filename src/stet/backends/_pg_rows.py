@@ -18,7 +18,7 @@ import attrs
 
 from .._lazy import pa, pa_csv
 from ._new_records import NewRecords
-from ._pg_copy import copy_chunks, key_jsons
+from ._pg_copy import copy_chunks
 from ._pg_driver import psycopg
 from ._pg_retry import Connection, Retry
 from ._pg_schema import KEY, RECORD_IDENTITY, RECORD_MATCH, SEQ, Schema, key_json
@@ -292,7 +292,6 @@ class Rows:
         added meanwhile is neither doubled nor counted.
         """
         sql = psycopg.sql
-        keys = key_jsons(rows)
         meta = list(rows.meta)
         incoming = sql.SQL(", ").join(map(sql.Identifier, [*rows.key_names, KEY]))
         params: list[object] = [self._meta_value(name, rows.meta[name]) for name in meta]
@@ -313,7 +312,7 @@ class Rows:
                 )
                 copy_in = sql.SQL("COPY stet_incoming ({}) FROM STDIN (FORMAT csv)")
                 with conn.cursor() as cur, cur.copy(copy_in.format(incoming)) as copy:
-                    for chunk in copy_chunks(rows, keys):
+                    for chunk in copy_chunks(rows):
                         copy.write(chunk)
                 cur = conn.execute(
                     sql.SQL(
