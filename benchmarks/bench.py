@@ -776,6 +776,12 @@ def main() -> None:
                     f"{r['open_mb']:>8.0f} {r['open_mb'] * 2**20 / size:>6.0f} "
                     f"{r['mark_done_s']:>11.2f} {r['mark_done_s'] / r['pandas_s']:>6.2f}x"
                 )
+        if "csv" in results and "postgresql" in results:
+            print("\npostgresql open (first call) against the CSV store's, same sizes:")
+            for size, r in results["postgresql"].items():
+                csv_s = results["csv"][size]["open_s"]
+                ratio = r["open_s"] / csv_s
+                print(f"{size:>9,} {r['open_s']:>7.2f} s vs {csv_s:>7.2f} s {ratio:>6.2f}x")
         print()
         paths = key_paths(calls, root)
         print(f"key paths {PATHS} (csv): skip µs, and against plain parameters")

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 import stet
 from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
 from stet._rows_bulk import bulk_keys
+from stet.backends import _pg_rows
 from stet.backends._index import pack, pack_all
 from stet.backends._new_records import NewRecords
 from stet.backends._reader import IndexedReader
-from stet.backends._records import Record
+from stet.backends._records import Record, repeated, strings
 from stet.backends._schema import TIMESTAMP
 
 from . import strategies as S
@@ -156,6 +157,7 @@ def test_mark_done_writes_the_records_of_row_by_row_adds(
     rows already recorded and duplicates skipped, as adding the rows one by one as
     record dicts (the formats' general path)."""
     rows, first = grid
+    monkeypatch.setattr(_pg_rows, "_COPY_ROWS", 0)  # PostgreSQL: through COPY however few
     number = next(_stores)
     fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
     slow_runner = _runner_of(_sweep(slow))
@@ -182,3 +184,32 @@ def test_keys_packed_in_one_pass_are_packed_as_one_by_one(keys: list[tuple[str, 
     """A text holding the separator keeps its key a tuple, however many keys are packed."""
     width = len(keys[0]) if keys else 1
     assert pack_all(keys, width) == [pack(values) for values in keys]
+
+
+@given(st.one_of(st.none(), S.strings), st.integers(0, 40))
+def test_a_column_of_one_text_repeated_is_the_column_appended_cell_by_cell(
+    text: str | None, count: int
+) -> None:
+    """The metadata column of records written together (Parquet) holds exactly its text
+    in every row, whatever the text."""
+    made = repeated(text, count)
+    made.validate(full=True)
+    assert made.equals(strings([text] * count))
+
+
+def test_a_function_of_no_key_parameters_is_marked_done_once(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its one run is recorded, then skipped; marking it again adds nothing."""
+    monkeypatch.setattr(_pg_rows, "_COPY_ROWS", 0)  # PostgreSQL: through COPY
+    calls: list[int] = []
+
+    @stet.once(store=store, quiet=True)
+    def setup() -> None:
+        calls.append(1)
+
+    assert stet.mark_done(setup, [{}]) == 1
+    assert stet.mark_done(setup, [{}]) == 0
+    setup()
+    assert calls == []
+    assert len(stet.backends.open_store(store).records()) == 1

@@ -16,7 +16,9 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from itertools import starmap
+from operator import itemgetter
 from typing import Any, Final
 
 from .._codec_text import float_text
@@ -85,17 +87,25 @@ def _format_row(row: Record) -> str:
     return "{" + cells + "}"
 
 
-def _format_rows(rows: Sequence[Record]) -> Iterator[str]:
+def _format_rows(rows: Sequence[Record]) -> list[str]:
     """`_format_row` of each record; of `NewRecords`, without building the records."""
     if not isinstance(rows, NewRecords):
-        yield from map(_format_row, rows)
-        return
-    heads = [f"{json.dumps(k)}: " for k in rows.key_names]
+        return list(map(_format_row, rows))
+    # One format string per batch, '{"a": {}, "b": {}, "_stet_host": "h", ...}' with
+    # format()'s braces doubled in the fixed parts, filled with each key column's
+    # cells quoted whole (what json.dumps(text, ensure_ascii=False) calls for a str).
+    fixed = [f"{json.dumps(k)}: " for k in rows.key_names]
     meta = [f"{json.dumps(k)}: {_cell_json(v)}" for k, v in rows.meta.items()]
-    # What json.dumps(text, ensure_ascii=False) calls for a str, without its set-up per call.
+    template = "{{" + ", ".join([*(f"{_braces(h)}{{}}" for h in fixed), *map(_braces, meta)]) + "}}"
     cell = json.encoder.encode_basestring
-    for key in rows.keys:
-        yield "{" + ", ".join([*map(str.__add__, heads, map(cell, key)), *meta]) + "}"
+    columns = [list(map(cell, map(itemgetter(i), rows.keys))) for i in range(len(fixed))]
+    if not columns:  # a function of no key parameters
+        return [template.format()] * len(rows)
+    return list(starmap(template.format, zip(*columns, strict=True)))
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 class _JsonFormat(AppendedFile):

@@ -30,7 +30,7 @@ from ._files import (
     open_regular,
 )
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records, strings
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records, repeated, strings
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["open_parquet"]
@@ -245,7 +245,14 @@ def _journal_mark(cursor: AppendCursor) -> str:
 
 def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
     if isinstance(rows, NewRecords):
-        return pa.table({c: strings(rows.column(c)) for c in names})
+        return pa.table(
+            {
+                c: strings(rows.column(c))
+                if c in rows.key_names
+                else repeated(rows.meta.get(c), len(rows))
+                for c in names
+            }
+        )
     return pa.table({c: strings([row.get(c) for row in rows]) for c in names})
 
 

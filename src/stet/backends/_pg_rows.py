@@ -17,6 +17,8 @@ from typing import Any, Final
 import attrs
 
 from .._lazy import pa, pa_csv
+from ._new_records import NewRecords
+from ._pg_copy import copy_chunks
 from ._pg_driver import psycopg
 from ._pg_retry import Connection, Retry
 from ._pg_schema import KEY, RECORD_IDENTITY, RECORD_MATCH, SEQ, Schema, key_json
@@ -27,6 +29,8 @@ __all__ = ["PgCursor", "Rows"]
 
 #: Rows written by one multi-row INSERT; larger batches go through COPY.
 _INSERT_ROWS: Final = 200
+#: New records of shared metadata (mark_done's) sent column by column past this.
+_COPY_ROWS: Final = _INSERT_ROWS
 _ISO: Final = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
 
 
@@ -189,6 +193,8 @@ class Rows:
 
         Returns how many were new, and the change number of each write.
         """
+        if isinstance(rows, NewRecords) and len(rows) > _COPY_ROWS:
+            return self._insert_new(rows)
         groups: dict[tuple[str, ...], list[Record]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
@@ -211,15 +217,7 @@ class Rows:
 
     def _values(self, names: tuple[str, ...], row: Record) -> list[object]:
         keys = sorted(n for n in names if n[:6] != "_stet_")
-        out: list[object] = []
-        for name in names:
-            text = row[name]
-            if name == TIMESTAMP:
-                out.append(_timestamp(text))
-            elif name == DURATION:
-                out.append(_duration(text))
-            else:
-                out.append(text)
+        out: list[object] = [self._meta_value(name, row[name]) for name in names]
         out.append(key_json(keys, [row[k] for k in keys]))
         return out
 
@@ -282,6 +280,65 @@ class Rows:
                 (version[0],),
             )
             return max(cur.rowcount, 0), int(version[0])
+
+    def _insert_new(self, rows: NewRecords) -> tuple[int, list[int]]:
+        """Many records of shared metadata: their key columns through COPY, the rest once.
+
+        As `_insert_copy`, column by column and with no dict per record:
+        ``COPY`` fills a scratch table with the key texts and ``_stet_key``
+        (CSV made by the `csv` module), and one ``INSERT ... SELECT`` adds
+        the metadata as parameters. The table's unique index decides what
+        is new (``ON CONFLICT DO NOTHING``), so a record another process
+        added meanwhile is neither doubled nor counted.
+        """
+        sql = psycopg.sql
+        meta = list(rows.meta)
+        incoming = sql.SQL(", ").join(map(sql.Identifier, [*rows.key_names, KEY]))
+        params: list[object] = [self._meta_value(name, rows.meta[name]) for name in meta]
+
+        def op(conn: psycopg.Connection[Any]) -> tuple[int, list[int]]:
+            self.schema.ensure(conn)
+            self.schema.add_columns(conn, rows.names)
+            with conn.transaction():
+                bump = "UPDATE {} SET version = version + 1 WHERE id = 1 RETURNING version"
+                version = conn.execute(sql.SQL(bump).format(self.schema.meta)).fetchone()
+                if version is None:
+                    raise self.connection.error(f"table {self.schema.table}_meta has lost its row")
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TEMPORARY TABLE stet_incoming ON COMMIT DROP AS "
+                        "SELECT {} FROM {} WITH NO DATA"
+                    ).format(incoming, self.schema.records)
+                )
+                copy_in = sql.SQL("COPY stet_incoming ({}) FROM STDIN (FORMAT csv)")
+                with conn.cursor() as cur, cur.copy(copy_in.format(incoming)) as copy:
+                    for chunk in copy_chunks(rows):
+                        copy.write(chunk)
+                cur = conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {} ({incoming}, {meta}, _stet_seq) "
+                        "SELECT {incoming}, {marks}, %s FROM stet_incoming "
+                        "ON CONFLICT " + RECORD_IDENTITY + " DO NOTHING"
+                    ).format(
+                        self.schema.records,
+                        incoming=incoming,
+                        meta=sql.SQL(", ").join(map(sql.Identifier, meta)),
+                        marks=sql.SQL(", ").join(_marks(meta)),
+                    ),
+                    [*params, version[0]],
+                )
+                return max(cur.rowcount, 0), [int(version[0])]
+
+        return self.connection.run("write to the store", op)
+
+    @staticmethod
+    def _meta_value(name: str, text: str) -> object:
+        """A cell as its column takes it: the time and duration parsed, others text."""
+        if name == TIMESTAMP:
+            return _timestamp(text)
+        if name == DURATION:
+            return _duration(text)
+        return text
 
     def delete(self, keys: Sequence[tuple[str, str]] | None, upto: int | None) -> int:
         """Delete records: those of ``(function, key json)`` pairs, or all (None).

@@ -136,15 +136,19 @@ class PostgresStore:
         self._check_fits(cols)
         with self._reader.mutex:
             self.refresh()
-            return self._reader.add(
-                function, cols, keys, self._insert, duration=duration, code=code
-            )
+            # Rows of texts, not a dict per record: mark_done writes a million.
+            rows, fresh = self._reader.fresh_rows(function, cols, keys, duration, code)
+            if not rows:
+                return 0
+            added = self._insert(rows)
+            self._reader.index.add(function, cols, fresh)
+            return added
 
     def merge(self, records: Iterable[Record]) -> int:
         with self._reader.mutex:
             return self._reader.merge(records, self._check_fits, self._insert)
 
-    def _insert(self, records: list[Record]) -> int:
+    def _insert(self, records: Sequence[Record]) -> int:
         """Insert records; how many were new.
 
         The cursor moves past our own writes if nobody else wrote in
