@@ -418,9 +418,9 @@ def test_a_parquet_journal_is_folded_in_when_it_grows(tmp_path: Path) -> None:
     path = tmp_path / "runs.parquet"
     b = get_backend(path)
     b.record({"x": -1})
-    b.store.add("", ("x",), [(str(i),) for i in range(1_200)])
+    b.store.add("", ("x",), [(str(i),) for i in range(10_200)])
     assert not (tmp_path / "runs.parquet.journal.csv").exists()
-    assert len(pd.read_parquet(path)) == 1_201
+    assert len(pd.read_parquet(path)) == 10_201
 
 
 _EXIT_WRITER = """

@@ -263,14 +263,26 @@ class _CsvFormat(AppendedFile):
                 "by hand)"
             )
 
-    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
+    def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
+        if not isinstance(cursor, AppendCursor):
+            return None
+        header = self._header_for(rows, cursor.context)
+        return (header, _format_rows(rows, header)) if header == cursor.context else None
+
+    def append(
+        self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
+    ) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
         header = self._header_for(rows, cursor.context)
         if header != cursor.context:
             old, _, _ = self.scan_all()
             return self.rewrite([*as_records(old), *rows], None, header)
-        return self.write_at_end(cursor, _format_rows(rows, header), header)
+        if isinstance(encoded, tuple) and encoded[0] == header:
+            data: bytes = encoded[1]  # the lines of these rows under this header
+        else:
+            data = _format_rows(rows, header)
+        return self.write_at_end(cursor, data, header)
 
     @staticmethod
     def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:

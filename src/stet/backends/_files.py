@@ -283,6 +283,11 @@ class FileFormat:
     def fold(self, cursor: Any) -> Any:
         return cursor  # nothing buffered
 
+    def encode(self, records: Any, cursor: Any) -> object:
+        """What `append` would write for ``records`` after ``cursor``, made
+        before the lock is taken (None: nothing to make ahead)."""
+        return None
+
     def before_fork(self) -> None:
         pass  # no connection to close
 
@@ -310,12 +315,47 @@ class AppendCursor:
     context: Any
 
 
+class _KeptFile:
+    """A descriptor of the store's file kept open for appends, closed with its owner.
+
+    While it is open its inode cannot be reused, so a file at the store's
+    path with the same (device, inode) is this very file.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        st = os.fstat(fd)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class AppendedFile(FileFormat, abc.ABC):
     """A text file whose records are appended in place.
 
     Subclasses parse the whole file (`scan_all`) and what follows a cursor
     (`parse_after`); this class decides which is needed and writes appends.
     """
+
+    _kept: _KeptFile | None = None
+
+    def after_fork(self) -> None:
+        self._kept = None  # the child opens its own
+
+    def _writable(self, state: FileState) -> int:
+        """A descriptor of the file a scan under the lock just saw as ``state``.
+
+        Kept between appends (a writer recording one run at a time opens the
+        file once, not per record); opened again once the store's path holds
+        another file (a rewrite, or a file moved in by hand).
+        """
+        kept = self._kept
+        if kept is None or kept.identity != state[:2]:
+            self._kept = None
+            kept = self._kept = _KeptFile(open_regular(self.path, os.O_RDWR))
+        return kept.fd
 
     @abc.abstractmethod
     def scan_all(self, every_column: bool = True) -> tuple[Any, AppendCursor, bool]:
@@ -378,29 +418,27 @@ class AppendedFile(FileFormat, abc.ABC):
         """
         tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
-            fd = open_regular(self.path, os.O_RDWR)
+            fd = self._writable(cursor.state)
+            size = os.fstat(fd).st_size
+            if size != cursor.end:
+                if size > cursor.end:
+                    os.lseek(fd, cursor.end, os.SEEK_SET)
+                    self.check_cut(os.read(fd, size - cursor.end), cursor.end)
+                os.ftruncate(fd, cursor.end)
+            os.lseek(fd, cursor.end, os.SEEK_SET)
             try:
-                size = os.fstat(fd).st_size
-                if size != cursor.end:
-                    if size > cursor.end:
-                        os.lseek(fd, cursor.end, os.SEEK_SET)
-                        self.check_cut(os.read(fd, size - cursor.end), cursor.end)
+                write_all(fd, data + closing)
+            except OSError:
+                # A full disk (or quota) stopped the write part-way: take
+                # the partial records back, so the store ends where it did.
+                with contextlib.suppress(OSError):
                     os.ftruncate(fd, cursor.end)
-                os.lseek(fd, cursor.end, os.SEEK_SET)
-                try:
-                    write_all(fd, data + closing)
-                except OSError:
-                    # A full disk (or quota) stopped the write part-way: take
-                    # the partial records back, so the store ends where it did.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, cursor.end)
-                    raise
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
+                raise
+            st = os.fstat(fd)
         except StoreError:
             raise
         except OSError as exc:
+            self._kept = None
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return AppendCursor(state, cursor.end + len(data), tail, context)
