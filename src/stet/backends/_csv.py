@@ -274,15 +274,14 @@ class _CsvFormat(AppendedFile):
     ) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
+        if isinstance(encoded, tuple) and encoded[0] == cursor.context:
+            # Made for these rows under this very header (see `encode`).
+            return self.write_at_end(cursor, encoded[1], cursor.context)
         header = self._header_for(rows, cursor.context)
         if header != cursor.context:
             old, _, _ = self.scan_all()
             return self.rewrite([*as_records(old), *rows], None, header)
-        if isinstance(encoded, tuple) and encoded[0] == header:
-            data: bytes = encoded[1]  # the lines of these rows under this header
-        else:
-            data = _format_rows(rows, header)
-        return self.write_at_end(cursor, data, header)
+        return self.write_at_end(cursor, _format_rows(rows, header), header)
 
     @staticmethod
     def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:

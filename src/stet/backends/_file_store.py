@@ -77,6 +77,11 @@ class FileFormat(Protocol):
         """
         ...
 
+    def unchanged(self, cursor: Cursor | None) -> bool:
+        """True if the store is still as ``cursor`` saw it: one cheap look
+        (a ``stat``), which may say False when unsure; a `scan` then reads."""
+        ...
+
     def encode(self, records: Sequence[Record], cursor: Cursor | None) -> object:
         """What `append` would write for ``records`` after ``cursor``, made
         before the lock is taken (None: nothing to make ahead)."""
@@ -297,7 +302,8 @@ class FileStore(LoggedFailures):
                 return 0  # recorded already (records are only removed by rewrites)
             encoded = self._format.encode(rows, read)
             with self._locked():
-                self.refresh()  # what others appended meanwhile: usually nothing
+                if not self._format.unchanged(read):
+                    self.refresh()  # what others appended meanwhile
                 if reader.cursor is not read:
                     known = reader.index.knows
                     if any(known(function, cols, packed) for packed in fresh):
@@ -307,16 +313,22 @@ class FileStore(LoggedFailures):
                         if not rows:
                             return 0
                         encoded = None
-                added = self._append(rows, encoded)
-                reader.index.add(function, cols, fresh)
-                return added
+                reader.cursor = self._format.append(rows, reader.cursor, encoded)
+            # Other processes read the file, not this index: it is caught up
+            # after the lock (this process's threads still wait, on the mutex).
+            reader.index.add(function, cols, fresh)
+            self._written()
+            return len(rows)
 
-    def _append(self, records: Sequence[Record], encoded: object = None) -> int:
+    def _append(self, records: Sequence[Record]) -> int:
         """Write records (lock held, store just read); how many."""
-        self._reader.cursor = self._format.append(records, self._reader.cursor, encoded)
+        self._reader.cursor = self._format.append(records, self._reader.cursor)
+        self._written()
+        return len(records)
+
+    def _written(self) -> None:
         self._hosts.add(THIS_HOST)
         written(self)
-        return len(records)
 
     def merge(self, records: Iterable[Record]) -> int:
         with self._locked():

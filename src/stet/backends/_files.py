@@ -232,11 +232,16 @@ def tail_before(data: bytes, end: int) -> bytes:
     return data[max(0, end - TAIL) : end]
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` (os.write may write less than asked)."""
+def write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    """Write every byte of ``data`` (os.write may write less than asked),
+    at ``offset`` if given (the file's position is then left alone)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        if offset is None:
+            written = os.write(fd, view)
+        else:
+            written = os.pwrite(fd, view, offset)
+            offset += written
         view = view[written:]
 
 
@@ -282,6 +287,10 @@ class FileFormat:
 
     def fold(self, cursor: Any) -> Any:
         return cursor  # nothing buffered
+
+    def unchanged(self, cursor: Any) -> bool:
+        """True if the store is still as ``cursor`` saw it (one look; False if unsure)."""
+        return False
 
     def encode(self, records: Any, cursor: Any) -> object:
         """What `append` would write for ``records`` after ``cursor``, made
@@ -340,6 +349,10 @@ class AppendedFile(FileFormat, abc.ABC):
     """
 
     _kept: _KeptFile | None = None
+
+    def unchanged(self, cursor: Any) -> bool:
+        # An append changes the size (and time), a replacement the inode.
+        return isinstance(cursor, AppendCursor) and file_state(self.path) == cursor.state
 
     def after_fork(self) -> None:
         self._kept = None  # the child opens its own
@@ -425,9 +438,8 @@ class AppendedFile(FileFormat, abc.ABC):
                     os.lseek(fd, cursor.end, os.SEEK_SET)
                     self.check_cut(os.read(fd, size - cursor.end), cursor.end)
                 os.ftruncate(fd, cursor.end)
-            os.lseek(fd, cursor.end, os.SEEK_SET)
             try:
-                write_all(fd, data + closing)
+                write_all(fd, data + closing, cursor.end)
             except OSError:
                 # A full disk (or quota) stopped the write part-way: take
                 # the partial records back, so the store ends where it did.

@@ -176,6 +176,13 @@ class _ParquetFormat(FileFormat):
     def after_fork(self) -> None:
         self.journal.after_fork()
 
+    def unchanged(self, cursor: Cursor | None) -> bool:
+        if not isinstance(cursor, _ParquetCursor) or file_state(self.path) != cursor.state:
+            return False
+        if cursor.journal is None:
+            return file_state(self.journal.path) is None
+        return self.journal.unchanged(cursor.journal)
+
     def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
         if not isinstance(cursor, _ParquetCursor) or cursor.folded:
             return None

@@ -254,6 +254,9 @@ class _SqliteFormat:
             return repr(value)
         raise self._db.error(f"column {col!r} holds a {type(value).__name__}, not text")
 
+    def unchanged(self, cursor: Cursor | None) -> bool:
+        return False  # a scan asks the database (its data_version)
+
     def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
         return None  # an INSERT in a transaction: nothing to make ahead
 
