@@ -606,4 +606,4 @@ def test_a_record_after_the_store_file_was_replaced_goes_into_the_new_file(
     store.add("f", ("x",), [("3",)])
     store.flush()
     fresh = stet.backends.get_backend(path)
-    assert sorted(r["x"] for r in fresh.load()) == [1, 3]
+    assert [r["x"] for r in fresh.load()] == [1, 3]

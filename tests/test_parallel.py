@@ -217,10 +217,10 @@ def test_two_writers_interleaving_records_store_each_exactly_once(ext: str, tmp_
         writer.join()
     assert [w.exitcode for w in writers] == [0, 0]
     records = stet.backends.get_backend(store).load()
-    work = Counter(int(r["x"]) for r in records if "x" in r and r["x"] is not None)
+    work = Counter(r["x"] for r in records if r.get("x") is not None)
     expected = Counter(
         [*range(rounds), *(1_000_000 * m + i for m in (1, 2) for i in range(rounds))]
     )
     assert work == expected
-    others = Counter(int(r["y"]) for r in records if "y" in r and r["y"] is not None)
+    others = Counter(r["y"] for r in records if r.get("y") is not None)
     assert others == Counter(range(25, rounds, 50))
