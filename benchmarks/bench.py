@@ -133,11 +133,14 @@ def work(alpha, seed):
 
 first, count = int(sys.argv[2]), int(sys.argv[3])
 work(-1.0, -1 - first)  # open the store first
+print("ready", flush=True)
+sys.stdin.readline()  # every writer starts at once (perf_counter is system-wide on Linux)
 held[0] = 0.0
 start = time.perf_counter()
 for i in range(first, first + count):
     work(float(i), i)
-print(json.dumps({"seconds": time.perf_counter() - start, "held": held[0], "count": count}))
+end = time.perf_counter()
+print(json.dumps({"start": start, "end": end, "held": held[0], "count": count}))
 """
 
 
@@ -173,28 +176,79 @@ def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
     return time.perf_counter() - start
 
 
-def writers(ext: str, count: int, root: Path) -> dict[str, float]:
+def writers(ext: str, count: int, root: Path, src: str | None = None) -> dict[str, float]:
     """Throughput of one and of two writer processes recording into one store,
-    and the share of each record's time spent holding the store's lock."""
+    and the share of each record's time spent holding the store's lock.
+
+    The writers open the store, then start together; throughput is every
+    record over the time from the first start to the last end. ``src``: the
+    ``src`` folder of another copy of stet to measure instead (a baseline).
+    """
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = src
     out: dict[str, float] = {}
     for procs in (1, 2):
-        store = store_for(ext, f"writers{procs}", root)
+        store = store_for(ext, f"writers{procs}-{time.monotonic_ns()}", root)
         each = count // procs
-        started = time.perf_counter()
         running = [
             subprocess.Popen(
                 [sys.executable, "-c", _WRITER, store, str(p * each), str(each)],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                env=env,
             )
             for p in range(procs)
         ]
+        for p in running:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+        for p in running:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
         reports = [json.loads(p.communicate()[0]) for p in running]
-        wall = time.perf_counter() - started
-        out[f"{procs}_per_s"] = count / max(r["seconds"] for r in reports)
-        out[f"{procs}_wall_s"] = wall
-        out[f"{procs}_held"] = sum(r["held"] for r in reports) / sum(r["seconds"] for r in reports)
+        wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
+        out[f"{procs}_per_s"] = count / wall
+        seconds = sum(r["end"] - r["start"] for r in reports)
+        out[f"{procs}_held"] = sum(r["held"] for r in reports) / seconds
     return out
+
+
+def bench_writers(
+    stores: list[str], count: int, root: Path, before: str | None = None, rounds: int = 5
+) -> None:
+    """Print 1 against 2 writers' throughput and lock share for each file store
+    and the shared directory (which takes no store lock: its share is 0),
+    medians of ``rounds``; with ``before`` (another copy's ``src``), that
+    copy measured in the same rounds, as the baseline."""
+    print(f"writers, {count:,} new records into one store, median of {rounds} rounds")
+    print(
+        f"{'store':<10} {'code':<7} {'1 writer/s':>10} {'lock':>5} {'2 writers/s':>11} "
+        f"{'lock':>5} {'2/1':>6} {'now/before 1':>12} {'2':>6}"
+    )
+    versions = {"before": before, "now": None} if before else {"now": None}
+    for ext in [*(e for e in stores if e != "postgresql"), "stetdir"]:
+        got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+        for _ in range(rounds):
+            for name, src in versions.items():
+                got[name].append(writers(ext, count, root, src))
+        med = {
+            v: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            for v, runs in got.items()
+        }
+        for name, w in med.items():
+            vs = ""
+            if name == "now" and "before" in med:
+                b = med["before"]
+                vs = f"{w['1_per_s'] / b['1_per_s']:>11.2f}x {w['2_per_s'] / b['2_per_s']:>5.2f}x"
+            print(
+                f"{ext:<10} {name:<7} {w['1_per_s']:>10.0f} {w['1_held']:>5.0%} "
+                f"{w['2_per_s']:>11.0f} {w['2_held']:>5.0%} "
+                f"{w['2_per_s'] / w['1_per_s']:>5.2f}x {vs}"
+            )
+    print()
 
 
 def per_call(call: Callable[[int], Any], keys: range | list[int], repeat: int = 1) -> list[float]:
@@ -716,8 +770,12 @@ def main() -> None:
     parser.add_argument("--postgres", help="URL of a PostgreSQL database to measure against")
     parser.add_argument(
         "--only",
-        choices=["calls", "inspection"],
-        help="measure one section: per-call costs, or the whole-store tools",
+        choices=["calls", "inspection", "writers"],
+        help="measure one section: per-call costs, the whole-store tools, or writers",
+    )
+    parser.add_argument(
+        "--before",
+        help="the src folder of another copy of stet, measured beside this one (writers)",
     )
     args = parser.parse_args()
     plots = args.plots.resolve()
@@ -742,11 +800,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.chdir(root)
-        if args.only != "calls":
+        if args.only in (None, "inspection"):
             bench_inspection(inspect_sizes[:1], repeat, root, INSPECT_KINDS)
             if inspect_sizes[1:]:
                 bench_inspection(inspect_sizes[1:], repeat, root, FULL_KINDS)
         if args.only == "inspection":
+            return
+        if args.only == "writers":
+            bench_writers(stores, 400 if args.quick else 4_000, root, args.before)
             return
         base = baselines(calls, root)
         print(f"{'baseline':<20} {'median µs':>10} {'p90 µs':>9}")
@@ -796,16 +857,9 @@ def main() -> None:
             a, b = first_pass(ext, small, root), first_pass(ext, large, root)
             print(f"{ext:<10} {a:>8.1f} {b:>8.1f} {b / a:>6.2f}x")
         print()
-        count = 400 if args.quick else 4_000
-        print(f"writers, {count:,} new records into one store: records/s and lock share")
-        for ext in [e for e in stores if e != "postgresql"]:
-            w = writers(ext, count, root)
-            print(
-                f"{ext:<10} 1 writer {w['1_per_s']:>8.0f}/s (lock {w['1_held']:.0%})  "
-                f"2 writers {w['2_per_s']:>8.0f}/s (lock {w['2_held']:.0%})  "
-                f"2/1 {w['2_per_s'] / w['1_per_s']:.2f}x"
-            )
-        print()
+        bench_writers(
+            stores, 400 if args.quick else 4_000, root, args.before, 1 if args.quick else 5
+        )
         print("failures: skip and record µs with 1,000 failures beside the store, vs none")
         print(
             f"{'store':<10} {'none':>13} {'retry again':>13} {'ratio':>12} "

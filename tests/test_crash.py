@@ -117,16 +117,22 @@ def test_a_failed_write_reaches_the_caller_and_leaves_a_valid_store(
 
     work(1)
     work(2)
-    real_write = os.write
+    real_write, real_pwrite = os.write, os.pwrite
 
     def failing_write(fd: int, data: bytes | memoryview) -> int:
         real_write(fd, bytes(data[:written]))  # part of the record reaches the file
         raise OSError(getattr(errno, error), os.strerror(getattr(errno, error)))
 
+    def failing_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+        real_pwrite(fd, bytes(data[:written]), offset)
+        raise OSError(getattr(errno, error), os.strerror(getattr(errno, error)))
+
     monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "pwrite", failing_pwrite)
     with pytest.raises(stet.StoreError, match=os.strerror(getattr(errno, error))):
         work(3)
     monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     fresh = type(get_backend(store))(store)
     assert fresh.has({"x": 1})
     assert fresh.has({"x": 2})

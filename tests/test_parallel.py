@@ -173,3 +173,54 @@ def test_a_read_that_fails_while_the_file_changes_is_tried_again(
     reader = JsonBackend(path)
     assert reader.has({"x": 2}, function="f")
     assert racing == [1]
+
+
+def _interleaved_writer(store: str, me: int, rounds: int, start: Any) -> None:
+    """Record a key both writers record, then one of this writer's own; the
+    second writer also records, now and then, a function with another key
+    column (``y``), which widens a CSV store's header: a rewrite."""
+
+    @stet.once(store=store, quiet=True, name="work")
+    def work(x: int) -> int:
+        return x
+
+    @stet.once(store=store, quiet=True, name="other")
+    def other(y: int) -> int:
+        return y
+
+    start.wait()  # both writers open the store, then start together
+    for i in range(rounds):
+        work(i)  # raced for: one record, whoever wins
+        work(1_000_000 * (me + 1) + i)
+        if me == 1 and i % 50 == 25:
+            other(i)
+
+
+@pytest.mark.parametrize("ext", STORE_EXTENSIONS)
+def test_two_writers_interleaving_records_store_each_exactly_once(ext: str, tmp_path: Path) -> None:
+    """Two processes recording into one store at once, racing for the same
+    keys record by record (while the store's header widens), lose nothing
+    and record nothing twice: a writer reads what the other appended and
+    formats its record before it takes the lock, and writes it only if
+    the key is still new once it holds the lock."""
+    store = str(tmp_path / f"runs.{ext}")
+    rounds = 300
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(2)
+    writers = [
+        context.Process(target=_interleaved_writer, args=(store, me, rounds, start))
+        for me in (0, 1)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    assert [w.exitcode for w in writers] == [0, 0]
+    records = stet.backends.get_backend(store).load()
+    work = Counter(r["x"] for r in records if r.get("x") is not None)
+    expected = Counter(
+        [*range(rounds), *(1_000_000 * m + i for m in (1, 2) for i in range(rounds))]
+    )
+    assert work == expected
+    others = Counter(r["y"] for r in records if r.get("y") is not None)
+    assert others == Counter(range(25, rounds, 50))

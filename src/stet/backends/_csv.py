@@ -263,9 +263,20 @@ class _CsvFormat(AppendedFile):
                 "by hand)"
             )
 
-    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
+    def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
+        if not isinstance(cursor, AppendCursor):
+            return None
+        header = self._header_for(rows, cursor.context)
+        return (header, _format_rows(rows, header)) if header == cursor.context else None
+
+    def append(
+        self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
+    ) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
+        if isinstance(encoded, tuple) and encoded[0] == cursor.context:
+            # Made for these rows under this very header (see `encode`).
+            return self.write_at_end(cursor, encoded[1], cursor.context)
         header = self._header_for(rows, cursor.context)
         if header != cursor.context:
             old, _, _ = self.scan_all()

@@ -15,13 +15,17 @@ stores. It is put together from parts, each with one job:
 
 Writers append only under the lock and only right after reading what other
 writers appended, so a record is written once however many processes race.
-Readers take no lock.
+Readers take no lock. So that writers in other processes wait for little
+more than the write itself, a writer reads what others appended and
+formats its records before it takes the lock; under the lock a look at
+the file (usually a ``stat`` finding nothing new) and the write remain.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +55,7 @@ class FileFormat(Protocol):
 
     A format holds no records itself. The store calls `append`, `rewrite`
     and `fold` only while holding its lock, and only right after a `scan`
-    brought the cursor up to date.
+    brought the cursor up to date; `encode` (and a `scan`) also without it.
 
     Attributes:
         path: The store's file, symbolic links resolved.
@@ -73,8 +77,24 @@ class FileFormat(Protocol):
         """
         ...
 
-    def append(self, records: Sequence[Record], cursor: Cursor | None) -> Cursor:
-        """Add records (creating the store if ``cursor`` is None); return the cursor."""
+    def unchanged(self, cursor: Cursor | None) -> bool:
+        """True if the store is still as ``cursor`` saw it: one cheap look
+        (a ``stat``), which may say False when unsure; a `scan` then reads."""
+        ...
+
+    def encode(self, records: Sequence[Record], cursor: Cursor | None) -> object:
+        """What `append` would write for ``records`` after ``cursor``, made
+        before the lock is taken (None: nothing to make ahead)."""
+        ...
+
+    def append(
+        self, records: Sequence[Record], cursor: Cursor | None, encoded: object = None
+    ) -> Cursor:
+        """Add records (creating the store if ``cursor`` is None); return the cursor.
+
+        ``encoded`` is what `encode` made of the same records, perhaps for
+        an older cursor: used if it still fits, made again if not.
+        """
         ...
 
     def rewrite(self, records: Sequence[Record], cursor: Cursor | None) -> Cursor:
@@ -146,6 +166,7 @@ class FileStore(LoggedFailures):
         self._record_files = record_files
         self._lock = StoreLock(format.path + ".lock")
         self._lock_tried = False
+        self._looked = -1e9  # time.monotonic() of the last scan
         self._filesystem: str | None = None  # the filesystem's type, once looked up
         self._hosts: set[str] = set()  # machines seen in records, on a network filesystem
         self._reader: IndexedReader[Cursor] = IndexedReader(
@@ -223,6 +244,7 @@ class FileStore(LoggedFailures):
         # On a network filesystem the machines that wrote are read too
         # (every column), to warn when more than one shares the store.
         batch, cursor, complete = self._format.scan(cursor, every_column=network)
+        self._looked = time.monotonic()
         if network:
             self._hosts.update(_hosts_of(batch))
             _fs.warn_many_hosts(self.location, self._hosts, self._filesystem)
@@ -283,22 +305,46 @@ class FileStore(LoggedFailures):
         duration: float | None = None,
         code: str | None = None,
     ) -> int:
-        with self._locked():
-            self.refresh()
+        reader = self._reader
+        with reader.mutex:
+            # Ahead of the lock: read what others appended (readers need no
+            # lock), pick the keys still new and format their records.
             # Rows of texts, not a dict per record: mark_done writes a million.
-            rows, fresh = self._reader.fresh_rows(function, cols, keys, duration, code)
+            if time.monotonic() - self._looked > _LOOKED_LATELY:
+                self.refresh()
+            read = reader.cursor
+            rows, fresh = reader.fresh_rows(function, cols, keys, duration, code)
             if not rows:
-                return 0
-            added = self._append(rows)
-            self._reader.index.add(function, cols, fresh)
-            return added
+                return 0  # recorded already (records are only removed by rewrites)
+            encoded = self._format.encode(rows, read)
+            with self._locked():
+                if not self._format.unchanged(read):
+                    self.refresh()  # what others appended meanwhile
+                if reader.cursor is not read:
+                    known = reader.index.knows
+                    if any(known(function, cols, packed) for packed in fresh):
+                        rows, fresh = reader.fresh_rows(
+                            function, cols, list(fresh.values()), duration, code
+                        )
+                        if not rows:
+                            return 0
+                        encoded = None
+                reader.cursor = self._format.append(rows, reader.cursor, encoded)
+            # Other processes read the file, not this index: it is caught up
+            # after the lock (this process's threads still wait, on the mutex).
+            reader.index.add(function, cols, fresh)
+            self._written()
+            return len(rows)
 
     def _append(self, records: Sequence[Record]) -> int:
         """Write records (lock held, store just read); how many."""
         self._reader.cursor = self._format.append(records, self._reader.cursor)
+        self._written()
+        return len(records)
+
+    def _written(self) -> None:
         self._hosts.add(THIS_HOST)
         written(self)
-        return len(records)
 
     def merge(self, records: Iterable[Record]) -> int:
         with self._locked():
@@ -464,6 +510,11 @@ class FileStore(LoggedFailures):
         finally:
             self._leases.delete(claim)
 
+
+#: Seconds since the last look at the store within which a writer does
+#: not look again before taking the lock (the run just checked its key; a
+#: longer run gives others time to append, which is then read unlocked).
+_LOOKED_LATELY: Final = 0.001
 
 #: What ``flock`` fails with where a filesystem has no locks (NFS without
 #: lockd, Lustre without ``-o flock``, some FUSE filesystems).

@@ -232,11 +232,16 @@ def tail_before(data: bytes, end: int) -> bytes:
     return data[max(0, end - TAIL) : end]
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` (os.write may write less than asked)."""
+def write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    """Write every byte of ``data`` (os.write may write less than asked),
+    at ``offset`` if given (the file's position is then left alone)."""
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        if offset is None:
+            written = os.write(fd, view)
+        else:
+            written = os.pwrite(fd, view, offset)
+            offset += written
         view = view[written:]
 
 
@@ -283,6 +288,15 @@ class FileFormat:
     def fold(self, cursor: Any) -> Any:
         return cursor  # nothing buffered
 
+    def unchanged(self, cursor: Any) -> bool:
+        """True if the store is still as ``cursor`` saw it (one look; False if unsure)."""
+        return False
+
+    def encode(self, records: Any, cursor: Any) -> object:
+        """What `append` would write for ``records`` after ``cursor``, made
+        before the lock is taken (None: nothing to make ahead)."""
+        return None
+
     def before_fork(self) -> None:
         pass  # no connection to close
 
@@ -310,12 +324,51 @@ class AppendCursor:
     context: Any
 
 
+class _KeptFile:
+    """A descriptor of the store's file kept open for appends, closed with its owner.
+
+    While it is open its inode cannot be reused, so a file at the store's
+    path with the same (device, inode) is this very file.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        st = os.fstat(fd)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class AppendedFile(FileFormat, abc.ABC):
     """A text file whose records are appended in place.
 
     Subclasses parse the whole file (`scan_all`) and what follows a cursor
     (`parse_after`); this class decides which is needed and writes appends.
     """
+
+    _kept: _KeptFile | None = None
+
+    def unchanged(self, cursor: Any) -> bool:
+        # An append changes the size (and time), a replacement the inode.
+        return isinstance(cursor, AppendCursor) and file_state(self.path) == cursor.state
+
+    def after_fork(self) -> None:
+        self._kept = None  # the child opens its own
+
+    def _writable(self, state: FileState) -> int:
+        """A descriptor of the file a scan under the lock just saw as ``state``.
+
+        Kept between appends (a writer recording one run at a time opens the
+        file once, not per record); opened again once the store's path holds
+        another file (a rewrite, or a file moved in by hand).
+        """
+        kept = self._kept
+        if kept is None or kept.identity != state[:2]:
+            self._kept = None
+            kept = self._kept = _KeptFile(open_regular(self.path, os.O_RDWR))
+        return kept.fd
 
     @abc.abstractmethod
     def scan_all(self, every_column: bool = True) -> tuple[Any, AppendCursor, bool]:
@@ -378,29 +431,26 @@ class AppendedFile(FileFormat, abc.ABC):
         """
         tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
-            fd = open_regular(self.path, os.O_RDWR)
+            fd = self._writable(cursor.state)
+            size = os.fstat(fd).st_size
+            if size != cursor.end:
+                if size > cursor.end:
+                    os.lseek(fd, cursor.end, os.SEEK_SET)
+                    self.check_cut(os.read(fd, size - cursor.end), cursor.end)
+                os.ftruncate(fd, cursor.end)
             try:
-                size = os.fstat(fd).st_size
-                if size != cursor.end:
-                    if size > cursor.end:
-                        os.lseek(fd, cursor.end, os.SEEK_SET)
-                        self.check_cut(os.read(fd, size - cursor.end), cursor.end)
+                write_all(fd, data + closing, cursor.end)
+            except OSError:
+                # A full disk (or quota) stopped the write part-way: take
+                # the partial records back, so the store ends where it did.
+                with contextlib.suppress(OSError):
                     os.ftruncate(fd, cursor.end)
-                os.lseek(fd, cursor.end, os.SEEK_SET)
-                try:
-                    write_all(fd, data + closing)
-                except OSError:
-                    # A full disk (or quota) stopped the write part-way: take
-                    # the partial records back, so the store ends where it did.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, cursor.end)
-                    raise
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
+                raise
+            st = os.fstat(fd)
         except StoreError:
             raise
         except OSError as exc:
+            self._kept = None
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         return AppendCursor(state, cursor.end + len(data), tail, context)

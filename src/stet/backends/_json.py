@@ -315,12 +315,18 @@ class _JsonFormat(AppendedFile):
             )
         return row
 
-    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
+    def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
+        return ",\n".join(_format_rows(rows)).encode("utf-8")
+
+    def append(
+        self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
+    ) -> Cursor:
         if not isinstance(cursor, AppendCursor):
             return self.rewrite(rows, None)
-        body = ",\n".join(_format_rows(rows))
-        lead = ",\n" if cursor.context else "\n"
-        data = (lead + body).encode("utf-8")
+        # The rows' objects, made ahead for these rows (see `encode`), or now.
+        body = encoded if isinstance(encoded, bytes) else self.encode(rows, cursor)
+        assert isinstance(body, bytes)
+        data = (b",\n" if cursor.context else b"\n") + body
         return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:

@@ -23,7 +23,12 @@ except ImportError:  # pragma: no cover - not POSIX
 
 __all__ = ["LockTimeout", "StoreLock", "lock_timeout"]
 
-_MAX_SLEEP: Final = 0.05
+#: The first and the longest pause between tries of a busy lock. A writer
+#: holds it for tens of microseconds per record and lets go for longer, so
+#: a waiter that looked only every few milliseconds would miss nearly every
+#: gap and wait while the holder wrote on alone; a try costs a microsecond.
+_FIRST_SLEEP: Final = 0.00002
+_MAX_SLEEP: Final = 0.002
 
 
 def lock_timeout() -> float:
@@ -94,7 +99,7 @@ class StoreLock:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + timeout
-        pause = 0.0005
+        pause = _FIRST_SLEEP
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

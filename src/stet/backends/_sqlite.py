@@ -254,7 +254,15 @@ class _SqliteFormat:
             return repr(value)
         raise self._db.error(f"column {col!r} holds a {type(value).__name__}, not text")
 
-    def append(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
+    def unchanged(self, cursor: Cursor | None) -> bool:
+        return False  # a scan asks the database (its data_version)
+
+    def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
+        return None  # an INSERT in a transaction: nothing to make ahead
+
+    def append(
+        self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
+    ) -> Cursor:
         return self._write(rows, cursor, replace=False)
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
