@@ -1,7 +1,7 @@
 """The dense index answers exactly as a plain set of the keys would.
 
-A big store's keys are held by their digests (`stet.backends._dense`), so
-that opening ten million records fits in memory. Everything a user relies
+A big store's keys are held as texts in a table (`stet.backends._dense`),
+so that opening ten million records fits in memory. Everything a user relies
 on must not notice: a recorded key is skipped, an unrecorded one runs, a
 partial ``has`` finds what it found before. The thresholds are lowered
 here so that small examples take the dense path.
@@ -22,6 +22,7 @@ import stet
 import stet.testing
 from stet.backends import _dense
 from stet.backends._dense import KeySet
+from stet.backends._dense_texts import texts_of_strs
 from stet.backends._index import SEP, KeyIndex, Packed, pack
 from stet.backends._records import Columns
 from stet.backends._schema import CODEC, CURRENT, FUNCTION
@@ -52,7 +53,7 @@ def test_a_key_set_answers_exactly_as_a_set(
     few) are found, and no other key is."""
     with _lowered():
         keys = KeySet()
-        keys.absorb(*_dense.digests(bulk, len(bulk)))
+        keys.absorb(texts_of_strs(bulk))
         for key in singles:
             keys.add(key)
         reference = set(bulk) | set(singles)
@@ -61,10 +62,10 @@ def test_a_key_set_answers_exactly_as_a_set(
         assert keys == KeySet(reference)
 
 
-def test_the_empty_text_and_a_hash_of_zero_are_keys_like_others() -> None:
-    """``hash("") == 0``, which the table uses for an empty slot."""
+def test_the_empty_text_is_a_key_like_others() -> None:
+    """Its bytes read as a number are 0, and the table marks an empty slot by 0."""
     keys = KeySet()
-    keys.absorb(*_dense.digests(["", "a"], 2))
+    keys.absorb(texts_of_strs(["", "a"]))
     assert "" in keys
     assert "a" in keys
     assert "b" not in keys
@@ -74,9 +75,8 @@ def test_the_empty_text_and_a_hash_of_zero_are_keys_like_others() -> None:
 def test_a_key_set_of_many_keys_takes_under_40_bytes_a_key() -> None:
     keys = KeySet()
     texts_ = [f"{i / 7:.6f}{SEP}{i}" for i in range(1 << 18)]
-    keys.absorb(*_dense.digests(texts_, len(texts_)))
-    assert keys._table is not None
-    assert keys._table.nbytes / len(texts_) < 40
+    keys.absorb(texts_of_strs(texts_))
+    assert keys.nbytes / len(texts_) < 40
     assert texts_[12345] in keys
     assert f"0.5{SEP}1" not in keys
 
@@ -121,7 +121,7 @@ def test_an_index_read_in_bulk_answers_as_one_read_record_by_record(
 def test_a_big_store_skips_what_it_recorded_and_runs_the_rest(
     tmp_path: Path, small_thresholds: None
 ) -> None:
-    """Opened from its file, a store past the bulk size is held by digests
+    """Opened from its file, a store past the bulk size is held in the table
     and skips exactly its recorded keys, old and new."""
     store = str(tmp_path / "runs.parquet")
     ran: list[tuple[float, int]] = []

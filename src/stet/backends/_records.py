@@ -147,6 +147,19 @@ class Columns:
             joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, sep)
             yield joined.to_pylist()
 
+    def key_parts(
+        self, names: Sequence[str], sep: str, size: int
+    ) -> Iterator[tuple[pa.ChunkedArray[Any], ...] | list[str]]:
+        """These columns ``size`` records at a time: as Arrow columns where they
+        came as Arrow (no Python string per cell), else joined as `joined`."""
+        arrow = self._arrow
+        if arrow is None or any(n in self._loaded for n in names):
+            yield from self.joined(names, sep, size)
+            return
+        for start in range(0, self.length, size):
+            part = arrow.slice(start, size)
+            yield tuple(part.column(n) for n in names)
+
     def __len__(self) -> int:
         return self.length
 
