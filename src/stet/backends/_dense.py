@@ -145,7 +145,7 @@ class KeySet:
         """Hold these texts (key strings' UTF-8 bytes) in the table."""
         hasher = Hasher()
         tags: list[npt.NDArray[np.uint32]] = []
-        places: list[npt.NDArray[np.int64]] = []
+        places: list[npt.NDArray[np.uint32]] = []
         packs = list(self._packs)
         pieces: list[bytes | memoryview] = []  # of the pack being filled
         size = 0  # its bytes
@@ -169,7 +169,11 @@ class KeySet:
                 last = max(first + 1, min(last, len(texts)))
                 base = int(offsets[first])
                 pieces.append(texts.data[base : int(offsets[last])])
-                places.append((len(packs) << OFFSET_BITS) + size + offsets[first:last] - base)
+                places.append(
+                    ((len(packs) << OFFSET_BITS) + size + offsets[first:last] - base).astype(
+                        np.uint32
+                    )
+                )
                 size += int(offsets[last]) - base
                 first = last
         if pieces:
@@ -180,10 +184,10 @@ class KeySet:
         if self._probe is not None:
             old_tags, old_places = self._entries()
             tags.insert(0, old_tags)
-            places.insert(0, old_places.astype(np.int64))
+            places.insert(0, old_places)
         all_tags = np.concatenate(tags)
         del tags[:]
-        all_places = np.concatenate(places).astype(np.uint32)
+        all_places = np.concatenate(places)
         del places[:]
         self._packs = packs
         self._build(all_tags, all_places)
@@ -210,16 +214,25 @@ class KeySet:
     def _build(self, tags: npt.NDArray[np.uint32], places: npt.NDArray[np.uint32]) -> None:
         size = len(tags)
         home = _prime_from(int(size / LOAD))
-        slots = (tags % np.uint32(home)).astype(np.int64)
-        order = _order_of(slots, home)
-        slots = slots[order]
+        # Sorted by home slot, each entry's number beside it: one sort of
+        # 64-bit integers (vectorised in numpy), about twice as fast as an
+        # argsort at 10**7.
+        keyed = (tags % np.uint32(home)).astype(np.int64)
+        keyed <<= 32
+        keyed |= np.arange(size, dtype=np.int64)
+        keyed.sort()
+        order = keyed & 0xFFFFFFFF
+        keyed >>= 32
+        slots = keyed
         # Linear probing laid out at once: sorted by home slot, each key
         # takes the first free slot from its home on, which is its home or
         # the slot after the previous key's. The table runs past its home
         # slots instead of wrapping, and ends with an empty slot.
         steps = np.arange(size, dtype=np.int64)
-        where = np.maximum.accumulate(slots - steps) + steps
-        del slots, steps
+        slots -= steps
+        where = np.maximum.accumulate(slots, out=slots)
+        where += steps
+        del steps
         width = max(int(where[-1]) + 2, home + 1)
         table = np.zeros((width, 2), dtype=np.uint32)
         table[where, 0] = tags[order]
@@ -254,14 +267,17 @@ def _prime_from(start: int) -> int:
         candidate += 1
 
 
-def _order_of(slots: npt.NDArray[np.int64], home: int) -> npt.NDArray[np.intp]:
-    """The permutation that sorts ``slots`` (each below ``home``).
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system, after a big build.
 
-    Two stable passes over 12 and 16 bits (numpy sorts 16-bit keys by radix,
-    in linear time) instead of a comparison sort: a third faster at 10**7.
+    Building a table leaves the C heap holding the small arrays it freed
+    between the packs it kept (about 13 bytes a key at 10**7, measured);
+    glibc's ``malloc_trim`` returns them. Elsewhere (no glibc) nothing is done.
     """
-    if home >= 1 << 28:
-        return np.argsort(slots)
-    low = np.argsort((slots & 0xFFF).astype(np.uint16), kind="stable")
-    high = (slots[low] >> 12).astype(np.uint16)
-    return low[np.argsort(high, kind="stable")]
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return
+    trim(0)

@@ -108,13 +108,20 @@ def texts_of_arrow(
 ) -> Iterator[Texts]:
     """Each row's texts of these Arrow string columns (no nulls) joined by ``sep``,
     each followed by `END`: joined in C, a chunk of the result at a time."""
+    # Joined as bytes (a string type cast to its binary twin costs nothing),
+    # 64-bit offsets only where a column has them or is of another type.
+    narrow = all(pa.types.is_string(c.type) for c in columns)
+    kind = pa.binary() if narrow else pa.large_binary()
     parts: list[Any] = []
     for column in columns:
         if parts:
-            parts.append(pa.scalar(sep.encode(), pa.large_binary()))
-        parts.append(column.cast(pa.large_string()).cast(pa.large_binary()))
-    parts.append(pa.scalar(bytes([END]), pa.large_binary()))
-    joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
+            parts.append(pa.scalar(sep.encode(), kind))
+        if not narrow and not pa.types.is_large_string(column.type):
+            column = column.cast(pa.large_string())  # a view type, a dictionary
+        parts.append(column.cast(kind))
+    parts.append(pa.scalar(bytes([END]), kind))
+    joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", kind))
+    width = np.int32 if narrow else np.int64
     for chunk in joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]:
         if not len(chunk):
             continue
@@ -123,8 +130,8 @@ def texts_of_arrow(
         _, ends, data = chunk.buffers()
         assert ends is not None
         assert data is not None  # each text has its END
-        offsets = np.frombuffer(memoryview(ends), dtype=np.int64)
-        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        raw = np.frombuffer(memoryview(ends), dtype=width)
+        offsets = raw[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
         base = int(offsets[0])
         yield Texts(memoryview(data)[base : int(offsets[-1])], offsets - base)
 

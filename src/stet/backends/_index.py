@@ -210,6 +210,8 @@ def _ingest(batch: Batch, groups: dict[Group, KeySet], location: str) -> None:
             _ingest_records(as_records(batch), groups, location)
         # A big read leaves Arrow's allocator holding the columns' memory.
         batch.release()
+        if len(batch) > _dense.FOLD_AT:
+            _dense.trim_heap()
         return
     _ingest_records(batch, groups, location)
 

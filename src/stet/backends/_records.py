@@ -167,7 +167,8 @@ class Columns:
         """Drop the loaded columns and give Arrow's unused memory back."""
         self._loaded.clear()
         if self._arrow is not None:
-            self._arrow = None
+            # The loader holds the table too (see `of_arrow`).
+            self._arrow, self._load = None, _released
             pa.default_memory_pool().release_unused()
 
     def to_records(self) -> list[Record]:
@@ -177,6 +178,10 @@ class Columns:
             {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
             for values in zip(*data, strict=True)
         ]
+
+
+def _released(name: str) -> list[str | None]:
+    raise RuntimeError(f"column {name!r} asked for after the columns were released")
 
 
 #: What a scan returns: records, or columns when a whole store is read at once.
