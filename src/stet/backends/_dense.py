@@ -70,10 +70,10 @@ class KeySet:
         self._size = 0  # keys in the table
         # The texts the table points to (only ever appended to).
         self._packs: list[bytes] = []
-        # (table, home slots): per slot a tag (0: empty) and a place, side
-        # by side. One attribute, so a reader in another thread sees a
-        # table and its size together.
-        self._probe: tuple[memoryview, int] | None = None
+        # (table, home slots, packs): per slot a tag (0: empty) and a place,
+        # side by side. One attribute, so a reader in another thread sees a
+        # table with its size and the packs it points to.
+        self._probe: tuple[memoryview, int, list[bytes]] | None = None
 
     def __contains__(self, key: object) -> bool:
         if key in self.recent:
@@ -81,7 +81,7 @@ class KeySet:
         probe = self._probe
         if probe is None or type(key) is not str:
             return False
-        table, home = probe
+        table, home, packs = probe
         try:
             data = key.encode()
         except UnicodeEncodeError:
@@ -92,7 +92,7 @@ class KeySet:
             found = table[slot]
             if found == tag:
                 place = table[slot + 1]
-                text = self._packs[place >> 22]  # OFFSET_BITS, inlined
+                text = packs[place >> 22]  # OFFSET_BITS, inlined
                 place &= 0x3FFFFF
                 # The key's bytes there, then the END only a text's end holds.
                 if text.startswith(data, place) and text[place + len(data)] == 0xFF:
@@ -245,7 +245,7 @@ class KeySet:
         table = np.zeros(width, dtype=np.uint64)
         table[where] = entries[order]
         del entries, order, where
-        self._probe = (table.view(np.uint32).data, home)
+        self._probe = (table.view(np.uint32).data, home, self._packs)
         self._size = size
 
     def _canonical(self) -> tuple[frozenset[Packed], frozenset[bytes]]:
