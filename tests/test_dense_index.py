@@ -310,3 +310,32 @@ class KeySetAgainstASet(RuleBasedStateMachine):
 
 
 TestKeySetAgainstASet = KeySetAgainstASet.TestCase
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_a_big_store_of_two_functions_skips_each_ones_own_keys(
+    tmp_path: Path, small_thresholds: None, ext: str
+) -> None:
+    """Read in bulk (Parquet's function column as a dictionary), each
+    function's keys go to its own table: a key of one is not done for the other."""
+    store = str(tmp_path / f"runs.{ext}")
+    ran: list[tuple[str, int]] = []
+
+    @stet.once(store=store, quiet=True, name="first")
+    def first(seed: int) -> None:
+        ran.append(("first", seed))
+
+    @stet.once(store=store, quiet=True, name="second")
+    def second(seed: int) -> None:
+        ran.append(("second", seed))
+
+    stet.mark_done(first, [{"seed": i} for i in range(0, 40, 2)])
+    stet.mark_done(second, [{"seed": i} for i in range(1, 40, 2)])
+    stet.backends.get_backend(store).flush()
+    stet.testing.fresh_process()
+    for i in range(40):
+        first(i)
+        second(i)
+    index = first.__stet__.store._reader.index  # type: ignore[attr-defined]
+    assert sum(keys.dense for keys in index.groups.values()) == 2
+    assert ran == [("second", i) if i % 2 == 0 else ("first", i) for i in range(40)]
