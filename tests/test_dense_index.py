@@ -316,8 +316,9 @@ TestKeySetAgainstASet = KeySetAgainstASet.TestCase
 def test_a_big_store_of_two_functions_skips_each_ones_own_keys(
     tmp_path: Path, small_thresholds: None, ext: str
 ) -> None:
-    """Read in bulk (Parquet's function column as a dictionary), each
-    function's keys go to its own table: a key of one is not done for the other."""
+    """Read in bulk (Parquet, its function column as a dictionary) or folded
+    from the set (CSV, recorded one at a time), each function's keys go to
+    its own table: a key of one is not done for the other."""
     store = str(tmp_path / f"runs.{ext}")
     ran: list[tuple[str, int]] = []
 
