@@ -4,25 +4,24 @@ Every store keeps one: per (function, key columns), the set of keys
 recorded, each packed into one string where it can be (see `pack`). It is
 built from a store's records when the store is opened or rewritten, and
 grown by what other writers append and what this process records. Keys
-read in bulk are held by their digests (`._dense.KeySet`), about 23 bytes
-a key, so a store of ten million records opens in a few hundred megabytes.
+read in bulk are held as their UTF-8 texts in a table (`._dense.KeySet`),
+their text and about 16 bytes a key, so a store of ten million records
+opens in a few hundred megabytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
 
 from .._codec_legacy import V1_CHANGED
-from .._lazy import np
+from .._lazy import np, pa
 from ..exceptions import StoreError
 from . import _dense
-from ._dense import KeySet, digests
+from ._dense import KeySet
+from ._dense_texts import Texts, texts_of_arrow, texts_of_strs
 from ._records import Batch, Columns, Record, as_records
 from ._schema import CODEC, CURRENT, FUNCTION, identity, is_meta
-
-if TYPE_CHECKING:
-    import numpy.typing as npt
 
 __all__ = ["SEP", "KeyIndex", "Packed", "pack", "pack_all", "unpack"]
 
@@ -76,8 +75,8 @@ class KeyIndex:
     Args:
         location: The store, for messages.
         source: The store's records, read anew: asked only by `matches` for
-            a subset of a group's columns when the group holds keys by
-            their digests, whose texts it no longer has.
+            a subset of a group's columns when the group holds keys in
+            its table, whose texts it does not list.
 
     Attributes:
         groups: Per (function, key columns), the packed keys recorded. A
@@ -135,7 +134,7 @@ class KeyIndex:
     def _matches_in_source(
         self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]
     ) -> bool:
-        """`matches` of some columns, from the records (the digests hold no texts)."""
+        """`matches` of some columns, from the records (the table does not list its texts)."""
         assert self.source is not None
         wanted = set(cols)
         for record in self.source():
@@ -211,6 +210,8 @@ def _ingest(batch: Batch, groups: dict[Group, KeySet], location: str) -> None:
             _ingest_records(as_records(batch), groups, location)
         # A big read leaves Arrow's allocator holding the columns' memory.
         batch.release()
+        if len(batch) > _dense.FOLD_AT:
+            _dense.trim_heap()
         return
     _ingest_records(batch, groups, location)
 
@@ -268,25 +269,34 @@ def _ingest_dense(
     distinct: set[str | None],
     groups: dict[Group, KeySet],
 ) -> None:
-    """Uniform columns of no separator, held by their digests, a chunk at a time."""
-    one = None
+    """Uniform columns of no separator, held as texts in a table, a chunk at a time."""
+    parts = columns.key_parts(cols, SEP, _dense.CHUNK)
     if len(distinct) == 1:
         (function,) = distinct
-        one = function or ""
-    found: dict[str, list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = {}
-    if one is not None:
-        for keys in columns.joined(cols, SEP, _dense.CHUNK):
-            found.setdefault(one, []).append(digests(keys, len(keys)))
-    else:
-        functions = columns.chunks([FUNCTION], _dense.CHUNK)
-        for keys, (fns,) in zip(columns.joined(cols, SEP, _dense.CHUNK), functions, strict=True):
-            by_function: dict[str, list[str]] = {}
-            for fn, key in zip(fns, keys, strict=True):
-                by_function.setdefault(fn or "", []).append(key)
-            for fn, some in by_function.items():
-                found.setdefault(fn, []).append(digests(some, len(some)))
-    for fn, parts in found.items():
-        tags = np.concatenate([t for t, _ in parts])
-        checks = np.concatenate([c for _, c in parts])
-        del parts[:]
-        groups.setdefault((fn, cols), KeySet()).absorb(tags, checks)
+        keys = groups.setdefault((function or "", cols), KeySet())
+        keys.absorb(texts for part in parts for texts in _texts(part))
+        return
+    found: dict[str, list[Texts]] = {}
+    functions = columns.chunks([FUNCTION], _dense.CHUNK)
+    for part, (fns,) in zip(parts, functions, strict=True):
+        # The chunk's rows grouped by function (stable), then each group's texts.
+        names = [fn or "" for fn in fns]
+        code_of = {name: code for code, name in enumerate(dict.fromkeys(names))}
+        codes = np.fromiter(map(code_of.__getitem__, names), dtype=np.int64, count=len(names))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(code_of) + 1)).tolist()
+        taken: tuple[pa.ChunkedArray[Any], ...] | list[str]
+        if isinstance(part, list):
+            taken = [part[i] for i in order.tolist()]
+        else:
+            taken = tuple(column.take(order) for column in part)
+        for name, code in code_of.items():
+            a, b = bounds[code], bounds[code + 1]
+            some = taken[a:b] if isinstance(taken, list) else tuple(c[a:b] for c in taken)
+            found.setdefault(name, []).extend(_texts(some))
+    for fn, chunks in found.items():
+        groups.setdefault((fn, cols), KeySet()).absorb(chunks)
+
+
+def _texts(part: tuple[pa.ChunkedArray[Any], ...] | list[str]) -> Iterator[Texts]:
+    return texts_of_strs(part) if isinstance(part, list) else texts_of_arrow(part, SEP)

@@ -174,6 +174,19 @@ class Columns:
             joined = columns[0] if len(columns) == 1 else pc.binary_join_element_wise(*columns, sep)
             yield joined.to_pylist()
 
+    def key_parts(
+        self, names: Sequence[str], sep: str, size: int
+    ) -> Iterator[tuple[pa.ChunkedArray[Any], ...] | list[str]]:
+        """These columns ``size`` records at a time: as Arrow columns where they
+        came as Arrow (no Python string per cell), else joined as `joined`."""
+        arrow = self._arrow
+        if arrow is None or any(n in self._loaded for n in names):
+            yield from self.joined(names, sep, size)
+            return
+        for start in range(0, self.length, size):
+            part = arrow.slice(start, size)
+            yield tuple(part.column(n) for n in names)
+
     def __len__(self) -> int:
         return self.length
 
@@ -181,7 +194,8 @@ class Columns:
         """Drop the loaded columns and give Arrow's unused memory back."""
         self._loaded.clear()
         if self._arrow is not None:
-            self._arrow = None
+            # The loader holds the table too (see `of_arrow`).
+            self._arrow, self._load = None, _released
             pa.default_memory_pool().release_unused()
 
     def to_records(self) -> list[Record]:
@@ -191,6 +205,10 @@ class Columns:
             {n: v for n, v in zip(self.names, values, strict=True) if v is not None}
             for values in zip(*data, strict=True)
         ]
+
+
+def _released(name: str) -> list[str | None]:
+    raise RuntimeError(f"column {name!r} asked for after the columns were released")
 
 
 #: What a scan returns: records, or columns when a whole store is read at once.
