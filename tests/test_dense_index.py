@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pyarrow as pa
@@ -340,3 +341,23 @@ def test_a_big_store_of_two_functions_skips_each_ones_own_keys(
     index = first.__stet__.store._reader.index  # type: ignore[attr-defined]
     assert sum(keys.dense for keys in index.groups.values()) == 2
     assert ran == [("second", i) if i % 2 == 0 else ("first", i) for i in range(40)]
+
+
+@given(
+    cells=st.lists(st.sampled_from([None, "", SEP, "a" + SEP, SEP + "b", "é", "ab"]), max_size=12),
+    cut=st.integers(0, 12),
+    start=st.integers(0, 12),
+    large=st.booleans(),
+)
+def test_looking_for_the_separator_in_a_column_agrees_with_arrow_cell_by_cell(
+    cells: list[str | None], cut: int, start: int, large: bool
+) -> None:
+    # The separator search (whether keys must be packed one by one) reads
+    # the column's bytes in one pass: on chunks, slices and nulls it must
+    # find exactly the cells Arrow finds cell by cell (null cells that Arrow
+    # built hold no bytes).
+    kind = pa.large_string() if large else pa.string()
+    chunks: list[pa.Array[Any]] = [pa.array(cells[:cut], kind), pa.array(cells[cut:], kind)]
+    column = pa.chunked_array(chunks, type=kind).slice(start)
+    found = Columns.of_arrow(pa.Table.from_arrays([column], names=["k"])).contains("k", SEP)
+    assert found == any(SEP in c for c in column.to_pylist() if c is not None)
