@@ -12,7 +12,9 @@ from typing import Any, Final
 
 import attrs
 
+from .._lazy import pa
 from ..exceptions import StoreError
+from ._records import TableRecords
 
 __all__ = [
     "TAIL",
@@ -282,6 +284,11 @@ class FileFormat:
 
     def fold(self, cursor: Any) -> Any:
         return cursor  # nothing buffered
+
+    def remove(self, table: pa.Table, doomed: Any, cursor: Any) -> Any:
+        # The records kept, written from their columns (see `TableRecords`).
+        rewrite = self.rewrite  # type: ignore[attr-defined]  # every format has one
+        return rewrite(TableRecords(table.filter(pa.array(~doomed))), cursor)
 
     def before_fork(self) -> None:
         pass  # no connection to close

@@ -30,7 +30,16 @@ from ._files import (
     open_regular,
 )
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records, strings
+from ._records import (
+    ARROW_THREADS,
+    Batch,
+    Columns,
+    Cursor,
+    Record,
+    TableRecords,
+    as_records,
+    strings,
+)
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["open_parquet"]
@@ -203,7 +212,8 @@ class _ParquetFormat(FileFormat):
                 mark = _journal_mark(cursor.journal)
         else:  # no file: a journal is what a reset killed midway left
             self._drop_journal()
-        for row in [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows:
+        whole = rows if isinstance(rows, NewRecords | TableRecords) else None
+        for row in rows if whole is None else [dict.fromkeys(whole.names)]:
             names.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
         names.update(dict.fromkeys(META_COLUMNS))
         return self._write(_table(rows, list(names)), mark)
@@ -246,6 +256,8 @@ def _journal_mark(cursor: AppendCursor) -> str:
 def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
     if isinstance(rows, NewRecords):
         return pa.table({c: strings(rows.column(c)) for c in names})
+    if isinstance(rows, TableRecords):
+        return _widen(rows.table, names)
     return pa.table({c: strings([row.get(c) for row in rows]) for c in names})
 
 

@@ -18,7 +18,7 @@ tests check it differentially on arbitrary stores).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,7 +32,15 @@ from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
 #: chunked arrays, arrays and Python scalars these whole-column steps pass.
 pc: Any = _pc
 
-__all__ = ["WholeStore", "arrow_of", "cast_stamps", "parse_stamps", "whole_store"]
+__all__ = [
+    "Selection",
+    "WholeStore",
+    "arrow_of",
+    "cast_stamps",
+    "delete_selected",
+    "parse_stamps",
+    "whole_store",
+]
 
 #: A timestamp as stet writes it (and 0.0.x, without the offset): parsed in C.
 STAMP_FORM: Final = (
@@ -235,3 +243,21 @@ def whole_store(store: Any) -> WholeStore:
     reader = getattr(store, "columns", None)
     batch = reader() if callable(reader) else store.records()
     return WholeStore(store.location, arrow_of(batch))
+
+
+#: Picks records of a whole store: a boolean numpy mask over its rows.
+Selection = Callable[[WholeStore], Any]
+
+
+def delete_selected(store: Any, select: Selection, doomed: Callable[[Record], bool]) -> int:
+    """Remove the records ``select`` picks from ``store`` (a `stet.typing.Store`); how many.
+
+    A store with a ``delete_rows(select)`` method (the built-in stores) picks
+    them column by column and removes them in one pass; any other removes
+    them record by record through `Store.delete`, asking ``doomed``, which
+    must pick the same records.
+    """
+    by_rows = getattr(store, "delete_rows", None)
+    if callable(by_rows):
+        return int(by_rows(select))
+    return int(store.delete(doomed))
