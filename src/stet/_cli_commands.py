@@ -29,6 +29,7 @@ from ._cli_checks import (
 from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import explain_texts
+from ._export import csv_of
 from ._grid_points import store_grid
 from ._inspect import count_matching, matching_rows
 from ._inspect import latest_code as latest_columns
@@ -225,7 +226,12 @@ def export_command(args: argparse.Namespace) -> int:
     frame = read(args.store)
     suffix = Path(args.file).suffix.lower()
     if suffix == ".csv":
-        frame.to_csv(args.file, index=False)
+        data = csv_of(frame)
+        if data is None:
+            frame.to_csv(args.file, index=False)
+        else:
+            with open(args.file, "wb") as out:
+                out.write(data)
     elif suffix == ".parquet":
         keys = [c for c in frame.columns if not is_meta(c)]
         text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})

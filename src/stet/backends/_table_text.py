@@ -20,7 +20,7 @@ from .._lazy import pc as _pc
 #: pyarrow.compute, untyped here (its stubs do not cover scalars mixed with arrays).
 pc: Any = _pc
 
-__all__ = ["csv_lines", "json_lines"]
+__all__ = ["csv_lines", "join_lines", "json_lines"]
 
 #: A cell the csv module would quote (or one holding any control character).
 _CSV_SPECIAL: Final = r'[,"[:cntrl:]]'
@@ -32,7 +32,7 @@ def _plain(column: Any, special: str) -> bool:
     return not pc.any(pc.match_substring_regex(column, special)).as_py()
 
 
-def _joined(pieces: Sequence[Any]) -> bytes:
+def join_lines(pieces: Sequence[Any]) -> bytes:
     """Each row's pieces (columns, or texts the same on every row) joined, all rows as bytes."""
     wide = [
         pa.scalar(p, pa.large_string()) if isinstance(p, str) else pc.cast(p, pa.large_string())
@@ -66,7 +66,7 @@ def csv_lines(table: pa.Table, header: Sequence[str]) -> bytes | None:
     for column in columns:
         pieces += [column, ","]
     pieces[-1] = "\n"
-    return _joined(pieces)
+    return join_lines(pieces)
 
 
 def json_lines(table: pa.Table, names: Sequence[str]) -> bytes | None:
@@ -84,4 +84,4 @@ def json_lines(table: pa.Table, names: Sequence[str]) -> bytes | None:
         lead = "{" if number == 0 else '", '
         pieces += [f"{lead}{json.dumps(name)}: " + '"', column]
     pieces.append('"},\n')
-    return _joined(pieces)[:-2]
+    return join_lines(pieces)[:-2]
