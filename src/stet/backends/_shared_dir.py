@@ -444,11 +444,11 @@ class SharedDirStore(LoggedFailures):
         self._claims.remove(claim)
 
     def claims(self) -> dict[ClaimId, Claim]:
-        self.refresh()
         out: dict[ClaimId, Claim] = {}
         paths = list(self._claims.listed())
         if not paths:
-            return out
+            return out  # (without reading the records: `stet status` of a big store)
+        self.refresh()
         server = self._claims.server.now_ns()
         wall = self.clock.now().wall
         for path in paths:

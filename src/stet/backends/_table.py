@@ -194,14 +194,29 @@ class WholeStore:
         return self._stamps
 
     def grouped(self, rows: Any = None) -> pa.Table:
-        """One row per distinct run (function and key texts), with its first record's row."""
-        table = self.table.select(list(self.keys)).append_column("__function", self.functions)
-        table = table.append_column("__row", pa.array(np.arange(len(self)), pa.int64()))
+        """One row per distinct run (function and key texts), with its first record's row.
+
+        In no particular order. Each column is hashed once into numbers
+        (`dictionary_encode`), and the runs are told apart by those: at a
+        million records, a third of the time Arrow's grouping by the texts took.
+        """
+        picked = np.arange(len(self))
         if rows is not None:
-            table = table.filter(rows)
-        return table.group_by(["__function", *self.keys], use_threads=ARROW_THREADS).aggregate(
-            [("__row", "min")]
-        )
+            picked = np.flatnonzero(np.asarray(_numpy(rows), dtype=bool))
+        key = np.zeros(len(self), dtype=np.int64)
+        bound = 1
+        for column in [self.functions, *(self.table.column(k) for k in self.keys)]:
+            width, codes = _numbered(column)
+            if bound * width >= 2**62:  # renumber the runs so far densely first
+                key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+                bound = int(key.max()) + 1 if len(key) else 1
+            key = key * width + codes
+            bound *= width
+        _, first = np.unique(key[picked], return_index=True)
+        firsts = pa.array(picked[first], pa.int64())
+        out = {"__function": pc.take(self.functions, firsts)}
+        out.update({k: pc.take(self.table.column(k), firsts) for k in self.keys})
+        return pa.table({**out, "__row_min": firsts})
 
     def patterns(self, table: pa.Table | None = None) -> list[tuple[str, tuple[str, ...]]]:
         """(function, key columns held) of the records, each once, in order of first record."""
@@ -232,6 +247,25 @@ class WholeStore:
         """The records at these row numbers, as dicts (key texts canonical)."""
         picked = self.table.take(pa.array(rows, pa.int64())).to_pylist()
         return [{k: v for k, v in r.items() if v is not None} for r in picked]
+
+
+def _numbered(column: Any) -> tuple[int, Any]:
+    """Each cell's number (equal texts, equal numbers; null too) and how many there may be."""
+    if not column.null_count and pc.all(pc.match_substring_regex(column, _INT_FORM)).as_py():
+        # Canonical ints, one text each: numbered by value, sorted (no hashing of texts).
+        values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+        distinct, codes = np.unique(values, return_inverse=True)
+        return len(distinct), codes.reshape(-1)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    width = len(encoded.dictionary) + 1  # and one for null
+    return width, pc.fill_null(encoded.indices, width - 1).to_numpy(zero_copy_only=False)
+
+
+def _numpy(mask: Any) -> Any:
+    """A boolean mask as numpy, whether it came as numpy or Arrow."""
+    if isinstance(mask, pa.Array | pa.ChunkedArray):
+        return mask.to_numpy(zero_copy_only=False)
+    return mask
 
 
 def whole_store(store: Any) -> WholeStore:
