@@ -8,7 +8,7 @@ each step works on whole columns:
 - key texts of older key rules (stet 0.0.x, rules version 1) are brought to
   today's once per distinct text of a column (a sweep has few), as
   `._schema.identity` does record by record;
-- the runs a store holds are told apart by Arrow's hash grouping;
+- the runs a store holds are told apart by numbers, each column hashed once;
 - timestamps and durations in the form stet writes them are parsed in C,
   anything else cell by cell as `._schema.meta_value` does.
 
