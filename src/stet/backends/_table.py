@@ -71,7 +71,7 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
     if CODEC in names:
         version = table.column(CODEC)
         known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=pa.array([CURRENT, "1"])))
-        if not pc.all(known).as_py():
+        if pc.all(known).as_py() is False:  # (None: no rows, in no chunks)
             first = pc.index(known, False).as_py()
             raise _bad_version(version[first].as_py(), location)
         legacy = pc.is_null(version)
