@@ -259,6 +259,35 @@ def test_delete_and_clear_say_how_many_records_they_removed(location: str) -> No
     assert new_store(location).clear(in_place=True) == 1
 
 
+def test_removing_a_selection_of_the_whole_store_removes_what_delete_would(
+    location: str,
+) -> None:
+    """`stet reset --where` picks records from the store's columns (`delete_rows`)."""
+    from stet.backends._table import delete_selected
+
+    tricky = [("1",), ("2",), ('a,"b"',), ("l\nb",), ("ü ✓",)]
+    store = new_store(location)
+    store.add("f", ("x",), tricky)
+    store.add("g", ("x",), [("1",)])
+    doomed = {"1", 'a,"b"', "l\nb"}
+
+    def select(whole: Any) -> Any:
+        picked = whole.functions.to_pylist(), whole.column("x").to_pylist()
+        return [fn == "f" and x in doomed for fn, x in zip(*picked, strict=True)]
+
+    def by_record(record: dict[str, str]) -> bool:
+        return record.get("_stet_function") == "f" and record["x"] in doomed
+
+    assert delete_selected(store, select, by_record) == 3
+    assert delete_selected(store, select, by_record) == 0
+    left = sorted((r["_stet_function"], r["x"]) for r in new_store(location).records())
+    assert left == [("f", "2"), ("f", "ü ✓"), ("g", "1")]
+    for x, done in (("1", False), ("2", True), ("l\nb", False)):
+        assert store.is_done("f", ("x",), x) is done
+        assert new_store(location).is_done("f", ("x",), x) is done
+    assert store.add("f", ("x",), [("1",)]) == 1, "a removed run records again"
+
+
 #: Texts the codec makes of values that break naive stores.
 _TRICKY_VALUES: list[object] = [
     *["", "NA", "null", "nan", "None", "007", 'a,"b"', "l\nb", "c\r\n", "ü ✓", "'", "\t"],

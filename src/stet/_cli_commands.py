@@ -29,15 +29,16 @@ from ._cli_checks import (
 from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import explain_texts
+from ._export import csv_of
 from ._grid_points import store_grid
-from ._inspect import count_matching
+from ._inspect import count_matching, matching_rows
 from ._inspect import latest_code as latest_columns
 from ._lazy import pd
 from ._status import status
 from .backends import open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
-from .backends._table import whole_store
+from .backends._table import WholeStore, delete_selected, whole_store
 from .typing import FailingStore, Record
 
 __all__ = [
@@ -159,7 +160,8 @@ def reset_command(args: argparse.Namespace) -> int:
             return False
         return all(keys.get(name) == text for name, text in where.items())
 
-    count = count_matching(whole, args.function, where, latest if args.stale_code else None)
+    stale = latest if args.stale_code else None
+    count = count_matching(whole, args.function, where, stale)
     if count == 0:
         print("[stet] No record matches; nothing to remove.")
         return 0
@@ -177,7 +179,11 @@ def reset_command(args: argparse.Namespace) -> int:
         if isinstance(table, FailingStore):
             table.forget_failures()
     else:
-        removed = table.delete(chosen)
+        # Picked again from the store as it is under the lock (it may have grown).
+        def select(now: WholeStore) -> Any:
+            return matching_rows(now, args.function, where, stale)
+
+        removed = delete_selected(table, select, chosen)
     print(f"[stet] Removed {removed} record(s) from {table.location}")
     return 0
 
@@ -220,7 +226,12 @@ def export_command(args: argparse.Namespace) -> int:
     frame = read(args.store)
     suffix = Path(args.file).suffix.lower()
     if suffix == ".csv":
-        frame.to_csv(args.file, index=False)
+        data = csv_of(frame)
+        if data is None:
+            frame.to_csv(args.file, index=False)
+        else:
+            with open(args.file, "wb") as out:
+                out.write(data)
     elif suffix == ".parquet":
         keys = [c for c in frame.columns if not is_meta(c)]
         text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})

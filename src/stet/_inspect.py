@@ -36,6 +36,7 @@ __all__ = [
     "function_facts",
     "latest_code",
     "latest_timed",
+    "matching_rows",
     "recent_runs",
     "runs_of",
 ]
@@ -307,7 +308,17 @@ def count_matching(
     where: dict[str, str],
     latest: dict[str, str] | None,
 ) -> int:
-    """How many records ``stet reset --where`` removes.
+    """How many records ``stet reset --where`` removes (see `matching_rows`)."""
+    return int(matching_rows(whole, function, where, latest).sum())
+
+
+def matching_rows(
+    whole: WholeStore,
+    function: str | None,
+    where: dict[str, str],
+    latest: dict[str, str] | None,
+) -> Any:
+    """A boolean numpy mask of the records ``stet reset --where`` removes.
 
     Those of ``function`` (None: any), whose key columns hold the texts of
     ``where``, and, given each function's ``latest`` code, made by another.
@@ -323,4 +334,4 @@ def count_matching(
     for name, text in where.items():
         same = pc.fill_null(pc.equal(whole.column(name), text), False)
         rows &= same.to_numpy(zero_copy_only=False)
-    return int(rows.sum())
+    return rows

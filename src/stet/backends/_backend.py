@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .._codec import KeyCodec
 from .._codec_legacy import canonical_from_legacy
+from .._lazy import np
+from .._lazy import pc as _pc
 from ..exceptions import KeyEncodingError, StoreError
 from ..typing import Record, Store, StoreFactory
 from ._clock import SYSTEM_CLOCK, Clock
@@ -27,6 +29,7 @@ from ._parquet import open_parquet
 from ._postgres import PostgresStore
 from ._schema import identity, is_meta, meta_value
 from ._sqlite import open_sqlite
+from ._table import WholeStore, delete_selected
 
 __all__ = [
     "CsvBackend",
@@ -174,7 +177,13 @@ class StoreBackend:
                 spelt += 1
             return _matches(c, v, cols, values)
 
-        removed = self.store.delete(doomed)
+        def select(whole: WholeStore) -> Any:
+            nonlocal spelt
+            if meant != values:
+                spelt += int(_matching_rows(whole, function, cols, meant).sum())
+            return _matching_rows(whole, function, cols, values)
+
+        removed = delete_selected(self.store, select, doomed)
         if removed or not spelt:
             return removed
         typed = dict(key)
@@ -239,6 +248,26 @@ def _matches(
         return not cols
     held = dict(zip(cols, texts, strict=True))
     return all(held.get(c) == v for c, v in zip(wanted, values, strict=True))
+
+
+#: pyarrow.compute, untyped here: its stubs' overloads do not cover chunked arrays and str.
+pc: Any = _pc
+
+
+def _matching_rows(
+    whole: WholeStore, function: str | None, wanted: tuple[str, ...], values: tuple[str, ...]
+) -> Any:
+    """`_matches` of every record of a whole store (and of ``function``), as a numpy mask."""
+    rows = np.ones(len(whole), dtype=bool)
+    if function is not None:
+        rows &= pc.equal(whole.functions, function).to_numpy(zero_copy_only=False)
+    if not wanted:
+        for name in whole.keys:
+            rows &= whole.column(name).is_null().to_numpy(zero_copy_only=False)
+    for name, text in zip(wanted, values, strict=True):
+        same = pc.fill_null(pc.equal(whole.column(name), text), False)
+        rows &= same.to_numpy(zero_copy_only=False)
+    return rows
 
 
 class CsvBackend(StoreBackend):

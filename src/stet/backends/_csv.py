@@ -27,8 +27,9 @@ from ._columns import check_column_name
 from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
+from ._table_text import csv_lines
 
 __all__ = ["CsvChunks", "format_rows", "header_for", "open_csv"]
 
@@ -52,6 +53,10 @@ def _complete_length(data: bytes) -> int:
 
 
 def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
+    if isinstance(rows, TableRecords):
+        lines = csv_lines(rows.table, header)
+        if lines is not None:
+            return lines
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if isinstance(rows, NewRecords):
@@ -287,7 +292,8 @@ class _CsvFormat(AppendedFile):
     def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
         known = set(header)
         new_keys: list[str] = []
-        for row in [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows:
+        whole = rows if isinstance(rows, NewRecords | TableRecords) else None
+        for row in rows if whole is None else [dict.fromkeys(whole.names)]:
             for col in row:
                 if col not in known:
                     known.add(col)

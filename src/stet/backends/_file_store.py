@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import attrs
 
+from .._lazy import np, pa
 from ..exceptions import StoreError
 from . import _fs
 from ._claims import Claim, ClaimId, ClaimsFile, ClaimState, LeaseFiles, heartbeat, remaining
@@ -46,6 +47,7 @@ from ._process import written
 from ._reader import IndexedReader
 from ._records import Batch, Columns, Cursor, Record, as_records
 from ._schema import HOST, THIS_HOST
+from ._table import Selection, WholeStore, arrow_of
 
 __all__ = ["ClaimRecords", "FileFormat", "FileStore"]
 
@@ -99,6 +101,12 @@ class FileFormat(Protocol):
 
     def rewrite(self, records: Sequence[Record], cursor: Cursor | None) -> Cursor:
         """Replace every record atomically; return the new cursor."""
+        ...
+
+    def remove(self, table: pa.Table, doomed: Any, cursor: Cursor | None) -> Cursor:
+        """Remove the records at the rows ``doomed`` (a boolean numpy mask over
+        ``table``, the whole store as `scan` just read it) atomically; return the
+        new cursor (`._files.FileFormat` rewrites the others, column by column)."""
         ...
 
     def fold(self, cursor: Cursor | None) -> Cursor | None:
@@ -369,6 +377,23 @@ class FileStore(LoggedFailures):
         with self._reader.mutex:
             batch, _, _ = self._format.scan(None, every_column=True)
             return batch
+
+    def delete_rows(self, select: Selection) -> int:
+        """`delete` of the records ``select`` picks, column by column (see `delete_selected`)."""
+        with self._locked():
+            batch, cursor, _ = self._format.scan(None, every_column=True)
+            table = arrow_of(batch)
+            doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
+            removed, kept, after = int(doomed.sum()), batch, self._reader.cursor
+            if removed and isinstance(batch, Columns):
+                after = self._format.remove(table, doomed, cursor)
+                kept = Columns.of_arrow(table.filter(pa.array(~doomed)))
+            elif removed:  # a few records, each in its own order of columns (JSON)
+                records = as_records(batch)
+                kept = [r for r, d in zip(records, doomed.tolist(), strict=True) if not d]
+                after = self._format.rewrite(kept, cursor)
+            self._reader.reset(kept, after)
+            return removed
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
         with self._locked():

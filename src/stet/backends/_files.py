@@ -12,7 +12,9 @@ from typing import Any, Final
 
 import attrs
 
+from .._lazy import pa
 from ..exceptions import StoreError
+from ._records import TableRecords
 
 __all__ = [
     "TAIL",
@@ -296,6 +298,11 @@ class FileFormat:
         """What `append` would write for ``records`` after ``cursor``, made
         before the lock is taken (None: nothing to make ahead)."""
         return None
+
+    def remove(self, table: pa.Table, doomed: Any, cursor: Any) -> Any:
+        # The records kept, written from their columns (see `TableRecords`).
+        rewrite = self.rewrite  # type: ignore[attr-defined]  # every format has one
+        return rewrite(TableRecords(table.filter(pa.array(~doomed))), cursor)
 
     def before_fork(self) -> None:
         pass  # no connection to close

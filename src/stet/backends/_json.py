@@ -36,8 +36,9 @@ from ._files import (
     tail_before,
 )
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record
+from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords
 from ._schema import CODEC, FUNCTION, TIMESTAMP, is_meta
+from ._table_text import json_lines
 
 __all__ = ["open_json"]
 
@@ -330,9 +331,10 @@ class _JsonFormat(AppendedFile):
         return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
-        body = ",\n".join(_format_rows(rows))
-        head = "[\n" + body if rows else "["
-        data = head.encode("utf-8")
+        lines = json_lines(rows.table, rows.names) if isinstance(rows, TableRecords) else None
+        if lines is None:
+            lines = ",\n".join(_format_rows(rows)).encode("utf-8")
+        data = b"[\n" + lines if rows else b"["
         state = atomic_write(self.path, data + b"\n]\n")
         return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows))
 

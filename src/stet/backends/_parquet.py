@@ -30,7 +30,17 @@ from ._files import (
     open_regular,
 )
 from ._new_records import NewRecords
-from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, as_records, repeated, strings
+from ._records import (
+    ARROW_THREADS,
+    Batch,
+    Columns,
+    Cursor,
+    Record,
+    TableRecords,
+    as_records,
+    repeated,
+    strings,
+)
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
 
 __all__ = ["open_parquet"]
@@ -235,7 +245,8 @@ class _ParquetFormat(FileFormat):
                 mark = _journal_mark(cursor.journal)
         else:  # no file: a journal is what a reset killed midway left
             self._drop_journal()
-        for row in [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows:
+        whole = rows if isinstance(rows, NewRecords | TableRecords) else None
+        for row in rows if whole is None else [dict.fromkeys(whole.names)]:
             names.update(dict.fromkeys(c for c in row if c not in META_COLUMNS))
         names.update(dict.fromkeys(META_COLUMNS))
         return self._write(_table(rows, list(names)), mark)
@@ -285,6 +296,8 @@ def _table(rows: Sequence[Record], names: Sequence[str]) -> pa.Table:
                 for c in names
             }
         )
+    if isinstance(rows, TableRecords):
+        return _widen(rows.table, names)
     return pa.table({c: strings([row.get(c) for row in rows]) for c in names})
 
 

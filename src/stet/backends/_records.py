@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, overload
 
 from .._lazy import np, pa, pc
 
@@ -25,6 +25,7 @@ __all__ = [
     "Columns",
     "Cursor",
     "Record",
+    "TableRecords",
     "as_records",
     "repeated",
     "strings",
@@ -235,6 +236,59 @@ def _has_byte(chunk: pa.Array[Any], byte: int) -> bool:
 
 def _released(name: str) -> list[str | None]:
     raise RuntimeError(f"column {name!r} asked for after the columns were released")
+
+
+class TableRecords(Sequence[Record]):
+    """The records of an Arrow table of nullable strings, as a sequence of records.
+
+    What is left of a store after ``stet reset --where`` removed some
+    records: a format writes it from the columns where it can (CSV, JSON and
+    Parquet do, SQLite deletes the others instead), and anything else sees
+    an ordinary sequence of records, built a chunk at a time when asked for.
+
+    Args:
+        table: The records (null: the record lacks the column).
+
+    Example:
+        >>> kept = TableRecords(pa.table({"x": ["1", None], "y": [None, None]}))
+        >>> list(kept), kept.names
+        ([{'x': '1'}, {}], ('x',))
+    """
+
+    __slots__ = ("names", "table")
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        firsts = []
+        for position, name in enumerate(table.column_names):
+            first = pc.index(pc.is_valid(table.column(name)), True).as_py()
+            if first >= 0:
+                firsts.append((first, position, name))
+        #: The columns some record holds, in the order the records have them
+        #: (as first met going through the records, each in the table's order).
+        self.names: tuple[str, ...] = tuple(name for _, _, name in sorted(firsts))
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        position = range(len(self))[index]
+        return _dicts(self.table.select(list(self.names)).slice(position, 1))[0]
+
+    def __iter__(self) -> Iterator[Record]:
+        table = self.table.select(list(self.names))
+        for start in range(0, len(self), 65_536):
+            yield from _dicts(table.slice(start, 65_536))
+
+
+def _dicts(table: pa.Table) -> list[Record]:
+    return [{k: v for k, v in r.items() if v is not None} for r in table.to_pylist()]
 
 
 #: What a scan returns: records, or columns when a whole store is read at once.

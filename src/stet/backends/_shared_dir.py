@@ -47,6 +47,7 @@ from typing import Final
 
 import attrs
 
+from .._lazy import np, pa
 from ..exceptions import StoreError
 from . import _fs
 from ._backend import StoreBackend
@@ -58,7 +59,7 @@ from ._failures import FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._process import written
 from ._reader import IndexedReader
-from ._records import Batch, Record
+from ._records import Batch, Record, TableRecords
 from ._schema import HOST
 from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
 from ._shared_files import (
@@ -77,6 +78,7 @@ from ._shared_files import (
     this_host,
 )
 from ._shared_writer import OwnFile, write_compacted
+from ._table import Selection, WholeStore, arrow_of
 
 __all__ = [
     "LISTING_INTERVAL",
@@ -319,16 +321,49 @@ class SharedDirStore(LoggedFailures):
 
     def compact(self) -> int:
         """Fold the files of writers that are gone into one; return how many files were folded."""
-        return self._rewrite(lambda record: False)[1]
+        return self._rewrite_records(lambda record: False)[1]
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
-        return self._rewrite(doomed)[0]
+        return self._rewrite_records(doomed)[0]
 
     def clear(self, *, in_place: bool = False) -> int:
-        return self._rewrite(lambda record: True)[0] if self.exists() else 0
+        return self._rewrite_records(lambda record: True)[0] if self.exists() else 0
 
-    def _rewrite(self, doomed: Callable[[Record], bool]) -> tuple[int, int]:
-        """Fold the foldable files into one without doomed records: (removed, files folded)."""
+    def delete_rows(self, select: Selection) -> int:
+        """`delete` of the records ``select`` picks, column by column."""
+
+        def split(names: list[str]) -> tuple[Sequence[Record], int]:
+            paths = [os.path.join(self.records_dir, n) for n in names]
+            table = arrow_of(columns_once_each(paths, self.location))
+            doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
+            return TableRecords(table.filter(pa.array(~doomed))), table.num_rows
+
+        def doomed_in(names: list[str]) -> bool:
+            kept, held = split(names)
+            return len(kept) < held
+
+        return self._rewrite(doomed_in, split)[0]
+
+    def _rewrite_records(self, doomed: Callable[[Record], bool]) -> tuple[int, int]:
+        """`_rewrite`, asking ``doomed`` of each record."""
+
+        def split(names: list[str]) -> tuple[Sequence[Record], int]:
+            records = once_each(self._all(names), self.location)
+            return [r for r in records if not doomed(r)], len(records)
+
+        return self._rewrite(lambda names: any(doomed(r) for r in self._all(names)), split)
+
+    def _rewrite(
+        self,
+        doomed_in: Callable[[list[str]], bool],
+        split: Callable[[list[str]], tuple[Sequence[Record], int]],
+    ) -> tuple[int, int]:
+        """Fold the foldable files into one without doomed records: (removed, files folded).
+
+        ``doomed_in(names)`` tells whether these files hold a doomed record;
+        ``split(names)`` gives their records (one per run) but the doomed, and
+        how many records they held.
+        """
         if not self.exists():
             return 0, 0
         lock = FolderLock(os.path.join(self.path, "compaction.claim"), self.clock, COMPACT_LEASE)
@@ -338,7 +373,7 @@ class SharedDirStore(LoggedFailures):
             names = self._list()
             fold = [n for n in names if foldable(n, self._host, self._own.name)]
             live = [n for n in names if n not in fold]
-            still = [n for n in live if any(doomed(r) for r in self._all([n]))]
+            still = [n for n in live if doomed_in([n])]
             if still:
                 raise StoreError(
                     self.location,
@@ -347,13 +382,8 @@ class SharedDirStore(LoggedFailures):
                     "machine, or on another machine, where stet cannot tell; once they have "
                     "exited (they seal their files), or run this on their machine, try again",
                 )
-            records = once_each(self._all(fold), self.location)
-            kept = [r for r in records if not doomed(r)]
-            if (
-                len(fold) > 1
-                or len(kept) < len(records)
-                or (fold and not fold[0].startswith(COMPACTED))
-            ):
+            kept, held = split(fold)
+            if len(fold) > 1 or len(kept) < held or (fold and not fold[0].startswith(COMPACTED)):
                 if kept:
                     write_compacted(kept, self.tmp_dir, self.records_dir)
                 for name in fold:
@@ -362,7 +392,7 @@ class SharedDirStore(LoggedFailures):
             else:
                 fold = []
             self._reader.reread()
-            return len(records) - len(kept), len(fold)
+            return held - len(kept), len(fold)
 
     # -- claims ---------------------------------------------------------------
 
@@ -437,11 +467,11 @@ class SharedDirStore(LoggedFailures):
         self._claims.remove(claim)
 
     def claims(self) -> dict[ClaimId, Claim]:
-        self.refresh()
         out: dict[ClaimId, Claim] = {}
         paths = list(self._claims.listed())
         if not paths:
-            return out
+            return out  # (without reading the records: `stet status` of a big store)
+        self.refresh()
         server = self._claims.server.now_ns()
         wall = self.clock.now().wall
         for path in paths:

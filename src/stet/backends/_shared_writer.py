@@ -160,7 +160,7 @@ def _in_place(writer: _Writer) -> bool:
         return False
 
 
-def write_compacted(records: list[Record], tmp_dir: str, records_dir: str) -> None:
+def write_compacted(records: Sequence[Record], tmp_dir: str, records_dir: str) -> None:
     """Write many writers' records into one new file in ``records_dir``, whole or not at all."""
     header = header_for(records, ())
     name = f"{COMPACTED}{secrets.token_hex(8)}.csv"

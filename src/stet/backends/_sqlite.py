@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
+from .._lazy import np, pa
 from ._claims import Claim, ClaimId
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import ColumnLimits, check_column_name
@@ -267,6 +268,43 @@ class _SqliteFormat:
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         return self._write(rows, cursor, replace=True)
+
+    def remove(self, table: pa.Table, doomed: Any, cursor: Cursor | None) -> Cursor:
+        """Delete the rows ``doomed`` of the last scan by their rowids, in one transaction."""
+        assert isinstance(cursor, _SqliteCursor)
+        conn = self._db.ready()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = conn.execute(
+                    f"SELECT rowid FROM {TABLE} WHERE rowid <= ? ORDER BY rowid",
+                    (cursor.max_rowid,),
+                ).fetchall()
+                if len(ids) != len(doomed):  # the lock keeps stet's writers out: someone else
+                    raise self._db.error("changed while records were being removed; try again")
+                picked = np.flatnonzero(doomed).tolist()
+                conn.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [ids[i] for i in picked])
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)"
+                )
+                conn.execute(
+                    f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            generation = self._generation(conn)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise self._db.error(f"cannot be written: {exc}") from None
+        assert self._db.inode is not None
+        return _SqliteCursor(
+            self._db.inode, self._db.serial, version, generation, max_rowid, cursor.columns
+        )
 
     def _write(self, rows: Sequence[Record], cursor: Cursor | None, *, replace: bool) -> Cursor:
         conn = self._db.ready()

@@ -8,7 +8,7 @@ each step works on whole columns:
 - key texts of older key rules (stet 0.0.x, rules version 1) are brought to
   today's once per distinct text of a column (a sweep has few), as
   `._schema.identity` does record by record;
-- the runs a store holds are told apart by Arrow's hash grouping;
+- the runs a store holds are told apart by numbers, each column hashed once;
 - timestamps and durations in the form stet writes them are parsed in C,
   anything else cell by cell as `._schema.meta_value` does.
 
@@ -18,7 +18,7 @@ tests check it differentially on arbitrary stores).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,7 +32,15 @@ from ._schema import CODEC, CURRENT, FUNCTION, TIMESTAMP, _bad_version, is_meta
 #: chunked arrays, arrays and Python scalars these whole-column steps pass.
 pc: Any = _pc
 
-__all__ = ["WholeStore", "arrow_of", "cast_stamps", "parse_stamps", "whole_store"]
+__all__ = [
+    "Selection",
+    "WholeStore",
+    "arrow_of",
+    "cast_stamps",
+    "delete_selected",
+    "parse_stamps",
+    "whole_store",
+]
 
 #: A timestamp as stet writes it (and 0.0.x, without the offset): parsed in C.
 STAMP_FORM: Final = (
@@ -63,7 +71,7 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
     if CODEC in names:
         version = table.column(CODEC)
         known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=pa.array([CURRENT, "1"])))
-        if not pc.all(known).as_py():
+        if pc.all(known).as_py() is False:  # (None: no rows, in no chunks)
             first = pc.index(known, False).as_py()
             raise _bad_version(version[first].as_py(), location)
         legacy = pc.is_null(version)
@@ -186,14 +194,29 @@ class WholeStore:
         return self._stamps
 
     def grouped(self, rows: Any = None) -> pa.Table:
-        """One row per distinct run (function and key texts), with its first record's row."""
-        table = self.table.select(list(self.keys)).append_column("__function", self.functions)
-        table = table.append_column("__row", pa.array(np.arange(len(self)), pa.int64()))
+        """One row per distinct run (function and key texts), with its first record's row.
+
+        In no particular order. Each column is hashed once into numbers
+        (`dictionary_encode`), and the runs are told apart by those: at a
+        million records, a third of the time Arrow's grouping by the texts took.
+        """
+        picked = np.arange(len(self))
         if rows is not None:
-            table = table.filter(rows)
-        return table.group_by(["__function", *self.keys], use_threads=ARROW_THREADS).aggregate(
-            [("__row", "min")]
-        )
+            picked = np.flatnonzero(np.asarray(_numpy(rows), dtype=bool))
+        key = np.zeros(len(self), dtype=np.int64)
+        bound = 1
+        for column in [self.functions, *(self.table.column(k) for k in self.keys)]:
+            width, codes = _numbered(column)
+            if bound * width >= 2**62:  # renumber the runs so far densely first
+                key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+                bound = int(key.max()) + 1 if len(key) else 1
+            key = key * width + codes
+            bound *= width
+        _, first = np.unique(key[picked], return_index=True)
+        firsts = pa.array(picked[first], pa.int64())
+        out = {"__function": pc.take(self.functions, firsts)}
+        out.update({k: pc.take(self.table.column(k), firsts) for k in self.keys})
+        return pa.table({**out, "__row_min": firsts})
 
     def patterns(self, table: pa.Table | None = None) -> list[tuple[str, tuple[str, ...]]]:
         """(function, key columns held) of the records, each once, in order of first record."""
@@ -226,6 +249,25 @@ class WholeStore:
         return [{k: v for k, v in r.items() if v is not None} for r in picked]
 
 
+def _numbered(column: Any) -> tuple[int, Any]:
+    """Each cell's number (equal texts, equal numbers; null too) and how many there may be."""
+    if not column.null_count and pc.all(pc.match_substring_regex(column, _INT_FORM)).as_py():
+        # Canonical ints, one text each: numbered by value, sorted (no hashing of texts).
+        values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
+        distinct, codes = np.unique(values, return_inverse=True)
+        return len(distinct), codes.reshape(-1)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    width = len(encoded.dictionary) + 1  # and one for null
+    return width, pc.fill_null(encoded.indices, width - 1).to_numpy(zero_copy_only=False)
+
+
+def _numpy(mask: Any) -> Any:
+    """A boolean mask as numpy, whether it came as numpy or Arrow."""
+    if isinstance(mask, pa.Array | pa.ChunkedArray):
+        return mask.to_numpy(zero_copy_only=False)
+    return mask
+
+
 def whole_store(store: Any) -> WholeStore:
     """Read every record of ``store`` (a `stet.typing.Store`) column by column.
 
@@ -235,3 +277,21 @@ def whole_store(store: Any) -> WholeStore:
     reader = getattr(store, "columns", None)
     batch = reader() if callable(reader) else store.records()
     return WholeStore(store.location, arrow_of(batch))
+
+
+#: Picks records of a whole store: a boolean numpy mask over its rows.
+Selection = Callable[[WholeStore], Any]
+
+
+def delete_selected(store: Any, select: Selection, doomed: Callable[[Record], bool]) -> int:
+    """Remove the records ``select`` picks from ``store`` (a `stet.typing.Store`); how many.
+
+    A store with a ``delete_rows(select)`` method (the built-in stores) picks
+    them column by column and removes them in one pass; any other removes
+    them record by record through `Store.delete`, asking ``doomed``, which
+    must pick the same records.
+    """
+    by_rows = getattr(store, "delete_rows", None)
+    if callable(by_rows):
+        return int(by_rows(select))
+    return int(store.delete(doomed))
