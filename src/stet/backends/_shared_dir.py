@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
@@ -116,7 +115,6 @@ class SharedDirStore(LoggedFailures):
         self._last_pass = -float("inf")
         self._own = OwnFile(self.records_dir, self.tmp_dir, self._make_dirs, self._sealed)
         self._network: bool | None = None
-        self._writable = False  # a file could be made in tmp/ (checked at the first miss)
         self._reader: IndexedReader[dict[str, Seen]] = IndexedReader(
             path, self._scan, in_child=self._own.forget_in_child, source=self.records
         )
@@ -207,26 +205,8 @@ class SharedDirStore(LoggedFailures):
             self._catch_up()
             if self.knows(function, cols, key):
                 return True
-            if not self._writable:
-                self._check_writable()
+            self._own.check_writable(self.path)
         return False
-
-    def _check_writable(self) -> None:
-        """Fail before a run whose record could not be written (a read-only mount)."""
-        self._make_dirs()
-        probe = os.path.join(self.tmp_dir, f"{process_tag()}-{secrets.token_hex(6)}.probe")
-        try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            os.unlink(probe)
-        except OSError as exc:
-            raise StoreError(
-                self.path,
-                f"cannot be written: {exc.strerror or exc} (making a file in {self.tmp_dir}); "
-                "a store that can only be read still answers stet.read, stet status and "
-                "the calls it holds, but a call it does not hold cannot be recorded; copy "
-                "the store somewhere writable, or give a store there",
-            ) from None
-        self._writable = True
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
         return self._reader.matches(function, cols, values)

@@ -65,6 +65,29 @@ class OwnFile:
         self._make_dirs = make_dirs
         self._on_seal = on_seal
         self._writer: _Writer | None = None
+        self._writable = False  # a file could be made in tmp/ (see `check_writable`)
+
+    def check_writable(self, store: str) -> None:
+        """Fail before a run whose record could not be written (a read-only mount).
+
+        Checked once: a file is made in ``tmp/`` and removed.
+        """
+        if self._writable:
+            return
+        self._make_dirs()
+        probe = os.path.join(self.tmp_dir, f"{process_tag()}-{secrets.token_hex(6)}.probe")
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(probe)
+        except OSError as exc:
+            raise StoreError(
+                store,
+                f"cannot be written: {exc.strerror or exc} (making a file in {self.tmp_dir}); "
+                "a store that can only be read still answers stet.read, stet status and "
+                "the calls it holds, but a call it does not hold cannot be recorded; copy "
+                "the store somewhere writable, or give a store there",
+            ) from None
+        self._writable = True
 
     @property
     def name(self) -> str | None:
