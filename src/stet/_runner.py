@@ -282,7 +282,8 @@ class Runner:
                 self.report_skip(args, kwargs, claim)
                 return None
         reporter.end_streak()
-        return Run(values, claim, time.perf_counter(), None if earlier is None else len(earlier))
+        failed = None if earlier is None else len(earlier)
+        return Run(values, claim, time.perf_counter(), failed, self.claims)
 
     def _failures_of(self, values: tuple[str, ...]) -> list[Failure]:
         """The key's failures recorded so far (none for a store that keeps none)."""
@@ -299,8 +300,8 @@ class Runner:
         if claim is None:
             self.store.add(self.name, self.cols, [run.values], duration=duration, code=self.code)
             return
-        assert self.claims is not None
-        if not self.claims.complete(claim, duration=duration, code=self.code):
+        assert run.claims is not None
+        if not run.claims.complete(claim, duration=duration, code=self.code):
             shown = ", ".join(f"{c}={t}" for c, t in zip(claim.cols, claim.values, strict=True))
             reporter.warn(
                 f"[stet] {self.label}({shown}) finished, but its claim had expired and "
@@ -318,9 +319,9 @@ class Runner:
             self._record_failure(run, exc)
         if run.claim is None:
             return
-        assert self.claims is not None
+        assert run.claims is not None
         try:
-            self.claims.release(run.claim)
+            run.claims.release(run.claim)
         except StoreError as exc:  # the run's own exception matters more
             reporter.warn(
                 f"[stet] Could not release the claim on {self.label}: {exc}; "
@@ -418,9 +419,13 @@ class Run:
 
     ``failed_before`` is how many failures of the key were recorded when it
     started, if `Runner.begin` looked (a ``retry`` other than "again").
+    ``claims`` is the store that holds the claim: the run completes or gives
+    it back there, even if the runner let go of its store meanwhile
+    (`stet.testing.fresh_process` in another thread).
     """
 
     values: tuple[str, ...]
     claim: Claim | None
     started: float
     failed_before: int | None = None
+    claims: ClaimingStore | None = None
