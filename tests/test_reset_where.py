@@ -12,6 +12,7 @@ the same bytes, the same answers from the process's index.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import multiprocessing
 import os
@@ -75,8 +76,11 @@ def _contents(store: str) -> Any:
     except StetError as exc:
         records = str(exc).replace(store, "STORE")
     if os.path.isdir(store):
+        # Its files are read by column name (records/*.csv as one table): the
+        # rows of each file are compared, not the order of its columns.
         folder = Path(store, "records")
-        return records, sorted(p.read_bytes() for p in folder.iterdir())
+        files = [list(csv.DictReader(io.StringIO(p.read_text()))) for p in folder.iterdir()]
+        return records, sorted(str([sorted(row.items()) for row in rows]) for rows in files)
     if store.endswith((".csv", ".json")) and os.path.exists(store):
         return records, Path(store).read_bytes()
     return records, None
