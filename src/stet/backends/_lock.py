@@ -23,12 +23,15 @@ except ImportError:  # pragma: no cover - not POSIX
 
 __all__ = ["LockTimeout", "StoreLock", "lock_timeout"]
 
-#: The first and the longest pause between tries of a busy lock. A writer
-#: holds it for tens of microseconds per record and lets go for longer, so
-#: a waiter that looked only every few milliseconds would miss nearly every
-#: gap and wait while the holder wrote on alone; a try costs a microsecond.
-_FIRST_SLEEP: Final = 0.00002
-_MAX_SLEEP: Final = 0.002
+#: The first and the longest pause between tries of a busy lock. Shorter
+#: pauses (20 µs to 2 ms, or a blocking ``flock``) hand the lock over after
+#: nearly every record, and each hand-over makes the next holder read what
+#: the other just wrote before its own write: measured with two writers of
+#: one store on an otherwise idle 2-core machine, they wrote 0.44-0.52× as
+#: fast as one (CSV), against 0.61-0.73× with these pauses, which let a
+#: writer append several records in a row.
+_FIRST_SLEEP: Final = 0.0005
+_MAX_SLEEP: Final = 0.05
 
 
 def lock_timeout() -> float:
