@@ -357,8 +357,9 @@ def postgres_url(given: str | None) -> str | None:
     return server.url()
 
 
-def converted_store(source: str, store: str) -> None:
-    """Write the records of the CSV store ``source`` as the Parquet store ``store``."""
+def converted_store(source: str, store: str, size: int) -> None:
+    """Write the first ``size`` records of the CSV store ``source`` as the Parquet store
+    ``store`` (those `mark_done` wrote: the CSV store's own measurement added more)."""
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
@@ -367,7 +368,7 @@ def converted_store(source: str, store: str) -> None:
     options = pa_csv.ConvertOptions(
         column_types=dict.fromkeys(names, "string"), strings_can_be_null=True
     )
-    pq.write_table(pa_csv.read_csv(source, convert_options=options), store)
+    pq.write_table(pa_csv.read_csv(source, convert_options=options).slice(0, size), store)
 
 
 def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
@@ -378,7 +379,7 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
         source = store_for("csv", f"s{size}", root)
         if not os.path.exists(source):  # the CSV store was not measured in this run
             stet.mark_done(decorated(source), frame)
-        converted_store(source, store)
+        converted_store(source, store, size)
         marked = pandas_s = float("nan")
     else:
         start = time.perf_counter()
