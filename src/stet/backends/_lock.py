@@ -27,8 +27,8 @@ __all__ = ["LockTimeout", "StoreLock", "lock_timeout"]
 #: pauses (20 µs to 2 ms, or a blocking ``flock``) hand the lock over after
 #: nearly every record, and each hand-over makes the next holder read what
 #: the other just wrote before its own write: measured with two writers of
-#: one store on an otherwise idle 2-core machine, they wrote 0.44-0.52× as
-#: fast as one (CSV), against 0.61-0.73× with these pauses, which let a
+#: one store on an otherwise idle 2-core machine, they wrote 0.44-0.52 times as
+#: fast as one (CSV), against 0.61-0.73 times with these pauses, which let a
 #: writer append several records in a row.
 _FIRST_SLEEP: Final = 0.0005
 _MAX_SLEEP: Final = 0.05
