@@ -22,7 +22,14 @@ from ._codec import Encoded
 from ._lazy import np, pa, pd
 from ._lazy import pc as _pc
 from .backends._schema import CODE, DURATION, TIMESTAMP, is_meta, meta_value
-from .backends._table import DURATION_FORM, STAMP_FORM, WholeStore, cast_stamps, parse_stamps
+from .backends._table import (
+    DURATION_FORM,
+    STAMP_FORM,
+    WholeStore,
+    cast_stamps,
+    parse_stamps,
+    stamp_of,
+)
 from .exceptions import StoreError
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -48,14 +55,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _instant(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-def _stamp(text: str) -> datetime | None:
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 @attrs.frozen
@@ -102,7 +101,7 @@ def function_facts(whole: WholeStore, hour_ago: datetime) -> dict[str, FunctionF
     for number, name in enumerate(names):
         last = None
         if number in newest.index:
-            last = _stamp(texts[int(newest[number])].as_py())
+            last = stamp_of(texts[int(newest[number])].as_py())
         out[name] = FunctionFacts(
             records=counts.get(name, 0),
             last_run=last,

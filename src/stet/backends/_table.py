@@ -39,6 +39,7 @@ __all__ = [
     "cast_stamps",
     "delete_selected",
     "parse_stamps",
+    "stamp_of",
     "whole_store",
 ]
 
@@ -115,7 +116,7 @@ def parse_stamps(column: Any) -> Any:
             done |= picked
     slow = ~done & column.is_valid().to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(slow):
-        stamp = _stamp(column[int(i)].as_py())
+        stamp = stamp_of(column[int(i)].as_py())
         if stamp is not None:
             out[i] = (stamp - _EPOCH) // _MICROSECOND
     return out
@@ -145,7 +146,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = datetime.resolution
 
 
-def _stamp(text: str) -> datetime | None:
+def stamp_of(text: str) -> datetime | None:
+    """A timestamp text as a UTC time (a naive one taken as UTC), None if it is none."""
     try:
         stamp = datetime.fromisoformat(text)
     except ValueError:
