@@ -365,3 +365,19 @@ def test_the_command_line_lists_and_forgets_failures(tmp_path: Path) -> None:
     missing = stet_cli("failures", str(tmp_path / "none.csv"), cwd=tmp_path)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+def test_export_writes_finished_runs_and_says_where_the_failures_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stet import _cli
+
+    store = str(tmp_path / "runs.csv")
+    _sweep_with_failures(store)
+    capsys.readouterr()
+    out = tmp_path / "exported.csv"
+    assert _cli.main(["export", store, str(out)]) == 0
+    said = capsys.readouterr().out
+    assert len(pd.read_csv(out)) == 1, "a failure is never exported as a finished run"
+    assert "3 failure(s) are not exported" in said
+    assert f"stet failures {store} --all" in said
