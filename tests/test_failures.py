@@ -326,6 +326,34 @@ def test_status_of_a_store_with_only_failures_yet_shows_them(tmp_path: Path) -> 
     summary = stet.status(store)
     assert (summary.records, summary.failed) == (0, 1)
     assert [f.function for f in summary.functions] == ["run"]
+    assert summary.key_columns == summary.functions[0].key_columns == ("seed",)
+
+
+def test_status_of_only_failures_names_their_key_columns_and_says_none_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "runs.csv")
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(alpha: float, seed: int) -> None:
+        raise ValueError(seed)
+
+    @stet.once(store=store, quiet=True, name="other")
+    def other(x: int) -> None: ...
+
+    _call(run, 0.1, 1)
+    capsys.readouterr()
+    stet.status(store)
+    lines = capsys.readouterr().out.splitlines()
+    assert "[stet] Key columns: alpha, seed (of the failures; no run has finished yet)" in lines
+    other(3)
+    stet.status(store)
+    lines = capsys.readouterr().out.splitlines()
+    assert "[stet] Key columns: x, alpha, seed" in lines
+    assert (
+        "[stet]   run: 0 recorded; key columns: alpha, seed (of its failures; no run has "
+        "finished yet); 1 failed (1 distinct keys)"
+    ) in lines
 
 
 def test_reset_forgets_failures_with_the_store_and_failed_only_with_failed(
