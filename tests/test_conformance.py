@@ -474,6 +474,38 @@ def test_forgetting_failures_says_how_many_and_keeps_the_rest(location: str) -> 
     assert [r["seed"] for r in failing(location).records()] == ["9"], "records stay"
 
 
+def test_stet_merge_carries_failures_once_into_any_store(store_kind: Kind, tmp_path: Path) -> None:
+    """A cluster's per-node stores merged into one keep why each point failed."""
+    from stet import _cli
+
+    source = store_kind.location(tmp_path, "source")
+    failing(source).add_failure(_failure("1"))
+    failing(source).add_failure(_failure("1", attempt=2))
+    only_failures = failing(source)
+    for dest in (store_kind.location(tmp_path, "dest"), str(tmp_path / "all.csv")):
+        assert _cli.main(["merge", source, dest]) == 0, "a store of failures alone is merged"
+        assert sorted(failing(dest).failures(), key=lambda f: f.attempt) == [
+            _failure("1"),
+            _failure("1", attempt=2),
+        ]
+        only_failures.add("f", ("seed",), [("2",)])
+        assert _cli.main(["merge", source, dest]) == 0
+        assert len(failing(dest).failures()) == 2, "merging again adds no failure twice"
+        assert [r["seed"] for r in failing(dest).records()] == ["2"]
+
+
+def test_compact_keeps_every_failure(tmp_path: Path) -> None:
+    """Folding a shared directory's files never loses a failure, whoever wrote it."""
+    location = str(tmp_path / "runs.stetdir")
+    failing(location).add_failure(_failure("1"))
+    failing(location).add("f", ("seed",), [("2",)])
+    failing(location).flush()
+    gone = Path(location, "failures", "elsewhere-1.jsonl")  # a writer of another machine
+    gone.write_bytes(next(Path(location, "failures").glob("*.jsonl")).read_bytes())
+    assert stet.compact(location) == 1
+    assert [f.values for f in failing(location).failures()] == [("1",), ("1",)]
+
+
 # -- the value level: StoreBackend, the decorator, status/read/reset -----------
 
 

@@ -326,6 +326,34 @@ def test_status_of_a_store_with_only_failures_yet_shows_them(tmp_path: Path) -> 
     summary = stet.status(store)
     assert (summary.records, summary.failed) == (0, 1)
     assert [f.function for f in summary.functions] == ["run"]
+    assert summary.key_columns == summary.functions[0].key_columns == ("seed",)
+
+
+def test_status_of_only_failures_names_their_key_columns_and_says_none_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "runs.csv")
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(alpha: float, seed: int) -> None:
+        raise ValueError(seed)
+
+    @stet.once(store=store, quiet=True, name="other")
+    def other(x: int) -> None: ...
+
+    _call(run, 0.1, 1)
+    capsys.readouterr()
+    stet.status(store)
+    lines = capsys.readouterr().out.splitlines()
+    assert "[stet] Key columns: alpha, seed (of the failures; no run has finished yet)" in lines
+    other(3)
+    stet.status(store)
+    lines = capsys.readouterr().out.splitlines()
+    assert "[stet] Key columns: x, alpha, seed" in lines
+    assert (
+        "[stet]   run: 0 recorded; key columns: alpha, seed (of its failures; no run has "
+        "finished yet); 1 failed (1 distinct keys)"
+    ) in lines
 
 
 def test_reset_forgets_failures_with_the_store_and_failed_only_with_failed(
@@ -365,3 +393,19 @@ def test_the_command_line_lists_and_forgets_failures(tmp_path: Path) -> None:
     missing = stet_cli("failures", str(tmp_path / "none.csv"), cwd=tmp_path)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+def test_export_writes_finished_runs_and_says_where_the_failures_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stet import _cli
+
+    store = str(tmp_path / "runs.csv")
+    _sweep_with_failures(store)
+    capsys.readouterr()
+    out = tmp_path / "exported.csv"
+    assert _cli.main(["export", store, str(out)]) == 0
+    said = capsys.readouterr().out
+    assert len(pd.read_csv(out)) == 1, "a failure is never exported as a finished run"
+    assert "3 failure(s) are not exported" in said
+    assert f"stet failures {store} --all" in said

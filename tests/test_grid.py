@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -63,8 +64,10 @@ B_VALUES = ["adam", "sgd", "007"]
 
 
 @st.composite
-def sweeps(draw: st.DrawFn) -> tuple[list[tuple[float, str, int]], bool, set[int], set[int]]:
-    """A small grid (repeats allowed), whether ``c`` is a key, the points done and running."""
+def sweeps(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[float, str, int]], bool, set[int], set[int], set[int]]:
+    """A small grid (repeats allowed), whether ``c`` is a key, the points done, running, failed."""
     points = draw(
         st.lists(
             st.tuples(st.sampled_from(A_VALUES), st.sampled_from(B_VALUES), st.integers(0, 2)),
@@ -76,7 +79,8 @@ def sweeps(draw: st.DrawFn) -> tuple[list[tuple[float, str, int]], bool, set[int
     indices = st.integers(0, len(points) - 1)
     done = draw(st.sets(indices))
     running = draw(st.sets(indices)) - done
-    return points, three, done, running
+    failed = draw(st.sets(indices)) - done
+    return points, three, done, running, failed
 
 
 def canonical(value: object) -> str:
@@ -84,20 +88,28 @@ def canonical(value: object) -> str:
 
 
 @given(sweeps())
-def test_each_cell_counts_its_points_done_running_and_pending(
-    sweep: tuple[list[tuple[float, str, int]], bool, set[int], set[int]],
+def test_each_cell_counts_its_points_done_running_failed_and_pending(
+    sweep: tuple[list[tuple[float, str, int]], bool, set[int], set[int], set[int]],
 ) -> None:
-    """Done is recorded, running is claimed by a live worker and not recorded, the rest pending;
-    a cell is done only when every point in it is, and running when any is."""
-    points, three, done, running = sweep
+    """Done is recorded, running is claimed by a live worker and not recorded, failed raised
+    before and is neither, the rest pending; a cell is done only when every point in it is,
+    failed when any is, else running when any is."""
+    points, three, done, running, failed = sweep
     store = os.path.join(tempfile.mkdtemp(), "runs.json")
     key = ["a", "b", "c"] if three else ["a", "b"]
 
     @stet.once(store=store, key=key, quiet=True, name="run")
     def run(a: float, b: str, c: int) -> None: ...
 
+    @stet.once(store=store, key=key, quiet=True, name="run")
+    def crash(a: float, b: str, c: int) -> None:
+        raise ValueError("diverged")
+
     for i in done:
         run(*points[i])
+    for i in failed:
+        with contextlib.suppress(ValueError):
+            crash(*points[i])
     for i in running:
         claim_elsewhere(store, "run", dict(zip(key, points[i], strict=False)))
     grid = stet.progress(run, points).grid("a", "b")
@@ -107,6 +119,7 @@ def test_each_cell_counts_its_points_done_running_and_pending(
 
     done_keys = {ident(points[i]) for i in done}
     running_keys = {ident(points[i]) for i in running} - done_keys
+    failed_keys = {ident(points[i]) for i in failed} - done_keys - running_keys
     distinct = {ident(p) for p in points}
     rows = sorted({k[0] for k in distinct}, key=lambda t: (t == "nan", float(t)))
     columns = sorted({k[1] for k in distinct})
@@ -120,11 +133,14 @@ def test_each_cell_counts_its_points_done_running_and_pending(
             expected = GridCell(
                 done=sum(k in done_keys for k in inside),
                 running=sum(k in running_keys for k in inside),
-                pending=sum(k not in done_keys and k not in running_keys for k in inside),
+                pending=sum(k not in done_keys | running_keys | failed_keys for k in inside),
+                failed=sum(k in failed_keys for k in inside),
             )
             assert cell == expected
             if not inside:
                 assert cell.state is CellState.EMPTY
+            elif expected.failed:
+                assert cell.state is CellState.FAILED
             elif expected.running:
                 assert cell.state is CellState.RUNNING
             elif expected.done == len(inside):
@@ -133,11 +149,12 @@ def test_each_cell_counts_its_points_done_running_and_pending(
                 assert cell.state is CellState.PARTLY_DONE
             else:
                 assert cell.state is CellState.PENDING
-    pending = distinct - done_keys - running_keys
-    assert (grid.done, grid.running, grid.pending) == (
+    pending = distinct - done_keys - running_keys - failed_keys
+    assert (grid.done, grid.running, grid.pending, grid.failed) == (
         len(done_keys),
         len(running_keys),
         len(pending),
+        len(failed_keys),
     )
 
 
@@ -164,6 +181,29 @@ def test_the_text_grid_has_one_character_a_cell_and_values_as_skip_lines_show_th
         "1                      .           .   .",
         "[stet] # done  ~ running  . pending",
     ]
+
+
+def test_a_failed_point_is_an_x_in_the_grid_and_its_legend(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.csv")
+
+    @stet.once(store=store, quiet=True, name="run")
+    def run(alpha: float, seed: int) -> None:
+        if alpha > 0.5:
+            raise ValueError("diverged")
+
+    for point in [(0.1, 0), (0.9, 0)]:
+        with contextlib.suppress(ValueError):
+            run(*point)
+    grid = stet.progress(run, [(a, s) for a in (0.1, 0.9) for s in (0, 1)]).grid()
+    assert grid.text(width=100).splitlines() == [
+        "[stet] run: 1 of 4 done, 0 running, 2 pending, 1 failed; rows alpha, columns seed",
+        "alpha \\ seed  0  1",
+        "0.1           #  .",
+        "0.9           x  .",
+        "[stet] # done  ~ running  . pending  x failed",
+    ]
+    assert "failed" in grid._repr_html_()
+    assert main(["show", store, "--grid", "alpha,seed"]) == 0
 
 
 def test_a_grid_too_wide_for_the_terminal_numbers_its_columns(tmp_path: Path) -> None:

@@ -673,6 +673,8 @@ def test_compaction_sweeps_what_killed_processes_left_half_made(tmp_path: Path) 
         Path("runs.stetdir/tmp/compacted-0123abcd.csv"),
         Path(f"runs.stetdir/claims/.new-{host}-{pid}-abc123"),
         Path(f"runs.stetdir/claims/.probe-{host}-{pid}-abc123"),
+        Path(f"runs.stetdir/tmp/.probe-{host}-{pid}-abc123"),
+        Path(f"runs.stetdir/tmp/{host}-{pid}-abc123.probe"),  # as earlier releases named it
     ]
     alive = Path(f"runs.stetdir/claims/.new-{host}-{os.getpid()}-abc123")
     elsewhere = Path(f"runs.stetdir/claims/.new-othernode-{pid}-abc123")
@@ -682,6 +684,35 @@ def test_compaction_sweeps_what_killed_processes_left_half_made(tmp_path: Path) 
     assert not any(path.exists() for path in leftovers)
     assert alive.exists()
     assert elsewhere.exists()
+
+
+def test_the_next_writer_removes_the_probes_killed_processes_left(tmp_path: Path) -> None:
+    """A probe of a process gone, or an hour old, goes; a live one's, and anything else, stays."""
+    opened("runs.stetdir").add("work", KEY, [("1",)])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid, host = int(gone.stdout), this_host()
+    tmp = tmp_path / "runs.stetdir" / "tmp"
+    target = tmp_path / "precious.txt"
+    target.write_text("kept")
+    old = tmp / ".probe-othernode-7-abc123"
+    left = [tmp / f".probe-{host}-{pid}-abc123", tmp / f"{host}-{pid}-abc123.probe", old]
+    kept = [
+        tmp / f".probe-{host}-{os.getppid()}-abc123",  # alive: probing right now
+        tmp / ".probe-othernode-7-def456",  # another machine's, made just now
+        tmp / f"new-{host}-{pid}-abc123.csv",  # not a probe: compaction's to judge
+    ]
+    for path in [*left, *kept]:
+        path.write_text("")
+    link = tmp / f".probe-{host}-{pid}-fff000"
+    link.symlink_to(target)
+    a_day_ago = time.time() - 86400
+    os.utime(old, (a_day_ago, a_day_ago))
+    assert not opened("runs.stetdir").is_done("work", KEY, "2"), "a miss: the writer probes"
+    assert [p.name for p in [*left, link] if os.path.lexists(p)] == []
+    assert all(path.exists() for path in kept)
+    assert target.read_text() == "kept", "a link is removed, never what it points to"
+    assert not [n for n in os.listdir(tmp) if n.startswith(f".probe-{host}-{os.getpid()}-")]
 
 
 def test_a_big_file_is_read_in_columns_and_still_incrementally(tmp_path: Path) -> None:

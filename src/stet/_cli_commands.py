@@ -30,6 +30,7 @@ from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import explain_texts
 from ._export import csv_of
+from ._failures_api import carry_failures, failures_in
 from ._grid_points import store_grid
 from ._inspect import count_matching, matching_rows
 from ._inspect import latest_code as latest_columns
@@ -203,15 +204,24 @@ def why_command(args: argparse.Namespace) -> int:
 def merge_command(args: argparse.Namespace) -> int:
     entry(args.dest)
     for source in args.sources:
-        existing(source)
+        try:
+            existing(source)
+        except Failure:
+            if not failures_in(open_store(source)):  # failures alone are merged too
+                raise
     dest = open_store(args.dest)
-    total = 0
+    total = failed = 0
     for source in args.sources:
-        added = dest.merge(open_store(source).records())
-        print(f"[stet] {source}: {added} new record(s)")
+        table = open_store(source)
+        added = dest.merge(table.records())
+        carried = carry_failures(table, dest)
+        also = f", {carried} new failure(s)" if carried else ""
+        print(f"[stet] {source}: {added} new record(s){also}")
         total += added
+        failed += carried
     dest.flush()
-    print(f"[stet] Merged {total} record(s) into {dest.location}")
+    also = f" and {failed} failure(s)" if failed else ""
+    print(f"[stet] Merged {total} record(s){also} into {dest.location}")
     return 0
 
 
@@ -239,4 +249,10 @@ def export_command(args: argparse.Namespace) -> int:
     else:
         raise Failure(f"{args.file}: export writes .csv or .parquet files")
     print(f"[stet] Wrote {len(frame)} record(s) to {args.file}")
+    failed = len(failures_in(open_store(args.store)))
+    if failed:
+        print(
+            f"[stet] {failed} failure(s) are not exported (export writes finished runs); "
+            f"`stet failures {args.store} --all` lists them"
+        )
     return 0

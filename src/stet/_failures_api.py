@@ -22,7 +22,14 @@ from .backends import open_store
 from .exceptions import KeyEncodingError, StoreError
 from .typing import FailingStore, Failure, Store
 
-__all__ = ["FailureCount", "count_failures", "failures", "failures_in", "forget_failures"]
+__all__ = [
+    "FailureCount",
+    "carry_failures",
+    "count_failures",
+    "failures",
+    "failures_in",
+    "forget_failures",
+]
 
 
 @attrs.frozen
@@ -36,6 +43,32 @@ class FailureCount:
 def failures_in(table: Store) -> list[Failure]:
     """The failures kept beside ``table``; none for a store that keeps none."""
     return table.failures() if isinstance(table, FailingStore) else []
+
+
+def carry_failures(source: Store, dest: Store) -> int:
+    """Add ``source``'s failures that ``dest`` lacks to ``dest``; return how many.
+
+    A failure already in ``dest`` (the same run, exception, host, time and
+    attempt) is not added again, so merging twice adds nothing the second
+    time. A ``dest`` that keeps no failures is an error if there are any.
+    """
+    found = failures_in(source)
+    if not found:
+        return 0
+    if not isinstance(dest, FailingStore):
+        raise StoreError(
+            dest.location,
+            f"keeps no failures, so the {len(found)} failure(s) of {source.location} "
+            "cannot be merged into it; merge into a built-in store",
+        )
+    have = set(dest.failures())
+    added = 0
+    for failure in found:
+        if failure not in have:
+            dest.add_failure(failure)
+            have.add(failure)
+            added += 1
+    return added
 
 
 def count_failures(found: list[Failure]) -> dict[str, FailureCount]:

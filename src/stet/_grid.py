@@ -7,8 +7,9 @@ draws as a heatmap with matplotlib (an optional dependency, imported only
 when drawing), and shows as a coloured table in Jupyter. The points are
 counted into a grid by `stet._grid_points`.
 
-Failed runs are not recorded yet; when they are, they become one more count
-of a cell and one more `CellState`, drawn over the others.
+A point that is not done and failed before (see ``stet failures``) is
+counted as failed, and a cell holding one is drawn as failed, over the
+other states, so a crash stands out.
 """
 
 from __future__ import annotations
@@ -36,17 +37,18 @@ __all__ = ["CellState", "Grid", "GridCell"]
 class CellState(enum.Enum):
     """What a cell of a `Grid` shows, from the states of its points.
 
-    With two key parameters a cell is one point: done, running or pending.
-    With more, a cell holds every combination of the other parameters and is
-    done only when all of them are. A ``FAILED`` state will be added once
-    stet records failures, so code that matches on states should have a
-    default case.
+    With two key parameters a cell is one point: done, running, failed or
+    pending. With more, a cell holds every combination of the other
+    parameters and is done only when all of them are; it is failed when any
+    of them is. Code that matches on states should have a default case, as
+    more may come.
     """
 
     DONE = "done"
     PARTLY_DONE = "partly done"
     RUNNING = "running"
     PENDING = "pending"
+    FAILED = "failed"
     EMPTY = "not in the grid"
 
 
@@ -56,6 +58,7 @@ CHARS: Final = {
     CellState.PARTLY_DONE: "+",
     CellState.RUNNING: "~",
     CellState.PENDING: ".",
+    CellState.FAILED: "x",
     CellState.EMPTY: " ",
 }
 #: The colour of each state in the heatmap and the HTML table.
@@ -64,6 +67,7 @@ COLOURS: Final = {
     CellState.PARTLY_DONE: "#a5d6a7",
     CellState.RUNNING: "#f9a825",
     CellState.PENDING: "#e0e0e0",
+    CellState.FAILED: "#c62828",
     CellState.EMPTY: "#ffffff",
 }
 #: Cells beyond which the HTML table gives way to a summary.
@@ -79,23 +83,28 @@ class GridCell:
     Attributes:
         done: Recorded.
         running: Claimed by a live worker (``claim=True``), not yet recorded.
-        pending: Neither.
+        pending: None of these.
+        failed: Not done, not running, and failed before (each point
+            counted once, however often it failed).
     """
 
     done: int = 0
     running: int = 0
     pending: int = 0
+    failed: int = 0
 
     @property
     def total(self) -> int:
         """How many points the cell holds."""
-        return self.done + self.running + self.pending
+        return self.done + self.running + self.pending + self.failed
 
     @property
     def state(self) -> CellState:
-        """Running if any point is; else done, partly done or pending."""
+        """Failed if any point is; else running if any is; else done, partly done or pending."""
         if self.total == 0:
             return CellState.EMPTY
+        if self.failed:
+            return CellState.FAILED
         if self.running:
             return CellState.RUNNING
         if self.done == self.total:
@@ -148,17 +157,26 @@ class Grid:
         return sum(c.pending for row in self.cells for c in row)
 
     @property
+    def failed(self) -> int:
+        """Points failed (not done, not running), over all cells."""
+        return sum(c.failed for row in self.cells for c in row)
+
+    @property
     def total(self) -> int:
         """Points in the grid."""
-        return self.done + self.running + self.pending
+        return self.done + self.running + self.pending + self.failed
 
     def summary(self) -> str:
         """One line: the counts and what the rows and columns are."""
         name = self.function or "(records without a function)"
         text = (
             f"{name}: {self.done:,} of {self.total:,} done, {self.running:,} running, "
-            f"{self.pending:,} pending; rows {self.rows}, columns {self.columns}"
+            f"{self.pending:,} pending"
         )
+        failed = self.failed
+        if failed:
+            text += f", {failed:,} failed"
+        text += f"; rows {self.rows}, columns {self.columns}"
         if self.others:
             text += f"; each cell holds every {', '.join(self.others)}"
         return text
@@ -303,7 +321,8 @@ class Grid:
             cells = "".join(
                 f'<td style="background:{COLOURS[c.state]};text-align:center" '
                 f'title="{c.state.value}: {c.done} done, {c.running} running, '
-                f'{c.pending} pending">{self._mark(c)}</td>'
+                f'{c.pending} pending{f", {c.failed} failed" if c.failed else ""}">'
+                f"{self._mark(c)}</td>"
                 for c in row
             )
             body.append(f"<tr><th>{html.escape(display(value))}</th>{cells}</tr>")

@@ -16,7 +16,7 @@ from ._grid import Grid, GridCell
 from .backends._index import SEP, Packed
 from .backends._registry import claims_in
 from .backends._schema import TIMESTAMP, identity
-from .typing import Store
+from .typing import FailingStore, Store
 
 __all__ = ["Points", "check_names", "store_grid", "unpack"]
 
@@ -51,10 +51,10 @@ def _assemble(
     for _, r in rows:
         line = []
         for _, c in columns:
-            done, running, pending = counts.get((r, c), (0, 0, 0))
+            done, running, pending, failed = counts.get((r, c), (0, 0, 0, 0))
             if cross:
-                pending = cross - done - running
-            line.append(GridCell(done, running, pending))
+                pending = cross - done - running - failed
+            line.append(GridCell(done, running, pending, failed))
         cells.append(tuple(line))
     return Grid(
         function,
@@ -78,11 +78,12 @@ class Points:
     """The states of a progress grid's points, kept to draw it on demand.
 
     Holds the sets `stet.progress` builds anyway (the grid's distinct keys,
-    those not done, and those running), so keeping them costs no copy. Not
+    those not done, those running, and those that failed before), so
+    keeping them costs no copy. Not
     an attrs class, so that ``attrs.asdict(progress)`` stays the facts.
     """
 
-    __slots__ = ("cols", "decode", "function", "keys", "names", "pending", "running")
+    __slots__ = ("cols", "decode", "failed", "function", "keys", "names", "pending", "running")
 
     def __init__(
         self,
@@ -93,6 +94,7 @@ class Points:
         pending: Collection[Packed],
         running: Collection[Packed],
         decode: Callable[[str], object],
+        failed: Collection[Packed] = (),
     ) -> None:
         self.function = function
         self.names = names
@@ -101,6 +103,7 @@ class Points:
         self.pending = pending
         self.running = running
         self.decode = decode
+        self.failed = failed
 
     def grid(self, rows: str | None, columns: str | None) -> Grid:
         """The grid of the points by the values of ``rows`` and ``columns``."""
@@ -109,11 +112,13 @@ class Points:
         counts: dict[tuple[str, str], list[int]] = {}
         for key in self.keys:
             texts = unpack(key, len(self.cols))
-            cell = counts.setdefault((texts[at[0]], texts[at[1]]), [0, 0, 0])
+            cell = counts.setdefault((texts[at[0]], texts[at[1]]), [0, 0, 0, 0])
             if key not in self.pending:
                 cell[0] += 1
             elif key in self.running:
                 cell[1] += 1
+            elif key in self.failed:
+                cell[3] += 1
             else:
                 cell[2] += 1
         others = tuple(n for n in self.names if n not in names)
@@ -177,18 +182,27 @@ def store_grid(
         for claim in claims_in(table).values()
         if claim.function == function and claim.cols == cols and claim.live(now)
     } - done
+    failed = (
+        {
+            failure.values
+            for failure in (table.failures() if isinstance(table, FailingStore) else ())
+            if failure.function == function and failure.cols == cols
+        }
+        - done
+        - running
+    )
     at = (cols.index(names[0]), cols.index(names[1]))
     seen: list[set[str]] = [set() for _ in cols]
     counts: dict[tuple[str, str], list[int]] = {}
-    for state, keys in ((0, done), (1, running)):
+    for state, keys in ((0, done), (1, running), (3, failed)):
         for values in keys:
             for i, text in enumerate(values):
                 seen[i].add(text)
-            counts.setdefault((values[at[0]], values[at[1]]), [0, 0, 0])[state] += 1
+            counts.setdefault((values[at[0]], values[at[1]]), [0, 0, 0, 0])[state] += 1
     cross = math.prod(len(s) for i, s in enumerate(seen) if i not in at)
     for r in seen[at[0]]:
         for c in seen[at[1]]:
-            counts.setdefault((r, c), [0, 0, 0])
+            counts.setdefault((r, c), [0, 0, 0, 0])
     others = tuple(c for c in cols if c not in names)
     grid = _assemble(function, (names[0], names[1]), others, counts, decode, cross)
     return grid, left_out

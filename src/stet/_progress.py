@@ -217,7 +217,8 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         if c.function == runner.name and c.cols == runner.cols and c.live(now)
     }
     running = {key for key in claimed if key in pending}
-    failed, given_up = _failed(runner, table, pending, running)
+    failed_keys, given_up = _failed(runner, table, pending, running)
+    failed = len(failed_keys)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     recent, per_run, workers = 0, None, 1.0
     if whole is not None:
@@ -238,7 +239,14 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
         workers,
         failed,
         points=Points(
-            runner.name, runner.key, runner.cols, keys, pending, running, runner.config.codec.decode
+            runner.name,
+            runner.key,
+            runner.cols,
+            keys,
+            pending,
+            running,
+            runner.config.codec.decode,
+            failed_keys,
         ),
     )
     print(result)
@@ -247,8 +255,8 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
 
 def _failed(
     runner: Runner, table: Store, pending: Collection[Packed], running: set[Packed]
-) -> tuple[int, int]:
-    """How many pending keys (not running) failed before, and how many ``retry`` gave up on."""
+) -> tuple[set[Packed], int]:
+    """The pending keys (not running) that failed before, and how many ``retry`` gave up on."""
     times: dict[Packed, int] = {}
     for failure in failures_in(table):
         if failure.function == runner.name and failure.cols == runner.cols:
@@ -256,7 +264,7 @@ def _failed(
             if key in pending and key not in running:
                 times[key] = times.get(key, 0) + 1
     given_up = sum(1 for n in times.values() if gives_up(runner.config.retry, n))
-    return len(times), given_up
+    return set(times), given_up
 
 
 def estimate(rows: Sequence[Record]) -> tuple[timedelta | None, float]:

@@ -19,7 +19,7 @@ from .backends._claims import claims_by_function
 from .backends._registry import claims_in
 from .backends._schema import CODE, TIMESTAMP, identity
 from .backends._table import whole_store
-from .typing import Record, Store
+from .typing import Failure, Record, Store
 
 __all__ = ["FunctionStatus", "StoreStatus", "latest_code", "status"]
 
@@ -33,7 +33,8 @@ class FunctionStatus:
             without one (they count for every function with their key).
         records: Distinct finished runs.
         last_run: When the newest of them finished, or None.
-        key_columns: The key parameters of its records.
+        key_columns: The key parameters of its records; of its newest
+            failure while none of its runs has finished.
         last_hour: How many finished in the hour before the status was taken.
         older_code: How many were made by a version of the function's code
             other than the one of its newest record (``_stet_code``).
@@ -68,7 +69,8 @@ class StoreStatus:
         store: The store's location.
         records: Distinct finished runs over all functions.
         last_run: When the newest finished, or None.
-        key_columns: Every key column in the store.
+        key_columns: Every key column in the store (those of functions with
+            only failures too).
         functions: One entry per function, sorted by name.
         failed: Calls that raised, over all functions (see `stet.failures`).
         failed_keys: Distinct keys among them.
@@ -137,7 +139,8 @@ def status(
         StoreError: The store cannot be read.
     """
     table = open_store(store_argument(store, store_path))
-    failed = count_failures(failures_in(table))
+    found = failures_in(table)
+    failed = count_failures(found)
     if not failed:  # a store with only failures in it yet is there
         table = existing_store(store_argument(store, store_path), claims=True)
     claims = claims_by_function(claims_in(table), time.time())
@@ -149,7 +152,7 @@ def status(
             function=fn,
             records=facts.get(fn, none).records,
             last_run=facts.get(fn, none).last_run,
-            key_columns=facts.get(fn, none).key_columns,
+            key_columns=facts.get(fn, none).key_columns or _failed_columns(found, fn),
             last_hour=facts.get(fn, none).last_hour,
             older_code=facts.get(fn, none).older_code,
             running=claims.get(fn, (0, 0))[0],
@@ -164,7 +167,7 @@ def status(
         store=table.location,
         records=sum(f.records for f in functions),
         last_run=max(lasts) if lasts else None,
-        key_columns=_columns(f.key_columns for f in facts.values()),
+        key_columns=_columns(f.key_columns for f in functions),
         functions=functions,
         failed=sum(f.failed for f in functions),
         failed_keys=sum(f.failed_keys for f in functions),
@@ -187,6 +190,21 @@ def latest_code(table: Store, rows: list[Record]) -> dict[str, str]:
     return {function: code for function, (_, code) in newest.items()}
 
 
+def _failed_columns(found: list[Failure], function: str) -> tuple[str, ...]:
+    """The key columns of ``function``'s newest failure (none without one)."""
+    mine = [f for f in found if f.function == function]
+    return max(mine, key=lambda f: f.time).cols if mine else ()
+
+
+def _key_columns(columns: tuple[str, ...], records: int, of: str) -> str:
+    """What a status line shows for these key columns: where they come from without records."""
+    if records:
+        return ", ".join(columns) or "(none)"
+    if columns:
+        return f"{', '.join(columns)} (of {of} failures; no run has finished yet)"
+    return "(none yet: no run has finished)"
+
+
 def _columns(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for cols in groups:
@@ -204,7 +222,7 @@ def _print_status(s: StoreStatus) -> None:
         )
     if s.last_run is not None:
         print(f"[stet] Last run: {s.last_run.isoformat()}")
-    print(f"[stet] Key columns: {', '.join(s.key_columns) or '(none)'}")
+    print(f"[stet] Key columns: {_key_columns(s.key_columns, s.records, 'the')}")
     recent = sum(f.last_hour for f in s.functions)
     if recent:
         print(f"[stet] {recent} finished in the last hour")
@@ -215,7 +233,7 @@ def _print_status(s: StoreStatus) -> None:
             failed = f"; {f.failed} failed ({f.failed_keys} distinct keys)" if f.failed else ""
             print(
                 f"[stet]   {name}: {f.records} recorded{last}; key columns: "
-                f"{', '.join(f.key_columns) or '(none)'}{failed}"
+                f"{_key_columns(f.key_columns, f.records, 'its')}{failed}"
             )
     for f in s.functions:
         if f.running or f.expired_claims:

@@ -178,19 +178,9 @@ class PostgresStore:
     def delete(self, doomed: Callable[[Record], bool]) -> int:
         with self._reader.mutex:
             batch, cursor, _ = self._rows.scan(None, every_column=True)
-            keys: list[tuple[str, str]] = []
-            for record in as_records(batch):
-                if doomed(record):
-                    # By the texts as stored: a record of older key rules holds
-                    # them as written then, and its _stet_key was made of them.
-                    function, cols, _ = identity(record, self.location)
-                    keys.append((function, key_json(cols, tuple(record[c] for c in cols))))
-            removed = 0
-            if keys:
-                assert isinstance(cursor, PgCursor)
-                removed = self._rows.delete(keys, cursor.version)
-            self._reader.reread()
-            return removed
+            return self._delete_records(
+                [record for record in as_records(batch) if doomed(record)], cursor
+            )
 
     def delete_rows(self, select: Selection) -> int:
         """`delete` of the records ``select`` picks, column by column, in one statement."""
@@ -198,18 +188,25 @@ class PostgresStore:
             batch, cursor, _ = self._rows.scan(None, every_column=True)
             table = arrow_of(batch)
             doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
-            # By the texts as stored (see `delete`): only the doomed become dicts.
-            picked = TableRecords(table.filter(pa.array(doomed)))
-            keys = []
-            for record in picked:
-                function, cols, _ = identity(record, self.location)
-                keys.append((function, key_json(cols, tuple(record[c] for c in cols))))
-            removed = 0
-            if keys:
-                assert isinstance(cursor, PgCursor)
-                removed = self._rows.delete(keys, cursor.version)
-            self._reader.reread()
-            return removed
+            # Only the doomed become dicts.
+            return self._delete_records(TableRecords(table.filter(pa.array(doomed))), cursor)
+
+    def _delete_records(self, doomed: Iterable[Record], cursor: Cursor | None) -> int:
+        """Delete these records of the scan at ``cursor`` in one statement, then read anew.
+
+        By the texts as stored: a record of older key rules holds them as
+        written then, and its ``_stet_key`` was made of them. The mutex is held.
+        """
+        keys = []
+        for record in doomed:
+            function, cols, _ = identity(record, self.location)
+            keys.append((function, key_json(cols, tuple(record[c] for c in cols))))
+        removed = 0
+        if keys:
+            assert isinstance(cursor, PgCursor)
+            removed = self._rows.delete(keys, cursor.version)
+        self._reader.reread()
+        return removed
 
     def clear(self, *, in_place: bool = False) -> int:
         """Delete every record in one statement (the tables stay; claims in progress stay)."""

@@ -33,6 +33,7 @@ __all__ = [
     "Replaced",
     "Seen",
     "foldable",
+    "is_probe",
     "is_records_file",
     "is_settled",
     "once_each",
@@ -41,6 +42,7 @@ __all__ = [
     "read_all",
     "read_new",
     "sweep_leftovers",
+    "sweep_probes",
     "sync_folder",
     "this_host",
     "writer_of",
@@ -48,10 +50,14 @@ __all__ = [
 
 SEALED: Final = ".sealed.csv"
 COMPACTED: Final = "compacted-"
+#: How a probe file's name starts (``.probe-<host>-<pid>-<token>``, made and removed at once).
+PROBE: Final = ".probe-"
+#: Seconds after which a probe of another machine is surely a killed process's.
+PROBE_AGE: Final = 3600.0
 #: Bytes before a read's end kept to recognize the same file next time.
 TAIL: Final = 64
 _WRITER: Final = re.compile(
-    r"^\.?(?:new-|probe-)?(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]+(?:\.csv)?$"
+    r"^\.?(?:new-|probe-)?(?P<host>.+)-(?P<pid>[0-9]+)-[0-9a-f]+(?:\.csv|\.probe)?$"
 )
 _O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
@@ -253,6 +259,38 @@ def sync_folder(path: str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def is_probe(name: str) -> bool:
+    """True for a probe file's name (earlier releases named them ``<host>-<pid>-<token>.probe``)."""
+    return name.startswith(PROBE) or name.endswith(".probe")
+
+
+def sweep_probes(folder: str, host: str, now: float) -> None:
+    """Delete the probe files in ``folder`` that killed processes left.
+
+    A probe lives for a moment, so one is left over if its process (of this
+    machine) is gone, or, whoever made it, if it is `PROBE_AGE` older than
+    ``now`` (the file server's time, from a file just made there). A live
+    process's probe, and any file that is not a probe, is left alone.
+    """
+    try:
+        names = [n for n in os.listdir(folder) if is_probe(n)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        writer = writer_of(name)
+        if writer is not None and writer[0] == host:
+            left = pid_gone(writer[1])
+        else:
+            try:
+                left = now - os.lstat(path).st_mtime > PROBE_AGE
+            except OSError:
+                continue
+        if left:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def sweep_leftovers(folders: Sequence[str], host: str) -> None:

@@ -25,7 +25,15 @@ from ..exceptions import StoreError
 from ._csv import format_rows, header_for
 from ._records import Record
 from ._shared_claims import make_folder, write_file
-from ._shared_files import COMPACTED, SEALED, process_tag, sync_folder
+from ._shared_files import (
+    COMPACTED,
+    PROBE,
+    SEALED,
+    process_tag,
+    sweep_probes,
+    sync_folder,
+    this_host,
+)
 
 __all__ = ["OwnFile", "write_compacted"]
 
@@ -70,14 +78,19 @@ class OwnFile:
     def check_writable(self, store: str) -> None:
         """Fail before a run whose record could not be written (a read-only mount).
 
-        Checked once: a file is made in ``tmp/`` and removed.
+        Checked once: a probe file is made in ``tmp/`` and removed, and the
+        probes killed processes left there are removed too (`sweep_probes`).
         """
         if self._writable:
             return
         self._make_dirs()
-        probe = os.path.join(self.tmp_dir, f"{process_tag()}-{secrets.token_hex(6)}.probe")
+        probe = os.path.join(self.tmp_dir, f"{PROBE}{process_tag()}-{secrets.token_hex(6)}")
         try:
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                now = os.fstat(fd).st_mtime  # the file server's clock
+            finally:
+                os.close(fd)
             os.unlink(probe)
         except OSError as exc:
             raise StoreError(
@@ -88,6 +101,7 @@ class OwnFile:
                 "the store somewhere writable, or give a store there",
             ) from None
         self._writable = True
+        sweep_probes(self.tmp_dir, this_host(), now)
 
     @property
     def name(self) -> str | None:
