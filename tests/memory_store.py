@@ -179,7 +179,10 @@ class MemoryStore:
                 _, cols, values = identity(record, self.location)
                 today = dict(zip(cols, values, strict=True))
                 today.update((c, t) for c, t in record.items() if c in _META)
-                today["_stet_codec"] = str(stet.CODEC_VERSION)
+                # Texts of rules 2 and older keep an old stamp: a pruned
+                # class value is found by it (stet._old_keys).
+                now = str(stet.CODEC_VERSION)
+                today["_stet_codec"] = now if record.get("_stet_codec") == now else "2"
                 added += self._keep(today)
         return added
 

@@ -17,6 +17,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import stet
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -332,3 +334,29 @@ def fields_for_key(node: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(node):
         return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
     return {k: getattr(node, k) for k in type(node).model_fields}
+
+
+def without(node: Any, parts: list[str]) -> Any:
+    """The reference key of a config less the field at ``parts``, as `KeyCodec` writes it.
+
+    A mapping less the key; a class value as the text of the class with the
+    field's ``name=value`` left out (an `Encoded`), fields in the codec's
+    order (a namespace's sorted), at every level the path passes.
+    """
+    import types
+
+    head, *rest = parts
+    if isinstance(node, dict):
+        out = {k: v for k, v in node.items() if k != head}
+        if rest:
+            out[head] = without(node[head], rest)
+        return out
+    fields = fields_for_key(node)
+    names = sorted(fields) if isinstance(node, types.SimpleNamespace) else list(fields)
+    inner = stet.KeyCodec().encode  # of a one-item list: the text inside a container
+    shown = [
+        f"{n}={inner([without(fields[n], rest) if n == head else fields[n]])[1:-1]}"
+        for n in names
+        if n != head or rest
+    ]
+    return stet.Encoded(f"{type(node).__qualname__}({', '.join(shown)})")

@@ -241,8 +241,36 @@ def test_merge_brings_records_of_an_earlier_release_to_todays_key_rules(location
     store = new_store(location)
     assert store.is_done("anything", ("x",), stet.KeyCodec().encode(1))
     (record,) = store.records()
-    assert record["_stet_codec"] == str(stet.CODEC_VERSION)
+    # Its texts are today's, but for a pruned class value, which rules 2 and
+    # older wrote as a mapping: so it is stamped 2 (see the next test).
+    assert record["_stet_codec"] == "2"
     assert record["_stet_timestamp"].startswith("2024-01-02")
+
+
+def test_a_merged_run_of_key_rules_2_with_a_pruned_class_stays_skipped(location: str) -> None:
+    """Rules 2 keyed ``Adam(lr=0.1, x=1)`` with ``exclude=["opt.x"]`` as ``{"lr": 0.1}``."""
+
+    @attrs.frozen
+    class Adam:
+        lr: float
+        x: int
+
+    stamp = "2024-01-02T03:04:05+00:00"
+    old = {"opt": '{"lr": 0.1}', "_stet_function": "run", "_stet_timestamp": stamp}
+    new_store(location).merge([{**old, "_stet_codec": "2"}])
+    ran: list[object] = []
+
+    @stet.once(store=location, exclude=["opt.x"], name="run", quiet=True)
+    def run(opt: Any) -> None:
+        ran.append(opt)
+
+    run(Adam(0.1, 1))
+    run(Adam(0.2, 1))
+    assert ran == [Adam(0.2, 1)]
+    # A mapping recorded under rules 3 is no run of a class value.
+    new_store(location).merge([{**old, "opt": '{"lr": 0.3}', "_stet_codec": "3"}])
+    run(Adam(0.3, 1))
+    assert ran == [Adam(0.2, 1), Adam(0.3, 1)]
 
 
 def test_delete_and_clear_say_how_many_records_they_removed(location: str) -> None:

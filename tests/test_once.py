@@ -219,9 +219,10 @@ def test_once_round_trips_through_a_plain_dict(store: str) -> None:
     plain = cattrs.unstructure(config)
     assert plain["codec"] == {"version": stet.CODEC_VERSION}
     assert cattrs.structure(plain, Once) == config
-    # A config written when the key rules were version 1 still loads: this
-    # stet reads version 1 stores.
+    # A config written when the key rules were version 1 or 2 still loads:
+    # this stet reads their stores.
     assert cattrs.structure({**plain, "codec": {"version": 1}}, Once) == config
+    assert cattrs.structure({**plain, "codec": {"version": 2}}, Once) == config
     with pytest.raises(cattrs.ClassValidationError):
         cattrs.structure({**plain, "codec": {"version": stet.CODEC_VERSION + 1}}, Once)
 

@@ -15,7 +15,7 @@ from ._failures_api import failures_in, forget_failures
 from ._inspect import frame_of
 from ._lazy import pd
 from ._once import DEFAULT_STORE
-from ._rows import _grid_keys, _runner_of
+from ._rows import _done_before, _grid_keys, _runner_of
 from ._signature import display
 from ._status import latest_code
 from ._store_arg import existing_store, store_argument
@@ -227,7 +227,12 @@ def mark_done(func: Callable[..., Any], rows: pd.DataFrame | Iterable[Mapping[st
         KeyEncodingError: A value cannot be keyed.
     """
     runner = _runner_of(func)
-    keys = _grid_keys(runner, rows)
+    old: dict[int, tuple[str, ...]] = {}
+    keys = _grid_keys(runner, rows, old)
+    if old:  # no second record of a run an older stet recorded
+        runner.store.refresh()
+        before = _done_before(runner, runner.store, old)
+        keys = [key for number, key in enumerate(keys) if number not in before]
     added = runner.store.add(runner.name, runner.cols, keys)
     if not runner.config.quiet:
         print(f"[stet] Marked {added} run(s) of {runner.label} as done in {runner.store.location}")

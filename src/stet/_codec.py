@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Final
 from ._codec_parse import Parser, implied_shape
 from ._codec_text import (
     Encoded,
+    Pruned,
     bool_text,
     checked_utf8,
     float_fast,
@@ -55,7 +56,9 @@ __all__ = ["CODEC_VERSION", "Encoded", "KeyCodec"]
 
 #: Version of the key rules; stores record it in the ``_stet_codec`` column.
 #: 2: formula-like strings are tagged, control characters JSON-quoted.
-CODEC_VERSION: Final = 2
+#: 3: a class value that ``exclude=`` reaches into keeps its class's name
+#: (``Adam(lr=0.1)``, where 2 wrote the mapping ``{'lr': 0.1}``).
+CODEC_VERSION: Final = 3
 
 _MAX_DEPTH: Final = 64
 
@@ -262,6 +265,8 @@ class KeyCodec:
             return self._encode(plain, inner, where, depth + 1)
         if isinstance(v, Mapping):
             return self._mapping_text(v, where, depth)
+        if isinstance(v, Pruned):
+            return self._pruned_text(v, where, depth)
         names = keyed_names(v)
         if names is not None:
             return self._object_text(v, names, where, depth)
@@ -330,6 +335,14 @@ class KeyCodec:
             f"{n}={self._encode(getattr(obj, n), True, f'{where}.{n}', depth + 1)}" for n in names
         )
         return f"{t.__qualname__}({fields})"
+
+    def _pruned_text(self, v: Pruned, where: str, depth: int) -> str:
+        if v.name is None:
+            return self._mapping_text(dict(v.fields), where, depth)
+        fields = ", ".join(
+            f"{n}={self._encode(x, True, f'{where}.{n}', depth + 1)}" for n, x in v.fields
+        )
+        return f"{v.name}({fields})"
 
     # -- decoding ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ __all__ = [
     "INT_RE",
     "WORDS",
     "Encoded",
+    "Pruned",
     "bool_text",
     "checked_utf8",
     "float_fast",
@@ -116,6 +117,33 @@ class Encoded:
 
     def __str__(self) -> str:
         return self.text
+
+
+@attrs.frozen(repr=False)
+class Pruned:
+    """A config value less the fields ``exclude=`` leaves out of its key.
+
+    ``name`` is the qualified name of its class (an attrs class, dataclass,
+    pydantic model or namespace), keyed as ``Name(field=..., ...)`` the way
+    the class itself is; None for a mapping or an OmegaConf config, keyed as
+    a mapping of ``fields``. Fields keep their class's order.
+
+    Attributes:
+        name: The class's qualified name, or None for a mapping.
+        fields: The kept fields' names and values (a value may be pruned too).
+    """
+
+    name: str | None
+    fields: tuple[tuple[object, object], ...]
+
+    def __repr__(self) -> str:
+        if self.name is None:
+            return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.fields) + "}"
+        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.fields) + ")"
+
+    def as_mapping(self) -> dict[object, object]:
+        """The value as key rules 2 keyed it: plain dicts at every level, classes dropped."""
+        return {k: v.as_mapping() if isinstance(v, Pruned) else v for k, v in self.fields}
 
 
 def quote(s: str) -> str:

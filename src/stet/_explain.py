@@ -13,12 +13,14 @@ from typing import Any
 import attrs
 
 from ._codec import KeyCodec
+from ._codec_text import Pruned
 from ._lazy import np, pa
 from ._lazy import pc as _pc
+from ._old_keys import OLD_VERSIONS
 from ._runner import Runner
 from ._signature import display
 from .backends import pack
-from .backends._schema import TIMESTAMP, identity, is_meta
+from .backends._schema import CODEC, TIMESTAMP, identity, is_meta
 from .backends._table import WholeStore, whole_store
 from .typing import Record, Store
 
@@ -243,17 +245,22 @@ def forget(func: Callable[..., Any], /, *args: Any, **params: Any) -> int:
 
 def explain_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> Explanation:
     arguments = runner.arguments(args, params)
-    texts = dict(zip(runner.cols, runner.encode_key(arguments), strict=True))
+    key = runner.encode_key(arguments)
     codec = runner.config.codec
     values = {name: runner.value_of(arguments, name) for name in runner.cols}
-    types = {name: type(value).__name__ for name, value in values.items()}
+    if runner.done_before(runner.store, arguments, key, fresh=False):
+        key = runner.old_key(values, key) or key  # the record an older stet wrote
+    texts = dict(zip(runner.cols, key, strict=True))
+    types = {name: _type_name(value) for name, value in values.items()}
     shown = ", ".join(f"{name}={display(values[name])}" for name in runner.key)
     call = f"{runner.label}({shown})"
     return explain_texts(runner.store, runner.name, texts, call, types, codec)
 
 
 def is_done_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> bool:
-    key = pack(runner.encode_key(runner.arguments(args, params)))
+    arguments = runner.arguments(args, params)
+    texts = runner.encode_key(arguments)
+    key = pack(texts)
     store = runner.store
     # A question, not a run about to start: `Store.is_done` would also check
     # that a record could be written (a lock, a writable folder), which a
@@ -261,16 +268,29 @@ def is_done_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) 
     if store.knows(runner.name, runner.cols, key):
         return True
     store.refresh()
-    return store.knows(runner.name, runner.cols, key)
+    return store.knows(runner.name, runner.cols, key) or runner.done_before(
+        store, arguments, texts, fresh=True
+    )
 
 
 def forget_call(runner: Runner, args: tuple[Any, ...], params: dict[str, Any]) -> int:
-    wanted = (runner.cols, runner.encode_key(runner.arguments(args, params)))
-
+    arguments = runner.arguments(args, params)
+    texts = runner.encode_key(arguments)
+    values = {name: runner.value_of(arguments, name) for name in runner.pruned}
+    old = runner.old_key(values, texts) if runner.pruned else None
     store = runner.store
 
     def doomed(record: Record) -> bool:
-        function, cols, texts = identity(record, store.location)
-        return function in (runner.name, "") and (cols, texts) == wanted
+        function, cols, held = identity(record, store.location)
+        if function not in (runner.name, "") or cols != runner.cols:
+            return False
+        return held == texts or (held == old and record.get(CODEC) in OLD_VERSIONS)
 
     return store.delete(doomed)
+
+
+def _type_name(value: object) -> str:
+    """The type of a key column's value, as explanations show it (a pruned one's class)."""
+    if isinstance(value, Pruned):
+        return value.name or "dict"
+    return type(value).__name__

@@ -8,7 +8,9 @@ own store column, named after the path.
 
 ``exclude=`` names what is not in the key: a parameter leaves the key whole;
 a path (``cfg.data_dir``) keeps its parameter in the key, keyed by the rest
-of its fields as a mapping (``{'model': {...}, 'seed': 3}``).
+of its fields: a class's as the class less those fields
+(``Config(model=..., seed=3)``), a mapping's as a mapping (``{'seed': 3}``).
+Key rules 2 and older keyed a class's as a mapping too (`Pruner.legacy`).
 
 This module turns the names into getters, functions from a parameter's
 value to the value a column holds, which raise `KeyPathError` where a
@@ -22,6 +24,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._codec_text import Pruned
 from ._configs import (
     NAMESPACES,
     class_fields,
@@ -34,7 +37,15 @@ from ._configs import (
 from ._lazy import loaded_numpy
 from .exceptions import KeyPathError
 
-__all__ = ["Getter", "check_against", "check_nesting", "path_getter", "pruner", "split"]
+__all__ = [
+    "Getter",
+    "Pruner",
+    "check_against",
+    "check_nesting",
+    "path_getter",
+    "pruner",
+    "split",
+]
 
 #: From a parameter's value to the value of one key column.
 Getter = Callable[[Any], Any]
@@ -180,25 +191,39 @@ def path_getter(path: str) -> Getter:
     return get
 
 
-def pruner(top: str, paths: Iterable[str]) -> Getter:
-    """From a parameter's value to its keyed fields, less the excluded ``paths``.
+class Pruner:
+    """From a parameter's value to its keyed fields, less the excluded paths.
 
-    The result is a plain dict, nested where a path reaches deeper (an
-    OmegaConf config is made plain first, interpolations resolved).
+    The result is a `Pruned` value at every level a path reaches into: a
+    class's keeps its name and field order, so that it is keyed as the
+    class less those fields; a mapping's (or an OmegaConf config's, made
+    plain, interpolations resolved) is keyed as a mapping.
     """
-    tree: dict[str, Any] = {}
-    for path in paths:
-        node = tree
-        for part in split(path)[1]:
-            node = node.setdefault(part, {})
 
-    def prune(value: Any) -> dict[str, object]:
-        return _prune(value, tree, top)
+    __slots__ = ("top", "tree")
 
-    return prune
+    def __init__(self, top: str, paths: Iterable[str]) -> None:
+        self.top = top
+        self.tree: dict[str, Any] = {}
+        for path in paths:
+            node = self.tree
+            for part in split(path)[1]:
+                node = node.setdefault(part, {})
+
+    def __call__(self, value: Any) -> Pruned:
+        return _prune(value, self.tree, self.top)
+
+    def legacy(self, value: Any) -> dict[object, object]:
+        """The value as key rules 2 and older keyed it: a plain dict, classes dropped."""
+        return _prune(value, self.tree, self.top).as_mapping()
 
 
-def _prune(value: Any, tree: Mapping[str, Any], where: str) -> dict[str, object]:
+def pruner(top: str, paths: Iterable[str]) -> Pruner:
+    """The `Pruner` of parameter ``top`` for the excluded ``paths`` inside it."""
+    return Pruner(top, paths)
+
+
+def _prune(value: Any, tree: Mapping[str, Any], where: str) -> Pruned:
     try:
         found = _omegaconf_fields(value, tree) if is_omegaconf(value) else fields_of(value)
     except LookupError as exc:
@@ -214,14 +239,18 @@ def _prune(value: Any, tree: Mapping[str, Any], where: str) -> dict[str, object]
     for part in tree:
         if part not in names:
             raise KeyPathError(f"{where}.{part}", _no_field(where, value, part, names))
-    kept: dict[str, object] = {}
+    kept: list[tuple[object, object]] = []
     for name, field in keyed.items():
         sub = tree.get(name) if isinstance(name, str) else None
         if sub is None:
-            kept[name] = field
+            kept.append((name, field))
         elif sub:
-            kept[name] = _prune(field, sub, f"{where}.{name}")
-    return kept
+            kept.append((name, _prune(field, sub, f"{where}.{name}")))
+    if is_omegaconf(value) or isinstance(value, Mapping):
+        return Pruned(None, tuple(kept))
+    if isinstance(value, NAMESPACES):  # keyed by its attributes sorted, as the codec does
+        kept.sort(key=lambda item: str(item[0]))
+    return Pruned(type(value).__qualname__, tuple(kept))
 
 
 def _omegaconf_fields(

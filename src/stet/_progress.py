@@ -23,7 +23,7 @@ from ._grid_texts import grid_texts, match_grid
 from ._html import html_table
 from ._inspect import latest_timed, recent_runs, runs_of
 from ._lazy import pd
-from ._rows import _grid_keys, _runner_of
+from ._rows import _done_before, _grid_keys, _runner_of
 from ._runner import Runner, gives_up
 from .backends import pack
 from .backends._index import Packed
@@ -202,9 +202,16 @@ def progress(func: Callable[..., Any], grid: pd.DataFrame | Iterable[Any]) -> Pr
     keys: Collection[Packed]
     pending: Collection[Packed]
     if match is None:
-        keys = {pack(values) for values in _grid_keys(runner, grid)}
+        old: dict[int, tuple[str, ...]] = {}
+        listed = _grid_keys(runner, grid, old)
+        keys = {pack(values) for values in listed}
         table.refresh()
-        pending = {key for key in keys if not table.knows(runner.name, runner.cols, key)}
+        before = {pack(listed[n]) for n in _done_before(runner, table, old)} if old else set()
+        pending = {
+            key
+            for key in keys
+            if key not in before and not table.knows(runner.name, runner.cols, key)
+        }
     if match is not None:
         keys, pending = match.keys, match.pending
         total, left = match.total, match.pending_count

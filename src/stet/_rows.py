@@ -15,8 +15,9 @@ from ._lazy import is_dataframe, pd
 from ._rows_bulk import bulk_keys
 from ._runner import Runner
 from .exceptions import KeyEncodingError, KeyPathError
+from .typing import Store
 
-__all__ = ["_grid_keys", "_runner_of"]
+__all__ = ["_done_before", "_grid_keys", "_runner_of"]
 
 
 def _runner_of(func: Callable[..., Any]) -> Runner:
@@ -26,17 +27,37 @@ def _runner_of(func: Callable[..., Any]) -> Runner:
     return runner
 
 
-def _grid_keys(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
-    """The key texts of each row (defaults applied), naming the row of any problem."""
+def _grid_keys(
+    runner: Runner,
+    rows: pd.DataFrame | Iterable[Any],
+    old: dict[int, tuple[str, ...]] | None = None,
+) -> list[tuple[str, ...]]:
+    """The key texts of each row (defaults applied), naming the row of any problem.
+
+    ``old`` (if given) receives, by row number, the texts key rules 2 gave
+    the rows where they differ (a pruned class value; see `_done_before`).
+    """
     if not is_dataframe(rows) and not isinstance(rows, Sequence):
         rows = list(rows)  # read once: a generator cannot be read again below
-    keys = bulk_keys(runner, rows)
+    keys = bulk_keys(runner, rows)  # None for a key with paths
     if keys is not None:
         return keys
-    return _keys_row_by_row(runner, rows)
+    return _keys_row_by_row(runner, rows, old if runner.pruned else None)
 
 
-def _keys_row_by_row(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list[tuple[str, ...]]:
+def _done_before(runner: Runner, store: Store, old: dict[int, tuple[str, ...]]) -> set[int]:
+    """The rows whose runs a record of key rules 2 or older holds (``store`` just refreshed)."""
+    records = runner.old_records
+    if records is None:
+        return set()
+    return {number for number, texts in old.items() if records.holds(store, texts, fresh=True)}
+
+
+def _keys_row_by_row(
+    runner: Runner,
+    rows: pd.DataFrame | Iterable[Any],
+    old: dict[int, tuple[str, ...]] | None = None,
+) -> list[tuple[str, ...]]:
     """`_grid_keys` one row at a time: the reference the column-wise path must match."""
     records: Iterable[Any] = rows.to_dict("records") if is_dataframe(rows) else rows
     defaults = {
@@ -48,6 +69,10 @@ def _keys_row_by_row(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list
     for number, row in enumerate(records):
         if isinstance(row, tuple | list):
             keys.append(_positional_key(runner, number, row))
+            if old is not None:
+                arguments = runner.arguments(tuple(row), {})
+                values = {c: runner.value_of(arguments, c) for c in runner.pruned}
+                _note_old(runner, number, values, keys[-1], old)
             continue
         if not isinstance(row, Mapping):
             raise TypeError(
@@ -55,13 +80,28 @@ def _keys_row_by_row(runner: Runner, rows: pd.DataFrame | Iterable[Any]) -> list
                 f"parameter names to values, or a tuple of values in the order of "
                 f"{runner.label}{runner.signature}, or pass a pandas DataFrame"
             )
+        values = _column_values(runner, number, row, defaults)
         try:
-            keys.append(runner.encode_columns(_column_values(runner, number, row, defaults)))
+            keys.append(runner.encode_columns(values))
         except KeyEncodingError as exc:
             raise KeyEncodingError(
                 exc.value_type, exc.parameter, f"row {number}{exc.where}", exc.reason
             ) from None
+        if old is not None:
+            _note_old(runner, number, values, keys[-1], old)
     return keys
+
+
+def _note_old(
+    runner: Runner,
+    number: int,
+    values: dict[str, Any],
+    key: tuple[str, ...],
+    old: dict[int, tuple[str, ...]],
+) -> None:
+    texts = runner.old_key(values, key)
+    if texts is not None:
+        old[number] = texts
 
 
 def _column_values(

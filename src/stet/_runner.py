@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._keypaths import Getter
+from ._codec_text import Pruned
+from ._keypaths import Getter, Pruner
+from ._old_keys import OldRecords
 from ._report import reporter
 from ._signature import code_hash, display, display_text, key_names, qualname
 from .backends import describe, open_store, pack
@@ -59,6 +61,10 @@ class Runner:
         self.cols = tuple(sorted(self.key))
         self.name = config.name or qualname(func)
         self.label = getattr(func, "__name__", self.name)
+        #: The columns that ``exclude=`` reaches into, and (only if there are
+        #: any) the records whose texts key rules 2 gave them (`stet._old_keys`).
+        self.pruned = tuple(c for c in self.cols if isinstance(self.paths.get(c, (c,))[-1], Pruner))
+        self.old_records = OldRecords(self.name, self.cols) if self.pruned else None
         self._encode = config.codec.encode
         self._store: Store | None = None
         #: The store, when runs claim their keys (``claim=True``).
@@ -273,10 +279,18 @@ class Runner:
                 self.report_skip(args, kwargs, failed=earlier)
                 return None
         if self.claims is None:
-            if store.is_done(self.name, self.cols, key):
+            if store.is_done(self.name, self.cols, key) or (
+                self.old_records is not None
+                and self.done_before(store, self.arguments(args, kwargs), values, fresh=True)
+            ):
                 self.report_skip(args, kwargs)
                 return None
         else:
+            if self.old_records is not None and self.done_before(
+                store, self.arguments(args, kwargs), values, fresh=False
+            ):
+                self.report_skip(args, kwargs)
+                return None
             state, claim = self.claims.claim(self.name, self.cols, values, self.config.lease)
             if state != "claimed":
                 self.report_skip(args, kwargs, claim)
@@ -284,6 +298,33 @@ class Runner:
         reporter.end_streak()
         failed = None if earlier is None else len(earlier)
         return Run(values, claim, time.perf_counter(), failed, self.claims)
+
+    def old_key(self, values: dict[str, Any], texts: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The key texts key rules 2 gave these column values, if they are not ``texts``.
+
+        They differ only where a pruned column holds a class value (rules 2
+        keyed it as a mapping); ``values`` holds at least the pruned columns.
+        """
+        old = list(texts)
+        for col in self.pruned:
+            value = values[col]
+            if isinstance(value, Pruned):
+                old[self.cols.index(col)] = self._encode(value.as_mapping())
+        found = tuple(old)
+        return None if found == texts else found
+
+    def done_before(
+        self, store: Store, arguments: dict[str, Any], texts: tuple[str, ...], *, fresh: bool
+    ) -> bool:
+        """True if the call with these key texts was recorded under key rules 2 or older.
+
+        ``fresh``: the store was refreshed just before (see `OldRecords.holds`).
+        """
+        old_records = self.old_records
+        if old_records is None:
+            return False
+        old = self.old_key({c: self.value_of(arguments, c) for c in self.pruned}, texts)
+        return old is not None and old_records.holds(store, old, fresh=fresh)
 
     def _failures_of(self, values: tuple[str, ...]) -> list[Failure]:
         """The key's failures recorded so far (none for a store that keeps none)."""

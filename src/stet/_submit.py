@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, overload
 
 from ._lazy import is_dataframe, pd
-from ._rows import _grid_keys, _runner_of
+from ._rows import _done_before, _grid_keys, _runner_of
 from .backends import pack
 from .exceptions import ShardError
 
@@ -100,13 +100,19 @@ def pending(func: Any, grid: pd.DataFrame | Iterable[Any]) -> pd.DataFrame | lis
     """
     runner = _runner_of(func)
     rows: pd.DataFrame | list[Any] = grid if is_dataframe(grid) else list(grid)
-    keys = [pack(values) for values in _grid_keys(runner, rows)]
+    old: dict[int, tuple[str, ...]] = {}
+    keys = [pack(values) for values in _grid_keys(runner, rows, old)]
     table = runner.store
     table.refresh()
+    before = _done_before(runner, table, old) if old else set()
     seen: set[object] = set()
     keep: list[bool] = []
-    for key in keys:
-        keep.append(key not in seen and not table.knows(runner.name, runner.cols, key))
+    for number, key in enumerate(keys):
+        keep.append(
+            key not in seen
+            and number not in before
+            and not table.knows(runner.name, runner.cols, key)
+        )
         seen.add(key)
     if is_dataframe(rows):
         return rows.iloc[[number for number, kept in enumerate(keep) if kept]]

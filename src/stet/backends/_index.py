@@ -165,8 +165,9 @@ class KeyIndex:
         """Of other stores' records, those of runs not recorded here, written as today's.
 
         One record per run; their metadata is kept and their texts are
-        today's. ``check`` sees each new group's key columns first (and may
-        refuse them). Returns the records and their keys by group, to `add`
+        today's (stamped 3, or 2 if written under key rules 2 or older).
+        ``check`` sees each new group's key columns first (and may refuse
+        them). Returns the records and their keys by group, to `add`
         once they are written.
         """
         out: list[Record] = []
@@ -188,7 +189,10 @@ class KeyIndex:
                 )
             clean = {c: t for c, t in record.items() if is_meta(c)}
             clean.update(zip(cols, values, strict=True))
-            clean[CODEC] = CURRENT
+            # Texts of key rules 2 and older are stamped 2: they are today's
+            # but for pruned class values, which only an old stamp lets a
+            # call find (`stet._old_keys`).
+            clean[CODEC] = CURRENT if record.get(CODEC) == CURRENT else "2"
             out.append(clean)
             group.add(packed)
         return out, new
@@ -234,7 +238,7 @@ def _ingest_columns(columns: Columns, groups: dict[Group, KeySet]) -> bool:
         return False
     versions = columns.distinct(CODEC)
     keys = sorted(n for n in names if not is_meta(n))
-    if not versions <= {CURRENT, "1"}:
+    if not versions <= {CURRENT, "2", "1"}:
         return False
     if "1" in versions and any(columns.matches(k, V1_CHANGED) for k in keys):
         return False

@@ -68,10 +68,13 @@ def identity(record: Record, location: str) -> Identity:
 
     Records without a ``_stet_codec`` (stet 0.0.x, hand-written) hold
     ``str(value)`` texts, and records of key rules version 1 a few texts
-    that changed since: both are canonicalized here. A store of one's own
+    that changed since: both are canonicalized here. Version 2 texts are
+    today's, but for a class value that ``exclude=`` reaches into, which
+    they hold as a mapping (`stet._old_keys` finds those). A store of one's own
     reads its records through it, and writes merged records with these
-    texts and today's ``_stet_codec`` (`stet.CODEC_VERSION`), so that old
-    stores merge into it as into the built-in ones. The function is ``""``
+    texts and ``_stet_codec`` 3 (`stet.CODEC_VERSION`), or 2 for a record
+    of version 2 or older, so that old stores merge into it as into the
+    built-in ones. The function is ``""``
     for a record that counts for every function; the key columns are sorted.
 
     Args:
@@ -83,7 +86,7 @@ def identity(record: Record, location: str) -> Identity:
             ``_stet_codec`` is not a version (``location`` names the store).
     """
     version = record.get(CODEC)
-    if version == CURRENT:
+    if version == CURRENT or version == "2":
         keys = {c: t for c, t in record.items() if c[:6] != PREFIX}
     elif version is None:
         keys = {c: canonical_from_legacy(t) for c, t in record.items() if c[:6] != PREFIX}

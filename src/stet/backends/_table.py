@@ -71,7 +71,8 @@ def _canonical(table: pa.Table, location: str) -> pa.Table:
     names = table.column_names
     if CODEC in names:
         version = table.column(CODEC)
-        known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=pa.array([CURRENT, "1"])))
+        read = pa.array([CURRENT, "2", "1"])
+        known = pc.or_(pc.is_null(version), pc.is_in(version, value_set=read))
         if pc.all(known).as_py() is False:  # (None: no rows, in no chunks)
             first = pc.index(known, False).as_py()
             raise _bad_version(version[first].as_py(), location)
