@@ -161,22 +161,37 @@ def test_the_tag_of_a_chunk_is_the_tag_of_each_text(keys: list[str]) -> None:
         assert _dense_texts.Hasher().tags(texts).tolist() == [_dense_texts.tag(t) for t in texts]
 
 
+@given(st.lists(any_text | long_texts, max_size=30), st.integers(1, 64))
+def test_the_tag_of_texts_taken_a_piece_at_a_time_is_the_tag_of_each_text(
+    keys: list[str], piece: int
+) -> None:
+    """Differential: many texts are tagged a few bytes at a time (split at
+    their bounds, a text longer than a piece alone), as each text alone."""
+    with mock.patch.object(_dense_texts, "_PIECE", piece):
+        for texts in texts_of_strs(keys):
+            assert _dense_texts.Hasher().tags(texts).tolist() == [
+                _dense_texts.tag(t) for t in texts
+            ]
+
+
 @given(
     st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), min_size=1, max_size=30),
     st.integers(0, 29),
+    st.sampled_from([0, 1 << 30]),
 )
 def test_keys_read_from_arrow_columns_are_the_joined_texts(
-    rows: list[tuple[str, str]], skip: int
+    rows: list[tuple[str, str]], skip: int, combine: int
 ) -> None:
-    """Columns joined in C (a slice, chunked, of each Arrow string type) give
-    the texts and tags the per-call path gives."""
+    """Columns joined in C (a slice, chunked, of each Arrow string type; taken
+    chunk by chunk or made one) give the texts and tags the per-call path gives."""
     a = [r[0] for r in rows]
     b = [r[1] for r in rows]
     first = pa.chunked_array([pa.array(a[:1]), pa.array(a[1:], pa.string())])
     for kind in (pa.string(), pa.large_string(), pa.string_view()):
         second = pa.chunked_array([pa.array(b, kind)])
         start = min(skip, len(rows) - 1)
-        chunks = list(texts_of_arrow([first[start:], second[start:]], SEP))
+        with mock.patch.object(_dense_texts, "_COMBINE", combine):  # chunk by chunk, or one
+            chunks = list(texts_of_arrow([first[start:], second[start:]], SEP))
         got = [bytes(t) for texts in chunks for t in texts]
         assert got == [_dense_texts.encoded(x + SEP + y) for x, y in rows[start:]]
         tags = [t for texts in chunks for t in _dense_texts.Hasher().tags(texts).tolist()]

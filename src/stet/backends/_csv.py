@@ -38,18 +38,19 @@ _BOM: Final = b"\xef\xbb\xbf"
 _BULK_BYTES: Final = 1 << 20
 
 
-def _complete_length(data: bytes) -> int:
-    """Length of the prefix of ``data`` made of whole records.
+def _complete_length(data: bytes, start: int = 0) -> int:
+    """Length of the prefix of ``data`` made of whole records (those from
+    ``start`` on, and what comes before them).
 
     Quotes come in pairs inside a record, so a newline ends a record exactly
     when an even number of quote characters precede it.
     """
-    end = data.rfind(b"\n")
+    end = data.rfind(b"\n", start)
     while end >= 0:
-        if data.count(b'"', 0, end) % 2 == 0:
+        if data.count(b'"', start, end) % 2 == 0:
             return end + 1
-        end = data.rfind(b"\n", 0, end)
-    return 0
+        end = data.rfind(b"\n", start, end)
+    return start
 
 
 def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
@@ -123,19 +124,22 @@ class _CsvFormat(AppendedFile):
             )
         header = self._parse_header(data[start : header_end + 1])
         body_start = header_end + 1
-        body = data[body_start:]
         records: Batch
-        if len(body) >= _BULK_BYTES:
-            used = _complete_length(body)
-            self._check_tail(body[used:], header, body_start + used)
-            records = self._parse_bulk(body[:used], header, every_column)
+        if len(data) - body_start >= _BULK_BYTES:
+            # The body is parsed where it lies in ``data`` (a big file's bytes
+            # are not copied twice more).
+            used = _complete_length(data, body_start) - body_start
+            self._check_tail(data[body_start + used :], header, body_start + used)
+            body = memoryview(data)[body_start : body_start + used]
+            records = self._parse_bulk(body, header, every_column)
+            del body
         else:
-            records, used = self._parse_records(body, header, body_start)
+            records, used = self._parse_records(data[body_start:], header, body_start)
         end = body_start + used
         return records, AppendCursor(state, end, tail_before(data, end), header), True
 
     def _parse_bulk(
-        self, body: bytes, header: tuple[str, ...], every_column: bool = True
+        self, body: bytes | memoryview, header: tuple[str, ...], every_column: bool = True
     ) -> Columns:
         """Whole records of a big file, parsed in C by Arrow into columns (only
         the index's, unless asked: the others' cells are never built)."""
@@ -156,11 +160,15 @@ class _CsvFormat(AppendedFile):
 
     @staticmethod
     def _arrow_csv(
-        body: bytes, header: tuple[str, ...], block_size: int, include: list[str] | None = None
+        body: bytes | memoryview,
+        header: tuple[str, ...],
+        block_size: int,
+        include: list[str] | None = None,
     ) -> pa.Table:
         strings = {name: pa.string() for name in header}
         return pa_csv.read_csv(
-            io.BytesIO(body),
+            # Read in place (BytesIO copies a view); the stubs know only IO.
+            pa.BufferReader(pa.py_buffer(body)),  # type: ignore[arg-type]
             read_options=pa_csv.ReadOptions(
                 column_names=list(header), use_threads=ARROW_THREADS, block_size=block_size
             ),
