@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import stet
 from stet.backends import _csv
+from stet.backends._records import Columns
 
 cells = st.text(alphabet=st.sampled_from('a1",\n\r é\x1f'), max_size=6)
 rows = st.lists(st.tuples(cells, cells), min_size=1, max_size=30)
@@ -48,7 +49,7 @@ def _read(path: Path, halves: int) -> list[dict[str, str]] | str:
             records, _, _ = _csv._CsvFormat(str(path)).scan_all(every_column=True)
         except stet.StoreError as exc:
             return str(exc)
-    assert isinstance(records, _csv.Columns)
+    assert isinstance(records, Columns)
     return records.to_records()
 
 
@@ -75,7 +76,7 @@ def test_a_big_store_of_quoted_line_breaks_is_cut_between_records(tmp_path: Path
     lowered = mock.patch.object(_csv, "_BULK_BYTES", 1)
     with lowered, mock.patch.object(_csv, "_HALVES_BYTES", 1):
         read, _, _ = _csv._CsvFormat(str(path)).scan_all(every_column=True)
-    assert isinstance(read, _csv.Columns)
+    assert isinstance(read, Columns)
     assert read.arrow is not None
     assert read.arrow.column("a").num_chunks == 2  # one a half
     assert [(r["a"], r["b"]) for r in read.to_records()] == records
