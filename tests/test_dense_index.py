@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -376,3 +377,48 @@ def test_looking_for_the_separator_in_a_column_agrees_with_arrow_cell_by_cell(
     column = pa.chunked_array(chunks, type=kind).slice(start)
     found = Columns.of_arrow(pa.Table.from_arrays([column], names=["k"])).contains("k", SEP)
     assert found == any(SEP in c for c in column.to_pylist() if c is not None)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, _dense_texts.PRIME) | st.sampled_from([1, 2, _dense_texts.PRIME]),
+            st.integers(0, 2**32 - 1),
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_the_table_files_each_entry_where_linear_probing_finds_it(
+    entries: list[tuple[int, int]],
+) -> None:
+    """Whatever the tags (equal ones, the extremes, many of one home slot):
+    the table holds each (tag, place) once, and every slot from an entry's
+    home slot to its own is taken, so a lookup reaches it before a gap."""
+    keys = KeySet()
+    tags = np.array([t for t, _ in entries], dtype=np.uint32)
+    places = np.array([p for _, p in entries], dtype=np.uint32)
+    keys._build(tags, places)
+    assert keys._probe is not None
+    table, home, _ = keys._probe
+    pairs = np.frombuffer(table, dtype=np.uint32).reshape(-1, 2)
+    assert pairs[-1, 0] == 0  # the last slot is empty: a probe ends there
+    filed = sorted((int(t), int(p)) for t, p in pairs[pairs[:, 0] != 0])
+    assert filed == sorted(entries)
+    for slot, (tag, _) in enumerate(pairs.tolist()):
+        if tag:
+            assert all(pairs[between, 0] for between in range(tag % home, slot + 1))
+
+
+@given(bulk=st.lists(any_text | long_texts | texts, max_size=40), others=st.lists(any_text))
+def test_texts_of_any_unicode_and_length_are_found_exactly_as_in_a_set(
+    bulk: list[str], others: list[str]
+) -> None:
+    """Empty, long, surrogates, duplicates taken in bulk: each is found, and
+    no other text (nor a prefix or an extension of one) is."""
+    keys = KeySet()
+    keys.absorb(texts_of_strs(bulk))
+    reference = set(bulk)
+    near = [k[:-1] for k in bulk if k] + [k + "\x00" for k in bulk]
+    for key in [*bulk, *others, *near]:
+        assert (key in keys) == (key in reference), key
