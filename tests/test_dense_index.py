@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -161,22 +162,37 @@ def test_the_tag_of_a_chunk_is_the_tag_of_each_text(keys: list[str]) -> None:
         assert _dense_texts.Hasher().tags(texts).tolist() == [_dense_texts.tag(t) for t in texts]
 
 
+@given(st.lists(any_text | long_texts, max_size=30), st.integers(1, 64))
+def test_the_tag_of_texts_taken_a_piece_at_a_time_is_the_tag_of_each_text(
+    keys: list[str], piece: int
+) -> None:
+    """Differential: many texts are tagged a few bytes at a time (split at
+    their bounds, a text longer than a piece alone), as each text alone."""
+    with mock.patch.object(_dense_texts, "_PIECE", piece):
+        for texts in texts_of_strs(keys):
+            assert _dense_texts.Hasher().tags(texts).tolist() == [
+                _dense_texts.tag(t) for t in texts
+            ]
+
+
 @given(
     st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12)), min_size=1, max_size=30),
     st.integers(0, 29),
+    st.sampled_from([0, 1 << 30]),
 )
 def test_keys_read_from_arrow_columns_are_the_joined_texts(
-    rows: list[tuple[str, str]], skip: int
+    rows: list[tuple[str, str]], skip: int, combine: int
 ) -> None:
-    """Columns joined in C (a slice, chunked, of each Arrow string type) give
-    the texts and tags the per-call path gives."""
+    """Columns joined in C (a slice, chunked, of each Arrow string type; taken
+    chunk by chunk or made one) give the texts and tags the per-call path gives."""
     a = [r[0] for r in rows]
     b = [r[1] for r in rows]
     first = pa.chunked_array([pa.array(a[:1]), pa.array(a[1:], pa.string())])
     for kind in (pa.string(), pa.large_string(), pa.string_view()):
         second = pa.chunked_array([pa.array(b, kind)])
         start = min(skip, len(rows) - 1)
-        chunks = list(texts_of_arrow([first[start:], second[start:]], SEP))
+        with mock.patch.object(_dense_texts, "_COMBINE", combine):  # chunk by chunk, or one
+            chunks = list(texts_of_arrow([first[start:], second[start:]], SEP))
         got = [bytes(t) for texts in chunks for t in texts]
         assert got == [_dense_texts.encoded(x + SEP + y) for x, y in rows[start:]]
         tags = [t for texts in chunks for t in _dense_texts.Hasher().tags(texts).tolist()]
@@ -361,3 +377,48 @@ def test_looking_for_the_separator_in_a_column_agrees_with_arrow_cell_by_cell(
     column = pa.chunked_array(chunks, type=kind).slice(start)
     found = Columns.of_arrow(pa.Table.from_arrays([column], names=["k"])).contains("k", SEP)
     assert found == any(SEP in c for c in column.to_pylist() if c is not None)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, _dense_texts.PRIME) | st.sampled_from([1, 2, _dense_texts.PRIME]),
+            st.integers(0, 2**32 - 1),
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_the_table_files_each_entry_where_linear_probing_finds_it(
+    entries: list[tuple[int, int]],
+) -> None:
+    """Whatever the tags (equal ones, the extremes, many of one home slot):
+    the table holds each (tag, place) once, and every slot from an entry's
+    home slot to its own is taken, so a lookup reaches it before a gap."""
+    keys = KeySet()
+    tags = np.array([t for t, _ in entries], dtype=np.uint32)
+    places = np.array([p for _, p in entries], dtype=np.uint32)
+    keys._build(tags, places)
+    assert keys._probe is not None
+    table, home, _ = keys._probe
+    pairs = np.frombuffer(table, dtype=np.uint32).reshape(-1, 2)
+    assert pairs[-1, 0] == 0  # the last slot is empty: a probe ends there
+    filed = sorted((int(t), int(p)) for t, p in pairs[pairs[:, 0] != 0])
+    assert filed == sorted(entries)
+    for slot, (tag, _) in enumerate(pairs.tolist()):
+        if tag:
+            assert all(pairs[between, 0] for between in range(tag % home, slot + 1))
+
+
+@given(bulk=st.lists(any_text | long_texts | texts, max_size=40), others=st.lists(any_text))
+def test_texts_of_any_unicode_and_length_are_found_exactly_as_in_a_set(
+    bulk: list[str], others: list[str]
+) -> None:
+    """Empty, long, surrogates, duplicates taken in bulk: each is found, and
+    no other text (nor a prefix or an extension of one) is."""
+    keys = KeySet()
+    keys.absorb(texts_of_strs(bulk))
+    reference = set(bulk)
+    near = [k[:-1] for k in bulk if k] + [k + "\x00" for k in bulk]
+    for key in [*bulk, *others, *near]:
+        assert (key in keys) == (key in reference), key

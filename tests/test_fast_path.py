@@ -326,6 +326,28 @@ def test_a_worker_that_only_skips_never_imports_pandas(tmp_path: Any, ext: str) 
     assert "pandas" not in heavy_modules_after(sweep + "assert results == [None] * 9")
 
 
+@pytest.mark.parametrize("ext", ["csv", "parquet"])
+def test_a_worker_that_opens_a_big_store_never_imports_pandas(tmp_path: Any, ext: str) -> None:
+    """Its keys go to the dense table (the sizes that choose it lowered here),
+    joined by Arrow without a detour through pandas (``pa.scalar`` takes one)."""
+    store = json.dumps(str(tmp_path / f"runs.{ext}"))
+    sweep = (
+        f"run = stet.once(store={store}, quiet=True)(lambda alpha, seed: None)\n"
+        "results = [run(alpha / 10, seed) for alpha in range(3) for seed in range(30)]\n"
+    )
+    heavy_modules_after(sweep)
+    lowered = (
+        "from stet.backends import _csv, _dense\n"
+        "_csv._BULK_BYTES, _dense.FOLD_AT, _dense.CHUNK = 1, 4, 16\n"
+    )
+    check = (
+        "index = run.__stet__.store._reader.index\n"
+        "assert results == [None] * 90\n"
+        "assert any(keys.dense for keys in index.groups.values())\n"
+    )
+    assert "pandas" not in heavy_modules_after(lowered + sweep + check)
+
+
 def test_pandas_loads_when_a_dataframe_is_asked_for(tmp_path: Any) -> None:
     store = json.dumps(str(tmp_path / "runs.csv"))
     code = (

@@ -46,7 +46,7 @@ FOLD_AT: Final = 1 << 20
 # Bound once: looking the method up on `int` at each call costs more than the call.
 _from_bytes: Final = int.from_bytes
 #: Keys read at once when a big read is taken in (bounds what is alive).
-CHUNK: Final = 1 << 16
+CHUNK: Final = 1 << 18
 #: A place in the table: the pack's number above these bits, the text's
 #: offset in the pack below (a pack is closed once it reaches 2**22 bytes).
 OFFSET_BITS: Final = 22
@@ -215,16 +215,37 @@ class KeySet:
     def _build(self, tags: npt.NDArray[np.uint32], places: npt.NDArray[np.uint32]) -> None:
         size = len(tags)
         home = _prime_from(int(size / LOAD))
-        # Sorted by home slot, each entry's number beside it: one sort of
-        # 64-bit integers (vectorised in numpy), about twice as fast as an
-        # argsort at 10**7.
-        keyed = (tags % np.uint32(home)).astype(np.int64)
+        # Each entry as one 64-bit number that sorts by home slot: the slot
+        # (tag % home), the rest of its tag (tag // home: the two give the
+        # tag back, in 31 bits together) and its place. One sort then lays
+        # the entries out in order, read and written front to back: no
+        # argsort and no gather at random (a third of the layout, measured).
+        high = (PRIME // home).bit_length()
+        assert (home - 1).bit_length() + high + 32 <= 64
+        keyed = (tags % np.uint32(home)).astype(np.uint64)
+        keyed <<= high
+        keyed |= tags // np.uint32(home)
+        del tags
         keyed <<= 32
-        keyed |= np.arange(size, dtype=np.int64)
+        keyed |= places
+        del places
         keyed.sort()
-        order = keyed & 0xFFFFFFFF
+        entries = keyed & np.uint64(0xFFFFFFFF)  # the places, sorted
         keyed >>= 32
-        slots = keyed
+        rest = keyed & np.uint64((1 << high) - 1)
+        keyed >>= high
+        slots = keyed.view(np.int64)
+        rest *= np.uint64(home)
+        rest += keyed  # the tags
+        # A slot's tag and place as one 64-bit number whose first 32 bits in
+        # memory are the tag.
+        if sys.byteorder == "little":
+            entries <<= 32
+            entries |= rest
+        else:
+            rest <<= 32
+            entries |= rest
+        del rest
         # Linear probing laid out at once: sorted by home slot, each key
         # takes the first free slot from its home on, which is its home or
         # the slot after the previous key's. The table runs past its home
@@ -235,16 +256,9 @@ class KeySet:
         where += steps
         del steps
         width = max(int(where[-1]) + 2, home + 1)
-        # A slot's tag and place as one 64-bit number whose first 32 bits in
-        # memory are the tag, moved in one gather and one scatter.
-        first, second = (tags, places) if sys.byteorder == "little" else (places, tags)
-        entries = second.astype(np.uint64)
-        entries <<= 32
-        entries |= first
-        del tags, places, first, second
         table = np.zeros(width, dtype=np.uint64)
-        table[where] = entries[order]
-        del entries, order, where
+        table[where] = entries
+        del entries, where, keyed
         self._probe = (table.view(np.uint32).data, home, self._packs)
         self._size = size
 

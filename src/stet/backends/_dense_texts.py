@@ -57,6 +57,10 @@ END: Final = 0xFF
 # Below this many bytes in a chunk, a text's sum of bytes times powers
 # (each under 2**38) cannot reach 2**64.
 _EXACT_SUMS: Final = 1 << 26
+# Bytes of texts `Hasher` takes at once (a text longer than this, alone).
+_PIECE: Final = 1 << 18
+# Joined texts up to this many bytes are made one chunk (Arrow's are small).
+_COMBINE: Final = 1 << 30
 
 
 def encoded(key: str) -> bytes:
@@ -107,7 +111,7 @@ def texts_of_arrow(
     columns: Sequence[pa.Array[Any] | pa.ChunkedArray[Any]], sep: str
 ) -> Iterator[Texts]:
     """Each row's texts of these Arrow string columns (no nulls) joined by ``sep``,
-    each followed by `END`: joined in C, a chunk of the result at a time."""
+    each followed by `END`: joined in C, a chunk (or the whole part) at a time."""
     # Joined as bytes (a string type cast to its binary twin costs nothing),
     # 64-bit offsets only where a column has them or is of another type.
     narrow = all(pa.types.is_string(c.type) for c in columns)
@@ -115,14 +119,18 @@ def texts_of_arrow(
     parts: list[Any] = []
     for column in columns:
         if parts:
-            parts.append(pa.scalar(sep.encode(), kind))
+            parts.append(_scalar(sep.encode(), kind))
         if not narrow and not pa.types.is_large_string(column.type):
             column = column.cast(pa.large_string())  # a view type, a dictionary
         parts.append(column.cast(kind))
-    parts.append(pa.scalar(bytes([END]), kind))
-    joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", kind))
+    parts.append(_scalar(bytes([END]), kind))
+    joined = pc.binary_join_element_wise(*parts, _scalar(b"", kind))
+    chunks = joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]
+    if len(chunks) > 1 and joined.nbytes <= _COMBINE:
+        # Arrow's own chunks (a CSV block each) are small: one Texts for all.
+        chunks = [joined.combine_chunks()]
     width = np.int32 if narrow else np.int64
-    for chunk in joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]:
+    for chunk in chunks:
         if not len(chunk):
             continue
         if chunk.null_count:
@@ -134,6 +142,13 @@ def texts_of_arrow(
         offsets = raw[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64)
         base = int(offsets[0])
         yield Texts(memoryview(data)[base : int(offsets[-1])], offsets - base)
+
+
+def _scalar(data: bytes, kind: pa.DataType) -> pa.Scalar[Any]:
+    """``data`` as an Arrow scalar of this binary type (`pa.scalar` imports pandas)."""
+    width = np.int32 if kind == pa.binary() else np.int64
+    ends = pa.py_buffer(np.array([0, len(data)], dtype=width).tobytes())
+    return pa.Array.from_buffers(kind, 1, [None, ends, pa.py_buffer(data)])[0]
 
 
 def _powers(base: int, count: int) -> npt.NDArray[np.uint64]:
@@ -168,9 +183,29 @@ class Hasher:
 
     def tags(self, texts: Texts) -> npt.NDArray[np.uint32]:
         """`tag` of each text, as uint32."""
-        total = len(texts.data)
-        self._ensure(total)
         data = np.frombuffer(texts.data, dtype=np.uint8)
+        offsets = texts.offsets
+        count = len(offsets) - 1
+        if len(data) <= _PIECE:
+            return self._tags(data, offsets)
+        # A piece of texts at a time: the powers and sums of a piece stay in
+        # the processor's cache, and the powers kept are a piece long.
+        out = np.empty(count, dtype=np.uint32)
+        first = 0
+        while first < count:
+            start = int(offsets[first])
+            last = int(np.searchsorted(offsets, start + _PIECE, side="right")) - 1
+            last = max(first + 1, min(last, count))
+            end = int(offsets[last])
+            out[first:last] = self._tags(data[start:end], offsets[first : last + 1] - start)
+            first = last
+        return out
+
+    def _tags(
+        self, data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.uint32]:
+        total = len(data)
+        self._ensure(total)
         running = np.zeros(total + 1, dtype=np.uint64)
         place = running[1:]
         # Byte g of the chunk times 256**-g; a text ending (before its END)
@@ -180,7 +215,6 @@ class Hasher:
             place %= PRIME
         # Wraps past 2**64; each text's difference of two sums stays exact.
         np.cumsum(place, out=place)
-        offsets = texts.offsets
         ends = offsets[1:] - 1
         sums = running[ends] - running[offsets[:-1]]
         del running, place
