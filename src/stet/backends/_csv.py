@@ -53,11 +53,16 @@ def _complete_length(data: bytes, start: int = 0, stop: int | None = None) -> in
     end = data.rfind(b"\n", start, stop)
     if end >= 0 and data.find(b'"', start, end) < 0:
         return end + 1  # no quote at all (most stores): one scan, not a count
-    while end >= 0:
-        if data.count(b'"', start, end) % 2 == 0:
-            return end + 1
-        end = data.rfind(b"\n", start, end)
-    return start
+    if end < 0:
+        return start
+    quotes = data.count(b'"', start, end)  # counted once; then only what lies between
+    while quotes % 2:
+        earlier = data.rfind(b"\n", start, end)
+        if earlier < 0:
+            return start
+        quotes -= data.count(b'"', earlier, end)
+        end = earlier
+    return end + 1
 
 
 def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
