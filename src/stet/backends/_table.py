@@ -178,6 +178,8 @@ class WholeStore:
         #: Each record's function ("" for none).
         self.functions: Any = functions
         self._stamps: Any = None
+        #: What the store that made this read hands back to use it again (see `delete_selected`).
+        self.seen: object = None
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -276,6 +278,12 @@ def whole_store(store: Any) -> WholeStore:
     A store with a ``columns()`` method (the file stores) hands over its
     scan as it is; any other is read through `Store.records`.
     """
+    scanned = getattr(store, "scanned", None)
+    if callable(scanned):  # a file store: its read, and what lets delete_rows use it again
+        batch, seen = scanned()
+        whole = WholeStore(store.location, arrow_of(batch))
+        whole.seen = seen
+        return whole
     reader = getattr(store, "columns", None)
     batch = reader() if callable(reader) else store.records()
     return WholeStore(store.location, arrow_of(batch))
@@ -285,15 +293,24 @@ def whole_store(store: Any) -> WholeStore:
 Selection = Callable[[WholeStore], Any]
 
 
-def delete_selected(store: Any, select: Selection, doomed: Callable[[Record], bool]) -> int:
+def delete_selected(
+    store: Any,
+    select: Selection,
+    doomed: Callable[[Record], bool],
+    whole: WholeStore | None = None,
+) -> int:
     """Remove the records ``select`` picks from ``store`` (a `stet.typing.Store`); how many.
 
     A store with a ``delete_rows(select)`` method (the built-in stores) picks
     them column by column and removes them in one pass; any other removes
     them record by record through `Store.delete`, asking ``doomed``, which
-    must pick the same records.
+    must pick the same records. ``whole``, the store as `whole_store` read it
+    just before, spares a file store reading it again under its lock when
+    nothing changed it since.
     """
     by_rows = getattr(store, "delete_rows", None)
     if callable(by_rows):
+        if whole is not None and whole.seen is not None:
+            return int(by_rows(select, seen=whole.seen))
         return int(by_rows(select))
     return int(store.delete(doomed))
