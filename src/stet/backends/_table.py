@@ -39,6 +39,7 @@ __all__ = [
     "cast_stamps",
     "delete_selected",
     "parse_stamps",
+    "run_numbers",
     "stamp_of",
     "whole_store",
 ]
@@ -207,15 +208,7 @@ class WholeStore:
         picked = np.arange(len(self))
         if rows is not None:
             picked = np.flatnonzero(np.asarray(_numpy(rows), dtype=bool))
-        key = np.zeros(len(self), dtype=np.int64)
-        bound = 1
-        for column in [self.functions, *(self.table.column(k) for k in self.keys)]:
-            width, codes = _numbered(column)
-            if bound * width >= 2**62:  # renumber the runs so far densely first
-                key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
-                bound = int(key.max()) + 1 if len(key) else 1
-            key = key * width + codes
-            bound *= width
+        key = run_numbers([self.functions, *(self.table.column(k) for k in self.keys)])
         _, first = np.unique(key[picked], return_index=True)
         firsts = pa.array(picked[first], pa.int64())
         out = {"__function": pc.take(self.functions, firsts)}
@@ -253,13 +246,37 @@ class WholeStore:
         return [{k: v for k, v in r.items() if v is not None} for r in picked]
 
 
+def run_numbers(columns: Sequence[Any]) -> Any:
+    """One int64 a row, equal exactly when the row's texts in every column are equal.
+
+    Each column is numbered once (`_numbered`), and a row's numbers are
+    combined into one, renumbered densely whenever the product of the
+    columns' widths would pass 2**62.
+    """
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    bound = 1
+    for column in columns:
+        width, codes = _numbered(column)
+        if bound * width >= 2**62:  # renumber the runs so far densely first
+            key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            bound = int(key.max()) + 1 if len(key) else 1
+        key = key * width + codes
+        bound *= width
+    return key
+
+
 def _numbered(column: Any) -> tuple[int, Any]:
     """Each cell's number (equal texts, equal numbers; null too) and how many there may be."""
     if not column.null_count and pc.all(pc.match_substring_regex(column, _INT_FORM)).as_py():
-        # Canonical ints, one text each: numbered by value, sorted (no hashing of texts).
+        # Canonical ints, one text each: numbered by value (no hashing of texts),
+        # as offsets from the least when they span few more numbers than cells.
         values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
-        distinct, codes = np.unique(values, return_inverse=True)
-        return len(distinct), codes.reshape(-1)
+        if len(values):
+            low, high = int(values.min()), int(values.max())
+            if high - low < 4 * len(values) + 16:
+                return high - low + 1, values - low
+        encoded = pc.dictionary_encode(pa.array(values, pa.int64()))
+        return len(encoded.dictionary), encoded.indices.to_numpy(zero_copy_only=False)
     encoded = pc.dictionary_encode(column.combine_chunks())
     width = len(encoded.dictionary) + 1  # and one for null
     return width, pc.fill_null(encoded.indices, width - 1).to_numpy(zero_copy_only=False)
