@@ -20,7 +20,7 @@ from .._lazy import pc as _pc
 #: pyarrow.compute, untyped here (its stubs do not cover scalars mixed with arrays).
 pc: Any = _pc
 
-__all__ = ["csv_lines", "join_lines", "json_lines"]
+__all__ = ["csv_lines", "holds_any", "join_lines", "json_lines"]
 
 #: A cell the csv module would quote (or one holding any control character).
 _CSV_SPECIAL: Final = b',"'
@@ -29,14 +29,21 @@ _JSON_SPECIAL: Final = b'"\\'
 
 
 def _plain(column: Any, special: bytes) -> bool:
-    """True if no cell holds a byte of ``special`` or an ASCII control character.
+    """True if no cell holds a byte of ``special`` or an ASCII control character."""
+    return not holds_any(column, special)
+
+
+def holds_any(column: Any, special: bytes, *, controls: bool = True) -> bool:
+    """True if a cell of a string column holds a byte of ``special`` (or,
+    with ``controls``, an ASCII control character).
 
     Looked up byte by byte in the columns' data buffers (a regular
     expression over each cell took twice as long as joining the lines); in
     UTF-8 a byte below 128 is always that ASCII character.
     """
     marked = np.zeros(256, dtype=bool)
-    marked[:32] = marked[127] = True
+    if controls:
+        marked[:32] = marked[127] = True
     marked[list(special)] = True
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     for chunk in chunks:
@@ -52,8 +59,8 @@ def _plain(column: Any, special: bytes) -> bool:
         bounds = np.frombuffer(offsets, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
         cells = np.frombuffer(data, dtype=np.uint8)[int(bounds[0]) : int(bounds[-1])]
         if marked[cells].any():
-            return False
-    return True
+            return True
+    return False
 
 
 def join_lines(pieces: Sequence[Any]) -> bytes:
