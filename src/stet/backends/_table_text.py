@@ -41,10 +41,6 @@ def holds_any(column: Any, special: bytes, *, controls: bool = True) -> bool:
     expression over each cell took twice as long as joining the lines); in
     UTF-8 a byte below 128 is always that ASCII character.
     """
-    marked = np.zeros(256, dtype=bool)
-    if controls:
-        marked[:32] = marked[127] = True
-    marked[list(special)] = True
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     for chunk in chunks:
         if len(chunk) == 0:
@@ -58,7 +54,9 @@ def holds_any(column: Any, special: bytes, *, controls: bool = True) -> bool:
             continue
         bounds = np.frombuffer(offsets, dtype=width)[chunk.offset : chunk.offset + len(chunk) + 1]
         cells = np.frombuffer(data, dtype=np.uint8)[int(bounds[0]) : int(bounds[-1])]
-        if marked[cells].any():
+        if controls and ((cells < 32).any() or (cells == 127).any()):
+            return True
+        if any((cells == byte).any() for byte in special):
             return True
     return False
 
