@@ -369,3 +369,30 @@ def test_a_rewrite_joins_in_arrow_exactly_the_cells_that_need_no_quoting(
     for special, form in ((_CSV_SPECIAL, r'[,"[:cntrl:]]'), (_JSON_SPECIAL, r'["\\[:cntrl:]]')):
         expected = not pc.any(pc.match_substring_regex(column, form)).as_py()
         assert _table_text._plain(column, special) == expected
+
+
+def test_an_index_left_to_build_later_never_answers_from_nothing() -> None:
+    """After a rewrite the index is built on the first lookup; a store that
+    cannot be read then is an error at every lookup, never an empty index
+    (which would run recorded keys again)."""
+    from stet.backends._reader import IndexedReader
+
+    readable = [True]
+    records = [{"x": "1", "_stet_function": "run"}]
+
+    def scan(cursor: object) -> Any:
+        if not readable[0]:
+            raise OSError("the store cannot be read")
+        return [records], None, True
+
+    reader: IndexedReader[Any] = IndexedReader("demo", scan)
+    reader.reset(lambda: records, None)
+    assert reader.index.knows("run", ("x",), "1")
+    assert not reader.index.knows("run", ("x",), "2")
+    reader.reread_later()
+    readable[0] = False
+    for _ in range(2):
+        with pytest.raises(OSError, match="cannot be read"):
+            reader.index.knows("run", ("x",), "1")
+    readable[0] = True
+    assert reader.index.knows("run", ("x",), "1")

@@ -122,13 +122,25 @@ class IndexedReader(Generic[C]):
             self.index = _Deferred(self, records)  # type: ignore[assignment]  # a KeyIndex on use
             self.cursor = cursor
 
+    def reread_later(self) -> None:
+        """`reread` on the first lookup (after a rewrite by a process that may exit now)."""
+        with self.mutex:
+            self.index = _Deferred(self, None)  # type: ignore[assignment]  # a KeyIndex on use
+            self.cursor = None
+
     def built(self) -> KeyIndex:
-        """The index, built now if `reset` deferred it."""
+        """The index, built now if `reset` or `reread_later` deferred it."""
         with self.mutex:
             deferred = self.index
             if isinstance(deferred, _Deferred):
                 records = deferred.records
                 index = KeyIndex(self.location, self._source)
+                if records is None:  # the whole store, read anew (an error leaves this in place)
+                    batches, cursor, _ = self._scan(None)
+                    for batch in batches:
+                        index.ingest(batch)
+                    self.index, self.cursor = index, cursor
+                    return index
                 index.ingest(records() if callable(records) else records)
                 self.index = index
             return self.index
@@ -242,7 +254,9 @@ class _Deferred:
     place and answers from it, so later lookups go to the index directly.
     """
 
-    def __init__(self, reader: IndexedReader[Any], records: Batch | Callable[[], Batch]) -> None:
+    def __init__(
+        self, reader: IndexedReader[Any], records: Batch | Callable[[], Batch] | None
+    ) -> None:
         self._reader = reader
         self.records = records
 
