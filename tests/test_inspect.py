@@ -496,4 +496,5 @@ def test_a_column_is_read_as_ints_exactly_when_each_text_is_the_ints_own(
     if expected is None:
         assert got is None
     else:
-        assert got is not None and np.array_equal(got, expected)
+        assert got is not None
+        assert np.array_equal(got, expected)
