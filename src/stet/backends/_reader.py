@@ -261,4 +261,6 @@ class _Deferred:
         self.records = records
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_reader", "records"):
+            raise AttributeError(name)  # (copy and pickle ask before __init__ ran)
         return getattr(self._reader.built(), name)
