@@ -313,10 +313,8 @@ class FileStore(LoggedFailures):
     def delete_rows(self, select: Selection, seen: Seen | None = None) -> int:
         """`delete` of the records ``select`` picks, column by column (see `delete_selected`).
 
-        ``seen``, a read `scanned` made before the lock was taken, is used
-        instead of reading the store again when one look under the lock
-        (`FileFormat.unchanged`: the file's identity, size and time, and a
-        journal's) finds the store as that read left it.
+        ``seen``, a read by `scanned` before the lock, is used again if one look
+        under it (`FileFormat.unchanged`) finds the store as that read left it.
         """
         with self._locked():
             if seen is not None and seen.store is self and self._format.unchanged(seen.cursor):
