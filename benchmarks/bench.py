@@ -775,6 +775,11 @@ def main() -> None:
         help="measure one section: per-call costs, the whole-store tools, or writers",
     )
     parser.add_argument(
+        "--inspect-records",
+        type=int,
+        help="inspection only at this many records, every store kind (e.g. 1000000)",
+    )
+    parser.add_argument(
         "--before",
         help="the src folder of another copy of stet, measured beside this one (writers)",
     )
@@ -798,6 +803,8 @@ def main() -> None:
         inspect_sizes, repeat = [1_000_000, 10_000_000], 1
     else:
         inspect_sizes, repeat = [100_000, 1_000_000], 3
+    if args.inspect_records:
+        inspect_sizes = [args.inspect_records]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.chdir(root)

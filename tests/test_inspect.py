@@ -462,3 +462,39 @@ def test_reset_where_counts_the_records_it_removes(
         lambda: count_matching(whole_store(table), function, where, latest if stale else None)
     )
     assert got == expected
+
+
+INT_LIKE = st.one_of(
+    st.integers(-(2**64), 2**64).map(str),
+    st.text(alphabet="0123456789-+xXbBoO _e", min_size=1, max_size=6),
+    st.sampled_from(["0", "-0", "007", "-007", "0x1", "00", "+1", " 1", "1 "]),
+)
+
+
+@given(cells=st.lists(INT_LIKE, max_size=8), cut=st.integers(0, 3), large=st.booleans())
+def test_a_column_is_read_as_ints_exactly_when_each_text_is_the_ints_own(
+    cells: list[str], cut: int, large: bool
+) -> None:
+    """Key texts that are ints' own texts become ints (read, grouped by value);
+    ``"007"``, ``"0x1"``, ``"-0"`` or ``"+1"`` stay texts, as the round trip
+    through Arrow's texts of the numbers said before."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from stet.backends._table import canonical_ints
+
+    whole = pa.array(cells, pa.large_string() if large else pa.string())
+    column = pa.chunked_array([whole.slice(min(cut, len(cells)))], whole.type)
+    try:
+        numbers = pc.cast(column, pa.int64())
+        same = pc.all(pc.equal(pc.cast(numbers, column.type), column)).as_py() is not False
+        expected = numbers.to_numpy() if same else None
+    except pa.ArrowInvalid:
+        expected = None
+    got = canonical_ints(column)
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert np.array_equal(got, expected)

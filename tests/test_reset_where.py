@@ -21,6 +21,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,12 +30,15 @@ from hypothesis import strategies as st
 import stet
 import stet.testing
 from stet import _cli, _cli_commands
-from stet.backends import _csv, _json, _sqlite, get_backend, open_store
+from stet._inspect import matching_rows
+from stet.backends import _csv, _json, _sqlite, _table_text, get_backend, open_store
 from stet.backends._csv import format_rows, header_for
+from stet.backends._file_store import FileStore
 from stet.backends._index import pack
 from stet.backends._registry import new_store
 from stet.backends._schema import identity
-from stet.backends._table import delete_selected
+from stet.backends._table import delete_selected, whole_store
+from stet.backends._table_text import _CSV_SPECIAL, _JSON_SPECIAL
 from stet.exceptions import StetError
 from tests.conftest import new_pg_store
 from tests.raw_rows import append_as_written
@@ -98,7 +103,7 @@ def _copies(
     return _write(tmp_path / "ref", kind, files), _write(tmp_path / "new", kind, files)
 
 
-def _record_by_record(store: Any, select: Any, doomed: Any) -> int:
+def _record_by_record(store: Any, select: Any, doomed: Any, whole: Any = None) -> int:
     return int(store.delete(doomed))
 
 
@@ -293,3 +298,101 @@ def test_a_reset_where_killed_midway_removed_all_or_nothing_and_kept_the_failure
     took_effect = when == "after" and kind != "stetdir"
     assert left == ({"y": 500} if took_effect else {"x": 500, "y": 500})
     assert stet.failures(store).equals(failed)
+
+
+def _reset_a1(opened: Any, whole: Any) -> int:
+    """``reset --where a=1`` of an opened store, given its read from before the lock."""
+    return delete_selected(
+        opened,
+        lambda now: matching_rows(now, None, {"a": "1"}, None),
+        lambda record: record.get("a") == "1",
+        whole=whole,
+    )
+
+
+@pytest.mark.parametrize("kind", ["csv", "json", "parquet"])
+@pytest.mark.parametrize("change", ["append", "replace"])
+def test_reset_where_judges_a_store_changed_after_its_first_read_as_it_is_then(
+    tmp_path: Path, bulk: bool, kind: str, change: str
+) -> None:
+    """A record added, or the file replaced, between the count and the lock is
+    judged too: the first read is used again only for a store still as it saw it."""
+    f = {"_stet_function": "f", "_stet_timestamp": "2026-01-01T00:00:00+00:00"}
+    store = _write(tmp_path, kind, [[{"a": "1", **f}, {"a": "2", **f}]])
+    opened = open_store(store)
+    whole = whole_store(opened)
+    if change == "append":
+        append_as_written(store, [{"a": "1", **f, "_stet_function": "g"}, {"a": "3", **f}])
+    else:  # another file moved in by hand: the same size, another inode
+        other = _write(tmp_path / "other", kind, [[{"a": "1", **f}, {"a": "3", **f}]])
+        os.replace(other, store)
+    assert _reset_a1(opened, whole) == (2 if change == "append" else 1)
+    assert sorted(r["a"] for r in open_store(store).records()) == (
+        ["2", "3"] if change == "append" else ["3"]
+    )
+    opened.refresh()
+    assert opened.knows("f", ("a",), pack(("3",)))
+    assert not opened.knows("f", ("a",), pack(("1",)))
+
+
+@pytest.mark.parametrize("kind", ["csv", "json", "parquet"])
+def test_reset_where_reads_an_unchanged_store_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk: bool, kind: str
+) -> None:
+    """The read that counted the records is the one the removal works from
+    (a store of a million records is not read twice); the index follows it."""
+    f = {"_stet_function": "f", "_stet_timestamp": "2026-01-01T00:00:00+00:00"}
+    store = _write(tmp_path, kind, [[{"a": "1", **f}, {"a": "2", **f}]])
+    opened = open_store(store)
+    whole = whole_store(opened)
+    assert isinstance(opened, FileStore)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the store was read again")
+
+    monkeypatch.setattr(opened._format, "scan", refuse)
+    assert _reset_a1(opened, whole) == 1
+    monkeypatch.undo()
+    assert [r["a"] for r in open_store(store).records()] == ["2"]
+    assert opened.knows("f", ("a",), pack(("2",)))
+    assert not opened.knows("f", ("a",), pack(("1",)))
+
+
+@given(cells=st.lists(st.text(), max_size=12), cut=st.integers(0, 4), large=st.booleans())
+def test_a_rewrite_joins_in_arrow_exactly_the_cells_that_need_no_quoting(
+    cells: list[str], cut: int, large: bool
+) -> None:
+    """The byte lookup that says a column's cells need no quotes or escapes
+    agrees with the regular expression it replaced, on sliced columns too."""
+    whole = pa.array(cells, pa.large_string() if large else pa.string())
+    column = pa.chunked_array([whole.slice(min(cut, len(cells)))], whole.type)
+    for special, form in ((_CSV_SPECIAL, r'[,"[:cntrl:]]'), (_JSON_SPECIAL, r'["\\[:cntrl:]]')):
+        expected = not pc.any(pc.match_substring_regex(column, form)).as_py()
+        assert _table_text._plain(column, special) == expected
+
+
+def test_an_index_left_to_build_later_never_answers_from_nothing() -> None:
+    """After a rewrite the index is built on the first lookup; a store that
+    cannot be read then is an error at every lookup, never an empty index
+    (which would run recorded keys again)."""
+    from stet.backends._reader import IndexedReader
+
+    readable = [True]
+    records = [{"x": "1", "_stet_function": "run"}]
+
+    def scan(cursor: object) -> Any:
+        if not readable[0]:
+            raise OSError("the store cannot be read")
+        return [records], None, True
+
+    reader: IndexedReader[Any] = IndexedReader("demo", scan)
+    reader.reset(lambda: records, None)
+    assert reader.index.knows("run", ("x",), "1")
+    assert not reader.index.knows("run", ("x",), "2")
+    reader.reread_later()
+    readable[0] = False
+    for _ in range(2):
+        with pytest.raises(OSError, match="cannot be read"):
+            reader.index.knows("run", ("x",), "1")
+    readable[0] = True
+    assert reader.index.knows("run", ("x",), "1")

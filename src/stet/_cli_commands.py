@@ -184,7 +184,7 @@ def reset_command(args: argparse.Namespace) -> int:
         def select(now: WholeStore) -> Any:
             return matching_rows(now, args.function, where, stale)
 
-        removed = delete_selected(table, select, chosen)
+        removed = delete_selected(table, select, chosen, whole=whole)
     print(f"[stet] Removed {removed} record(s) from {table.location}")
     return 0
 

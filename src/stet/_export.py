@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from ._lazy import np, pa, pd
 from ._lazy import pc as _pc
-from .backends._table_text import join_lines
+from .backends._table_text import holds_any, join_lines
 
 #: pyarrow.compute, untyped here (its stubs do not cover scalars mixed with arrays).
 pc: Any = _pc
@@ -27,6 +27,7 @@ __all__ = ["csv_of"]
 
 #: A cell the csv module quotes when it writes lines ended by ``\n``.
 _NEEDS_QUOTES: Final = '[,"\n]'
+_QUOTED_BYTES: Final = b',"\n'
 _MICROS: Final = 1_000_000
 
 
@@ -46,9 +47,9 @@ def csv_of(frame: pd.DataFrame) -> bytes | None:
 
 
 def _quoted(texts: Any) -> Any:
-    needs = pc.match_substring_regex(texts, _NEEDS_QUOTES)
-    if not pc.any(needs).as_py():
+    if not holds_any(texts, _QUOTED_BYTES, controls=False):  # a byte lookup, no regex per cell
         return texts
+    needs = pc.match_substring_regex(texts, _NEEDS_QUOTES)
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(texts, '"', '""'), '"', "")
     return pc.if_else(needs, quoted, texts)
 
@@ -66,10 +67,15 @@ def _texts(column: pd.Series[Any]) -> Any:
         return pc.cast(pa.array(column.to_numpy()), pa.string())  # the digits str() gives
     if isinstance(dtype, np.dtype) and (dtype.kind == "b" or dtype == np.float64):
         values = column.to_numpy()
-        texts = values.astype(str)  # what pandas writes them with
+        # What pandas writes them with, numpy's astype(str), once per distinct
+        # value: distinct by bits (0.0 and -0.0 are spelt apart).
+        bits = values.view(np.int64 if dtype.kind == "f" else np.uint8)
+        _, first, inverse = np.unique(bits, return_index=True, return_inverse=True)
+        distinct = values[first]
+        texts = distinct.astype(str)
         if dtype.kind == "f":
-            texts[np.isnan(values)] = ""
-        return pa.array(texts, pa.string())
+            texts[np.isnan(distinct)] = ""
+        return pc.take(pa.array(texts, pa.string()), pa.array(inverse.reshape(-1)))
     return None
 
 

@@ -18,7 +18,7 @@ from ._lazy import is_dataframe, np, pa, pd
 from ._lazy import pc as _pc
 from ._runner import Runner
 from .backends._index import SEP, Packed
-from .backends._table import WholeStore
+from .backends._table import WholeStore, run_numbers
 from .exceptions import KeyEncodingError
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -81,28 +81,32 @@ class _Lazy(Collection[Packed]):
         return len(self._keys())
 
 
-def _packed(column: Any) -> set[Packed]:
-    return set(column.to_pylist())
+def _packed(texts: pa.Table, cols: list[str], rows: Any) -> set[Packed]:
+    """The keys at these rows of the grid's texts, packed as `pack` packs them."""
+    picked = texts.take(pa.array(rows, pa.int64()))
+    joined: Any = picked.column(cols[0])
+    if len(cols) > 1:
+        joined = pc.binary_join_element_wise(*(picked.column(c) for c in cols), SEP)
+    return set(joined.to_pylist())
 
 
-def _joined(table: pa.Table, cols: list[str]) -> Any:
-    """Each row's key texts as `pack` makes them (one string), or None if a text holds `SEP`."""
-    for col in cols:
-        if pc.any(pc.match_substring(table.column(col), SEP)).as_py():
-            return None
-    if len(cols) == 1:
-        return table.column(cols[0]).combine_chunks()
-    return pc.binary_join_element_wise(*(table.column(c) for c in cols), SEP).combine_chunks()
+def _holds_sep(table: pa.Table, cols: list[str]) -> bool:
+    """True if a text holds `SEP` (`pack` keeps such a key as a tuple: the row path)."""
+    return any(pc.any(pc.match_substring(table.column(c), SEP)).as_py() for c in cols)
 
 
 class GridMatch:
-    """The grid's distinct keys, and those not recorded, as `stet.progress` uses them."""
+    """The grid's distinct keys, and those not recorded, as `stet.progress` uses them.
 
-    def __init__(self, keys: Any, pending: Any) -> None:
+    Held as row numbers of the grid's texts; the packed keys are made only
+    when asked for (drawing the grid).
+    """
+
+    def __init__(self, texts: pa.Table, cols: list[str], keys: Any, pending: Any) -> None:
         self.total = len(keys)
         self.pending_count = len(pending)
-        self.keys: Collection[Packed] = _Lazy(lambda: _packed(keys))
-        self.pending: Collection[Packed] = _Lazy(lambda: _packed(pending))
+        self.keys: Collection[Packed] = _Lazy(lambda: _packed(texts, cols, keys))
+        self.pending: Collection[Packed] = _Lazy(lambda: _packed(texts, cols, pending))
 
 
 def match_grid(texts: pa.Table, whole: WholeStore | None, runner: Runner) -> GridMatch | None:
@@ -110,20 +114,32 @@ def match_grid(texts: pa.Table, whole: WholeStore | None, runner: Runner) -> Gri
 
     A record counts when it has exactly the function's key columns, as the
     store's lookups count it. None: a text holds `SEP` (the row-by-row path).
+    Keys are told apart by numbers (`run_numbers` over the grid's and the
+    records' columns together), not by joined texts.
     """
     cols = list(runner.cols)
-    grid = _joined(texts, cols)
-    if grid is None:
+    if _holds_sep(texts, cols):
         return None
-    keys = pc.unique(grid)
-    if whole is None or len(whole) == 0 or not set(cols) <= set(whole.keys):
-        return GridMatch(keys, keys)
-    rows = whole.rows_of([runner.name, ""])
-    for name in whole.keys:
-        held = pc.is_valid(whole.column(name))
-        rows = pc.and_(rows, held if name in runner.cols else pc.invert(held))
-    done = _joined(whole.table.select(cols).filter(rows), cols)
-    if done is None:
-        return None
-    pending = pc.filter(keys, pc.invert(pc.is_in(keys, value_set=done)))
-    return GridMatch(keys, pending)
+    done = None
+    if whole is not None and len(whole) and set(cols) <= set(whole.keys):
+        rows = whole.rows_of([runner.name, ""])
+        for name in whole.keys:
+            held = pc.is_valid(whole.column(name))
+            rows = pc.and_(rows, held if name in runner.cols else pc.invert(held))
+        done = whole.table.select(cols).filter(rows)
+        if _holds_sep(done, cols):
+            return None
+    n = texts.num_rows
+    columns = []
+    for name in cols:
+        chunks = [pc.cast(c, pa.string()) for c in texts.column(name).chunks]
+        if done is not None:
+            chunks += [pc.cast(c, pa.string()) for c in done.column(name).chunks]
+        columns.append(pa.chunked_array(chunks, pa.string()))
+    numbers = run_numbers(columns)
+    keys, first = np.unique(numbers[:n], return_index=True)  # sorted: the recorded are searched
+    if done is None or done.num_rows == 0:
+        return GridMatch(texts, cols, first, first)
+    recorded = np.sort(numbers[n:])  # (np.unique of numbers alone hashes them: slower)
+    at = np.minimum(np.searchsorted(recorded, keys), len(recorded) - 1)
+    return GridMatch(texts, cols, first, first[recorded[at] != keys])

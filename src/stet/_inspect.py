@@ -26,6 +26,7 @@ from .backends._table import (
     DURATION_FORM,
     STAMP_FORM,
     WholeStore,
+    canonical_ints,
     cast_stamps,
     parse_stamps,
     stamp_of,
@@ -219,22 +220,8 @@ def _encoded(column: Any) -> tuple[list[str], Any]:
     return encoded.dictionary.to_pylist(), encoded.indices
 
 
-def _canonical_ints(column: Any) -> Any:
-    """The column as int64 if every cell is a canonical int text that fits, else None."""
-    if column.null_count:
-        return None
-    try:
-        numbers = pc.cast(column, pa.int64())
-    except pa.ArrowInvalid:
-        return None
-    # "007", "+1", "-0" read as ints but are not their canonical texts.
-    if not pc.all(pc.equal(pc.cast(numbers, pa.string()), column)).as_py():
-        return None
-    return numbers.to_numpy()
-
-
 def _key_series(column: Any, decode: Callable[[str], object], location: str) -> Any:
-    numbers = _canonical_ints(column)
+    numbers = canonical_ints(column)
     if numbers is not None:
         return pd.Series(numbers)
 

@@ -50,7 +50,16 @@ from ._records import Batch, Columns, Cursor, Record, as_records
 from ._schema import HOST, THIS_HOST
 from ._table import Selection, WholeStore, arrow_of
 
-__all__ = ["ClaimRecords", "FileFormat", "FileStore"]
+__all__ = ["ClaimRecords", "FileFormat", "FileStore", "Seen"]
+
+
+@attrs.frozen(eq=False)
+class Seen:
+    """A whole read of a store (`FileStore.scanned`): its records and the format's cursor."""
+
+    store: FileStore
+    batch: Batch
+    cursor: Cursor | None
 
 
 class FileStore(LoggedFailures):
@@ -293,20 +302,32 @@ class FileStore(LoggedFailures):
 
     def columns(self) -> Batch:
         """Every record as the format read it (columns for a big store), for whole-store tools."""
-        with self._reader.mutex:
-            batch, _, _ = self._format.scan(None, every_column=True)
-            return batch
+        return self.scanned()[0]
 
-    def delete_rows(self, select: Selection) -> int:
-        """`delete` of the records ``select`` picks, column by column (see `delete_selected`)."""
-        with self._locked():
+    def scanned(self) -> tuple[Batch, Seen]:
+        """`columns`, and what lets `delete_rows` use this read if the store stays as it is."""
+        with self._reader.mutex:
             batch, cursor, _ = self._format.scan(None, every_column=True)
+            return batch, Seen(self, batch, cursor)
+
+    def delete_rows(self, select: Selection, seen: Seen | None = None) -> int:
+        """`delete` of the records ``select`` picks, column by column (see `delete_selected`).
+
+        ``seen``, a read by `scanned` before the lock, is used again if one look
+        under it (`FileFormat.unchanged`) finds the store as that read left it.
+        """
+        with self._locked():
+            if seen is not None and seen.store is self and self._format.unchanged(seen.cursor):
+                batch, cursor = seen.batch, seen.cursor
+            else:
+                batch, cursor, _ = self._format.scan(None, every_column=True)
             table = arrow_of(batch)
             doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
-            removed, kept, after = int(doomed.sum()), batch, self._reader.cursor
+            removed, after = int(doomed.sum()), self._reader.cursor
+            kept: Batch | Callable[[], Batch] = batch
             if removed and isinstance(batch, Columns):
                 after = self._format.remove(table, doomed, cursor)
-                kept = Columns.of_arrow(table.filter(pa.array(~doomed)))
+                kept = lambda: Columns.of_arrow(table.filter(pa.array(~doomed)))  # noqa: E731
             elif removed:  # a few records, each in its own order of columns (JSON)
                 records = as_records(batch)
                 kept = [r for r, d in zip(records, doomed.tolist(), strict=True) if not d]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._index import Group, KeyIndex, Packed
 from ._new_records import NewRecords
@@ -110,12 +110,40 @@ class IndexedReader(Generic[C]):
             self.cursor = None
             self.refresh()
 
-    def reset(self, records: Batch, cursor: C | None) -> None:
-        """Hold exactly these records: the whole store, read up to ``cursor`` (a rewrite)."""
+    def reset(self, records: Batch | Callable[[], Batch], cursor: C | None) -> None:
+        """Hold exactly these records: the whole store, read up to ``cursor`` (a rewrite).
+
+        ``records`` may be a function giving them. The index is built on the
+        first lookup, not here: for a store of a million records it takes
+        most of a second, and a process that rewrote its store and exits
+        (``stet reset --where``) never asks it.
+        """
         with self.mutex:
-            index = KeyIndex(self.location, self._source)
-            index.ingest(records)
-            self.index, self.cursor = index, cursor
+            self.index = _Deferred(self, records)  # type: ignore[assignment]  # a KeyIndex on use
+            self.cursor = cursor
+
+    def reread_later(self) -> None:
+        """`reread` on the first lookup (after a rewrite by a process that may exit now)."""
+        with self.mutex:
+            self.index = _Deferred(self, None)  # type: ignore[assignment]  # a KeyIndex on use
+            self.cursor = None
+
+    def built(self) -> KeyIndex:
+        """The index, built now if `reset` or `reread_later` deferred it."""
+        with self.mutex:
+            deferred = self.index
+            if isinstance(deferred, _Deferred):
+                records = deferred.records
+                index = KeyIndex(self.location, self._source)
+                if records is None:  # the whole store, read anew (an error leaves this in place)
+                    batches, cursor, _ = self._scan(None)
+                    for batch in batches:
+                        index.ingest(batch)
+                    self.index, self.cursor = index, cursor
+                    return index
+                index.ingest(records() if callable(records) else records)
+                self.index = index
+            return self.index
 
     def matches(self, function: str | None, cols: tuple[str, ...], values: tuple[str, ...]) -> bool:
         """True if a record holds each of ``cols`` with these texts (see `KeyIndex.matches`)."""
@@ -217,3 +245,22 @@ class IndexedReader(Generic[C]):
     def reset_in_child(self) -> None:
         self.mutex = threading.RLock()
         self._in_child()
+
+
+class _Deferred:
+    """Stands for the `KeyIndex` `IndexedReader.reset` deferred: builds it on first use.
+
+    Any attribute asked of it builds the index, puts it in the reader's
+    place and answers from it, so later lookups go to the index directly.
+    """
+
+    def __init__(
+        self, reader: IndexedReader[Any], records: Batch | Callable[[], Batch] | None
+    ) -> None:
+        self._reader = reader
+        self.records = records
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_reader", "records"):
+            raise AttributeError(name)  # (copy and pickle ask before __init__ ran)
+        return getattr(self._reader.built(), name)

@@ -371,7 +371,7 @@ class SharedDirStore(LoggedFailures):
                         os.unlink(os.path.join(self.records_dir, name))
             else:
                 fold = []
-            self._reader.reread()
+            self._reader.reread_later()
             return held - len(kept), len(fold)
 
     # -- claims ---------------------------------------------------------------

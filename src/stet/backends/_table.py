@@ -36,9 +36,11 @@ __all__ = [
     "Selection",
     "WholeStore",
     "arrow_of",
+    "canonical_ints",
     "cast_stamps",
     "delete_selected",
     "parse_stamps",
+    "run_numbers",
     "stamp_of",
     "whole_store",
 ]
@@ -49,8 +51,6 @@ STAMP_FORM: Final = (
 )
 #: A duration as stet writes it (``f"{seconds:.6f}"``).
 DURATION_FORM: Final = r"^[0-9]{1,15}(\.[0-9]{1,9})?$"
-#: A canonical int text that fits int64 (``-0`` is not canonical).
-_INT_FORM: Final = r"^(0|-?[1-9][0-9]{0,17})$"
 
 
 def arrow_of(batch: Batch) -> pa.Table:
@@ -179,6 +179,8 @@ class WholeStore:
         #: Each record's function ("" for none).
         self.functions: Any = functions
         self._stamps: Any = None
+        #: What the store that made this read hands back to use it again (see `delete_selected`).
+        self.seen: object = None
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
@@ -206,15 +208,7 @@ class WholeStore:
         picked = np.arange(len(self))
         if rows is not None:
             picked = np.flatnonzero(np.asarray(_numpy(rows), dtype=bool))
-        key = np.zeros(len(self), dtype=np.int64)
-        bound = 1
-        for column in [self.functions, *(self.table.column(k) for k in self.keys)]:
-            width, codes = _numbered(column)
-            if bound * width >= 2**62:  # renumber the runs so far densely first
-                key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
-                bound = int(key.max()) + 1 if len(key) else 1
-            key = key * width + codes
-            bound *= width
+        key = run_numbers([self.functions, *(self.table.column(k) for k in self.keys)])
         _, first = np.unique(key[picked], return_index=True)
         firsts = pa.array(picked[first], pa.int64())
         out = {"__function": pc.take(self.functions, firsts)}
@@ -252,13 +246,76 @@ class WholeStore:
         return [{k: v for k, v in r.items() if v is not None} for r in picked]
 
 
+def run_numbers(columns: Sequence[Any]) -> Any:
+    """One int64 a row, equal exactly when the row's texts in every column are equal.
+
+    Each column is numbered once (`_numbered`), and a row's numbers are
+    combined into one, renumbered densely whenever the product of the
+    columns' widths would pass 2**62.
+    """
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    bound = 1
+    for column in columns:
+        width, codes = _numbered(column)
+        if bound * width >= 2**62:  # renumber the runs so far densely first
+            key = np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64)
+            bound = int(key.max()) + 1 if len(key) else 1
+        key = key * width + codes
+        bound *= width
+    return key
+
+
+def canonical_ints(column: Any) -> Any:
+    """The column as int64 numpy if every cell is a canonical int text that fits, else None.
+
+    Canonical: the text ``str`` gives the int. The column's bytes are
+    looked at first (digits and ``-`` only; none starting ``0`` but ``"0"``
+    itself, none starting ``-0``), then Arrow's cast reads the numbers and
+    refuses what does not fit (or a ``-`` inside): no regular expression
+    and no round trip of the numbers back to texts, and a column of other
+    texts is turned away without the cast (slow to fail).
+    """
+    if column.null_count:
+        return None
+    cells: Any = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(cells) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if cells.type not in (pa.string(), pa.large_string()):
+        return None
+    width = np.int64 if cells.type == pa.large_string() else np.int32
+    buffers: Any = cells.buffers()
+    bounds = np.frombuffer(buffers[1], dtype=width)[cells.offset : cells.offset + len(cells) + 1]
+    if buffers[2] is None or np.any(bounds[1:] == bounds[:-1]):
+        return None  # an empty text
+    data = np.frombuffer(buffers[2], dtype=np.uint8)
+    zero, nine, minus = ord("0"), ord("9"), ord("-")
+    used = data[int(bounds[0]) : int(bounds[-1])]
+    if not (((used >= zero) & (used <= nine)) | (used == minus)).all():
+        return None
+    starts = bounds[:-1].astype(np.int64)
+    first = data[starts]
+    second = data[np.minimum(starts + 1, len(data) - 1)]
+    if (((first == zero) & (np.diff(bounds) > 1)) | ((first == minus) & (second == zero))).any():
+        return None
+    try:
+        numbers = pc.cast(cells, pa.int64())
+    except pa.ArrowInvalid:
+        return None
+    return numbers.to_numpy(zero_copy_only=False)
+
+
 def _numbered(column: Any) -> tuple[int, Any]:
     """Each cell's number (equal texts, equal numbers; null too) and how many there may be."""
-    if not column.null_count and pc.all(pc.match_substring_regex(column, _INT_FORM)).as_py():
-        # Canonical ints, one text each: numbered by value, sorted (no hashing of texts).
-        values = pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False)
-        distinct, codes = np.unique(values, return_inverse=True)
-        return len(distinct), codes.reshape(-1)
+    values = canonical_ints(column)
+    if values is not None:
+        # Canonical ints, one text each: numbered by value (no hashing of texts),
+        # as offsets from the least when they span few more numbers than cells.
+        if len(values):
+            low, high = int(values.min()), int(values.max())
+            if high - low < 4 * len(values) + 16:
+                return high - low + 1, values - low
+        encoded = pc.dictionary_encode(pa.array(values, pa.int64()))
+        return len(encoded.dictionary), encoded.indices.to_numpy(zero_copy_only=False)
     encoded = pc.dictionary_encode(column.combine_chunks())
     width = len(encoded.dictionary) + 1  # and one for null
     return width, pc.fill_null(encoded.indices, width - 1).to_numpy(zero_copy_only=False)
@@ -277,6 +334,12 @@ def whole_store(store: Any) -> WholeStore:
     A store with a ``columns()`` method (the file stores) hands over its
     scan as it is; any other is read through `Store.records`.
     """
+    scanned = getattr(store, "scanned", None)
+    if callable(scanned):  # a file store: its read, and what lets delete_rows use it again
+        batch, seen = scanned()
+        whole = WholeStore(store.location, arrow_of(batch))
+        whole.seen = seen
+        return whole
     reader = getattr(store, "columns", None)
     batch = reader() if callable(reader) else store.records()
     return WholeStore(store.location, arrow_of(batch))
@@ -286,15 +349,24 @@ def whole_store(store: Any) -> WholeStore:
 Selection = Callable[[WholeStore], Any]
 
 
-def delete_selected(store: Any, select: Selection, doomed: Callable[[Record], bool]) -> int:
+def delete_selected(
+    store: Any,
+    select: Selection,
+    doomed: Callable[[Record], bool],
+    whole: WholeStore | None = None,
+) -> int:
     """Remove the records ``select`` picks from ``store`` (a `stet.typing.Store`); how many.
 
     A store with a ``delete_rows(select)`` method (the built-in stores) picks
     them column by column and removes them in one pass; any other removes
     them record by record through `Store.delete`, asking ``doomed``, which
-    must pick the same records.
+    must pick the same records. ``whole``, the store as `whole_store` read it
+    just before, spares a file store reading it again under its lock when
+    nothing changed it since.
     """
     by_rows = getattr(store, "delete_rows", None)
     if callable(by_rows):
+        if whole is not None and whole.seen is not None:
+            return int(by_rows(select, seen=whole.seen))
         return int(by_rows(select))
     return int(store.delete(doomed))
