@@ -52,6 +52,8 @@ _CHUNK: Final = 8 << 20
 _INDEX_META: Final = (FUNCTION, CODEC, TIMESTAMP)
 _ABSENT: Final = object()
 _SURROGATE: Final = re.compile("[\udc80-\udcff]")
+#: What follows the last record: appends write over it (see `AppendCursor.closed`).
+_CLOSING: Final = b"\n]\n"
 
 
 def _no_constants(name: str) -> object:
@@ -111,6 +113,8 @@ def _braces(text: str) -> str:
 
 class _JsonFormat(AppendedFile):
     """Cursor context: how many records precede the cursor."""
+
+    closing = _CLOSING
 
     def parse_after(self, data: bytes, cursor: AppendCursor) -> tuple[list[Record], int, Any]:
         rows, used = self._parse(data, cursor.end, cursor.context > 0)
@@ -328,15 +332,15 @@ class _JsonFormat(AppendedFile):
         body = encoded if isinstance(encoded, bytes) else self.encode(rows, cursor)
         assert isinstance(body, bytes)
         data = (b",\n" if cursor.context else b"\n") + body
-        return self.write_at_end(cursor, data, cursor.context + len(rows), closing=b"\n]\n")
+        return self.write_at_end(cursor, data, cursor.context + len(rows), closing=_CLOSING)
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         lines = json_lines(rows.table, rows.names) if isinstance(rows, TableRecords) else None
         if lines is None:
             lines = ",\n".join(_format_rows(rows)).encode("utf-8")
         data = b"[\n" + lines if rows else b"["
-        state = atomic_write(self.path, data + b"\n]\n")
-        return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows))
+        state = atomic_write(self.path, data + _CLOSING)
+        return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows), True)
 
 
 def open_json(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:

@@ -1,0 +1,68 @@
+"""Writers hold a file store's lock for the write alone, and lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stet.backends import _files, get_backend
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
+    calls: list[Any] = []
+    real = getattr(os, name)
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(_files.os, name, counted)
+    return calls
+
+
+def test_a_json_append_writes_over_its_own_closing_bracket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer appending to a JSON store it wrote last neither reads nor cuts
+    the closing bracket under the lock: its longer write covers it."""
+    path = tmp_path / "runs.json"
+    backend = get_backend(path)
+    backend.record({"x": 0})
+    truncated = _counting(monkeypatch, "ftruncate")
+    read = _counting(monkeypatch, "read")
+    for x in range(1, 5):
+        backend.record({"x": x})
+    assert truncated == []
+    assert read == []
+    assert [r["x"] for r in json.loads(path.read_text())] == ["0", "1", "2", "3", "4"]
+
+
+_SPACE = st.text(alphabet=" \n\t\r", max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(before=_SPACE, after=_SPACE, same_size=st.booleans())
+def test_a_json_store_whose_end_was_edited_by_hand_stays_valid(
+    tmp_path_factory: pytest.TempPathFactory, before: str, after: str, same_size: bool
+) -> None:
+    """Whatever whitespace a hand edit leaves around the closing bracket (of
+    the same length as stet's or not), the next appends keep every record
+    and the file one JSON array."""
+    path = tmp_path_factory.mktemp("edited") / "runs.json"
+    writer = get_backend(path)
+    writer.record({"x": 0})
+    writer.record({"x": 1})
+    whole = path.read_bytes()
+    assert whole.endswith(b"\n]\n")
+    end = ("]" + after + "  ")[:3] if same_size else before + "]" + after
+    path.write_bytes(whole[:-3] + end.encode())
+    writer.record({"x": 2})
+    get_backend(path).record({"x": 3})
+    writer.record({"x": 4})
+    assert [r["x"] for r in json.loads(path.read_text())] == ["0", "1", "2", "3", "4"]
