@@ -66,3 +66,25 @@ def test_a_json_store_whose_end_was_edited_by_hand_stays_valid(
     get_backend(path).record({"x": 3})
     writer.record({"x": 4})
     assert [r["x"] for r in json.loads(path.read_text())] == ["0", "1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "sqlite", "parquet"])
+@settings(max_examples=25, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 5)), min_size=1, max_size=14))
+def test_interleaved_writers_record_each_key_once(
+    tmp_path_factory: pytest.TempPathFactory, ext: str, steps: list[tuple[int, int]]
+) -> None:
+    """Two store objects of one file (two writers) recording keys in any
+    interleaving: each writer looks at the file before it writes (one stat,
+    or SQLite's change counter), so a key one wrote is never written again
+    by the other, and no key is lost."""
+    path = tmp_path_factory.mktemp("interleaved") / f"runs.{ext}"
+    cls = type(get_backend(path))
+    writers = [cls(path), cls(path)]
+    first: dict[int, int] = {}
+    for who, x in steps:
+        added = writers[who].record({"x": x})
+        assert added == (x not in first)
+        first.setdefault(x, who)
+    written = [r["x"] for r in cls(path).load()]
+    assert sorted(written) == sorted(first)  # type: ignore[type-var]
