@@ -88,3 +88,26 @@ def test_interleaved_writers_record_each_key_once(
         first.setdefault(x, who)
     written = [r["x"] for r in cls(path).load()]
     assert sorted(written) == sorted(first)  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+def test_a_store_rewritten_in_place_by_hand_is_read_afresh(tmp_path: Path, ext: str) -> None:
+    """A writer reads what others appended through the descriptor it keeps;
+    a file rewritten in place (same inode, other bytes before the writer's
+    place, even a longer file) is read from the start instead."""
+    path = tmp_path / f"runs.{ext}"
+    cls = type(get_backend(path))
+    writer, other = cls(path), cls(path)
+    for x in range(3):
+        writer.record({"x": x, "s": "a"})
+    size = path.stat().st_size
+    other.record({"x": 9, "s": "b"})  # the writer reads this through its descriptor
+    assert writer.has({"x": 9, "s": "b"})
+    old, new = (b'"a"', b'"AAA"') if ext == "json" else (b"\na,", b"\nAAA,")
+    edited = path.read_bytes().replace(old, new)
+    assert len(edited) > size
+    with open(path, "r+b") as f:  # the same file, rewritten
+        f.write(edited)
+    writer.record({"x": 4, "s": "b"})
+    got = sorted((r["x"], r["s"]) for r in cls(path).load())  # type: ignore[type-var]
+    assert got == [(0, "AAA"), (1, "AAA"), (2, "AAA"), (4, "b"), (9, "b")]

@@ -421,7 +421,9 @@ class AppendedFile(FileFormat, abc.ABC):
         if isinstance(cursor, AppendCursor) and state[:2] == cursor.state[:2]:
             if state[2:] == cursor.state[2:]:
                 return [], cursor, False
-            after = read_after(self.path, cursor.end, cursor.tail)
+            after = self._read_kept(cursor, state)
+            if after is None:
+                after = read_after(self.path, cursor.end, cursor.tail)
             if after is not None:
                 data, state = after
                 rows, used, context = self.parse_after(data, cursor)
@@ -429,6 +431,27 @@ class AppendedFile(FileFormat, abc.ABC):
                 closed = bool(self.closing) and data[used:] == self.closing
                 return rows, AppendCursor(state, cursor.end + used, tail, context, closed), False
         return self.scan_all(every_column)
+
+    def _read_kept(self, cursor: AppendCursor, state: FileState) -> tuple[bytes, FileState] | None:
+        """`read_after` through the descriptor kept for appends, in one ``pread``.
+
+        What another writer appended since this one last wrote is read on
+        every record while several write: without opening the file again.
+        Only when the path (just looked at, ``state``) still holds the kept
+        file; None when unsure (no such descriptor, NUL bytes, a file cut
+        short, other bytes before the cursor), and the careful read decides.
+        """
+        kept = self._kept
+        start = cursor.end - len(cursor.tail)
+        if kept is None or kept.identity != state[:2] or start <= 0 or state[2] <= cursor.end:
+            return None
+        try:
+            data = os.pread(kept.fd, state[2] - start, start)
+        except OSError:
+            return None
+        if len(data) != state[2] - start or _NUL in data or not data.startswith(cursor.tail):
+            return None
+        return data[len(cursor.tail) :], state
 
     def check_cut(self, cut: bytes, offset: int) -> None:
         """Refuse to cut off ``cut`` (found at ``offset``) if it cannot be a torn record."""
