@@ -127,9 +127,11 @@ def timed_release(self):
 
 _lock.StoreLock.acquire, _lock.StoreLock.release = timed_acquire, timed_release
 
+spin = int(sys.argv[4])  # iterations of CPU work a call does (0: an empty experiment)
+
 @stet.once(store=sys.argv[1], quiet=True, name="work")
 def work(alpha, seed):
-    return 1
+    return sum(range(spin))
 
 first, count = int(sys.argv[2]), int(sys.argv[3])
 work(-1.0, -1 - first)  # open the store first
@@ -176,13 +178,34 @@ def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
     return time.perf_counter() - start
 
 
-def writers(ext: str, count: int, root: Path, src: str | None = None) -> dict[str, float]:
+def spin_for(seconds: float) -> int:
+    """How many iterations of ``sum(range(n))`` take ``seconds`` of CPU here
+    (the median of several tries): a realistic experiment for `writers`."""
+    n = 10_000
+    start = time.process_time()
+    sum(range(n))
+    while time.process_time() - start < 0.05:
+        n *= 2
+        start = time.process_time()
+        sum(range(n))
+    tries = []
+    for _ in range(7):
+        start = time.process_time()
+        sum(range(n))
+        tries.append(time.process_time() - start)
+    return max(1, int(n * seconds / statistics.median(tries)))
+
+
+def writers(
+    ext: str, count: int, root: Path, src: str | None = None, spin: int = 0
+) -> dict[str, float]:
     """Throughput of one and of two writer processes recording into one store,
     and the share of each record's time spent holding the store's lock.
 
     The writers open the store, then start together; throughput is every
     record over the time from the first start to the last end. ``src``: the
     ``src`` folder of another copy of stet to measure instead (a baseline).
+    ``spin``: the CPU work each call does (see `spin_for`; 0, none).
     """
     env = dict(os.environ)
     if src is not None:
@@ -193,7 +216,7 @@ def writers(ext: str, count: int, root: Path, src: str | None = None) -> dict[st
         each = count // procs
         running = [
             subprocess.Popen(
-                [sys.executable, "-c", _WRITER, store, str(p * each), str(each)],
+                [sys.executable, "-c", _WRITER, store, str(p * each), str(each), str(spin)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -223,32 +246,44 @@ def bench_writers(
     and the shared directory (which takes no store lock: its share is 0),
     medians of ``rounds``; with ``before`` (another copy's ``src``), that
     copy measured in the same rounds, as the baseline."""
-    print(f"writers, {count:,} new records into one store, median of {rounds} rounds")
-    print(
-        f"{'store':<10} {'code':<7} {'1 writer/s':>10} {'lock':>5} {'2 writers/s':>11} "
-        f"{'lock':>5} {'2/1':>6} {'now/before 1':>12} {'2':>6}"
-    )
     versions = {"before": before, "now": None} if before else {"now": None}
-    for ext in [*(e for e in stores if e != "postgresql"), "stetdir"]:
-        got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
-        for _ in range(rounds):
-            for name, src in versions.items():
-                got[name].append(writers(ext, count, root, src))
-        med = {
-            v: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            for v, runs in got.items()
-        }
-        for name, w in med.items():
-            vs = ""
-            if name == "now" and "before" in med:
-                b = med["before"]
-                vs = f"{w['1_per_s'] / b['1_per_s']:>11.2f}x {w['2_per_s'] / b['2_per_s']:>5.2f}x"
-            print(
-                f"{ext:<10} {name:<7} {w['1_per_s']:>10.0f} {w['1_held']:>5.0%} "
-                f"{w['2_per_s']:>11.0f} {w['2_held']:>5.0%} "
-                f"{w['2_per_s'] / w['1_per_s']:>5.2f}x {vs}"
-            )
-    print()
+    # An empty experiment (the most the lock can weigh), then one whose
+    # calls each do about a millisecond of CPU work (a quarter as many).
+    for spin, records in ((0, count), (spin_for(0.001), max(100, count // 4))):
+        what = "empty experiment" if not spin else "each call ~1 ms of CPU work"
+        print(
+            f"writers, {records:,} new records into one store ({what}), median of {rounds} rounds"
+        )
+        print(
+            f"{'store':<10} {'code':<7} {'1 writer/s':>10} {'lock':>5} {'2 writers/s':>11} "
+            f"{'lock':>5} {'2/1':>6} {'now/before 1':>12} {'2':>6}"
+        )
+        for ext in [*(e for e in stores if e != "postgresql"), "stetdir"]:
+            _writers_row(ext, records, root, versions, rounds, spin)
+        print()
+
+
+def _writers_row(
+    ext: str, count: int, root: Path, versions: dict[str, str | None], rounds: int, spin: int
+) -> None:
+    """One store's line of `bench_writers` (and the baseline's, given one)."""
+    got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+    for _ in range(rounds):
+        for name, src in versions.items():
+            got[name].append(writers(ext, count, root, src, spin))
+    med = {
+        v: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for v, runs in got.items()
+    }
+    for name, w in med.items():
+        vs = ""
+        if name == "now" and "before" in med:
+            b = med["before"]
+            vs = f"{w['1_per_s'] / b['1_per_s']:>11.2f}x {w['2_per_s'] / b['2_per_s']:>5.2f}x"
+        print(
+            f"{ext:<10} {name:<7} {w['1_per_s']:>10.0f} {w['1_held']:>5.0%} "
+            f"{w['2_per_s']:>11.0f} {w['2_held']:>5.0%} "
+            f"{w['2_per_s'] / w['1_per_s']:>5.2f}x {vs}"
+        )
 
 
 def per_call(call: Callable[[int], Any], keys: range | list[int], repeat: int = 1) -> list[float]:
