@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from stet import _rows_bulk
 from stet._codec import KeyCodec
 from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
 from stet._rows_bulk import bulk_keys
-from stet.backends import _json, _pg_rows
+from stet.backends import _json, _pg_rows, _sqlite
 from stet.backends._index import pack, pack_all
 from stet.backends._new_records import NewRecords
 from stet.backends._reader import IndexedReader
@@ -160,6 +161,7 @@ def test_mark_done_writes_the_records_of_row_by_row_adds(
     record dicts (the formats' general path)."""
     rows, first = grid
     monkeypatch.setattr(_pg_rows, "_COPY_ROWS", 0)  # PostgreSQL: through COPY however few
+    monkeypatch.setattr(_sqlite, "_LITERAL_META_ROWS", 0)  # SQLite: metadata in the statement
     number = next(_stores)
     fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
     slow_runner = _runner_of(_sweep(slow))
@@ -243,3 +245,20 @@ def test_json_lines_of_many_new_records_are_those_of_each_record(
     rows = NewRecords(names, keys, {**meta, TIMESTAMP: "2026-01-01T00:00:00+00:00"})
     expected = ",\n".join(map(_json._format_row, rows)).encode("utf-8")
     assert _json._format_body(rows) == expected
+
+
+@pytest.mark.parametrize("name", ["o'brien", "it''s", "a'); DROP TABLE stet_records; --", "é ü"])
+def test_sqlite_writes_any_function_name_into_a_big_import(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many records written together carry their metadata in the SQL statement:
+    a function name of quotes (or SQL) is stored as given, and nothing else runs."""
+    monkeypatch.setattr(_sqlite, "_LITERAL_META_ROWS", 2)
+    store = tmp_path / "runs.sqlite"
+
+    @stet.once(store=store, name=name, quiet=True)
+    def run(x: int) -> None: ...
+
+    assert stet.mark_done(run, [{"x": x} for x in range(3)]) == 3
+    functions = [r["_stet_function"] for r in stet.backends.open_store(str(store)).records()]
+    assert functions == [name] * 3
