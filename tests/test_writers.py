@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stet.backends import _files, get_backend
+from stet.backends import get_backend
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
@@ -22,7 +22,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[Any]:
         calls.append(args)
         return real(*args)
 
-    monkeypatch.setattr(_files.os, name, counted)
+    monkeypatch.setattr(os, name, counted)
     return calls
 
 
@@ -109,5 +109,5 @@ def test_a_store_rewritten_in_place_by_hand_is_read_afresh(tmp_path: Path, ext: 
     with open(path, "r+b") as f:  # the same file, rewritten
         f.write(edited)
     writer.record({"x": 4, "s": "b"})
-    got = sorted((r["x"], r["s"]) for r in cls(path).load())  # type: ignore[type-var]
+    got = sorted((r["x"], r["s"]) for r in cls(path).load())
     assert got == [(0, "AAA"), (1, "AAA"), (2, "AAA"), (4, "b"), (9, "b")]
