@@ -11,7 +11,9 @@ encode, check, record; quiet mode):
 - open: the first call of a fresh process on an existing store (loading its
   index), and the resident memory that added;
 - first pass: the cost per record of a sweep over N new keys from empty;
-- mark_done: importing the records in bulk;
+- mark_done: importing the records in bulk, against pandas writing the
+  same rows to the same format (and, for Parquet, pyarrow writing the
+  store's own table: the same file content); ``--only mark_done``;
 - key paths: a skip keyed by dotted paths into a config object
   (``key=["cfg.model.lr", "cfg.seed", "seed"]``, a dataclass and a dict)
   against a skip keyed by the same values as plain parameters
@@ -127,9 +129,11 @@ def timed_release(self):
 
 _lock.StoreLock.acquire, _lock.StoreLock.release = timed_acquire, timed_release
 
+spin = int(sys.argv[4])  # iterations of CPU work a call does (0: an empty experiment)
+
 @stet.once(store=sys.argv[1], quiet=True, name="work")
 def work(alpha, seed):
-    return 1
+    return sum(range(spin))
 
 first, count = int(sys.argv[2]), int(sys.argv[3])
 work(-1.0, -1 - first)  # open the store first
@@ -142,6 +146,93 @@ for i in range(first, first + count):
 end = time.perf_counter()
 print(json.dumps({"start": start, "end": end, "held": held[0], "count": count}))
 """
+
+
+_MARK_DONE = """
+import contextlib, json, os, sqlite3, sys, time
+import numpy as np, pandas as pd
+import pyarrow.parquet as pq
+import stet
+
+ext, size, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+frame = pd.DataFrame({"alpha": np.linspace(0.0, 1.0, size), "seed": np.arange(size)})
+store = os.path.join(root, f"stet-{os.getpid()}.{ext}")
+
+@stet.once(store=store, quiet=True, name="work")
+def work(alpha, seed):
+    return 1
+
+start = time.perf_counter()
+stet.mark_done(work, frame)
+out = {"stet": time.perf_counter() - start}
+theirs = os.path.join(root, f"pandas-{os.getpid()}.{ext}")
+start = time.perf_counter()
+if ext == "csv":
+    frame.to_csv(theirs, index=False)
+elif ext == "json":
+    frame.to_json(theirs, orient="records")
+elif ext == "parquet":
+    frame.to_parquet(theirs, index=False)
+else:
+    with contextlib.closing(sqlite3.connect(theirs)) as db:
+        frame.to_sql("runs", db, index=False)
+        db.commit()
+out["pandas"] = time.perf_counter() - start
+if ext == "parquet":  # the same file content: the store's own columns, written by pyarrow
+    table = pq.read_table(store)
+    start = time.perf_counter()
+    pq.write_table(table, theirs)
+    out["same"] = time.perf_counter() - start
+print(json.dumps(out))
+"""
+
+
+def bench_mark_done(
+    stores: list[str], size: int, root: Path, before: str | None = None, rounds: int = 3
+) -> None:
+    """Print ``stet.mark_done`` of ``size`` grid rows into a new store against
+    pandas writing the same rows to the same format, each in a fresh process
+    (medians of ``rounds``; the ratios are each round's, then their median).
+    For Parquet also against pyarrow writing the store's own table (its six
+    text columns: the same file content), as a second baseline. With
+    ``before``, that copy of stet is measured in the same rounds."""
+    versions = {"before": before, "now": None} if before else {"now": None}
+    print(f"mark_done of {size:,} rows into a new store, median of {rounds} rounds")
+    print(
+        f"{'store':<10} {'code':<7} {'stet s':>7} {'pandas s':>9} {'/pandas':>8} "
+        f"{'pyarrow same file s':>19} {'/same':>6}"
+    )
+    for ext in (e for e in stores if e in ("csv", "json", "sqlite", "parquet")):
+        got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+        for _ in range(rounds):
+            for name, src in versions.items():
+                env = dict(os.environ)
+                if src is not None:
+                    env["PYTHONPATH"] = src
+                done = subprocess.run(
+                    [sys.executable, "-c", _MARK_DONE, ext, str(size), str(root)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                )
+                got[name].append(json.loads(done.stdout.splitlines()[-1]))
+        for name, runs in got.items():
+            med = statistics.median
+            same = (
+                ""
+                if ext != "parquet"
+                else (
+                    f"{med(r['same'] for r in runs):>19.2f} "
+                    f"{med(r['stet'] / r['same'] for r in runs):>5.1f}x"
+                )
+            )
+            print(
+                f"{ext:<10} {name:<7} {med(r['stet'] for r in runs):>7.2f} "
+                f"{med(r['pandas'] for r in runs):>9.2f} "
+                f"{med(r['stet'] / r['pandas'] for r in runs):>7.2f}x {same}"
+            )
+    print()
 
 
 def arrow_read(store: str) -> float:
@@ -176,13 +267,34 @@ def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
     return time.perf_counter() - start
 
 
-def writers(ext: str, count: int, root: Path, src: str | None = None) -> dict[str, float]:
+def spin_for(seconds: float) -> int:
+    """How many iterations of ``sum(range(n))`` take ``seconds`` of CPU here
+    (the median of several tries): a realistic experiment for `writers`."""
+    n = 10_000
+    start = time.process_time()
+    sum(range(n))
+    while time.process_time() - start < 0.05:
+        n *= 2
+        start = time.process_time()
+        sum(range(n))
+    tries = []
+    for _ in range(7):
+        start = time.process_time()
+        sum(range(n))
+        tries.append(time.process_time() - start)
+    return max(1, int(n * seconds / statistics.median(tries)))
+
+
+def writers(
+    ext: str, count: int, root: Path, src: str | None = None, spin: int = 0
+) -> dict[str, float]:
     """Throughput of one and of two writer processes recording into one store,
     and the share of each record's time spent holding the store's lock.
 
     The writers open the store, then start together; throughput is every
     record over the time from the first start to the last end. ``src``: the
     ``src`` folder of another copy of stet to measure instead (a baseline).
+    ``spin``: the CPU work each call does (see `spin_for`; 0, none).
     """
     env = dict(os.environ)
     if src is not None:
@@ -193,7 +305,7 @@ def writers(ext: str, count: int, root: Path, src: str | None = None) -> dict[st
         each = count // procs
         running = [
             subprocess.Popen(
-                [sys.executable, "-c", _WRITER, store, str(p * each), str(each)],
+                [sys.executable, "-c", _WRITER, store, str(p * each), str(each), str(spin)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -223,32 +335,44 @@ def bench_writers(
     and the shared directory (which takes no store lock: its share is 0),
     medians of ``rounds``; with ``before`` (another copy's ``src``), that
     copy measured in the same rounds, as the baseline."""
-    print(f"writers, {count:,} new records into one store, median of {rounds} rounds")
-    print(
-        f"{'store':<10} {'code':<7} {'1 writer/s':>10} {'lock':>5} {'2 writers/s':>11} "
-        f"{'lock':>5} {'2/1':>6} {'now/before 1':>12} {'2':>6}"
-    )
     versions = {"before": before, "now": None} if before else {"now": None}
-    for ext in [*(e for e in stores if e != "postgresql"), "stetdir"]:
-        got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
-        for _ in range(rounds):
-            for name, src in versions.items():
-                got[name].append(writers(ext, count, root, src))
-        med = {
-            v: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            for v, runs in got.items()
-        }
-        for name, w in med.items():
-            vs = ""
-            if name == "now" and "before" in med:
-                b = med["before"]
-                vs = f"{w['1_per_s'] / b['1_per_s']:>11.2f}x {w['2_per_s'] / b['2_per_s']:>5.2f}x"
-            print(
-                f"{ext:<10} {name:<7} {w['1_per_s']:>10.0f} {w['1_held']:>5.0%} "
-                f"{w['2_per_s']:>11.0f} {w['2_held']:>5.0%} "
-                f"{w['2_per_s'] / w['1_per_s']:>5.2f}x {vs}"
-            )
-    print()
+    # An empty experiment (the most the lock can weigh), then one whose
+    # calls each do about a millisecond of CPU work (a quarter as many).
+    for spin, records in ((0, count), (spin_for(0.001), max(100, count // 4))):
+        what = "empty experiment" if not spin else "each call ~1 ms of CPU work"
+        print(
+            f"writers, {records:,} new records into one store ({what}), median of {rounds} rounds"
+        )
+        print(
+            f"{'store':<10} {'code':<7} {'1 writer/s':>10} {'lock':>5} {'2 writers/s':>11} "
+            f"{'lock':>5} {'2/1':>6} {'now/before 1':>12} {'2':>6}"
+        )
+        for ext in [*(e for e in stores if e != "postgresql"), "stetdir"]:
+            _writers_row(ext, records, root, versions, rounds, spin)
+        print()
+
+
+def _writers_row(
+    ext: str, count: int, root: Path, versions: dict[str, str | None], rounds: int, spin: int
+) -> None:
+    """One store's line of `bench_writers` (and the baseline's, given one)."""
+    got: dict[str, list[dict[str, float]]] = {v: [] for v in versions}
+    for _ in range(rounds):
+        for name, src in versions.items():
+            got[name].append(writers(ext, count, root, src, spin))
+    med = {
+        v: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for v, runs in got.items()
+    }
+    for name, w in med.items():
+        vs = ""
+        if name == "now" and "before" in med:
+            b = med["before"]
+            vs = f"{w['1_per_s'] / b['1_per_s']:>11.2f}x {w['2_per_s'] / b['2_per_s']:>5.2f}x"
+        print(
+            f"{ext:<10} {name:<7} {w['1_per_s']:>10.0f} {w['1_held']:>5.0%} "
+            f"{w['2_per_s']:>11.0f} {w['2_held']:>5.0%} "
+            f"{w['2_per_s'] / w['1_per_s']:>5.2f}x {vs}"
+        )
 
 
 def per_call(call: Callable[[int], Any], keys: range | list[int], repeat: int = 1) -> list[float]:
@@ -771,8 +895,8 @@ def main() -> None:
     parser.add_argument("--postgres", help="URL of a PostgreSQL database to measure against")
     parser.add_argument(
         "--only",
-        choices=["calls", "inspection", "writers"],
-        help="measure one section: per-call costs, the whole-store tools, or writers",
+        choices=["calls", "inspection", "writers", "mark_done"],
+        help="measure one section: per-call costs, the whole-store tools, writers, or mark_done",
     )
     parser.add_argument(
         "--inspect-records",
@@ -781,7 +905,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--before",
-        help="the src folder of another copy of stet, measured beside this one (writers)",
+        help="the src folder of another copy of stet, measured beside this one "
+        "(writers, mark_done)",
     )
     args = parser.parse_args()
     plots = args.plots.resolve()
@@ -816,6 +941,10 @@ def main() -> None:
             return
         if args.only == "writers":
             bench_writers(stores, 400 if args.quick else 4_000, root, args.before)
+            return
+        if args.only == "mark_done":
+            size = 1_000 if args.quick else 10_000_000 if args.full else 1_000_000
+            bench_mark_done(stores, size, root, args.before, 1 if args.quick else 3)
             return
         base = baselines(calls, root)
         print(f"{'baseline':<20} {'median µs':>10} {'p90 µs':>9}")
@@ -868,6 +997,8 @@ def main() -> None:
         bench_writers(
             stores, 400 if args.quick else 4_000, root, args.before, 1 if args.quick else 5
         )
+        # One round here (three with --only mark_done): the per-call table has its own figure.
+        bench_mark_done(stores, 1_000 if args.quick else 1_000_000, root, args.before, 1)
         print("failures: skip and record µs with 1,000 failures beside the store, vs none")
         print(
             f"{'store':<10} {'none':>13} {'retry again':>13} {'ratio':>12} "

@@ -21,6 +21,7 @@ def test_the_benchmark_runs_prints_every_store_and_plots(tmp_path: Path) -> None
     rows: tuple[str, ...] = ("bare call", "joblib.Memory hit", "csv", "json", "sqlite", "parquet")
     rows += ("postgresql",)
     rows += ("inspection", "stetdir", "reset --where", "read peak MB")
+    rows += ("mark_done of", "pyarrow same file", "each call ~1 ms of CPU work")
     for row in rows:
         assert row in done.stdout
     assert (tmp_path / "benchmark.png").stat().st_size > 10_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,9 +13,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stet
+from stet import _rows_bulk
+from stet._codec import KeyCodec
 from stet._rows import _grid_keys, _keys_row_by_row, _runner_of
 from stet._rows_bulk import bulk_keys
-from stet.backends import _pg_rows
+from stet.backends import _json, _pg_rows, _sqlite
 from stet.backends._index import pack, pack_all
 from stet.backends._new_records import NewRecords
 from stet.backends._reader import IndexedReader
@@ -158,6 +161,7 @@ def test_mark_done_writes_the_records_of_row_by_row_adds(
     record dicts (the formats' general path)."""
     rows, first = grid
     monkeypatch.setattr(_pg_rows, "_COPY_ROWS", 0)  # PostgreSQL: through COPY however few
+    monkeypatch.setattr(_sqlite, "_LITERAL_META_ROWS", 0)  # SQLite: metadata in the statement
     number = next(_stores)
     fast, slow = sibling(store, f"fast{number}"), sibling(store, f"slow{number}")
     slow_runner = _runner_of(_sweep(slow))
@@ -213,3 +217,48 @@ def test_a_function_of_no_key_parameters_is_marked_done_once(
     setup()
     assert calls == []
     assert len(stet.backends.open_store(store).records()) == 1
+
+
+@given(st.lists(S.python_floats, min_size=64, max_size=200))
+def test_a_long_float_column_gets_the_texts_of_one_by_one(values: list[float]) -> None:
+    """A float column of a big import is written in one pass (repr, then the whole
+    numbers found by numpy): the texts of encoding each value alone."""
+    assert _rows_bulk._encoded(values, KeyCodec().encode) == list(map(KeyCodec().encode, values))
+
+
+#: Key texts, mostly of characters JSON leaves alone (numbers, words), some not.
+_KEY_TEXTS = st.one_of(st.text("ab1.-é", max_size=5), S.strings)
+
+
+@given(
+    st.integers(1, 3).flatmap(
+        lambda w: st.lists(st.tuples(*[_KEY_TEXTS] * w), min_size=2, max_size=20)
+    ),
+    st.dictionaries(st.sampled_from(["_stet_function", "_stet_host", "_stet_code"]), S.strings),
+)
+def test_json_lines_of_many_new_records_are_those_of_each_record(
+    keys: list[tuple[str, ...]], meta: dict[str, str]
+) -> None:
+    """A JSON store's lines for records written together (pieces joined in one pass
+    where no text needs escaping) are the bytes of formatting each record alone."""
+    names = tuple(f"k{i}" for i in range(len(keys[0])))
+    rows = NewRecords(names, keys, {**meta, TIMESTAMP: "2026-01-01T00:00:00+00:00"})
+    expected = ",\n".join(map(_json._format_row, rows)).encode("utf-8")
+    assert _json._format_body(rows) == expected
+
+
+@pytest.mark.parametrize("name", ["o'brien", "it''s", "a'); DROP TABLE stet_records; --", "é ü"])
+def test_sqlite_writes_any_function_name_into_a_big_import(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many records written together carry their metadata in the SQL statement:
+    a function name of quotes (or SQL) is stored as given, and nothing else runs."""
+    monkeypatch.setattr(_sqlite, "_LITERAL_META_ROWS", 2)
+    store = tmp_path / "runs.sqlite"
+
+    @stet.once(store=store, name=name, quiet=True)
+    def run(x: int) -> None: ...
+
+    assert stet.mark_done(run, [{"x": x} for x in range(3)]) == 3
+    functions = [r["_stet_function"] for r in stet.backends.open_store(str(store)).records()]
+    assert functions == [name] * 3

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._codec_text import float_fast, str_fast
-from ._lazy import is_dataframe, pd
+from ._lazy import is_dataframe, np, pd
 from ._runner import Runner
 
 __all__ = ["bulk_keys"]
@@ -25,6 +25,8 @@ __all__ = ["bulk_keys"]
 #: Exact built-in types whose texts never depend on registered encoders.
 _BUILTIN: dict[type[Any], Callable[[Any], str]] = {int: str, float: float_fast, str: str_fast}
 _MISSING = object()
+#: Float columns at least this long are written by `_float_texts`.
+_FLOATS_AT_ONCE = 64
 
 
 def bulk_keys(runner: Runner, rows: pd.DataFrame | Sequence[Any]) -> list[tuple[str, ...]] | None:
@@ -54,8 +56,23 @@ def bulk_keys(runner: Runner, rows: pd.DataFrame | Sequence[Any]) -> list[tuple[
 
 def _encoded(values: list[Any], encode: Callable[[Any], str]) -> list[str]:
     kinds = set(map(type, values))
-    fast = _BUILTIN.get(kinds.pop()) if len(kinds) == 1 else None
+    kind = kinds.pop() if len(kinds) == 1 else None
+    if kind is float and len(values) >= _FLOATS_AT_ONCE:
+        return _float_texts(values)
+    fast = _BUILTIN.get(kind) if kind is not None else None
     return list(map(fast or encode, values))
+
+
+def _float_texts(values: list[float]) -> list[str]:
+    """`float_fast` of each value: ``repr`` in one C loop, then the whole
+    numbers (found by numpy, usually few) written as integers."""
+    texts = list(map(repr, values))
+    column = np.array(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # NaN is not whole, without a warning
+        whole = np.flatnonzero(np.isfinite(column) & (np.trunc(column) == column))
+    for i in whole.tolist():
+        texts[i] = str(int(values[i]))
+    return texts
 
 
 def _frame_columns(

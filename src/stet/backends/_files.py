@@ -323,12 +323,16 @@ class AppendCursor:
         end: Byte offset just past the last complete record.
         tail: The bytes just before ``end``, to recognize the same file.
         context: What the format needs to read on (a header, a count).
+        closed: The bytes from ``end`` to the size in ``state`` are known to
+            be the format's closing bytes (``AppendedFile.closing``), so an
+            append may write over them without reading or cutting them first.
     """
 
     state: FileState
     end: int
     tail: bytes
     context: Any
+    closed: bool = False
 
 
 class _KeptFile:
@@ -356,6 +360,8 @@ class AppendedFile(FileFormat, abc.ABC):
     """
 
     _kept: _KeptFile | None = None
+    #: What follows the last record in a complete file (JSON's ``\n]\n``).
+    closing: bytes = b""
 
     def unchanged(self, cursor: Any) -> bool:
         # An append changes the size (and time), a replacement the inode.
@@ -415,13 +421,37 @@ class AppendedFile(FileFormat, abc.ABC):
         if isinstance(cursor, AppendCursor) and state[:2] == cursor.state[:2]:
             if state[2:] == cursor.state[2:]:
                 return [], cursor, False
-            after = read_after(self.path, cursor.end, cursor.tail)
+            after = self._read_kept(cursor, state)
+            if after is None:
+                after = read_after(self.path, cursor.end, cursor.tail)
             if after is not None:
                 data, state = after
                 rows, used, context = self.parse_after(data, cursor)
                 tail = tail_before(cursor.tail + data, len(cursor.tail) + used)
-                return rows, AppendCursor(state, cursor.end + used, tail, context), False
+                closed = bool(self.closing) and data[used:] == self.closing
+                return rows, AppendCursor(state, cursor.end + used, tail, context, closed), False
         return self.scan_all(every_column)
+
+    def _read_kept(self, cursor: AppendCursor, state: FileState) -> tuple[bytes, FileState] | None:
+        """`read_after` through the descriptor kept for appends, in one ``pread``.
+
+        What another writer appended since this one last wrote is read on
+        every record while several write: without opening the file again.
+        Only when the path (just looked at, ``state``) still holds the kept
+        file; None when unsure (no such descriptor, NUL bytes, a file cut
+        short, other bytes before the cursor), and the careful read decides.
+        """
+        kept = self._kept
+        start = cursor.end - len(cursor.tail)
+        if kept is None or kept.identity != state[:2] or start <= 0 or state[2] <= cursor.end:
+            return None
+        try:
+            data = os.pread(kept.fd, state[2] - start, start)
+        except OSError:
+            return None
+        if len(data) != state[2] - start or _NUL in data or not data.startswith(cursor.tail):
+            return None
+        return data[len(cursor.tail) :], state
 
     def check_cut(self, cut: bytes, offset: int) -> None:
         """Refuse to cut off ``cut`` (found at ``offset``) if it cannot be a torn record."""
@@ -440,7 +470,11 @@ class AppendedFile(FileFormat, abc.ABC):
         try:
             fd = self._writable(cursor.state)
             size = os.fstat(fd).st_size
-            if size != cursor.end:
+            # Only the closing bytes follow (this process wrote or read them
+            # at this very size): the longer write below covers them, so the
+            # lock is not held for a read and a cut as well.
+            known = cursor.closed and size == cursor.state[2] and closing == self.closing
+            if size != cursor.end and not known:
                 if size > cursor.end:
                     os.lseek(fd, cursor.end, os.SEEK_SET)
                     self.check_cut(os.read(fd, size - cursor.end), cursor.end)
@@ -460,4 +494,5 @@ class AppendedFile(FileFormat, abc.ABC):
             self._kept = None
             raise self._error(f"cannot be written: {exc.strerror or exc}") from None
         state = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        return AppendCursor(state, cursor.end + len(data), tail, context)
+        closed = bool(closing) and st.st_size == cursor.end + len(data) + len(closing)
+        return AppendCursor(state, cursor.end + len(data), tail, context, closed)

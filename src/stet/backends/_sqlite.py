@@ -18,6 +18,7 @@ from typing import Any, Final
 import attrs
 
 from .._lazy import np, pa
+from ..exceptions import StoreError
 from ._claims import Claim, ClaimId
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import ColumnLimits, check_column_name
@@ -34,6 +35,8 @@ __all__ = ["SQLITE_LIMITS", "open_sqlite"]
 CLAIMS: Final = "stet_claims"
 #: Reads of at least this many rows are indexed from columns.
 _BULK_ROWS: Final = 10_000
+#: Writes of at least this many new records put their metadata in the statement.
+_LITERAL_META_ROWS: Final = 1_000
 
 
 @attrs.frozen
@@ -256,15 +259,32 @@ class _SqliteFormat:
         raise self._db.error(f"column {col!r} holds a {type(value).__name__}, not text")
 
     def unchanged(self, cursor: Cursor | None) -> bool:
-        return False  # a scan asks the database (its data_version)
+        # What a scan looks at first, without its layers: the same file at
+        # the path (a stat) and no commit by another connection since.
+        if not isinstance(cursor, _SqliteCursor) or cursor.connection != self._db.serial:
+            return False
+        try:
+            conn = self._db.connect()
+            if conn is None or self._db.serial != cursor.connection:
+                return False
+            return bool(conn.execute("PRAGMA data_version").fetchone()[0] == cursor.data_version)
+        except (StoreError, sqlite3.DatabaseError):
+            return False  # the scan that follows says what is wrong
 
     def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
-        return None  # an INSERT in a transaction: nothing to make ahead
+        # The INSERT and its rows, made before the lock is taken, for new
+        # records whose columns the store has (the usual record of a run).
+        if not isinstance(rows, NewRecords) or not isinstance(cursor, _SqliteCursor):
+            return None
+        if not all(c in cursor.columns for c in rows.names):
+            return None
+        return _insert_of(rows)
 
     def append(
         self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
     ) -> Cursor:
-        return self._write(rows, cursor, replace=False)
+        prepared = encoded if isinstance(encoded, _Insert) else None
+        return self._write(rows, cursor, replace=False, prepared=prepared)
 
     def rewrite(self, rows: Sequence[Record], cursor: Cursor | None) -> Cursor:
         return self._write(rows, cursor, replace=True)
@@ -306,7 +326,14 @@ class _SqliteFormat:
             self._db.inode, self._db.serial, version, generation, max_rowid, cursor.columns
         )
 
-    def _write(self, rows: Sequence[Record], cursor: Cursor | None, *, replace: bool) -> Cursor:
+    def _write(
+        self,
+        rows: Sequence[Record],
+        cursor: Cursor | None,
+        *,
+        replace: bool,
+        prepared: _Insert | None = None,
+    ) -> Cursor:
         conn = self._db.ready()
         # The caller holds the lock and has just read the store: a cursor of
         # this connection knows the columns, change counter and generation.
@@ -317,9 +344,26 @@ class _SqliteFormat:
             and cursor.connection == self._db.serial
             else None
         )
+        if known is None or (
+            prepared is not None and not all(c in known.columns for c in prepared.names)
+        ):
+            prepared = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if prepared is not None:  # the lock is held for the INSERT alone
+                    conn.executemany(prepared.sql, prepared.values)
+                    max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0]
+                    conn.execute("COMMIT")
+                    assert known is not None
+                    return _SqliteCursor(
+                        known.inode,
+                        known.connection,
+                        known.data_version,
+                        known.generation,
+                        max_rowid or 0,
+                        known.columns,
+                    )
                 heads = [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows
                 if known is not None and all(c in known.columns for row in heads for c in row):
                     columns = list(known.columns)
@@ -342,13 +386,12 @@ class _SqliteFormat:
                     )
                 by_columns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
                 if isinstance(rows, NewRecords):
-                    by_columns[rows.names] = rows.rows(rows.names)
+                    insert = _insert_of(rows)
+                    conn.executemany(insert.sql, insert.values)
                 for row in () if isinstance(rows, NewRecords) else rows:
                     by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
                 for cols, values in by_columns.items():
-                    names = ", ".join(quote(c) for c in cols)
-                    marks = ", ".join("?" for _ in cols)
-                    conn.executemany(f"INSERT INTO {TABLE} ({names}) VALUES ({marks})", values)
+                    conn.executemany(_insert_sql(cols), values)
                 max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
                 conn.execute("COMMIT")
             except BaseException:
@@ -365,6 +408,37 @@ class _SqliteFormat:
         return _SqliteCursor(
             self._db.inode, self._db.serial, version, generation, max_rowid, tuple(columns)
         )
+
+
+@attrs.frozen
+class _Insert:
+    """An INSERT of new records made ahead of the lock (see `_SqliteFormat.encode`)."""
+
+    names: tuple[str, ...]
+    sql: str
+    values: Sequence[tuple[str, ...]]
+
+
+def _insert_sql(cols: Sequence[str], fixed: Sequence[str] = ()) -> str:
+    """An INSERT of ``cols`` with a parameter each, then ``fixed`` (SQL texts) after them."""
+    names = ", ".join(quote(c) for c in cols)
+    values = ", ".join([*("?" for _ in cols[: len(cols) - len(fixed)]), *fixed])
+    return f"INSERT INTO {TABLE} ({names}) VALUES ({values})"
+
+
+def _insert_of(rows: NewRecords) -> _Insert:
+    """The INSERT of new records.
+
+    A few records bind every cell (one statement, prepared once, whatever
+    the time). Many (`stet.mark_done`) bind only their key texts: the
+    metadata every record shares is written into the statement as SQL
+    texts, so no row of eight cells is built and bound a million times.
+    """
+    meta = list(rows.meta.values())
+    if len(rows) < _LITERAL_META_ROWS or any("\0" in v for v in meta):
+        return _Insert(rows.names, _insert_sql(rows.names), rows.rows(rows.names))
+    texts = ["'" + v.replace("'", "''") + "'" for v in meta]
+    return _Insert(rows.names, _insert_sql(rows.names, texts), rows.keys)
 
 
 #: rowid and its aliases name SQLite's own row number, which reading what
