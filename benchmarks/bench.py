@@ -920,8 +920,8 @@ def main() -> None:
     sizes = [10, 1_000] if args.quick else [10, 1_000, 100_000, 1_000_000]
     if args.full:
         sizes.append(10_000_000)
-    passes = (100, 1_000) if args.quick else (100, 100_000)
-    calls = 200 if args.quick else 5_000
+    passes = (50, 500) if args.quick else (100, 100_000)
+    calls = 100 if args.quick else 5_000
     if args.quick:
         inspect_sizes, repeat = [1_000], 1
     elif args.full:
