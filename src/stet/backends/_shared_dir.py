@@ -63,9 +63,9 @@ from ._schema import HOST
 from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
 from ._shared_files import (
     COMPACTED,
+    FilesRead,
     Replaced,
     Seen,
-    columns_once_each,
     foldable,
     is_records_file,
     is_settled,
@@ -73,6 +73,7 @@ from ._shared_files import (
     process_tag,
     read_all,
     read_new,
+    read_once_each,
     sweep_leftovers,
     this_host,
 )
@@ -281,11 +282,15 @@ class SharedDirStore(LoggedFailures):
 
     def columns(self) -> Batch:
         """Every record, one per run, as columns (for whole-store tools)."""
+        return self.scanned()[0]
+
+    def scanned(self) -> tuple[Batch, FilesRead]:
+        """`columns`, and what lets `delete_rows` use this read if no file changes."""
         with self._reader.mutex:
             for _ in range(20):
                 try:
-                    names = [os.path.join(self.records_dir, n) for n in self._list()]
-                    return columns_once_each(names, self.location)
+                    paths = [os.path.join(self.records_dir, n) for n in self._list()]
+                    return (read := read_once_each(paths, self.location)).batch, read
                 except FileNotFoundError:
                     continue  # compacted away meanwhile
             raise StoreError(self.records_dir, "keeps changing while it is read")
@@ -309,12 +314,16 @@ class SharedDirStore(LoggedFailures):
     def clear(self, *, in_place: bool = False) -> int:
         return self._rewrite_records(lambda record: True)[0] if self.exists() else 0
 
-    def delete_rows(self, select: Selection) -> int:
-        """`delete` of the records ``select`` picks, column by column."""
+    def delete_rows(self, select: Selection, seen: FilesRead | None = None) -> int:
+        """`delete` of the records ``select`` picks, column by column (``seen``, a
+        read by `scanned`, is used again for files each still as it read them)."""
 
         def split(names: list[str]) -> tuple[Sequence[Record], int]:
             paths = [os.path.join(self.records_dir, n) for n in names]
-            table = arrow_of(columns_once_each(paths, self.location))
+            if seen is not None and seen.still(paths):
+                table = arrow_of(seen.batch)
+            else:
+                table = arrow_of(read_once_each(paths, self.location).batch)
             doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
             return TableRecords(table.filter(pa.array(~doomed))), table.num_rows
 
