@@ -189,6 +189,9 @@ def latest_timed(whole: WholeStore, rows: Any, most: int) -> list[tuple[datetime
     stamps = whole.stamps
     keep = rows & (stamps != MISSING) & (durations >= 0)
     picked = np.flatnonzero(keep)
+    if 0 < most < len(picked):  # only those at or after the most-th latest time are sorted
+        latest = np.partition(stamps[picked], -most)[-most]
+        picked = picked[stamps[picked] >= latest]
     order = np.lexsort((durations[picked], stamps[picked]))[-most:]
     chosen = picked[order]
     return [(_instant(int(stamps[i])), float(durations[i])) for i in chosen]
