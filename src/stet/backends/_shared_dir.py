@@ -46,7 +46,7 @@ from typing import Final
 
 import attrs
 
-from .._lazy import np, pa
+from .._lazy import np
 from ..exceptions import StoreError
 from . import _fs
 from ._backend import StoreBackend
@@ -58,7 +58,7 @@ from ._failures import FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._process import written
 from ._reader import IndexedReader
-from ._records import Batch, Record, TableRecords
+from ._records import Batch, Record
 from ._schema import HOST
 from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
 from ._shared_files import (
@@ -77,6 +77,7 @@ from ._shared_files import (
     sweep_leftovers,
     this_host,
 )
+from ._shared_kept import FoldedRecords
 from ._shared_writer import OwnFile, write_compacted
 from ._table import Selection, WholeStore, arrow_of
 
@@ -320,12 +321,11 @@ class SharedDirStore(LoggedFailures):
 
         def split(names: list[str]) -> tuple[Sequence[Record], int]:
             paths = [os.path.join(self.records_dir, n) for n in names]
-            if seen is not None and seen.still(paths):
-                table = arrow_of(seen.batch)
-            else:
-                table = arrow_of(read_once_each(paths, self.location).batch)
+            again = seen is not None and seen.still(paths)
+            read = seen if again and seen is not None else read_once_each(paths, self.location)
+            table = arrow_of(read.batch)
             doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
-            return TableRecords(table.filter(pa.array(~doomed))), table.num_rows
+            return FoldedRecords(table, doomed, read), table.num_rows
 
         def doomed_in(names: list[str]) -> bool:
             kept, held = split(names)

@@ -222,6 +222,12 @@ class FilesRead:
     batch: Batch
     #: Each file's (device, inode, size read, mtime) from the descriptor it was read through.
     states: list[tuple[int, int, int, int]]
+    #: Each file's header, and where its records start and its last whole record ends.
+    layouts: list[tuple[tuple[str, ...], int, int]] = attrs.Factory(list)
+    #: How many records each file held, and whether ``batch`` is them all in order
+    #: (no run was in two files).
+    counts: list[int] = attrs.Factory(list)
+    whole: bool = True
 
     def still(self, paths: Sequence[str]) -> bool:
         """True if ``paths`` are the files read and each is as it was (one look each)."""
@@ -249,22 +255,29 @@ def columns_once_each(paths: Sequence[str], location: str) -> Batch:
 
 def read_once_each(paths: Sequence[str], location: str) -> FilesRead:
     """`columns_once_each`, and the files' states as read (see `FilesRead.still`)."""
-    tables, states = [], []
+    read = FilesRead(list(paths), [], [])
+    tables = []
     for path in paths:
         fd, st = _open(path)
         try:
             data = _pread_all(fd, 0)
         finally:
             os.close(fd)
-        states.append((st.st_dev, st.st_ino, len(data), st.st_mtime_ns))
-        tables.append(arrow_of(_parse(path, data, Seen(st.st_ino))[0]))
+        read.states.append((st.st_dev, st.st_ino, len(data), st.st_mtime_ns))
+        batch, seen = _parse(path, data, Seen(st.st_ino))
+        assert seen.header is not None
+        read.layouts.append((seen.header, data.find(b"\n") + 1, seen.offset))
+        tables.append(arrow_of(batch))
+        read.counts.append(tables[-1].num_rows)
     if not tables:
-        return FilesRead(list(paths), [], states)
+        return read
     table = pa.concat_tables(tables, promote_options="default")
     first = WholeStore(location, table).grouped().column("__row_min").to_numpy()
-    if len(first) == table.num_rows:  # no run recorded twice: the table as it is
-        return FilesRead(list(paths), Columns.of_arrow(table), states)
-    return FilesRead(list(paths), Columns.of_arrow(table.take(pa.array(np.sort(first)))), states)
+    read.whole = len(first) == table.num_rows
+    if not read.whole:  # a run recorded twice: its first record kept
+        table = table.take(pa.array(np.sort(first)))
+    read.batch = Columns.of_arrow(table)
+    return read
 
 
 def once_each(records: Sequence[Record], location: str) -> list[Record]:
