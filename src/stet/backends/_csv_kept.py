@@ -32,6 +32,7 @@ _MOST_SPELLED_RUNS: Final = 256
 
 _LF: Final = 10
 _QUOTE: Final = 34
+_COMMA: Final = 44
 
 
 def kept_body(
@@ -74,8 +75,11 @@ def kept_body(
     else:
         # A line break ends a record exactly when an even number of quotes precede it.
         body = np.frombuffer(data, dtype=np.uint8, count=stop - start, offset=start)
+        quotes = np.flatnonzero(body == _QUOTE)
+        if not _quoted_as_written(body, quotes):
+            return None
         breaks = np.flatnonzero(body == _LF)
-        before = np.searchsorted(np.flatnonzero(body == _QUOTE), breaks)
+        before = np.searchsorted(quotes, breaks)
         ends_record = before % 2 == 0
         breaks, before = breaks[ends_record], before[ends_record]
         if len(breaks) != rows:
@@ -102,6 +106,21 @@ def kept_body(
         elif what == 2:
             pieces.append(spell(np.arange(head, last + 1)))
     return pieces
+
+
+def _quoted_as_written(body: Any, quotes: Any) -> bool:
+    """True if every quote opens a cell, closes one or is half of a doubled quote.
+
+    Only then does a line break end a record exactly when an even number of
+    quotes precede it: a stray quote inside an unquoted cell (``x"y``, which
+    Arrow reads as it is) would shift that count.
+    """
+    edge = np.array([_LF, _COMMA, _QUOTE], dtype=np.uint8)
+    padded = np.concatenate(([_LF], body, [_LF]))  # the body starts and ends a line
+    opening = np.arange(len(quotes)) % 2 == 0  # by count: the others close (or double)
+    before, after = padded[quotes], padded[quotes + 2]
+    fits = np.where(opening, np.isin(before, edge), np.isin(after, edge))
+    return bool(fits.all())
 
 
 def line_lengths(table: pa.Table, width: int) -> Any:
