@@ -134,3 +134,23 @@ def test_only_the_kept_records_whose_lines_hold_quotes_are_spelled_again(
         "8",
         "3",
     ]
+
+
+def test_a_stray_quote_does_not_shift_which_lines_are_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``x"y`` (a quote inside an unquoted cell, read as it is) flips the count of
+    quotes that finds where records end: the lines are then all spelled anew."""
+    meta = "f,2026-01-01T00:00:00+00:00,0.1,h,,3"
+    body = f'x"y,1,,{meta}\n"p\nq\nr",2,,{meta}\nz"w,3,,{meta}\nd,9,,{meta}\n'
+    monkeypatch.setattr(_csv, "_BULK_BYTES", 0)  # read as columns by Arrow
+    stores = []
+    for name in ("ref", "new"):
+        store = tmp_path / f"{name}.csv"
+        store.write_bytes((",".join(HEADER) + "\n" + body).encode())
+        stores.append(store)
+    with monkeypatch.context() as spelling:
+        spelling.setattr(_csv, "kept_body", lambda *args: None)
+        expected = _reset(stores[0], ["--where", "b=9"])
+    assert expected[0] == 0
+    assert _reset(stores[1], ["--where", "b=9"]) == expected
