@@ -12,13 +12,14 @@ which names the row of any problem.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
-from typing import Any
+from typing import Any, Final
 
 from ._lazy import is_dataframe, np, pa, pd
 from ._lazy import pc as _pc
 from ._runner import Runner
 from .backends._index import SEP, Packed
-from .backends._table import WholeStore, run_numbers
+from .backends._table import WholeStore, canonical_ints, run_numbers
+from .backends._table_text import holds_any
 from .exceptions import KeyEncodingError
 
 #: pyarrow.compute, untyped here: its stubs' overloads do not cover the mix of
@@ -27,9 +28,15 @@ pc: Any = _pc
 
 __all__ = ["GridMatch", "grid_texts", "match_grid"]
 
+_SEP_BYTE: Final = SEP.encode()
+
 
 def grid_texts(runner: Runner, rows: object) -> pa.Table | None:
-    """The grid's key texts as a table (columns ``runner.cols``), or None for the row path."""
+    """The grid's key texts as a table (columns ``runner.cols``), or None for the row path.
+
+    A column of ints is kept as ints (its texts are their decimal digits, as
+    Arrow casts them): it is matched against the records by value.
+    """
     if not is_dataframe(rows) or runner.config.codec._encoders:
         return None
     frame: Any = rows
@@ -40,8 +47,8 @@ def grid_texts(runner: Runner, rows: object) -> pa.Table | None:
         series = frame[name]
         if not isinstance(series, pd.Series) or not _plain(series):
             return None
-        if series.dtype.kind in "iu":  # an int's text is its decimal digits, as Arrow writes them
-            columns[name] = pc.cast(pa.array(series.to_numpy()), pa.string())
+        if series.dtype.kind in "iu":  # kept as ints: an int's text is its decimal digits
+            columns[name] = pa.array(series.to_numpy())
             continue
         codes, uniques = pd.factorize(series, use_na_sentinel=False)
         try:
@@ -84,15 +91,31 @@ class _Lazy(Collection[Packed]):
 def _packed(texts: pa.Table, cols: list[str], rows: Any) -> set[Packed]:
     """The keys at these rows of the grid's texts, packed as `pack` packs them."""
     picked = texts.take(pa.array(rows, pa.int64()))
-    joined: Any = picked.column(cols[0])
+    columns = [pc.cast(picked.column(c), pa.string()) for c in cols]
+    joined: Any = columns[0]
     if len(cols) > 1:
-        joined = pc.binary_join_element_wise(*(picked.column(c) for c in cols), SEP)
+        joined = pc.binary_join_element_wise(*columns, SEP)
     return set(joined.to_pylist())
 
 
 def _holds_sep(table: pa.Table, cols: list[str]) -> bool:
     """True if a text holds `SEP` (`pack` keeps such a key as a tuple: the row path)."""
-    return any(pc.any(pc.match_substring(table.column(c), SEP)).as_py() for c in cols)
+    texts = [table.column(c) for c in cols if not pa.types.is_integer(table.schema.field(c).type)]
+    return any(holds_any(column, _SEP_BYTE, controls=False) for column in texts)
+
+
+def _ints(grid: Any, recorded: Any) -> Any:
+    """A grid's int column and the recorded texts of it as one int64 numpy array,
+    or None unless each recorded text is an int's own (`canonical_ints`)."""
+    if not pa.types.is_integer(grid.type):
+        return None
+    values = grid.to_numpy()
+    if values.dtype.kind == "u" and len(values) and int(values.max()) >= 2**63:
+        return None  # past int64: compared as texts
+    theirs = np.zeros(0, dtype=np.int64) if recorded is None else canonical_ints(recorded)
+    if theirs is None:
+        return None
+    return np.concatenate([values.astype(np.int64), theirs])
 
 
 class GridMatch:
@@ -132,6 +155,10 @@ def match_grid(texts: pa.Table, whole: WholeStore | None, runner: Runner) -> Gri
     n = texts.num_rows
     columns = []
     for name in cols:
+        ints = _ints(texts.column(name), None if done is None else done.column(name))
+        if ints is not None:  # numbered by value, as `run_numbers` numbers int texts
+            columns.append(ints)
+            continue
         chunks = [pc.cast(c, pa.string()) for c in texts.column(name).chunks]
         if done is not None:
             chunks += [pc.cast(c, pa.string()) for c in done.column(name).chunks]

@@ -171,27 +171,45 @@ def latest_timed(whole: WholeStore, rows: Any, most: int) -> list[tuple[datetime
     """The ``most`` latest timed runs among these records: (finish time, seconds), sorted.
 
     Timed: a duration ``float()`` reads, not negative nor NaN, and a time.
+    Durations are read only of the records at or after the ``most``-th
+    latest time (more, if too few of those are timed).
     """
     if DURATION not in whole.table.column_names:
         return []
     column = whole.column(DURATION)
-    durations = np.full(len(whole), np.nan)
+    stamps = whole.stamps
+    candidates = np.flatnonzero(
+        rows & (stamps != MISSING) & column.is_valid().to_numpy(zero_copy_only=False)
+    )
+    want = most
+    while True:
+        picked = candidates
+        if 0 < want < len(candidates):
+            latest = np.partition(stamps[candidates], -want)[-want]
+            picked = candidates[stamps[candidates] >= latest]
+        durations = _durations(pc.take(column, pa.array(picked, pa.int64())))
+        timed = durations >= 0  # (not NaN)
+        if most <= 0 or int(timed.sum()) >= most or len(picked) == len(candidates):
+            break
+        want *= 4
+    picked, durations = picked[timed], durations[timed]
+    order = np.lexsort((durations, stamps[picked]))[-most:]
+    return [(_instant(int(stamps[picked[k]])), float(durations[k])) for k in order]
+
+
+def _durations(column: Any) -> Any:
+    """Each cell as ``float()`` reads it (NaN where it does not); stet's form parsed by Arrow."""
+    durations = np.full(len(column), np.nan)
     form = pc.fill_null(pc.match_substring_regex(column, DURATION_FORM), False)
     fast = form.to_numpy(zero_copy_only=False)
     if fast.any():
         durations[fast] = pc.cast(pc.filter(column, form), pa.float64()).to_numpy()
-    slow = np.flatnonzero(~fast & column.is_valid().to_numpy(zero_copy_only=False))
-    for i in slow:
+    for i in np.flatnonzero(~fast):
         try:
             durations[i] = float(column[int(i)].as_py())
         except ValueError:
             continue
-    stamps = whole.stamps
-    keep = rows & (stamps != MISSING) & (durations >= 0)
-    picked = np.flatnonzero(keep)
-    order = np.lexsort((durations[picked], stamps[picked]))[-most:]
-    chosen = picked[order]
-    return [(_instant(int(stamps[i])), float(durations[i])) for i in chosen]
+    return durations
 
 
 # -- read ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any, Final
 from .._lazy import pa, pa_csv
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
+from ._csv_kept import kept_body, line_lengths
 from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 from ._new_records import NewRecords
@@ -375,6 +376,32 @@ class _CsvFormat(AppendedFile):
             base = cursor.context if isinstance(cursor, AppendCursor) else ()
             header = self._header_for(rows, base)
         data = ",".join(header).encode() + b"\n" + _format_rows(rows, header)
+        state = atomic_write(self.path, data)
+        return AppendCursor(state, len(data), tail_before(data, len(data)), header)
+
+    def remove(self, table: pa.Table, doomed: Any, cursor: Cursor | None) -> Cursor:
+        """The store without the ``doomed`` rows of ``table`` (its whole read, as ``cursor``
+        left it), kept lines copied from the file where that gives `rewrite`'s bytes."""
+        header = cursor.context if isinstance(cursor, AppendCursor) else ()
+        body = None
+        if header and set(table.column_names) <= set(header):  # no new column
+            assert isinstance(cursor, AppendCursor)
+            data, state = read_from(self.path, 0)
+            if state == cursor.state:  # the very file that was read (the lock is held)
+                start = len(_BOM) if data.startswith(_BOM) else 0
+                start = data.find(b"\n", start) + 1
+
+                def spell(rows: Any) -> bytes:
+                    return _format_rows(TableRecords(table.take(pa.array(rows))), header)
+
+                body = kept_body(
+                    data, start, cursor.end, doomed, lambda: line_lengths(table, len(header)), spell
+                )
+        if body is None:
+            return self.rewrite(TableRecords(table.filter(pa.array(~doomed))), cursor)
+        if self._tail[0]:
+            self.check_cut(*self._tail)  # as `rewrite` does
+        data = b"".join([",".join(header).encode(), b"\n", *body])
         state = atomic_write(self.path, data)
         return AppendCursor(state, len(data), tail_before(data, len(data)), header)
 

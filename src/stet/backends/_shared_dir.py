@@ -46,7 +46,7 @@ from typing import Final
 
 import attrs
 
-from .._lazy import np, pa
+from .._lazy import np
 from ..exceptions import StoreError
 from . import _fs
 from ._backend import StoreBackend
@@ -58,14 +58,14 @@ from ._failures import FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._process import written
 from ._reader import IndexedReader
-from ._records import Batch, Record, TableRecords
+from ._records import Batch, Record
 from ._schema import HOST
 from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
 from ._shared_files import (
     COMPACTED,
+    FilesRead,
     Replaced,
     Seen,
-    columns_once_each,
     foldable,
     is_records_file,
     is_settled,
@@ -73,9 +73,11 @@ from ._shared_files import (
     process_tag,
     read_all,
     read_new,
+    read_once_each,
     sweep_leftovers,
     this_host,
 )
+from ._shared_kept import FoldedRecords
 from ._shared_writer import OwnFile, write_compacted
 from ._table import Selection, WholeStore, arrow_of
 
@@ -281,11 +283,15 @@ class SharedDirStore(LoggedFailures):
 
     def columns(self) -> Batch:
         """Every record, one per run, as columns (for whole-store tools)."""
+        return self.scanned()[0]
+
+    def scanned(self) -> tuple[Batch, FilesRead]:
+        """`columns`, and what lets `delete_rows` use this read if no file changes."""
         with self._reader.mutex:
             for _ in range(20):
                 try:
-                    names = [os.path.join(self.records_dir, n) for n in self._list()]
-                    return columns_once_each(names, self.location)
+                    paths = [os.path.join(self.records_dir, n) for n in self._list()]
+                    return (read := read_once_each(paths, self.location)).batch, read
                 except FileNotFoundError:
                     continue  # compacted away meanwhile
             raise StoreError(self.records_dir, "keeps changing while it is read")
@@ -309,14 +315,17 @@ class SharedDirStore(LoggedFailures):
     def clear(self, *, in_place: bool = False) -> int:
         return self._rewrite_records(lambda record: True)[0] if self.exists() else 0
 
-    def delete_rows(self, select: Selection) -> int:
-        """`delete` of the records ``select`` picks, column by column."""
+    def delete_rows(self, select: Selection, seen: FilesRead | None = None) -> int:
+        """`delete` of the records ``select`` picks, column by column (``seen``, a
+        read by `scanned`, is used again for files each still as it read them)."""
 
         def split(names: list[str]) -> tuple[Sequence[Record], int]:
             paths = [os.path.join(self.records_dir, n) for n in names]
-            table = arrow_of(columns_once_each(paths, self.location))
+            again = seen is not None and seen.still(paths)
+            read = seen if again and seen is not None else read_once_each(paths, self.location)
+            table = arrow_of(read.batch)
             doomed = np.asarray(select(WholeStore(self.location, table)), dtype=bool)
-            return TableRecords(table.filter(pa.array(~doomed))), table.num_rows
+            return FoldedRecords(table, doomed, read), table.num_rows
 
         def doomed_in(names: list[str]) -> bool:
             kept, held = split(names)

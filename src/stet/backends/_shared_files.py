@@ -30,6 +30,7 @@ from ._table import WholeStore, arrow_of
 __all__ = [
     "COMPACTED",
     "SEALED",
+    "FilesRead",
     "Replaced",
     "Seen",
     "foldable",
@@ -41,6 +42,7 @@ __all__ = [
     "process_tag",
     "read_all",
     "read_new",
+    "read_once_each",
     "sweep_leftovers",
     "sweep_probes",
     "sync_folder",
@@ -211,12 +213,49 @@ def foldable(name: str, host: str, own: str | None) -> bool:
     return pid_gone(writer[1])
 
 
+@attrs.define(eq=False)
+class FilesRead:
+    """A whole read of a shared directory's files (`SharedDirStore.scanned`): what
+    they held, one record per run, and each file's state as it was read."""
+
+    paths: list[str]
+    batch: Batch
+    #: Each file's (device, inode, size read, mtime) from the descriptor it was read through.
+    states: list[tuple[int, int, int, int]]
+    #: Each file's header, and where its records start and its last whole record ends.
+    layouts: list[tuple[tuple[str, ...], int, int]] = attrs.Factory(list)
+    #: How many records each file held, and whether ``batch`` is them all in order
+    #: (no run was in two files).
+    counts: list[int] = attrs.Factory(list)
+    whole: bool = True
+
+    def still(self, paths: Sequence[str]) -> bool:
+        """True if ``paths`` are the files read and each is as it was (one look each)."""
+        if list(paths) != self.paths:
+            return False
+        for path, state in zip(paths, self.states, strict=True):
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                return False
+            # An append changes the size (and time), a file moved in the inode.
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != state:
+                return False
+        return True
+
+
 def columns_once_each(paths: Sequence[str], location: str) -> Batch:
     """The records of these files, one per run (the first kept), as one Arrow table.
 
     What `once_each` of their records gives, column by column, for the
     whole-store tools (FileNotFoundError if a file is gone).
     """
+    return read_once_each(paths, location).batch
+
+
+def read_once_each(paths: Sequence[str], location: str) -> FilesRead:
+    """`columns_once_each`, and the files' states as read (see `FilesRead.still`)."""
+    read = FilesRead(list(paths), [], [])
     tables = []
     for path in paths:
         fd, st = _open(path)
@@ -224,14 +263,21 @@ def columns_once_each(paths: Sequence[str], location: str) -> Batch:
             data = _pread_all(fd, 0)
         finally:
             os.close(fd)
-        tables.append(arrow_of(_parse(path, data, Seen(st.st_ino))[0]))
+        read.states.append((st.st_dev, st.st_ino, len(data), st.st_mtime_ns))
+        batch, seen = _parse(path, data, Seen(st.st_ino))
+        assert seen.header is not None
+        read.layouts.append((seen.header, data.find(b"\n") + 1, seen.offset))
+        tables.append(arrow_of(batch))
+        read.counts.append(tables[-1].num_rows)
     if not tables:
-        return []
+        return read
     table = pa.concat_tables(tables, promote_options="default")
     first = WholeStore(location, table).grouped().column("__row_min").to_numpy()
-    if len(first) == table.num_rows:  # no run recorded twice: the table as it is
-        return Columns.of_arrow(table)
-    return Columns.of_arrow(table.take(pa.array(np.sort(first))))
+    read.whole = len(first) == table.num_rows
+    if not read.whole:  # a run recorded twice: its first record kept
+        table = table.take(pa.array(np.sort(first)))
+    read.batch = Columns.of_arrow(table)
+    return read
 
 
 def once_each(records: Sequence[Record], location: str) -> list[Record]:

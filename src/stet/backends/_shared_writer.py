@@ -199,12 +199,17 @@ def _in_place(writer: _Writer) -> bool:
 
 def write_compacted(records: Sequence[Record], tmp_dir: str, records_dir: str) -> None:
     """Write many writers' records into one new file in ``records_dir``, whole or not at all."""
-    header = header_for(records, ())
+    made = getattr(records, "file_bytes", None)  # a fold's (`._shared_kept.FoldedRecords`)
+    if callable(made):
+        data = made()
+    else:
+        header = header_for(records, ())
+        data = ",".join(header).encode() + b"\n" + format_rows(records, header)
     name = f"{COMPACTED}{secrets.token_hex(8)}.csv"
     staged = os.path.join(tmp_dir, name)
     try:
         make_folder(tmp_dir)
-        write_file(staged, ",".join(header).encode() + b"\n" + format_rows(records, header))
+        write_file(staged, data)
         os.rename(staged, os.path.join(records_dir, name))
         sync_folder(records_dir)  # in place before the folded files go
     except OSError as exc:

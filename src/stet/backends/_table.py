@@ -305,8 +305,10 @@ def canonical_ints(column: Any) -> Any:
 
 
 def _numbered(column: Any) -> tuple[int, Any]:
-    """Each cell's number (equal texts, equal numbers; null too) and how many there may be."""
-    values = canonical_ints(column)
+    """Each cell's number (equal texts, equal numbers; null too) and how many there may be.
+
+    A numpy array of int64 stands for the ints' texts (numbered by value)."""
+    values = column if isinstance(column, np.ndarray) else canonical_ints(column)
     if values is not None:
         # Canonical ints, one text each: numbered by value (no hashing of texts),
         # as offsets from the least when they span few more numbers than cells.
