@@ -205,7 +205,9 @@ class Pruner:
 
     __slots__ = ("registered", "top", "tree")
 
-    def __init__(self, top: str, paths: Iterable[str], registered: Registered | None = None) -> None:
+    def __init__(
+        self, top: str, paths: Iterable[str], registered: Registered | None = None
+    ) -> None:
         self.top = top
         self.registered = registered
         self.tree: dict[str, Any] = {}
