@@ -2,8 +2,9 @@
 
 stet 0.0.x and key rules 1 wrote a string's line breaks raw inside a quoted
 cell, so their torn last record may end just after one: that is the same
-half-written record as any other, never damage. (Only CSV: the JSON store
-always escaped line breaks, and the other stores have no torn records.)
+half-written record as any other, never damage. (CSV files only: a CSV
+store and a Parquet store's journal. The JSON store always escaped line
+breaks; SQLite and Parquet files have no torn records.)
 """
 
 from __future__ import annotations
@@ -97,3 +98,23 @@ def test_a_tail_ending_in_a_line_break_after_todays_record_stays_an_error(tmp_pa
     with pytest.raises(stet.StoreError, match="quote that is never closed"):
         sweep(str(store), ran)("x", 1)
     assert ran == []
+
+
+def test_a_parquet_stores_journal_torn_by_an_older_stet_is_set_aside(tmp_path: Path) -> None:
+    """The journal is a CSV file of the same format: the same rule."""
+    store = str(tmp_path / "runs.parquet")
+    first = stet.backends.get_backend(store)
+    first.record({"s": "first", "n": 0}, function="run")
+    first.store.flush()  # into the Parquet file: the journal is gone
+    header, done, torn = OLD["rules 1"]
+    journal = Path(store + ".journal.csv")
+    journal.write_bytes(header + done + torn[: torn.index(b"\n") + 1])
+    forget_open()
+    ran: list[tuple[str, int]] = []
+    run = sweep(store, ran)
+    run("first", 0)
+    run("done\nrun", 1)
+    run("two\nline\nbreaks, and a comma", 2)
+    assert ran == [("two\nline\nbreaks, and a comma", 2)]
+    forget_open()
+    assert len(open_store(store).records()) == 3

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ._codec import KeyCodec
@@ -82,22 +82,21 @@ def _as_is(value: object) -> object:
     return value
 
 
-def _forms(value: object, outermost: bool) -> Iterator[object]:
+def _forms(value: object, outermost: bool) -> list[object]:
     """Each value key rules 2 may have keyed, classes on a pruned path as mappings.
 
     Paths pass through fields of classes and keys of mappings, never into
-    lists, so only those may have lost their classes.
+    lists, so only those may have lost their classes. At most `_MOST`, at
+    every level (a mapping of many classes has two ways for each).
     """
-    if isinstance(value, _Object | dict):
-        items = value.fields if isinstance(value, _Object) else list(value.items())
-        if isinstance(value, _Object) and not outermost:
-            yield Encoded(value.text)
-        keys = [_as_is(k) for k, _ in items]
-        kinds = [_forms(v, False) for _, v in items]
-        for combination in itertools.product(*kinds):
-            yield dict(zip(keys, combination, strict=True))
-    else:
-        yield _as_is(value)
+    if not isinstance(value, _Object | dict):
+        return [_as_is(value)]
+    items = value.fields if isinstance(value, _Object) else list(value.items())
+    keep = [Encoded(value.text)] if isinstance(value, _Object) and not outermost else []
+    keys = [_as_is(k) for k, _ in items]
+    kinds = [_forms(v, False) for _, v in items]
+    mappings = (dict(zip(keys, c, strict=True)) for c in itertools.product(*kinds))
+    return keep + list(itertools.islice(mappings, _MOST - len(keep)))
 
 
 def old_texts(text: str) -> list[str]:
@@ -122,7 +121,7 @@ def old_texts(text: str) -> list[str]:
         return []
     encode = KeyCodec().encode
     found: list[str] = []
-    for form in itertools.islice(_forms(value, True), _MOST):
+    for form in _forms(value, True):
         old = encode(form)
         if old != text and old not in found:
             found.append(old)
