@@ -247,3 +247,94 @@ def test_a_store_of_newer_key_rules_is_refused_asking_for_an_upgrade() -> None:
     write_old("runs.csv", [{**old_record(), "_stet_codec": "4"}])
     with pytest.raises(stet.StoreError, match="newer than this stet's"):
         sweep("runs.csv")(Adam(0.1, 1), 3)
+
+
+# -- the tools that have only the store: stet why, stet.reset(store, key_dict) --
+
+
+def why(store: str, *pairs: str, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert stet._cli.main(["why", store, "--function", "run", *pairs]) == 0
+    return capsys.readouterr().out
+
+
+def test_why_reset_and_the_call_agree_on_a_run_key_rules_2_recorded(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_old(store, [old_record()])
+    run = sweep(store)
+    assert run.is_done(Adam(0.1, 1), 3)
+    assert "is recorded" in why(store, "opt=Adam(lr=0.1)", "seed=3", capsys=capsys)
+    assert "is not recorded" in why(store, "opt=Sgd(lr=0.2)", "seed=3", capsys=capsys)
+    assert stet.reset(store, {"opt": stet.Encoded("Adam(lr=0.1)"), "seed": 3}) == 1
+    forget_open()
+    assert not run.is_done(Adam(0.1, 1), 3)
+    run(Adam(0.1, 1), 3)  # forgotten: it runs again
+    assert ran == [Adam(0.1, 1)]
+
+
+@pytest.mark.parametrize("kind", ["csv", "sqlite"])
+def test_a_mapping_recorded_by_key_rules_3_is_neither_named_nor_removed_for_a_class(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the records of rules 2 or older hold a class value as a mapping."""
+    store = f"runs.{kind}"
+
+    @stet.once(store=store, exclude=["opt.x"], name="run", quiet=True)
+    def as_dict(opt: dict[str, Any], seed: int) -> None: ...
+
+    as_dict({"lr": 0.1, "x": 1}, 3)  # the text rules 2 gave Adam(lr=0.1)
+    assert "is not recorded" in why(store, "opt=Adam(lr=0.1)", "seed=3", capsys=capsys)
+    assert stet.reset(store, {"opt": stet.Encoded("Adam(lr=0.1)")}) == 0
+    assert len(open_store(store).records()) == 1
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_why_and_reset_find_a_nested_class_recorded_as_a_mapping(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"runs.{kind}"
+    cfg = '{"opt": {"lr": 0.1}, "seed": 3}'  # rules 2's Outer(Adam(lr=0.1, x=...), 3)
+    stamp = "2026-01-01T00:00:00+00:00"
+    write_old(store, [{"cfg": cfg, "_stet_timestamp": stamp, "_stet_codec": "2"}])  # no function
+
+    @stet.once(store=store, exclude=["cfg.opt.x"], name="run")
+    def train(cfg: Outer) -> None:
+        ran.append(cfg)
+
+    assert train.is_done(Outer(Adam(0.1, 1), 3))  # type: ignore[attr-defined]
+    text = "cfg=Outer(opt=Adam(lr=0.1), seed=3)"
+    assert "is recorded" in why(store, text, capsys=capsys)
+    assert stet.reset(store, {"cfg": stet.Encoded(text[4:])}, function="run") == 0  # none has it
+    assert stet.reset(store, {"cfg": stet.Encoded(text[4:])}) == 1  # no function: anyone's
+    forget_open()
+    ran.clear()
+    train(Outer(Adam(0.1, 1), 3))
+    assert len(ran) == 1
+
+
+def test_a_forgotten_run_that_key_rules_2_recorded_runs_again_after_a_skip() -> None:
+    """The old texts read once in a process never outlive the record."""
+    write_old("runs.csv", [old_record()])
+    run = sweep("runs.csv")
+    run(Adam(0.1, 1), 3)  # skipped: the old texts are read now
+    assert run.forget(Adam(0.1, 1), 3) == 1
+    run(Adam(0.1, 1), 3)
+    assert ran == [Adam(0.1, 1)]
+
+
+@given(tree=S.config_trees, kind=st.sampled_from(["dataclass", "attrs", "pydantic", "dict"]))
+def test_the_texts_rules_2_gave_are_found_from_todays_text(tree: dict[str, Any], kind: str) -> None:
+    """Differential: what stet why and reset look for holds what the call looks for."""
+    from stet._old_texts import old_texts
+
+    cfg = S.make_config(kind, tree)
+    once = stet.once(store="runs.csv", exclude=[f"cfg.{next(iter(tree))}"])
+    runner = once(lambda cfg: None).__stet__  # type: ignore[attr-defined]
+    (text,) = runner.encode_key({"cfg": cfg})
+    old = runner.old_key({"cfg": runner.value_of({"cfg": cfg}, "cfg")}, (text,))
+    if old is None:  # a mapping: its text is what rules 2 gave it
+        assert kind == "dict"
+        assert old_texts(text) == []
+    else:
+        assert old[0] in old_texts(text)

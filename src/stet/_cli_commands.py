@@ -28,7 +28,7 @@ from ._cli_checks import (
 )
 from ._cli_failures import reset_failed
 from ._codec import KeyCodec
-from ._explain import explain_texts
+from ._explain import Explanation, explain_texts, recorded_before
 from ._export import csv_of
 from ._failures_api import carry_failures, failures_in
 from ._grid_points import store_grid
@@ -197,7 +197,12 @@ def why_command(args: argparse.Namespace) -> int:
     check_columns(whole, wanted, function or None)
     shown = ", ".join(f"{name}={text}" for name, text in wanted.items())
     call = f"{function or 'run'}({shown})"
-    print(explain_texts(whole, function, wanted, call))
+    explanation = explain_texts(whole, function, wanted, call)
+    if not explanation.done:
+        finished = recorded_before(whole, function, wanted)
+        if finished is not None:  # as a stet of key rules 2 wrote a pruned class value
+            explanation = Explanation(call, True, 1, (), finished)
+    print(explanation)
     return 0
 
 

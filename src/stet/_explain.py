@@ -17,6 +17,7 @@ from ._codec_text import Pruned
 from ._lazy import np, pa
 from ._lazy import pc as _pc
 from ._old_keys import OLD_VERSIONS
+from ._old_texts import old_keys, old_rows
 from ._runner import Runner
 from ._signature import display
 from .backends import pack
@@ -28,7 +29,15 @@ from .typing import Record, Store
 #: chunked arrays, arrays and Python scalars these whole-column steps pass.
 pc: Any = _pc
 
-__all__ = ["Difference", "Explanation", "explain", "explain_texts", "forget", "is_done"]
+__all__ = [
+    "Difference",
+    "Explanation",
+    "explain",
+    "explain_texts",
+    "forget",
+    "is_done",
+    "recorded_before",
+]
 
 
 @attrs.frozen
@@ -157,6 +166,32 @@ def explain_texts(
         for d in best or ()
     )
     return Explanation(call, False, records, shown)
+
+
+def recorded_before(whole: WholeStore, function: str, wanted: dict[str, str]) -> str | None:
+    """When the key ``wanted`` was recorded as key rules 2 wrote it, if it was.
+
+    What a function that excludes fields of a class value finds (see
+    `stet._old_texts`): only a record written under rules 2 or older, of
+    exactly these key columns, holding a class value's text as it was then.
+    """
+    variants = old_keys(wanted)
+    if not variants:
+        return None
+    rows = whole.rows_of([function, ""]).to_numpy(zero_copy_only=False)
+    rows &= old_rows(whole.column(CODEC))
+    for name in whole.keys:
+        if name not in wanted:
+            rows &= whole.column(name).is_null().to_numpy(zero_copy_only=False)
+    for variant in variants:
+        same = rows.copy()
+        for name, text in variant.items():
+            same &= pc.fill_null(pc.equal(whole.column(name), text), False).to_numpy(
+                zero_copy_only=False
+            )
+        if same.any():
+            return str(whole.column(TIMESTAMP)[int(np.argmax(same))].as_py())
+    return None
 
 
 #: How far apart two differing values are when they are not both numbers.

@@ -50,6 +50,9 @@ __all__ = [
 #: From a parameter's value to the value of one key column.
 Getter = Callable[[Any], Any]
 
+#: Whether the codec keys a type by an encoder registered on it (`KeyCodec.register`).
+Registered = Callable[[type[Any]], bool]
+
 #: Types a path step remembers, per step (a sweep passes one or two).
 _REMEMBERED = 8
 
@@ -200,10 +203,13 @@ class Pruner:
     plain, interpolations resolved) is keyed as a mapping.
     """
 
-    __slots__ = ("top", "tree")
+    __slots__ = ("registered", "top", "tree")
 
-    def __init__(self, top: str, paths: Iterable[str]) -> None:
+    def __init__(
+        self, top: str, paths: Iterable[str], registered: Registered | None = None
+    ) -> None:
         self.top = top
+        self.registered = registered
         self.tree: dict[str, Any] = {}
         for path in paths:
             node = self.tree
@@ -211,19 +217,45 @@ class Pruner:
                 node = node.setdefault(part, {})
 
     def __call__(self, value: Any) -> Pruned:
-        return _prune(value, self.tree, self.top)
+        return _prune(value, self.tree, self.top, self.registered)
 
     def legacy(self, value: Any) -> dict[object, object]:
         """The value as key rules 2 and older keyed it: a plain dict, classes dropped."""
-        return _prune(value, self.tree, self.top).as_mapping()
+        return self(value).as_mapping()
 
 
-def pruner(top: str, paths: Iterable[str]) -> Pruner:
-    """The `Pruner` of parameter ``top`` for the excluded ``paths`` inside it."""
-    return Pruner(top, paths)
+def pruner(top: str, paths: Iterable[str], registered: Registered | None = None) -> Pruner:
+    """The `Pruner` of parameter ``top`` for the excluded ``paths`` inside it.
+
+    ``registered`` tells the types the codec keys by a registered encoder:
+    a path into such a value is refused (`KeyPathError`), since the encoder,
+    not the fields, makes its key.
+    """
+    return Pruner(top, paths, registered)
 
 
-def _prune(value: Any, tree: Mapping[str, Any], where: str) -> Pruned:
+def encoded_by(cls: type[Any], where: str, path: str, *, called: bool) -> str:
+    """Why ``exclude=`` cannot reach into ``where``, a ``cls`` keyed by a registered encoder."""
+    part = path[len(where) + 1 :].split(".")[0]
+    what = "is a" if called else "is annotated as"
+    return (
+        f"{where} {what} {cls.__qualname__}, which the codec keys by the encoder "
+        f"registered for it (KeyCodec.register), not by its fields, so exclude= cannot "
+        f"leave {part!r} out of its key; make the encoder leave it out and exclude "
+        f"nothing inside {where}, exclude the whole parameter, or key by fields with "
+        f"key=[...] paths"
+    )
+
+
+def _prune(
+    value: Any, tree: Mapping[str, Any], where: str, registered: Registered | None
+) -> Pruned:
+    if registered is not None and registered(type(value)):
+        path, node = where, tree
+        while node:  # the first excluded path that passes here, in full
+            part = next(iter(node))
+            path, node = f"{path}.{part}", node[part]
+        raise KeyPathError(path, encoded_by(type(value), where, path, called=True))
     try:
         found = _omegaconf_fields(value, tree) if is_omegaconf(value) else fields_of(value)
     except LookupError as exc:
@@ -245,7 +277,7 @@ def _prune(value: Any, tree: Mapping[str, Any], where: str) -> Pruned:
         if sub is None:
             kept.append((name, field))
         elif sub:
-            kept.append((name, _prune(field, sub, f"{where}.{name}")))
+            kept.append((name, _prune(field, sub, f"{where}.{name}", registered)))
     if is_omegaconf(value) or isinstance(value, Mapping):
         return Pruned(None, tuple(kept))
     if isinstance(value, NAMESPACES):  # keyed by its attributes sorted, as the codec does
@@ -274,16 +306,25 @@ def _omegaconf_fields(
     return names, keyed
 
 
-def check_against(path: str, annotation: object, where: str) -> None:
+def check_against(
+    path: str, annotation: object, where: str, registered: Registered | None = None
+) -> None:
     """Raise `ValueError` if ``annotation`` says the path cannot exist.
 
     Followed as far as the annotations name config classes (attrs,
     dataclass, pydantic); a mapping, a union or no annotation ends the
-    check, and the call's value is checked instead.
+    check, and the call's value is checked instead. With ``registered``
+    (a path of ``exclude=``), a class keyed by a registered encoder on the
+    way is refused too.
     """
     top, parts = split(path)
     cls = annotation
     for i, part in enumerate(parts):
+        if registered is not None and isinstance(cls, type) and registered(cls):
+            at = ".".join((top, *parts[:i]))
+            raise ValueError(
+                f"exclude name {path!r} of {where}: {encoded_by(cls, at, path, called=False)}"
+            )
         names = class_fields(cls)
         if names is None:
             return

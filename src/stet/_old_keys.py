@@ -16,14 +16,12 @@ never gets here.
 
 from __future__ import annotations
 
+from ._old_texts import OLD_VERSIONS
 from .backends import pack
 from .backends._schema import CODEC, identity
 from .typing import Store
 
 __all__ = ["OLD_VERSIONS", "OldRecords"]
-
-#: The ``_stet_codec`` of records whose pruned class values are mappings (None: 0.0.x).
-OLD_VERSIONS = (None, "1", "2")
 
 
 class OldRecords:
@@ -31,7 +29,8 @@ class OldRecords:
 
     Read from the store once per process, when a record holding a call's
     old text is first seen, and again whenever one is seen that the texts
-    read do not hold (another writer's, since).
+    read do not hold (another writer's, since). Whether a record holds the
+    text at all is asked of the store every time, so a removed one is gone.
     """
 
     __slots__ = ("_store", "_texts", "cols", "function")
@@ -51,14 +50,16 @@ class OldRecords:
             fresh: The store was refreshed just now, so whether any record
                 holds the texts is a lookup in its index (else a `Store.matches`).
         """
-        if self._store is store and old in self._texts:
-            return True
+        # Asked first, even when the texts read hold it: the record may have
+        # been removed since (forget, reset), and then the run is not done.
         if fresh:
             anywhere = store.knows(self.function, self.cols, pack(old))
         else:
             anywhere = store.matches(self.function, self.cols, old)
         if not anywhere:
             return False
+        if self._store is store and old in self._texts:
+            return True
         self._texts = frozenset(self._read(store))
         self._store = store
         return old in self._texts

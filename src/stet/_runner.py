@@ -56,7 +56,9 @@ class Runner:
         self.signature = inspect.signature(func)
         #: The key's names (parameters or paths), in the order given; and
         #: for each one that is not a plain parameter, its parameter and getter.
-        self.key, self.paths = key_names(func, config.key, config.exclude)
+        codec = config.codec
+        registered = (lambda t: codec._encoder_for(t) is not None) if codec._encoders else None
+        self.key, self.paths = key_names(func, config.key, config.exclude, registered)
         check_key_columns(self.key, entry(config.store).limits, store=repr(describe(config.store)))
         self.cols = tuple(sorted(self.key))
         self.name = config.name or qualname(func)

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from ._keypaths import Getter, check_against, path_getter, pruner, split
+from ._keypaths import Getter, Registered, check_against, path_getter, pruner, split
 from ._lazy import loaded_numpy
 
 __all__ = ["code_hash", "display", "display_text", "key_names", "qualname"]
@@ -37,13 +37,18 @@ def _is_method(func: Callable[..., Any], params: list[inspect.Parameter]) -> boo
 
 
 def key_names(
-    func: Callable[..., Any], key: tuple[str, ...] | None, exclude: tuple[str, ...] | None = None
+    func: Callable[..., Any],
+    key: tuple[str, ...] | None,
+    exclude: tuple[str, ...] | None = None,
+    registered: Registered | None = None,
 ) -> tuple[tuple[str, ...], dict[str, tuple[str, Getter]]]:
     """The key's names for ``func``, checked against its signature, and their paths.
 
     The second part maps each name that is not a plain parameter (a path
     of ``key=``, or a parameter that ``exclude=`` reaches into) to its
-    parameter and the getter of its value.
+    parameter and the getter of its value. ``registered`` tells the types
+    the codec keys by a registered encoder, which ``exclude=`` cannot reach
+    into.
     """
     signature = inspect.signature(func)
     params = list(signature.parameters.values())
@@ -64,7 +69,9 @@ def key_names(
                 "stet keys named parameters only"
             )
         if top != name:
-            check_against(name, annotations.get(top), where)
+            check_against(
+                name, annotations.get(top), where, registered if setting == "exclude" else None
+            )
         return top
 
     if key is not None:
@@ -88,7 +95,7 @@ def key_names(
                 f"with exclude=[{p.name!r}]"
             )
     names = tuple(p.name for p in params)
-    return names, {top: (top, pruner(top, paths)) for top, paths in inside.items()}
+    return names, {top: (top, pruner(top, paths, registered)) for top, paths in inside.items()}
 
 
 def _annotations(func: Callable[..., Any]) -> dict[str, object]:

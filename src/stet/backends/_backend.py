@@ -18,6 +18,7 @@ from .._codec import KeyCodec
 from .._codec_legacy import canonical_from_legacy
 from .._lazy import np
 from .._lazy import pc as _pc
+from .._old_texts import OLD_VERSIONS, old_keys, old_rows
 from ..exceptions import KeyEncodingError, StoreError
 from ..typing import Record, Store, StoreFactory
 from ._clock import SYSTEM_CLOCK, Clock
@@ -27,7 +28,7 @@ from ._file_store import given_path
 from ._json import open_json
 from ._parquet import open_parquet
 from ._postgres import PostgresStore
-from ._schema import identity, is_meta, meta_value
+from ._schema import CODEC, identity, is_meta, meta_value
 from ._sqlite import open_sqlite
 from ._table import WholeStore, delete_selected
 
@@ -167,6 +168,10 @@ class StoreBackend:
         ]
         meant = tuple(t if t is not None else v for t, v in zip(legacy, values, strict=True))
         spelt = 0  # records that ``meant`` matches
+        # A class value that exclude= reached into was keyed as a mapping by
+        # key rules 2 ({"lr": 0.1} for Adam(lr=0.1)); such records still skip
+        # the call (stet._old_texts), so they go too: only those rules' records.
+        olds = [tuple(o[c] for c in cols) for o in old_keys(dict(zip(cols, values, strict=True)))]
 
         def doomed(record: Record) -> bool:
             nonlocal spelt
@@ -175,13 +180,20 @@ class StoreBackend:
                 return False
             if meant != values and _matches(c, v, cols, meant):
                 spelt += 1
+            if olds and record.get(CODEC) in OLD_VERSIONS:
+                return any(_matches(c, v, cols, held) for held in (values, *olds))
             return _matches(c, v, cols, values)
 
         def select(whole: WholeStore) -> Any:
             nonlocal spelt
             if meant != values:
                 spelt += int(_matching_rows(whole, function, cols, meant).sum())
-            return _matching_rows(whole, function, cols, values)
+            rows = _matching_rows(whole, function, cols, values)
+            if olds:
+                old = old_rows(whole.column(CODEC))
+                for held in olds:
+                    rows |= old & _matching_rows(whole, function, cols, held)
+            return rows
 
         removed = delete_selected(self.store, select, doomed)
         if removed or not spelt:

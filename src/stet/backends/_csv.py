@@ -113,6 +113,9 @@ class _CsvFormat(AppendedFile):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self._tail = (b"", 0)  # bytes after the last complete record, as last read
+        #: A tail that ends in a line break and was taken for a torn record
+        #: of stet 0.0.x or key rules 1 (see `_torn_after_line_break`).
+        self._torn_old = (b"", -1)
 
     def scan(
         self, cursor: object | None, *, every_column: bool = False
@@ -290,6 +293,9 @@ class _CsvFormat(AppendedFile):
         """
         if not tail:
             return
+        if tail.endswith(b"\n") and self._torn_after_line_break(tail, header, offset):
+            self._torn_old = (tail, offset)
+            return
         if tail.endswith(b"\n"):
             line = self._line_at(offset)
             raise self._error(
@@ -309,6 +315,53 @@ class _CsvFormat(AppendedFile):
                 f"unreadable data at byte {offset}: not a record nor a half-written one"
             )
 
+    def _torn_after_line_break(self, tail: bytes, header: tuple[str, ...], offset: int) -> bool:
+        """True if ``tail`` is the record an older stet was writing when it was
+        killed, just after a line break inside a quoted cell.
+
+        stet 0.0.x and key rules 1 wrote a string's line breaks raw (quoted),
+        so their torn record may end in one. Such a tail is told from damage
+        (a quote left open that swallowed the lines after it) by three
+        things: it holds no more cells than the header, no line inside it
+        reads as a whole record, and the record before it was written by
+        such a stet (``_stet_codec`` none or 1). Anything else stays an error.
+        """
+        text = tail.decode("utf-8", errors="ignore")
+        _allow_fields_of(len(text))
+        width = len(header)
+        try:
+            cells = next(csv.reader(io.StringIO(text, newline="")), [])
+            lines = [next(csv.reader([line]), []) for line in text.split("\n")[1:]]
+        except csv.Error:
+            return False
+        if not cells or len(cells) > width or any(len(line) >= width for line in lines):
+            return False
+        return self._codec_before(header, offset) in ("", "1")
+
+    def _codec_before(self, header: tuple[str, ...], offset: int) -> str | None:
+        """The ``_stet_codec`` ("" for none) of the record that ends at byte ``offset``.
+
+        None if there is no such record or it cannot be read. Read from the
+        file again: only a torn tail that ends in a line break asks.
+        """
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(offset)
+        except OSError:
+            return None
+        body = data.find(b"\n") + 1
+        if len(data) != offset or not body or offset <= body or not data.endswith(b"\n"):
+            return None
+        start = _complete_length(data, body, offset - 1)
+        try:
+            text = data[start:offset].decode("utf-8")
+            cells = next(csv.reader(io.StringIO(text, newline=""), strict=True), [])
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        if len(cells) != len(header):
+            return None
+        return dict(zip(header, cells, strict=True)).get(CODEC, "")
+
     def _line_at(self, offset: int) -> int:
         """The line number (from 1) of byte ``offset``, for messages."""
         try:
@@ -321,7 +374,7 @@ class _CsvFormat(AppendedFile):
         # A killed writer leaves a prefix of its records: it never ends with a
         # line break, which would have completed the record. Lines that do are
         # someone's edit with an unclosed quote: never cut them off.
-        if cut.endswith(b"\n"):
+        if cut.endswith(b"\n") and (cut, offset) != self._torn_old:
             raise self._error(
                 f"the record at byte {offset} opens a quote that is never closed, so "
                 "everything after it reads as one cell; it is not a record a killed "

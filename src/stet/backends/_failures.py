@@ -40,7 +40,9 @@ __all__ = [
     "FailureLog",
     "LoggedFailures",
     "exception_name",
+    "failure_lines",
     "failure_of",
+    "read_log",
     "redact",
 ]
 
@@ -309,20 +311,27 @@ class FailureLog:
         return bool(lines)
 
     def all(self) -> list[Failure]:
-        """Every failure, oldest first within each file (a fresh read)."""
+        """Every failure, oldest first within each file (a fresh read).
+
+        A folder's failure is listed once, even while a compaction that
+        folded its file into another has not yet removed it.
+        """
         self.refresh()
-        return [f for seen in self._read.values() for f in seen.failures]
+        return self._unique()
 
     def of(self, function: str, cols: tuple[str, ...], values: tuple[str, ...]) -> list[Failure]:
         """The failures of one run, after a look for new ones."""
         self.refresh()
         if self._by_id is None:
             by_id: dict[FailureId, list[Failure]] = {}
-            for seen in self._read.values():
-                for failure in seen.failures:
-                    by_id.setdefault(failure.id, []).append(failure)
+            for failure in self._unique():
+                by_id.setdefault(failure.id, []).append(failure)
             self._by_id = by_id
         return list(self._by_id.get((function, cols, values), ()))
+
+    def _unique(self) -> list[Failure]:
+        found = [f for seen in self._read.values() for f in seen.failures]
+        return list(dict.fromkeys(found)) if self._folder is not None else found
 
     # -- writing --------------------------------------------------------------
 
@@ -372,6 +381,27 @@ class FailureLog:
 
 def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
+
+
+def read_log(path: str) -> list[Failure]:
+    """The failures of one log file's whole lines (none if it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise StoreError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        if not _is_regular(os.fstat(fd).st_mode):
+            raise StoreError(path, "is not a regular file; move it away")
+        return _parse_all(path, fd)
+    finally:
+        os.close(fd)
+
+
+def failure_lines(failures: Iterable[Failure]) -> bytes:
+    """Failures as a log file holds them, one JSON object a line."""
+    return _lines(failures)
 
 
 def _lines(failures: Iterable[Failure]) -> bytes:

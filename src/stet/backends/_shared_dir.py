@@ -7,7 +7,8 @@ A store whose path ends in ``.stetdir`` is a folder, made on first use::
         records/<host>-<pid>-<token>.sealed.csv  the same, once its writer has exited
         records/compacted-<token>.csv            many writers' files folded into one
         claims/<digest>.claim                    runs in progress (``Once(claim=True)``)
-        failures/<host>-<pid>.jsonl              failed runs, one file per writer process
+        failures/<host>-<pid>-<token>.jsonl      failed runs, one file per writer process
+                                                 (sealed and compacted as records are)
         tmp/                                     files being written, before they appear
         compaction.claim                         while `compact`, `delete` or `clear` runs
 
@@ -61,6 +62,7 @@ from ._reader import IndexedReader
 from ._records import Batch, Record
 from ._schema import HOST
 from ._shared_claims import NETWORK_MIN_LEASE, ClaimFiles, FolderLock, make_folder, warn_if_short
+from ._shared_failures import FailureFiles
 from ._shared_files import (
     COMPACTED,
     FilesRead,
@@ -70,7 +72,6 @@ from ._shared_files import (
     is_records_file,
     is_settled,
     once_each,
-    process_tag,
     read_all,
     read_new,
     read_once_each,
@@ -109,9 +110,9 @@ class SharedDirStore(LoggedFailures):
         self.records_dir = os.path.join(path, "records")
         self.tmp_dir = os.path.join(path, "tmp")
         self._claims = ClaimFiles(os.path.join(path, "claims"), clock, path)
-        failures = os.path.join(path, "failures")
+        self._failure_files = FailureFiles(os.path.join(path, "failures"), self.tmp_dir)
         self._failure_log = FailureLog(
-            path, lambda: os.path.join(failures, f"{process_tag()}.jsonl"), folder=failures
+            path, self._failure_files.path, folder=self._failure_files.folder
         )
         self._host = this_host()
         self._last_pass = -float("inf")
@@ -306,8 +307,8 @@ class SharedDirStore(LoggedFailures):
             raise StoreError(self.records_dir, "keeps changing while it is read")
 
     def compact(self) -> int:
-        """Fold the files of writers that are gone into one; return how many files were folded."""
-        return self._rewrite_records(lambda record: False)[1]
+        """Fold the files of writers that are gone into one (failures apart); how many records'."""
+        return self._rewrite_records(lambda record: False, failures=True)[1]
 
     def delete(self, doomed: Callable[[Record], bool]) -> int:
         return self._rewrite_records(doomed)[0]
@@ -333,25 +334,29 @@ class SharedDirStore(LoggedFailures):
 
         return self._rewrite(doomed_in, split)[0]
 
-    def _rewrite_records(self, doomed: Callable[[Record], bool]) -> tuple[int, int]:
+    def _rewrite_records(
+        self, doomed: Callable[[Record], bool], *, failures: bool = False
+    ) -> tuple[int, int]:
         """`_rewrite`, asking ``doomed`` of each record."""
 
         def split(names: list[str]) -> tuple[Sequence[Record], int]:
             records = once_each(self._all(names), self.location)
             return [r for r in records if not doomed(r)], len(records)
 
-        return self._rewrite(lambda names: any(doomed(r) for r in self._all(names)), split)
+        doomed_in = lambda names: any(doomed(r) for r in self._all(names))  # noqa: E731
+        return self._rewrite(doomed_in, split, failures)
 
     def _rewrite(
         self,
         doomed_in: Callable[[list[str]], bool],
         split: Callable[[list[str]], tuple[Sequence[Record], int]],
+        failures: bool = False,
     ) -> tuple[int, int]:
         """Fold the foldable files into one without doomed records: (removed, files folded).
 
         ``doomed_in(names)`` tells whether these files hold a doomed record;
         ``split(names)`` gives their records (one per run) but the doomed, and
-        how many records they held.
+        how many records they held. ``failures``: fold the failure files too.
         """
         if not self.exists():
             return 0, 0
@@ -380,6 +385,9 @@ class SharedDirStore(LoggedFailures):
                         os.unlink(os.path.join(self.records_dir, name))
             else:
                 fold = []
+            if failures:
+                self._failure_files.seal()
+                self._failure_files.fold(self._host)
             self._reader.reread_later()
             return held - len(kept), len(fold)
 
