@@ -113,13 +113,13 @@ def test_only_the_kept_records_whose_lines_hold_quotes_are_spelled_again(
     store = tmp_path / "s.csv"
     store.write_bytes((",".join(HEADER) + "\n" + "".join(lines)).encode())
     spelled: list[int] = []
-    format_rows = _csv._format_rows
+    format_rows = _csv.format_rows
 
     def counting(rows: Any, header: Any) -> bytes:
         spelled.append(len(rows))
         return format_rows(rows, header)
 
-    monkeypatch.setattr(_csv, "_format_rows", counting)
+    monkeypatch.setattr(_csv, "format_rows", counting)
     monkeypatch.setattr(_csv, "_BULK_BYTES", 0)  # read as columns, as a big store is
     code, _, after = _reset(store, ["--where", "b=1"])
     assert code == 0

@@ -42,7 +42,8 @@ from ._registry import (
     unregister,
 )
 from ._schema import identity
-from ._shared_dir import SharedDirBackend, open_shared_dir
+from ._shared_backend import SharedDirBackend
+from ._shared_dir import open_shared_dir
 from ._sqlite import SQLITE_LIMITS, open_sqlite
 
 __all__ = [

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, Final
@@ -26,12 +25,12 @@ from .._lazy import pa, pa_csv
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._csv_kept import kept_body, line_lengths
+from ._csv_rows import allow_fields_of, complete_length, format_rows
 from ._file_store import FileStore
 from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
 from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta
-from ._table_text import csv_lines
 
 __all__ = ["CsvChunks", "format_rows", "header_for", "open_csv"]
 
@@ -42,69 +41,6 @@ _BULK_BYTES: Final = 1 << 20
 #: thread of ours: the parse is most of a big store's open, and two cores
 #: halve it (measured at 10**7 records: 1.4-2.7 s alone, 0.7-1.3 s in two).
 _HALVES_BYTES: Final = 16 << 20
-
-
-def _complete_length(data: bytes, start: int = 0, stop: int | None = None) -> int:
-    """Length of the prefix of ``data[:stop]`` made of whole records (those
-    from ``start`` on, and what comes before them).
-
-    Quotes come in pairs inside a record, so a newline ends a record exactly
-    when an even number of quote characters precede it.
-    """
-    end = data.rfind(b"\n", start, stop)
-    if end >= 0 and data.find(b'"', start, end) < 0:
-        return end + 1  # no quote at all (most stores): one scan, not a count
-    if end < 0:
-        return start
-    quotes = data.count(b'"', start, end)  # counted once; then only what lies between
-    while quotes % 2:
-        earlier = data.rfind(b"\n", start, end)
-        if earlier < 0:
-            return start
-        quotes -= data.count(b'"', earlier, end)
-        end = earlier
-    return end + 1
-
-
-def _format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
-    if isinstance(rows, TableRecords):
-        lines = csv_lines(rows.table, header)
-        if lines is not None:
-            return lines
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    if isinstance(rows, NewRecords):
-        writer.writerows(rows.rows(header))
-    else:
-        writer.writerows([row.get(col, "") for col in header] for row in rows)
-    text = out.getvalue()
-    if "\r" in text:
-        # The csv module quotes a cell holding a line feed, but not one
-        # holding a lone carriage return, which readers then take for a line
-        # break. (Key texts never hold one; a row from elsewhere might.)
-        out = io.StringIO()
-        plain = csv.writer(out, lineterminator="\n")
-        quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        for row in rows:
-            cells = [row.get(col, "") for col in header]
-            (quoted if any("\r" in cell for cell in cells) else plain).writerow(cells)
-        text = out.getvalue()
-    return text.encode("utf-8")
-
-
-_limit_lock = threading.Lock()
-
-
-def _allow_fields_of(length: int) -> None:
-    """Let the csv module read cells of up to ``length`` characters.
-
-    Its default limit (131,072) is far below the longest key a store may
-    hold; the limit is process-wide, so it is only ever raised.
-    """
-    if length > csv.field_size_limit():
-        with _limit_lock:
-            if length > csv.field_size_limit():
-                csv.field_size_limit(min(length, sys.maxsize))
 
 
 class _CsvFormat(AppendedFile):
@@ -144,7 +80,7 @@ class _CsvFormat(AppendedFile):
         if len(data) - body_start >= _BULK_BYTES:
             # The body is parsed where it lies in ``data`` (a big file's bytes
             # are not copied twice more).
-            used = _complete_length(data, body_start) - body_start
+            used = complete_length(data, body_start) - body_start
             self._check_tail(data[body_start + used :], header, body_start + used)
             records = self._parse_bulk(data, header, every_column, body_start, body_start + used)
         else:
@@ -168,7 +104,7 @@ class _CsvFormat(AppendedFile):
         include = None
         if not every_column:
             include = [n for n in header if not is_meta(n) or n in (FUNCTION, CODEC)]
-        cut = _complete_length(data, start, (start + stop) // 2) - start
+        cut = complete_length(data, start, (start + stop) // 2) - start
         if len(body) >= _HALVES_BYTES and 0 < cut < len(body):
             halves = self._parse_halves(body, cut, header, include)
             if halves is not None:
@@ -257,7 +193,7 @@ class _CsvFormat(AppendedFile):
     def _parse_records(
         self, data: bytes, header: tuple[str, ...], offset: int
     ) -> tuple[list[Record], int]:
-        used = _complete_length(data)
+        used = complete_length(data)
         try:
             text = data[:used].decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -268,7 +204,7 @@ class _CsvFormat(AppendedFile):
         self._tail = (data[used:], offset + used)  # checked again before it is cut off
         rows: list[Record] = []
         width = len(header)
-        _allow_fields_of(len(text))
+        allow_fields_of(len(text))
         try:
             for cells in csv.reader(io.StringIO(text, newline=""), strict=True):
                 if not cells:
@@ -305,7 +241,7 @@ class _CsvFormat(AppendedFile):
                 "it off (fix the quote by hand, e.g. in a text editor)"
             )
         text = tail.decode("utf-8", errors="ignore")
-        _allow_fields_of(len(text))
+        allow_fields_of(len(text))
         try:
             cells = next(csv.reader(io.StringIO(text, newline="")), [])
         except csv.Error:
@@ -327,7 +263,7 @@ class _CsvFormat(AppendedFile):
         such a stet (``_stet_codec`` none or 1). Anything else stays an error.
         """
         text = tail.decode("utf-8", errors="ignore")
-        _allow_fields_of(len(text))
+        allow_fields_of(len(text))
         width = len(header)
         try:
             cells = next(csv.reader(io.StringIO(text, newline="")), [])
@@ -352,7 +288,7 @@ class _CsvFormat(AppendedFile):
         body = data.find(b"\n") + 1
         if len(data) != offset or not body or offset <= body or not data.endswith(b"\n"):
             return None
-        start = _complete_length(data, body, offset - 1)
+        start = complete_length(data, body, offset - 1)
         try:
             text = data[start:offset].decode("utf-8")
             cells = next(csv.reader(io.StringIO(text, newline=""), strict=True), [])
@@ -386,7 +322,7 @@ class _CsvFormat(AppendedFile):
         if not isinstance(cursor, AppendCursor):
             return None
         header = self._header_for(rows, cursor.context)
-        return (header, _format_rows(rows, header)) if header == cursor.context else None
+        return (header, format_rows(rows, header)) if header == cursor.context else None
 
     def append(
         self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
@@ -400,7 +336,7 @@ class _CsvFormat(AppendedFile):
         if header != cursor.context:
             old, _, _ = self.scan_all()
             return self.rewrite([*as_records(old), *rows], None, header)
-        return self.write_at_end(cursor, _format_rows(rows, header), header)
+        return self.write_at_end(cursor, format_rows(rows, header), header)
 
     @staticmethod
     def _header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
@@ -428,7 +364,7 @@ class _CsvFormat(AppendedFile):
         if header is None:
             base = cursor.context if isinstance(cursor, AppendCursor) else ()
             header = self._header_for(rows, base)
-        data = ",".join(header).encode() + b"\n" + _format_rows(rows, header)
+        data = ",".join(header).encode() + b"\n" + format_rows(rows, header)
         state = atomic_write(self.path, data)
         return AppendCursor(state, len(data), tail_before(data, len(data)), header)
 
@@ -445,7 +381,7 @@ class _CsvFormat(AppendedFile):
                 start = data.find(b"\n", start) + 1
 
                 def spell(rows: Any) -> bytes:
-                    return _format_rows(TableRecords(table.take(pa.array(rows))), header)
+                    return format_rows(TableRecords(table.take(pa.array(rows))), header)
 
                 body = kept_body(
                     data, start, cursor.end, doomed, lambda: line_lengths(table, len(header)), spell
@@ -457,11 +393,6 @@ class _CsvFormat(AppendedFile):
         data = b"".join([",".join(header).encode(), b"\n", *body])
         state = atomic_write(self.path, data)
         return AppendCursor(state, len(data), tail_before(data, len(data)), header)
-
-
-def format_rows(rows: Sequence[Record], header: Sequence[str]) -> bytes:
-    """Records as CSV lines under ``header`` (one line each), as this store writes them."""
-    return _format_rows(rows, header)
 
 
 def header_for(rows: Sequence[Record], header: tuple[str, ...]) -> tuple[str, ...]:
@@ -491,7 +422,7 @@ class CsvChunks:
         """
         if len(data) < _BULK_BYTES:
             return self._format._parse_records(data, header, offset)
-        used = _complete_length(data)
+        used = complete_length(data)
         self._format._check_tail(data[used:], header, offset + used)
         return self._format._parse_bulk(data, header, True, 0, used), used
 

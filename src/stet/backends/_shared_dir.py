@@ -50,7 +50,6 @@ import attrs
 from .._lazy import np
 from ..exceptions import StoreError
 from . import _fs
-from ._backend import StoreBackend
 from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
@@ -86,7 +85,6 @@ __all__ = [
     "LISTING_INTERVAL",
     "NETWORK_MIN_LEASE",
     "SMALL",
-    "SharedDirBackend",
     "SharedDirStore",
     "open_shared_dir",
 ]
@@ -486,23 +484,3 @@ class SharedDirStore(LoggedFailures):
 def open_shared_dir(path: str, *, clock: Clock = SYSTEM_CLOCK) -> SharedDirStore:
     """The shared-directory store at ``path`` (absolute)."""
     return SharedDirStore(path, clock=clock)
-
-
-class SharedDirBackend(StoreBackend):
-    """A shared-directory store (a folder ``*.stetdir``) for cluster nodes on NFS or Lustre.
-
-    Each writer process appends to a file of its own in ``records/``, so
-    machines sharing a network filesystem never write one file, and claims
-    are files made atomically there and timed by the file server's clock.
-    ``records/*.csv`` reads as one table with pandas, pyarrow or DuckDB.
-
-    Example:
-        >>> import tempfile, os
-        >>> store = SharedDirBackend(os.path.join(tempfile.mkdtemp(), "runs.stetdir"))
-        >>> store.record({"alpha": 0.1, "seed": 3})
-        True
-        >>> store.has({"alpha": 0.1, "seed": 3}), sorted(os.listdir(store.path))
-        (True, ['claims', 'records', 'tmp'])
-    """
-
-    opener = staticmethod(open_shared_dir)
