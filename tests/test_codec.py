@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import keyword
 import os
 import pickle
 import re
 import subprocess
 import sys
+import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
@@ -254,6 +256,51 @@ def test_decoded_values_equal_the_original_where_python_can_compare(value: Any) 
     if isinstance(value, str | bool | type(None) | date | Path):
         assert decoded == value
         assert type(decoded) is type(value) or isinstance(value, np.bool_ | bool | Path)
+
+
+#: Python identifiers, ASCII or not (``größe``, ``λ``, ``_x1``), as a class statement keeps them.
+_identifiers = (
+    st.from_regex(r"[^\W\d][\w]{0,6}", fullmatch=True)
+    .filter(str.isidentifier)
+    .filter(lambda n: not keyword.iskeyword(n) and n == unicodedata.normalize("NFKC", n))
+)
+
+
+@given(
+    st.sampled_from(["Cfg", "Größe", "Λ_model"]),
+    st.lists(_identifiers, min_size=1, max_size=3, unique=True),
+    st.lists(S.scalars, min_size=3, max_size=3),
+    st.booleans(),
+)
+def test_objects_with_any_identifier_names_read_back(
+    class_name: str, fields: list[str], values: list[Any], nested: bool
+) -> None:
+    # A field or class name of non-ASCII letters is a legal key; its text
+    # must read back (stet.read, show and export decode every cell), or one
+    # such run makes the whole store unreadable.
+    cls = dataclasses.make_dataclass(class_name, fields, frozen=True)
+    value = cls(*values[: len(fields)])
+    text = enc([value] if nested else value)
+    assert enc(codec.decode(text)) == text
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    größe: int
+    λ: float
+
+
+def test_a_store_holding_non_ascii_field_names_reads(tmp_path: Path) -> None:
+    store = tmp_path / "runs.csv"
+
+    @stet.once(store=str(store), quiet=True)
+    def run(cfg: Cfg, seed: int) -> None: ...
+
+    run(Cfg(3, 0.5), 1)
+    (cell,) = stet.read(str(store))["cfg"]
+    assert isinstance(cell, Encoded)
+    assert str(cell) == "Cfg(größe=3, λ=0.5)"
+    assert enc([cell]) == enc([Cfg(3, 0.5)])  # read back, it keys the same run
 
 
 #: The texts of today's rules (version 3; 2 wrote these the same). A change here breaks every store

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Final
 
 from ._codec_parse import Parser, implied_shape
 from ._codec_text import (
+    OBJECT_RE,
     Encoded,
     Pruned,
     bool_text,
@@ -283,7 +284,12 @@ class KeyCodec:
 
     @staticmethod
     def _top_is_string(text: str) -> bool:
-        return text.startswith(("'", '"')) or (bool(text) and not needs_tag(text))
+        # An `Encoded` of an object whose class name is not ASCII has the
+        # text a plain string of it would have; `decode` gives a `str` for
+        # such a string, so an `Encoded` of that text is the object.
+        return text.startswith(("'", '"')) or (
+            bool(text) and not needs_tag(text) and OBJECT_RE.match(text) is None
+        )
 
     @staticmethod
     def _datetime_text(v: datetime, where: str) -> str:

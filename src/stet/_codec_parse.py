@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ._codec_text import CALL_RE, WORDS, Encoded, number_from_text
+from ._codec_text import OBJECT_RE, WORDS, Encoded, number_from_text
 from ._lazy import np
 
 __all__ = ["Parser", "implied_shape"]
@@ -26,7 +26,10 @@ _TOKEN_RE: Final = re.compile(
     r"|(?P<num>-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?)"
     r"|(?P<word>None|True|False|nan|-inf|inf)"
 )
-_IDENT_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# Names of classes, fields and enum members are Python identifiers, which
+# may be any letters (``größe``, ``naïve``), not only ASCII ones (see
+# `OBJECT_RE`).
+_IDENT_RE: Final = re.compile(r"[^\W\d][\w.]*")
 
 _JSON: Final = json.JSONDecoder()
 
@@ -70,7 +73,7 @@ class Parser:
             if kind == "num":
                 return number_from_text(token), m.end()
             return WORDS[token], m.end()
-        call = CALL_RE.match(text, i)
+        call = OBJECT_RE.match(text, i)
         if call is None:
             raise ValueError(f"unexpected {c!r} at position {i}")
         return self._call(i, call.end())
