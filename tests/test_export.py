@@ -265,7 +265,17 @@ _INSTANTS = st.tuples(
 @given(
     stamps=st.lists(_INSTANTS, min_size=1, max_size=8),
     spec=st.sampled_from(["microseconds", "seconds", "auto"]),
-    bad=st.sampled_from([None, "2026-02-30T00:00:00+00:00", "2026-12-01T24:00:00+00:00"]),
+    bad=st.sampled_from(
+        [
+            None,
+            "2026-02-30T00:00:00+00:00",  # of the form, but no time
+            "2026-12-01T24:00:00+00:00",
+            "2026-12-01T12:00:00+02:00",  # of the width, another offset
+            "2026-12-01T10:00:00.000000-01:00",
+            "2026-12-01 10:00:00+00:00",
+            "2026-12-01T10:00:00.5000+00:00",
+        ]
+    ),
 )
 @example(stamps=[datetime(2026, 12, 1, 10)], spec="microseconds", bad=None)
 @example(stamps=[datetime(2026, 12, 1, 10, 0, 0, 5000)], spec="microseconds", bad=None)
@@ -275,6 +285,7 @@ _INSTANTS = st.tuples(
     bad=None,
 )
 @example(stamps=[datetime(999, 1, 2, 3, 4, 5)], spec="seconds", bad=None)
+@example(stamps=[datetime(2026, 12, 1, 10)], spec="seconds", bad="2026-12-01T12:00:00+02:00")
 def test_timestamps_in_stets_forms_are_spelt_as_pandas_spells_them(
     tmp_path: Path, stamps: list[datetime], spec: str, bad: str | None
 ) -> None:
