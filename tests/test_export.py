@@ -334,3 +334,43 @@ def test_export_of_a_postgresql_store_is_the_frame_to_csv_writes(
     _same_as_the_frame(pg_store)
     got, expected = _exported(tmp_path, pg_store)
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "target"),
+    [
+        ("csv", "the store"),
+        ("csv", "a link to it"),
+        ("csv", "a hard link to it"),
+        ("parquet", "the store"),
+        ("parquet", "its journal"),
+        ("stetdir", "a file in it"),
+    ],
+)
+def test_export_over_the_store_itself_is_refused_and_the_store_kept(
+    tmp_path: Path, kind: str, target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``stet export runs.csv runs.csv`` would replace the store by a copy it cannot read back."""
+    store = str(tmp_path / f"runs.{kind}")
+
+    @stet.once(store=store, quiet=True)
+    def work(alpha: float) -> None:
+        pass
+
+    work(0.5)
+    files = {
+        "the store": store,
+        "a link to it": str(tmp_path / "link.csv"),
+        "a hard link to it": str(tmp_path / "hard.csv"),
+        "its journal": store + ".journal.csv",
+        "a file in it": str(Path(store, "records", "out.csv")),
+    }
+    if target == "a link to it":
+        Path(files[target]).symlink_to(store)
+    if target == "a hard link to it":
+        Path(files[target]).hardlink_to(store)
+    before = stet.read(store)
+    assert _cli.main(["export", store, files[target]]) == 1
+    assert files[target] in capsys.readouterr().err
+    pd.testing.assert_frame_equal(stet.read(store), before)
+    assert not Path(store, "records", "out.csv").exists()

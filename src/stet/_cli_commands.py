@@ -233,6 +233,7 @@ def compact_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     existing(args.store)
+    _not_the_store(args.store, args.file)
     suffix = Path(args.file).suffix.lower()
     if suffix == ".csv":
         count = _export_csv(args.store, args.file)
@@ -252,6 +253,19 @@ def export_command(args: argparse.Namespace) -> int:
             f"`stet failures {args.store} --all` lists them"
         )
     return 0
+
+
+def _not_the_store(store: str, file: str) -> None:
+    """Refuse to export over the store: itself (by any link), a file in it, its journal."""
+    if is_url(store):
+        return
+    here, there = os.path.realpath(store), os.path.realpath(file)
+    same = os.path.exists(there) and os.path.samefile(there, here)
+    if same or there in (here, here + ".journal.csv") or there.startswith(here + os.sep):
+        raise Failure(
+            f"{file}: that is the store {store} itself (or one of its files), which export "
+            "would overwrite with a copy stet cannot read back; export to another file"
+        )
 
 
 def _export_csv(store: str, file: str) -> int:
