@@ -237,14 +237,22 @@ def _stamp_texts(column: Any) -> Any:
         keep = 26
     elif width == 32 and np.any(grid[:, 20:23] != ord("0")):
         keep = 23
+    if keep + len(_ZONE) == width:  # every digit kept: the bytes as they are, but the T
+        out = data.copy()
+        out[10::width] = ord(" ")
+        return _fixed_width(out, width)
     out = np.empty((len(cells), keep + len(_ZONE)), dtype=np.uint8)
     out[:, :keep] = grid[:, :keep]
     out[:, 10] = ord(" ")
     out[:, keep:] = np.frombuffer(_ZONE, dtype=np.uint8)
-    offsets = np.arange(len(cells) + 1, dtype=np.int32) * (keep + len(_ZONE))
-    return pa.StringArray.from_buffers(
-        len(cells), pa.py_buffer(offsets.data), pa.py_buffer(out.data)
-    )
+    return _fixed_width(out.reshape(-1), keep + len(_ZONE))
+
+
+def _fixed_width(data: Any, width: int) -> Any:
+    """Texts of ``width`` bytes each, laid end to end in ``data``, as an Arrow array."""
+    count = len(data) // width
+    offsets = np.arange(count + 1, dtype=np.int32) * width
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.data), pa.py_buffer(data.data))
 
 
 def _stamp_kind(cells: Any) -> str:
