@@ -136,6 +136,8 @@ def test_columns_of_other_kinds_are_left_to_pandas(column: pd.Series[Any]) -> No
 # -- the store's columns spelt directly, against stet.read's frame ---------------
 
 FILE_KINDS = ["csv", "json", "sqlite", "parquet", "stetdir"]
+#: Each example writes a store of every kind: fewer of them keep the suite fast.
+FEW = settings(SETTINGS, max_examples=15)
 
 
 def _same_as_the_frame(store: str) -> None:
@@ -155,7 +157,7 @@ def _same_as_the_frame(store: str) -> None:
         assert old == expected
 
 
-@SETTINGS
+@FEW
 @given(
     values=st.lists(st.tuples(S.keyable, S.keyable), min_size=1, max_size=6),
     others=st.lists(S.keyable, max_size=3),
@@ -204,7 +206,7 @@ def test_export_of_several_functions_and_failures_is_the_frame_to_csv_writes(
 
 
 @pytest.mark.parametrize("kind", ["csv", "json", "sqlite", "parquet"])
-@SETTINGS
+@FEW
 @given(rows=st.lists(records(), min_size=1, max_size=10))
 def test_export_of_older_key_rules_and_odd_records_is_the_frame_to_csv_writes(
     tmp_path: Path, kind: str, rows: list[dict[str, str]]
@@ -220,7 +222,7 @@ def test_export_of_older_key_rules_and_odd_records_is_the_frame_to_csv_writes(
     _same_as_the_frame(store)
 
 
-@SETTINGS
+@FEW
 @given(
     files=st.lists(st.lists(records(), min_size=1, max_size=5), min_size=1, max_size=3),
     repeat=st.booleans(),
@@ -261,7 +263,7 @@ _INSTANTS = st.tuples(
 )
 
 
-@SETTINGS
+@FEW
 @given(
     stamps=st.lists(_INSTANTS, min_size=1, max_size=8),
     spec=st.sampled_from(["microseconds", "seconds", "auto"]),
