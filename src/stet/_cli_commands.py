@@ -29,14 +29,14 @@ from ._cli_checks import (
 from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import Explanation, explain_texts, recorded_before
-from ._export import csv_of
+from ._export import csv_of, csv_of_store
 from ._failures_api import carry_failures, failures_in
 from ._grid_points import store_grid
-from ._inspect import count_matching, matching_rows
+from ._inspect import count_matching, frame_of, matching_rows
 from ._inspect import latest_code as latest_columns
 from ._lazy import pd
 from ._status import status
-from .backends import open_store
+from .backends import get_backend, open_store
 from .backends._registry import entry, is_url
 from .backends._schema import CODE, FUNCTION, TIMESTAMP, identity, is_meta
 from .backends._table import WholeStore, delete_selected, whole_store
@@ -238,22 +238,19 @@ def compact_command(args: argparse.Namespace) -> int:
 
 def export_command(args: argparse.Namespace) -> int:
     existing(args.store)
-    frame = read(args.store)
+    _not_the_store(args.store, args.file)
     suffix = Path(args.file).suffix.lower()
     if suffix == ".csv":
-        data = csv_of(frame)
-        if data is None:
-            frame.to_csv(args.file, index=False)
-        else:
-            with open(args.file, "wb") as out:
-                out.write(data)
+        count = _export_csv(args.store, args.file)
     elif suffix == ".parquet":
+        frame = read(args.store)
+        count = len(frame)
         keys = [c for c in frame.columns if not is_meta(c)]
         text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})
         text.to_parquet(args.file, index=False)
     else:
         raise Failure(f"{args.file}: export writes .csv or .parquet files")
-    print(f"[stet] Wrote {len(frame)} record(s) to {args.file}")
+    print(f"[stet] Wrote {count} record(s) to {args.file}")
     failed = len(failures_in(open_store(args.store)))
     if failed:
         print(
@@ -261,3 +258,32 @@ def export_command(args: argparse.Namespace) -> int:
             f"`stet failures {args.store} --all` lists them"
         )
     return 0
+
+
+def _not_the_store(store: str, file: str) -> None:
+    """Refuse to export over the store: itself (by any link), a file in it, its journal."""
+    if is_url(store):
+        return
+    here, there = os.path.realpath(store), os.path.realpath(file)
+    same = os.path.exists(there) and os.path.samefile(there, here)
+    if same or there in (here, here + ".journal.csv") or there.startswith(here + os.sep):
+        raise Failure(
+            f"{file}: that is the store {store} itself (or one of its files), which export "
+            "would overwrite with a copy stet cannot read back; export to another file"
+        )
+
+
+def _export_csv(store: str, file: str) -> int:
+    """Write the store as ``stet.read(store).to_csv(file, index=False)`` would; how many rows."""
+    backend = get_backend(store)
+    whole = whole_store(backend.store)
+    data: bytes | memoryview | None = csv_of_store(whole, backend.codec.decode)
+    if data is None:
+        frame = frame_of(whole, backend.codec.decode)
+        data = csv_of(frame)
+        if data is None:
+            frame.to_csv(file, index=False)
+            return len(frame)
+    with open(file, "wb") as out:
+        out.write(data)
+    return len(whole)
