@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import keyword
 import os
@@ -273,15 +274,25 @@ _identifiers = (
     st.booleans(),
 )
 def test_objects_with_any_identifier_names_read_back(
-    class_name: str, fields: list[str], values: list[Any], nested: bool
+    class_name: str, fields: list[str], values: list[Any], local: bool
 ) -> None:
-    # A field or class name of non-ASCII letters is a legal key; its text
-    # must read back (stet.read, show and export decode every cell), or one
-    # such run makes the whole store unreadable.
+    # A field, class or member name of non-ASCII letters, or a class made
+    # inside a function, is a legal key; its text must read back (stet.read,
+    # show and export decode every cell), or one such run makes the whole
+    # store unreadable.
     cls = dataclasses.make_dataclass(class_name, fields, frozen=True)
+    if local:  # made inside a function, as a class statement there names it
+        cls.__qualname__ = f"main.<locals>.{class_name}"
+    kind = enum.Enum(class_name, fields)  # type: ignore[misc]
+    if local:
+        kind.__qualname__ = f"main.<locals>.{class_name}"
     value = cls(*values[: len(fields)])
-    text = enc([value] if nested else value)
-    assert enc(codec.decode(text)) == text
+    member = next(iter(kind))
+    for top in (value, member, [value, member], {"k": [value]}):
+        text = enc(top)
+        assert enc(codec.decode(text)) == text
+        nested = enc([top])
+        assert enc(codec.decode(nested)) == nested
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ._codec_text import OBJECT_RE, WORDS, Encoded, number_from_text
+from ._codec_text import OBJECT_RE, QUALNAME, WORDS, Encoded, number_from_text
 from ._lazy import np
 
 __all__ = ["Parser", "implied_shape"]
@@ -27,9 +27,11 @@ _TOKEN_RE: Final = re.compile(
     r"|(?P<word>None|True|False|nan|-inf|inf)"
 )
 # Names of classes, fields and enum members are Python identifiers, which
-# may be any letters (``größe``, ``naïve``), not only ASCII ones (see
-# `OBJECT_RE`).
+# may be any letters (``größe``, ``naïve``), not only ASCII ones; classes
+# and enums are named by `QUALNAME`.
 _IDENT_RE: Final = re.compile(r"[^\W\d][\w.]*")
+#: An enum member, ``<Method.ADAM>``, ``<main.<locals>.Color.RED>``.
+_ENUM_RE: Final = re.compile(rf"<{QUALNAME}>")
 
 _JSON: Final = json.JSONDecoder()
 
@@ -58,10 +60,10 @@ class Parser:
         if c == "{":
             return self._dict(i + 1)
         if c == "<":
-            end = text.index(">", i) + 1
-            if not _IDENT_RE.fullmatch(text, i + 1, end - 1):
+            member = _ENUM_RE.match(text, i)
+            if member is None:
                 raise ValueError(f"bad enum member at {i}")
-            return Encoded(text[i:end]), end
+            return Encoded(member.group()), member.end()
         m = _TOKEN_RE.match(text, i)
         if m is not None and not _IDENT_RE.match(text, m.end()):
             kind, token = m.lastgroup, m.group()

@@ -26,6 +26,7 @@ __all__ = [
     "CONTROL_CHARACTERS",
     "INT_RE",
     "OBJECT_RE",
+    "QUALNAME",
     "WORDS",
     "Encoded",
     "Pruned",
@@ -52,11 +53,15 @@ _DATETIME_RE: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?(?:\+00:00)?\Z"
 )
 CALL_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\(")
-#: An object's text by any Python identifier, ASCII or not (``Größe(...)``).
-#: A top-level string is told from an object by `CALL_RE` alone, as it
-#: always was, so a top-level object of a non-ASCII class name reads back
-#: as the string of its text; nested, a string is always quoted.
-OBJECT_RE: Final = re.compile(r"[^\W\d][\w.]*\(")
+#: A class's qualified name as texts spell it: Python identifiers, ASCII or
+#: not (``Größe``), joined by dots, with ``<locals>`` where the class was
+#: made inside a function (``main.<locals>.Cfg``).
+QUALNAME: Final = r"[^\W\d]\w*(?:\.(?:[^\W\d]\w*|<[^\W\d]\w*>))*"
+#: An object's text by its qualified name. A top-level string is told from
+#: an object by `CALL_RE` alone, as it always was, so a top-level object of
+#: a non-ASCII or local class reads back as the string of its text; nested,
+#: a string is always quoted.
+OBJECT_RE: Final = re.compile(QUALNAME + r"\(")
 #: Characters no top-level key text holds raw: every C0 control but the tab.
 CONTROL_CHARACTERS: Final = r"[\x00-\x08\x0a-\x1f]"
 _CONTROL: Final = re.compile(CONTROL_CHARACTERS)
