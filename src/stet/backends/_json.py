@@ -109,7 +109,7 @@ def _plain_body(rows: NewRecords) -> str | None:
     instead of a format call per record (a million in `stet.mark_done`).
     None if a text needs escaping (`json.dumps` would change it).
     """
-    columns = [list(map(itemgetter(i), rows.keys)) for i in range(len(rows.key_names))]
+    columns = [rows.key_texts(name) for name in rows.key_names]
     for column in columns:
         if _ESCAPED.search("".join(column)):
             return None
@@ -376,9 +376,11 @@ class _JsonFormat(AppendedFile):
         lines = json_lines(rows.table, rows.names) if isinstance(rows, TableRecords) else body
         if lines is None:
             lines = _format_body(rows)
-        data = b"[\n" + lines if rows else b"["
-        state = atomic_write(self.path, data + _CLOSING)
-        return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows), True)
+        # One copy of a big body (a first mark_done), not one a concatenation.
+        data = b"".join([b"[\n", lines, _CLOSING]) if rows else b"[" + _CLOSING
+        end = len(data) - len(_CLOSING)
+        state = atomic_write(self.path, data)
+        return AppendCursor(state, end, tail_before(data, end), len(rows), True)
 
 
 def open_json(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:
