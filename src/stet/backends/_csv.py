@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._lazy import pa, pa_csv
+from ._appended import AppendCursor, AppendedFile
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore
-from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
+from ._files import atomic_write, read_from, tail_before
 from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta

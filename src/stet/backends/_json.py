@@ -23,18 +23,11 @@ from typing import Any, Final
 
 from .._codec_text import float_text
 from .._lazy import pa, pa_json
+from ._appended import AppendCursor, AppendedFile
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore
-from ._files import (
-    TAIL,
-    AppendCursor,
-    AppendedFile,
-    atomic_write,
-    file_state,
-    read_from,
-    tail_before,
-)
+from ._files import TAIL, atomic_write, file_state, read_from, tail_before
 from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords
 from ._schema import CODEC, FUNCTION, TIMESTAMP, is_meta
