@@ -79,12 +79,16 @@ class AppendedFile(FileFormat, abc.ABC):
     """
 
     _kept: _KeptFile | None = None
+    #: The cursor the last look (`unchanged`, lock held) found the file at.
+    _checked: AppendCursor | None = None
     #: What follows the last record in a complete file (JSON's ``\n]\n``).
     closing: bytes = b""
 
     def unchanged(self, cursor: Any) -> bool:
         # An append changes the size (and time), a replacement the inode.
-        return isinstance(cursor, AppendCursor) and file_state(self.path) == cursor.state
+        same = isinstance(cursor, AppendCursor) and file_state(self.path) == cursor.state
+        self._checked = cursor if same else None
+        return same
 
     def after_fork(self) -> None:
         self._kept = None  # the child opens its own
@@ -188,7 +192,10 @@ class AppendedFile(FileFormat, abc.ABC):
         tail = tail_before(cursor.tail + data, len(cursor.tail) + len(data))
         try:
             fd = self._writable(cursor.state)
-            size = os.fstat(fd).st_size
+            # Its size is known when the look under this lock just found the
+            # file at this cursor: the descriptor is of that file (its inode).
+            checked, self._checked = self._checked, None
+            size = cursor.state[2] if checked is cursor else os.fstat(fd).st_size
             # Only the closing bytes follow (this process wrote or read them
             # at this very size): the longer write below covers them, so the
             # lock is not held for a read and a cut as well.

@@ -10,6 +10,7 @@ The connection to the database at the path, and making its tables, are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,6 +39,8 @@ CLAIMS: Final = "stet_claims"
 _BULK_ROWS: Final = 10_000
 #: Writes of at least this many new records put their metadata in the statement.
 _LITERAL_META_ROWS: Final = 1_000
+#: Records committed between two checkpoints ahead of the lock (`_checkpoint`).
+_CHECKPOINT_COMMITS: Final = 500
 
 
 @attrs.frozen
@@ -59,6 +62,9 @@ class _SqliteFormat:
         self.path = real_path(path)
         self.location = self.path
         self._db = SqliteFile(self.path)
+        # The cursor the last look under the lock found current (see `unchanged`).
+        self._checked: _SqliteCursor | None = None
+        self._commits = 0  # records committed since this connection's last checkpoint
 
     def fold(self, cursor: Cursor | None) -> Cursor | None:
         return cursor  # nothing buffered
@@ -138,10 +144,11 @@ class _SqliteFormat:
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection, rolled back on
-        any error; SQLite's errors (then or in the body) name the store."""
-        conn = self._db.ready()
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection (``conn``, or
+        the one `SqliteFile.ready` gives), rolled back on any error; SQLite's errors
+        (then or in the body) name the store."""
+        conn = self._db.ready() if conn is None else conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -292,24 +299,45 @@ class _SqliteFormat:
     def unchanged(self, cursor: Cursor | None) -> bool:
         # What a scan looks at first, without its layers: the same file at
         # the path (a stat) and no commit by another connection since.
+        self._checked = None
         if not isinstance(cursor, _SqliteCursor) or cursor.connection != self._db.serial:
             return False
         try:
             conn = self._db.connect()
             if conn is None or self._db.serial != cursor.connection:
                 return False
-            return bool(conn.execute("PRAGMA data_version").fetchone()[0] == cursor.data_version)
+            same = conn.execute("PRAGMA data_version").fetchone()[0] == cursor.data_version
         except (StoreError, sqlite3.DatabaseError):
             return False  # the scan that follows says what is wrong
+        if same:  # the write that follows under the lock need not look at the path again
+            self._checked = cursor
+        return bool(same)
 
     def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
         # The INSERT and its rows, made before the lock is taken, for new
         # records whose columns the store has (the usual record of a run).
+        if self._commits >= _CHECKPOINT_COMMITS:
+            self._checkpoint()
         if not isinstance(rows, NewRecords) or not isinstance(cursor, _SqliteCursor):
             return None
         if not all(c in cursor.columns for c in rows.names):
             return None
         return _insert_of(rows)
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database, before the store's lock is taken.
+
+        SQLite does this itself at a commit once the log is long, which held
+        stet's lock for the ``fsync`` of a checkpoint every few hundred records;
+        the connection's own checkpoint is set further off (`_sqlite_file`) and
+        this one comes first, as often. A checkpoint runs beside other writers
+        (``PASSIVE``), and a failed one is left to the next.
+        """
+        self._commits = 0
+        conn = self._db.conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def append(
         self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
@@ -357,11 +385,15 @@ class _SqliteFormat:
             prepared is not None and not all(c in known.columns for c in prepared.names)
         ):
             prepared = None
+        checked, self._checked = self._checked, None
         if prepared is not None:  # the lock is held for the INSERT alone
             assert known is not None
-            with self._transaction() as conn:
+            # Looked at under this lock a moment ago (`unchanged`): this connection.
+            ready = self._db.conn if checked is known else None
+            with self._transaction(ready) as conn:
                 conn.executemany(prepared.sql, prepared.values)
                 max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0]
+            self._commits += 1
             return self._cursor_after(conn, max_rowid or 0, known.columns, known)
         with self._transaction() as conn:
             heads = [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows
