@@ -148,9 +148,41 @@ print(json.dumps({"start": start, "end": end, "held": held[0], "count": count}))
 """
 
 
-_MARK_DONE = """
-import contextlib, json, os, sqlite3, sys, time
-import numpy as np, pandas as pd
+def pandas_write(frame: pd.DataFrame, ext: str, path: str | os.PathLike[str]) -> float:
+    """Seconds pandas takes to write ``frame`` to ``path`` in the store's format (a baseline).
+
+    The one baseline of `mark_done`: its source is also the start of the
+    child script `_MARK_DONE`, so the in-process and the child figures are
+    the same code.
+    """
+    import contextlib
+    import sqlite3
+    import time
+
+    start = time.perf_counter()
+    if ext == "csv":
+        frame.to_csv(path, index=False)
+    elif ext == "json":
+        frame.to_json(path, orient="records")
+    elif ext == "parquet":
+        frame.to_parquet(path, index=False)
+    elif ext == "sqlite":
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            frame.to_sql("runs", db, index=False, if_exists="replace")
+            db.commit()
+    else:
+        return float("nan")
+    return time.perf_counter() - start
+
+
+_MARK_DONE = (
+    "from __future__ import annotations\n"
+    "import os\n"
+    "import pandas as pd\n"
+    + inspect.getsource(pandas_write)
+    + """
+import json, sys, time
+import numpy as np
 import pyarrow.parquet as pq
 import stet
 
@@ -166,18 +198,7 @@ start = time.perf_counter()
 stet.mark_done(work, frame)
 out = {"stet": time.perf_counter() - start}
 theirs = os.path.join(root, f"pandas-{os.getpid()}.{ext}")
-start = time.perf_counter()
-if ext == "csv":
-    frame.to_csv(theirs, index=False)
-elif ext == "json":
-    frame.to_json(theirs, orient="records")
-elif ext == "parquet":
-    frame.to_parquet(theirs, index=False)
-else:
-    with contextlib.closing(sqlite3.connect(theirs)) as db:
-        frame.to_sql("runs", db, index=False)
-        db.commit()
-out["pandas"] = time.perf_counter() - start
+out["pandas"] = pandas_write(frame, ext, theirs)
 if ext == "parquet":  # the same file content: the store's own columns, written by pyarrow
     table = pq.read_table(store)
     start = time.perf_counter()
@@ -185,6 +206,7 @@ if ext == "parquet":  # the same file content: the store's own columns, written 
     out["same"] = time.perf_counter() - start
 print(json.dumps(out))
 """
+)
 
 
 def bench_mark_done(
@@ -244,27 +266,6 @@ def arrow_read(store: str) -> float:
         check=True,
     )
     return float(json.loads(done.stdout)["seconds"])
-
-
-def pandas_write(frame: pd.DataFrame, ext: str, root: Path) -> float:
-    """Seconds pandas takes to write ``frame`` in the store's format (a baseline)."""
-    path = root / f"pandas{len(frame)}.{ext}"
-    start = time.perf_counter()
-    if ext == "csv":
-        frame.to_csv(path, index=False)
-    elif ext == "json":
-        frame.to_json(path, orient="records")
-    elif ext == "parquet":
-        frame.to_parquet(path, index=False)
-    elif ext == "sqlite":
-        import sqlite3
-
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            frame.to_sql("runs", db, index=False, if_exists="replace")
-            db.commit()
-    else:
-        return float("nan")
-    return time.perf_counter() - start
 
 
 def spin_for(seconds: float) -> int:
@@ -509,7 +510,7 @@ def bench_size(ext: str, size: int, calls: int, root: Path) -> dict[str, float]:
         start = time.perf_counter()
         stet.mark_done(work, frame)
         marked = time.perf_counter() - start
-        pandas_s = pandas_write(frame, ext, root)
+        pandas_s = pandas_write(frame, ext, root / f"pandas{len(frame)}.{ext}")
     stet.backends.get_backend(store).flush()
     opened = json.loads(
         subprocess.run(

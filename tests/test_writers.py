@@ -111,3 +111,68 @@ def test_a_store_rewritten_in_place_by_hand_is_read_afresh(tmp_path: Path, ext: 
     writer.record({"x": 4, "s": "b"})
     got = sorted((r["x"], r["s"]) for r in cls(path).load())
     assert got == [(0, "AAA"), (1, "AAA"), (2, "AAA"), (4, "b"), (9, "b")]
+
+
+def _looks_at(monkeypatch: pytest.MonkeyPatch, name: str, path: Path) -> list[Any]:
+    """The calls of ``os.<name>`` (stat, fstat) from now on: all of fstat's, stat's of ``path``."""
+    calls: list[Any] = []
+    real = getattr(os, name)
+    target = os.path.realpath(path)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        if name == "fstat" or str(args[0]) == target:
+            calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(os, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("ext", "call"), [("csv", "fstat"), ("json", "fstat"), ("parquet", "fstat"), ("sqlite", "stat")]
+)
+def test_a_record_looks_at_the_store_once_under_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str, call: str
+) -> None:
+    """Once the look under the lock found the store as this writer left it, the append
+    does not look again (CSV, JSON, Parquet's journal: one ``fstat`` a record, for the
+    state after the write; SQLite: one ``stat`` of the database a record)."""
+    path = tmp_path / f"runs.{ext}"
+    backend = get_backend(path)
+    backend.record({"x": 0})
+    looks = _looks_at(monkeypatch, call, path)
+    for x in range(1, 11):
+        backend.record({"x": x})
+    assert len(looks) <= 12  # was two a record
+    assert sorted(int(r["x"]) for r in get_backend(path).store.records()) == list(range(11))
+
+
+def test_sqlite_checkpoints_its_log_before_taking_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer copies the write-ahead log into the database every few hundred records
+    itself, ahead of the store's lock, so SQLite's checkpoint at a commit (an fsync
+    under the lock) does not come; every record is kept."""
+    import sqlite3
+
+    from stet.backends import _sqlite
+
+    monkeypatch.setattr(_sqlite, "_CHECKPOINT_COMMITS", 5)
+    path = tmp_path / "runs.sqlite"
+    store = get_backend(path).store
+    checkpoint = _sqlite._SqliteFormat._checkpoint
+    locked: list[int] = []
+
+    def watched(self: Any) -> None:
+        locked.append(store._lock._depth)  # type: ignore[attr-defined]
+        checkpoint(self)
+
+    monkeypatch.setattr(_sqlite._SqliteFormat, "_checkpoint", watched)
+    for x in range(40):
+        store.add("f", ("x",), [(str(x),)])
+    assert locked
+    assert set(locked) == {0}
+    with sqlite3.connect(path) as db:
+        _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames < 20  # the log restarted after a checkpoint, not 40 commits long
+    assert len(get_backend(path).store.records()) == 40

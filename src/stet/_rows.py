@@ -31,7 +31,7 @@ def _grid_keys(
     runner: Runner,
     rows: pd.DataFrame | Iterable[Any],
     old: dict[int, tuple[str, ...]] | None = None,
-) -> list[tuple[str, ...]]:
+) -> Sequence[tuple[str, ...]]:
     """The key texts of each row (defaults applied), naming the row of any problem.
 
     ``old`` (if given) receives, by row number, the texts key rules 2 gave

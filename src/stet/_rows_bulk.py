@@ -19,6 +19,7 @@ from typing import Any
 from ._codec_text import float_fast, str_fast
 from ._lazy import is_dataframe, np, pd
 from ._runner import Runner
+from .backends._key_columns import KeyColumns
 
 __all__ = ["bulk_keys"]
 
@@ -29,8 +30,9 @@ _MISSING = object()
 _FLOATS_AT_ONCE = 64
 
 
-def bulk_keys(runner: Runner, rows: pd.DataFrame | Sequence[Any]) -> list[tuple[str, ...]] | None:
-    """Each row's key texts (defaults applied), or None to take the row-by-row path."""
+def bulk_keys(runner: Runner, rows: pd.DataFrame | Sequence[Any]) -> KeyColumns | None:
+    """Each row's key texts (defaults applied), column by column, or None to take the
+    row-by-row path."""
     if runner.paths or not runner.cols:
         return None
     defaults = {
@@ -51,7 +53,7 @@ def bulk_keys(runner: Runner, rows: pd.DataFrame | Sequence[Any]) -> list[tuple[
         texts = [_encoded(column, encode) for column in columns]
     except Exception:  # the row-by-row path raises the error, naming the row
         return None
-    return list(zip(*texts, strict=True))
+    return KeyColumns(texts)
 
 
 def _encoded(values: list[Any], encode: Callable[[Any], str]) -> list[str]:

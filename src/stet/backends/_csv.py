@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._lazy import pa, pa_csv
+from ._appended import AppendCursor, AppendedFile
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._csv_kept import kept_body, line_lengths
 from ._csv_rows import allow_fields_of, complete_length, format_rows
 from ._file_store import FileStore
-from ._files import AppendCursor, AppendedFile, atomic_write, read_from, tail_before
+from ._files import atomic_write, read_from, tail_before
 from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords, as_records
 from ._schema import CODEC, FUNCTION, META_COLUMNS, TIMESTAMP, is_meta

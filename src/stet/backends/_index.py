@@ -20,10 +20,11 @@ from ..exceptions import StoreError
 from . import _dense
 from ._dense import KeySet
 from ._dense_texts import Texts, texts_of_arrow, texts_of_strs
+from ._key_columns import FreshKeys, KeyColumns
 from ._records import Batch, Columns, Record, as_records
 from ._schema import CODEC, CURRENT, FUNCTION, identity, is_meta
 
-__all__ = ["SEP", "KeyIndex", "Packed", "pack", "pack_all", "unpack"]
+__all__ = ["SEP", "KeyIndex", "Packed", "pack", "pack_all", "pack_columns", "unpack"]
 
 #: A key as the index holds it: see `pack`.
 Packed = str | tuple[str, ...]
@@ -57,6 +58,17 @@ def pack_all(keys: Sequence[tuple[str, ...]], width: int) -> list[Packed]:
     if SEP.join(joined).count(SEP) == len(joined) * width - 1:
         return list(joined)
     return [pack(values) for values in keys]
+
+
+def pack_columns(keys: KeyColumns) -> list[Packed]:
+    """`pack_all` of keys held column by column, without a tuple per key where no text
+    holds `SEP`."""
+    columns = keys.columns
+    if len(columns) == 1:
+        return list(columns[0])
+    if any(SEP in "".join(column) for column in columns):
+        return [pack(values) for values in keys]
+    return list(map(SEP.join, zip(*columns, strict=True)))
 
 
 def unpack(packed: Packed, width: int) -> tuple[str, ...]:
@@ -100,6 +112,8 @@ class KeyIndex:
 
     def add(self, function: str, cols: tuple[str, ...], keys: Iterable[Packed]) -> None:
         """Hold these keys as recorded."""
+        if isinstance(keys, FreshKeys) and keys.unique is not None:
+            keys = keys.unique  # the same keys, their set already made (faster to add)
         self.groups.setdefault((function, cols), KeySet()).update(keys)
 
     def columns(self) -> set[str]:
@@ -158,6 +172,28 @@ class KeyIndex:
         for done in held:
             out = {packed: values for packed, values in out.items() if packed not in done}
         return out
+
+    def fresh_columns(
+        self, function: str, cols: tuple[str, ...], keys: KeyColumns
+    ) -> FreshKeys[Packed]:
+        """`fresh` of keys held column by column, kept so (see `FreshKeys`).
+
+        Nothing is rebuilt when every key is new and none is repeated (a
+        first import), which the size of their set tells; `add` then takes
+        that set as it is.
+        """
+        packed = pack_columns(keys)
+        held = [g for g in (self.groups.get((function, cols)), self.groups.get(("", cols))) if g]
+        if not held:
+            unique = set(packed)
+            if len(unique) == len(packed):
+                return FreshKeys(packed, keys, unique)
+        # Equal packed forms are equal keys: which row of them stays does not
+        # matter, and a dict keeps the order in which each was first seen.
+        rows = dict(zip(packed, range(len(packed)), strict=True))
+        for done in held:
+            rows = {p: row for p, row in rows.items() if p not in done}
+        return FreshKeys(list(rows), keys.take(list(rows.values())))
 
     def unseen(
         self, records: Iterable[Record], check: Callable[[tuple[str, ...]], None]

@@ -23,18 +23,11 @@ from typing import Any, Final
 
 from .._codec_text import float_text
 from .._lazy import pa, pa_json
+from ._appended import AppendCursor, AppendedFile
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._file_store import FileStore
-from ._files import (
-    TAIL,
-    AppendCursor,
-    AppendedFile,
-    atomic_write,
-    file_state,
-    read_from,
-    tail_before,
-)
+from ._files import TAIL, atomic_write, file_state, read_from, tail_before
 from ._new_records import NewRecords
 from ._records import ARROW_THREADS, Batch, Columns, Cursor, Record, TableRecords
 from ._schema import CODEC, FUNCTION, TIMESTAMP, is_meta
@@ -109,7 +102,7 @@ def _plain_body(rows: NewRecords) -> str | None:
     instead of a format call per record (a million in `stet.mark_done`).
     None if a text needs escaping (`json.dumps` would change it).
     """
-    columns = [list(map(itemgetter(i), rows.keys)) for i in range(len(rows.key_names))]
+    columns = [rows.key_texts(name) for name in rows.key_names]
     for column in columns:
         if _ESCAPED.search("".join(column)):
             return None
@@ -376,9 +369,11 @@ class _JsonFormat(AppendedFile):
         lines = json_lines(rows.table, rows.names) if isinstance(rows, TableRecords) else body
         if lines is None:
             lines = _format_body(rows)
-        data = b"[\n" + lines if rows else b"["
-        state = atomic_write(self.path, data + _CLOSING)
-        return AppendCursor(state, len(data), tail_before(data, len(data)), len(rows), True)
+        # One copy of a big body (a first mark_done), not one a concatenation.
+        data = b"".join([b"[\n", lines, _CLOSING]) if rows else b"[" + _CLOSING
+        end = len(data) - len(_CLOSING)
+        state = atomic_write(self.path, data)
+        return AppendCursor(state, end, tail_before(data, end), len(rows), True)
 
 
 def open_json(path: str, *, clock: Clock = SYSTEM_CLOCK) -> FileStore:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import overload
 
+from ._key_columns import KeyColumns
 from ._records import Record
 
 __all__ = ["NewRecords"]
@@ -54,8 +55,10 @@ class NewRecords(Sequence[Record]):
         """Records of keys in the order of ``cols``, their columns written in ``order``."""
         if order is None or tuple(order) == cols or len(cols) < 2:
             return cls(cols, keys, meta)
-        pick = itemgetter(*[cols.index(c) for c in order])
-        return cls(tuple(order), list(map(pick, keys)), meta)
+        places = [cols.index(c) for c in order]
+        if isinstance(keys, KeyColumns):
+            return cls(tuple(order), keys.reordered(places), meta)
+        return cls(tuple(order), list(map(itemgetter(*places), keys)), meta)
 
     def rows(self, header: Sequence[str]) -> list[tuple[str, ...]]:
         """Each record's cells under ``header`` ("" where it has no such column)."""
@@ -70,8 +73,15 @@ class NewRecords(Sequence[Record]):
     def column(self, name: str) -> list[str | None]:
         """Every record's text of column ``name`` (None where a record has no such column)."""
         if name in self.key_names:
-            return list(map(itemgetter(self.key_names.index(name)), self.keys))
+            return list(self.key_texts(name))
         return [self.meta.get(name)] * len(self.keys)
+
+    def key_texts(self, name: str) -> list[str]:
+        """Every record's text of the key column ``name`` (a list not to be changed)."""
+        place = self.key_names.index(name)
+        if isinstance(self.keys, KeyColumns):
+            return self.keys.columns[place]
+        return list(map(itemgetter(place), self.keys))
 
     def _record(self, key: tuple[str, ...]) -> Record:
         record = dict(zip(self.key_names, key, strict=True))

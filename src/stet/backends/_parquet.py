@@ -17,18 +17,12 @@ import attrs
 
 from .._lazy import pa, pq
 from ..exceptions import StoreError
+from ._appended import AppendCursor
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import check_column_name
 from ._csv import _CsvFormat
 from ._file_store import FileStore
-from ._files import (
-    AppendCursor,
-    FileFormat,
-    FileState,
-    atomic_write,
-    file_state,
-    open_regular,
-)
+from ._files import FileFormat, FileState, atomic_write, file_state, open_regular
 from ._new_records import NewRecords
 from ._records import (
     ARROW_THREADS,

@@ -13,10 +13,11 @@ nothing, and a store of your own may use it the same way.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from ._index import Group, KeyIndex, Packed
+from ._key_columns import KeyColumns
 from ._new_records import NewRecords
 from ._process import track
 from ._records import Batch, Record
@@ -167,7 +168,7 @@ class IndexedReader(Generic[C]):
         keys: Iterable[tuple[str, ...]],
         duration: float | None,
         code: str | None,
-    ) -> tuple[list[Record], dict[Packed, tuple[str, ...]]]:
+    ) -> tuple[list[Record], Mapping[Packed, tuple[str, ...]]]:
         """The records of the keys not held yet, each once, and those keys by packed form.
 
         Add the keys to `index` once their records are written.
@@ -182,13 +183,21 @@ class IndexedReader(Generic[C]):
         keys: Iterable[tuple[str, ...]],
         duration: float | None,
         code: str | None,
-    ) -> tuple[NewRecords, dict[Packed, tuple[str, ...]]]:
-        """`new_records` as rows of texts (see `NewRecords`), for a write of many."""
-        fresh = self.index.fresh(function, cols, keys)
+    ) -> tuple[NewRecords, Mapping[Packed, tuple[str, ...]]]:
+        """`new_records` as rows of texts (see `NewRecords`), for a write of many.
+
+        Keys given as `KeyColumns` (a big import) stay column by column.
+        """
+        fresh: Mapping[Packed, tuple[str, ...]]
+        texts: Sequence[tuple[str, ...]]
+        if isinstance(keys, KeyColumns):
+            columns = self.index.fresh_columns(function, cols, keys)
+            fresh, texts = columns, columns.rows
+        else:
+            fresh = self.index.fresh(function, cols, keys)
+            texts = list(fresh.values())
         order = self._order.get(cols)
-        rows = new_record_rows(
-            function, cols, list(fresh.values()), order=order, duration=duration, code=code
-        )
+        rows = new_record_rows(function, cols, texts, order=order, duration=duration, code=code)
         return rows, fresh
 
     def add(

@@ -52,9 +52,35 @@ def strings(texts: Iterable[str | None]) -> pa.StringArray:
     began to shut down, and the fold was left to the next run. Arrow's
     builder takes the texts directly, in about a third of the time.
     """
+    listed = texts if isinstance(texts, list) else list(texts)
+    if len(listed) >= _LAID_OUT:
+        laid = _ascii_strings(listed)
+        if laid is not None:
+            return laid
     builder = pa.lib.StringBuilder()
-    builder.append_values(texts if isinstance(texts, list) else list(texts))
+    builder.append_values(listed)
     array: pa.StringArray = builder.finish()
+    return array
+
+
+#: Lists of at least this many texts are tried by `_ascii_strings`.
+_LAID_OUT: Final = 64
+
+
+def _ascii_strings(texts: list[str | None]) -> pa.StringArray | None:
+    """`strings` of ASCII texts, none None, laid out in two buffers at once (a
+    quarter of the builder's time); None for any other list."""
+    try:
+        joined = "".join(texts)  # type: ignore[arg-type]  # a None is a TypeError: the builder
+    except TypeError:
+        return None
+    if not joined.isascii() or len(joined) >= 2**31:
+        return None
+    offsets = np.zeros(len(texts) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int32, count=len(texts)), out=offsets[1:])  # type: ignore[arg-type]
+    buffers = [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(joined.encode("ascii"))]
+    array = pa.Array.from_buffers(pa.string(), len(texts), buffers)
+    assert isinstance(array, pa.StringArray)
     return array
 
 

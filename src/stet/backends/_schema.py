@@ -16,6 +16,7 @@ from typing import Final
 from .._codec import CODEC_VERSION
 from .._codec_legacy import canonical_from_legacy, canonical_from_v1
 from ..exceptions import StoreError
+from ._key_columns import KeyColumns
 from ._new_records import NewRecords
 from ._records import Record
 
@@ -151,7 +152,8 @@ def new_record_rows(
     if code:
         meta[CODE] = code
     meta[CODEC] = CURRENT
-    return NewRecords.ordered(cols, list(keys), meta, order)
+    texts = keys if isinstance(keys, KeyColumns) else list(keys)
+    return NewRecords.ordered(cols, texts, meta, order)
 
 
 def meta_value(col: str, text: str) -> object:

@@ -10,9 +10,11 @@ The connection to the database at the path, and making its tables, are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import attrs
@@ -37,6 +39,8 @@ CLAIMS: Final = "stet_claims"
 _BULK_ROWS: Final = 10_000
 #: Writes of at least this many new records put their metadata in the statement.
 _LITERAL_META_ROWS: Final = 1_000
+#: Records committed between two checkpoints ahead of the lock (`_checkpoint`).
+_CHECKPOINT_COMMITS: Final = 500
 
 
 @attrs.frozen
@@ -58,6 +62,9 @@ class _SqliteFormat:
         self.path = real_path(path)
         self.location = self.path
         self._db = SqliteFile(self.path)
+        # The cursor the last look under the lock found current (see `unchanged`).
+        self._checked: _SqliteCursor | None = None
+        self._commits = 0  # records committed since this connection's last checkpoint
 
     def fold(self, cursor: Cursor | None) -> Cursor | None:
         return cursor  # nothing buffered
@@ -109,41 +116,72 @@ class _SqliteFormat:
 
     def save(self, put: Iterable[Claim], drop: Iterable[ClaimId]) -> None:
         put, drop = list(put), list(drop)
-        conn = self._db.ready()
+        with self._transaction() as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {CLAIMS} (function TEXT NOT NULL, "
+                "key TEXT NOT NULL, owner TEXT NOT NULL, epoch INTEGER NOT NULL, "
+                "expires REAL NOT NULL, lease REAL NOT NULL, since REAL NOT NULL, "
+                "PRIMARY KEY (function, key))"
+            )
+            conn.executemany(
+                f"DELETE FROM {CLAIMS} WHERE function = ? AND key = ?",
+                [(f, _claim_key(c, v)) for f, c, v in drop],
+            )
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {CLAIMS} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.function,
+                        _claim_key(c.cols, c.values),
+                        c.owner,
+                        c.epoch,
+                        c.expires,
+                        c.lease,
+                        c.since,
+                    )
+                    for c in put
+                ],
+            )
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the store's connection (``conn``, or
+        the one `SqliteFile.ready` gives), rolled back on any error; SQLite's errors
+        (then or in the body) name the store."""
+        conn = self._db.ready() if conn is None else conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {CLAIMS} (function TEXT NOT NULL, "
-                    "key TEXT NOT NULL, owner TEXT NOT NULL, epoch INTEGER NOT NULL, "
-                    "expires REAL NOT NULL, lease REAL NOT NULL, since REAL NOT NULL, "
-                    "PRIMARY KEY (function, key))"
-                )
-                conn.executemany(
-                    f"DELETE FROM {CLAIMS} WHERE function = ? AND key = ?",
-                    [(f, _claim_key(c, v)) for f, c, v in drop],
-                )
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO {CLAIMS} VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            c.function,
-                            _claim_key(c.cols, c.values),
-                            c.owner,
-                            c.epoch,
-                            c.expires,
-                            c.lease,
-                            c.since,
-                        )
-                        for c in put
-                    ],
-                )
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise self._db.error(f"cannot be written: {exc}") from None
+
+    def _cursor_after(
+        self,
+        conn: sqlite3.Connection,
+        max_rowid: int,
+        columns: tuple[str, ...],
+        known: _SqliteCursor | None = None,
+    ) -> _SqliteCursor:
+        """The cursor after this connection's commit: ``known``'s change counter and
+        generation when nothing else could have changed them, else read anew."""
+        if known is not None:
+            version, generation = known.data_version, known.generation
+        else:
+            try:
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                generation = self._generation(conn)
+            except sqlite3.DatabaseError as exc:
+                raise self._db.error(f"cannot be written: {exc}") from None
+        assert self._db.inode is not None
+        return _SqliteCursor(
+            self._db.inode, self._db.serial, version, generation, max_rowid, columns
+        )
 
     def _columns(self, conn: sqlite3.Connection) -> tuple[str, ...]:
         cols = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({TABLE})"))
@@ -261,24 +299,45 @@ class _SqliteFormat:
     def unchanged(self, cursor: Cursor | None) -> bool:
         # What a scan looks at first, without its layers: the same file at
         # the path (a stat) and no commit by another connection since.
+        self._checked = None
         if not isinstance(cursor, _SqliteCursor) or cursor.connection != self._db.serial:
             return False
         try:
             conn = self._db.connect()
             if conn is None or self._db.serial != cursor.connection:
                 return False
-            return bool(conn.execute("PRAGMA data_version").fetchone()[0] == cursor.data_version)
+            same = conn.execute("PRAGMA data_version").fetchone()[0] == cursor.data_version
         except (StoreError, sqlite3.DatabaseError):
             return False  # the scan that follows says what is wrong
+        if same:  # the write that follows under the lock need not look at the path again
+            self._checked = cursor
+        return bool(same)
 
     def encode(self, rows: Sequence[Record], cursor: Cursor | None) -> object:
         # The INSERT and its rows, made before the lock is taken, for new
         # records whose columns the store has (the usual record of a run).
+        if self._commits >= _CHECKPOINT_COMMITS:
+            self._checkpoint()
         if not isinstance(rows, NewRecords) or not isinstance(cursor, _SqliteCursor):
             return None
         if not all(c in cursor.columns for c in rows.names):
             return None
         return _insert_of(rows)
+
+    def _checkpoint(self) -> None:
+        """Copy the write-ahead log into the database, before the store's lock is taken.
+
+        SQLite does this itself at a commit once the log is long, which held
+        stet's lock for the ``fsync`` of a checkpoint every few hundred records;
+        the connection's own checkpoint is set further off (`_sqlite_file`) and
+        this one comes first, as often. A checkpoint runs beside other writers
+        (``PASSIVE``), and a failed one is left to the next.
+        """
+        self._commits = 0
+        conn = self._db.conn
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def append(
         self, rows: Sequence[Record], cursor: Cursor | None, encoded: object = None
@@ -292,39 +351,18 @@ class _SqliteFormat:
     def remove(self, table: pa.Table, doomed: Any, cursor: Cursor | None) -> Cursor:
         """Delete the rows ``doomed`` of the last scan by their rowids, in one transaction."""
         assert isinstance(cursor, _SqliteCursor)
-        conn = self._db.ready()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                ids = conn.execute(
-                    f"SELECT rowid FROM {TABLE} WHERE rowid <= ? ORDER BY rowid",
-                    (cursor.max_rowid,),
-                ).fetchall()
-                if len(ids) != len(doomed):  # the lock keeps stet's writers out: someone else
-                    raise self._db.error("changed while records were being removed; try again")
-                picked = np.flatnonzero(doomed).tolist()
-                conn.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [ids[i] for i in picked])
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)"
-                )
-                conn.execute(
-                    f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
-                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
-                max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            generation = self._generation(conn)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise self._db.error(f"cannot be written: {exc}") from None
-        assert self._db.inode is not None
-        return _SqliteCursor(
-            self._db.inode, self._db.serial, version, generation, max_rowid, cursor.columns
-        )
+        with self._transaction() as conn:
+            ids = conn.execute(
+                f"SELECT rowid FROM {TABLE} WHERE rowid <= ? ORDER BY rowid",
+                (cursor.max_rowid,),
+            ).fetchall()
+            if len(ids) != len(doomed):  # the lock keeps stet's writers out: someone else
+                raise self._db.error("changed while records were being removed; try again")
+            picked = np.flatnonzero(doomed).tolist()
+            conn.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [ids[i] for i in picked])
+            _bump_generation(conn)
+            max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
+        return self._cursor_after(conn, max_rowid, cursor.columns)
 
     def _write(
         self,
@@ -334,7 +372,6 @@ class _SqliteFormat:
         replace: bool,
         prepared: _Insert | None = None,
     ) -> Cursor:
-        conn = self._db.ready()
         # The caller holds the lock and has just read the store: a cursor of
         # this connection knows the columns, change counter and generation.
         known = (
@@ -348,66 +385,50 @@ class _SqliteFormat:
             prepared is not None and not all(c in known.columns for c in prepared.names)
         ):
             prepared = None
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if prepared is not None:  # the lock is held for the INSERT alone
-                    conn.executemany(prepared.sql, prepared.values)
-                    max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0]
-                    conn.execute("COMMIT")
-                    assert known is not None
-                    return _SqliteCursor(
-                        known.inode,
-                        known.connection,
-                        known.data_version,
-                        known.generation,
-                        max_rowid or 0,
-                        known.columns,
-                    )
-                heads = [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows
-                if known is not None and all(c in known.columns for row in heads for c in row):
-                    columns = list(known.columns)
-                else:
-                    columns = list(self._columns(conn))
-                for row in heads:
-                    for col in row:
-                        if col not in columns:
-                            check_column_name(col, self.path)
-                            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {quote(col)} TEXT")
-                            columns.append(col)
-                if replace:
-                    conn.execute(f"DELETE FROM {TABLE}")
-                    conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)"
-                    )
-                    conn.execute(
-                        f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
-                        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                    )
-                by_columns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
-                if isinstance(rows, NewRecords):
-                    insert = _insert_of(rows)
-                    conn.executemany(insert.sql, insert.values)
-                for row in () if isinstance(rows, NewRecords) else rows:
-                    by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
-                for cols, values in by_columns.items():
-                    conn.executemany(_insert_sql(cols), values)
-                max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            if known is not None and not replace:
-                version, generation = known.data_version, known.generation
+        checked, self._checked = self._checked, None
+        if prepared is not None:  # the lock is held for the INSERT alone
+            assert known is not None
+            # Looked at under this lock a moment ago (`unchanged`): this connection.
+            ready = self._db.conn if checked is known else None
+            with self._transaction(ready) as conn:
+                conn.executemany(prepared.sql, prepared.values)
+                max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0]
+            self._commits += 1
+            return self._cursor_after(conn, max_rowid or 0, known.columns, known)
+        with self._transaction() as conn:
+            heads = [dict.fromkeys(rows.names)] if isinstance(rows, NewRecords) else rows
+            if known is not None and all(c in known.columns for row in heads for c in row):
+                columns = list(known.columns)
             else:
-                version = conn.execute("PRAGMA data_version").fetchone()[0]
-                generation = self._generation(conn)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise self._db.error(f"cannot be written: {exc}") from None
-        assert self._db.inode is not None
-        return _SqliteCursor(
-            self._db.inode, self._db.serial, version, generation, max_rowid, tuple(columns)
-        )
+                columns = list(self._columns(conn))
+            for row in heads:
+                for col in row:
+                    if col not in columns:
+                        check_column_name(col, self.path)
+                        conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {quote(col)} TEXT")
+                        columns.append(col)
+            if replace:
+                conn.execute(f"DELETE FROM {TABLE}")
+                _bump_generation(conn)
+            by_columns: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+            if isinstance(rows, NewRecords):
+                insert = _insert_of(rows)
+                conn.executemany(insert.sql, insert.values)
+            for row in () if isinstance(rows, NewRecords) else rows:
+                by_columns.setdefault(tuple(row), []).append(tuple(row.values()))
+            for cols, values in by_columns.items():
+                conn.executemany(_insert_sql(cols), values)
+            max_rowid = conn.execute(f"SELECT max(rowid) FROM {TABLE}").fetchone()[0] or 0
+        return self._cursor_after(conn, max_rowid, tuple(columns), known if not replace else None)
+
+
+def _bump_generation(conn: sqlite3.Connection) -> None:
+    """Tell readers to read everything again: records were removed (in a transaction)."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, value TEXT)")
+    conn.execute(
+        f"INSERT INTO {META} VALUES ('generation', '1') ON CONFLICT(name) "
+        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 @attrs.frozen

@@ -24,6 +24,9 @@ __all__ = ["META", "SqliteFile", "quote"]
 
 #: stet's table of facts about the store (its generation, its format).
 META: Final = "stet_meta"
+#: Pages of write-ahead log past which a commit checkpoints (SQLite's default
+#: is 1,000; stet's writers checkpoint sooner, ahead of the lock).
+WAL_BACKSTOP_PAGES: Final = 4_000
 
 
 def quote(name: str) -> str:
@@ -225,6 +228,9 @@ def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     try:
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Writers checkpoint before taking the store's lock (`_sqlite`); SQLite's
+        # own checkpoint at a commit, under the lock, is then only a backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError:
