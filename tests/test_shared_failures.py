@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,32 @@ def test_a_failure_forgotten_while_a_compaction_folds_it_stays_forgotten(
     forget.join()
     assert counts == [1]
     assert failures_of(store) == [("bad-n2-0", 1)]
+
+
+def test_a_failure_file_this_process_still_appends_to_is_not_folded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction run from a sweep's process (another thread, another handle
+    of the store) loses none of the failures that sweep records meanwhile."""
+    store = str(tmp_path / "runs.stetdir")
+    subprocess.run(worker(tmp_path, store, "tasks", "n1,n2", "1", "1"), check=True)
+    forget_open()
+    sweep = open_store(store)  # the sweep's handle, appending to its own file
+    assert isinstance(sweep, FailingStore)
+    sweep.add_failure(Failure("run", ("key",), ("bad-live-0",), "ValueError", "x"))
+    lines = _failures.failure_lines
+
+    def fail_again_then_write(failures: Iterable[Failure]) -> bytes:
+        # The sweep fails once more after the fold has read every file.
+        sweep.add_failure(Failure("run", ("key",), ("bad-live-1",), "ValueError", "x"))
+        return lines(failures)
+
+    monkeypatch.setattr(_shared_failures, "failure_lines", fail_again_then_write)
+    forget_open()
+    stet.compact(store)
+    assert [k for k, _ in failures_of(store)] == [
+        "bad-live-0",
+        "bad-live-1",
+        "bad-n1-0",
+        "bad-n2-0",
+    ]
