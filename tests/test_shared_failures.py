@@ -256,3 +256,30 @@ def test_a_failure_file_this_process_still_appends_to_is_not_folded(
         "bad-n1-0",
         "bad-n2-0",
     ]
+
+
+def test_a_reader_that_listed_the_files_before_a_fold_still_counts_their_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold between a reader's listing and its reads removes the files it
+    listed: their failures are in the folded file, so it lists again (else
+    retry= would run a key once more than asked, and progress miss failures)."""
+    store = str(tmp_path / "runs.stetdir")
+    subprocess.run(worker(tmp_path, store, "tasks", "n1,n2", "1", "1"), check=True)
+    forget_open()
+    reader = open_store(store)
+    assert isinstance(reader, FailingStore)
+    files = _failures.FailureLog._files
+
+    def listed_then_folded(log: _failures.FailureLog) -> list[str]:
+        listed = files(log)
+        if not folded:
+            folded.append(True)
+            forget_open()
+            stet.compact(store)
+        return listed
+
+    folded: list[bool] = []
+    monkeypatch.setattr(_failures.FailureLog, "_files", listed_then_folded)
+    assert sorted(f.values[0] for f in reader.failures()) == ["bad-n1-0", "bad-n2-0"]
+    assert folded == [True]
