@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -154,3 +156,40 @@ def test_a_stray_quote_does_not_shift_which_lines_are_copied(
         expected = _reset(stores[0], ["--where", "b=9"])
     assert expected[0] == 0
     assert _reset(stores[1], ["--where", "b=9"]) == expected
+
+
+def test_a_full_disk_while_kept_lines_are_copied_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copied lines go through the same temporary file as a rewrite: a disk
+    that fills midway changes nothing, and the reset works once there is room."""
+    meta = "f,2026-01-01T00:00:00+00:00,0.1,h,,3"
+    store = tmp_path / "s.csv"
+    store.write_bytes(
+        (",".join(HEADER) + "\n" + "".join(f"x,{n},,{meta}\n" for n in range(6))).encode()
+    )
+    before = store.read_bytes()
+    monkeypatch.setattr(_csv, "_BULK_BYTES", 0)  # read as columns, as a big store is
+    copied: list[bool] = []
+    kept_body = _csv_kept.kept_body
+
+    def spying(*args: Any) -> Any:
+        copied.append((body := kept_body(*args)) is not None)
+        return body
+
+    monkeypatch.setattr(_csv, "kept_body", spying)
+    real_write = os.write
+
+    def full(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[:10]))  # part of it, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as disk:
+        disk.setattr(os, "write", full)
+        code, out, after = _reset(store, ["--where", "b=2"])
+    assert code != 0
+    assert os.strerror(errno.ENOSPC) in out
+    assert copied == [True]
+    assert after == before
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary file left
+    assert _reset(store, ["--where", "b=2"])[2] == before.replace(f"x,2,,{meta}\n".encode(), b"")

@@ -13,12 +13,15 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 import stet
-from stet.backends import _shared_failures, forget_open, open_store
+from stet.backends import _failures, _shared_claims, _shared_failures, forget_open, open_store
+from stet.backends._failures import Failure
 from stet.backends._shared_files import this_host
 from stet.typing import FailingStore
 
@@ -179,3 +182,104 @@ def test_a_fold_that_cannot_be_written_removes_no_failure(
     assert sorted(os.listdir(Path(store, "failures"))) == names
     assert not os.listdir(Path(store, "tmp"))
     assert failures_of(store) == before
+
+
+def test_a_failure_forgotten_while_a_compaction_folds_it_stays_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else retry= counts it again and skips a run the user asked to retry."""
+    store = str(tmp_path / "runs.stetdir")
+    subprocess.run(worker(tmp_path, store, "tasks", "n1,n2", "1", "1"), check=True)
+    forget_open()
+    other = open_store(store)  # another process's handle, as `stet forget` has
+    assert isinstance(other, FailingStore)
+    forget = threading.Thread(
+        target=lambda: counts.append(other.forget_failures(lambda f: f.values[0] == "bad-n1-0"))
+    )
+    counts: list[int] = []
+    waiting = threading.Event()  # the forget waits for the compaction, or is done
+    enter = _shared_claims.FolderLock.__enter__
+
+    def enter_lock(lock: _shared_claims.FolderLock) -> None:
+        if threading.current_thread() is forget:
+            waiting.set()
+        enter(lock)
+
+    read_log = _failures.read_log
+
+    def read_then_forget(path: str) -> list[Failure]:
+        found = read_log(path)
+        if not forget.is_alive() and not counts:
+            forget.start()
+            waiting.wait()
+        return found
+
+    def forget_done() -> None:
+        original()
+        waiting.set()
+
+    original = forget.run
+    monkeypatch.setattr(forget, "run", forget_done)
+    monkeypatch.setattr(_shared_claims.FolderLock, "__enter__", enter_lock)
+    monkeypatch.setattr(_shared_failures, "read_log", read_then_forget)
+    forget_open()
+    stet.compact(store)
+    forget.join()
+    assert counts == [1]
+    assert failures_of(store) == [("bad-n2-0", 1)]
+
+
+def test_a_failure_file_this_process_still_appends_to_is_not_folded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction run from a sweep's process (another thread, another handle
+    of the store) loses none of the failures that sweep records meanwhile."""
+    store = str(tmp_path / "runs.stetdir")
+    subprocess.run(worker(tmp_path, store, "tasks", "n1,n2", "1", "1"), check=True)
+    forget_open()
+    sweep = open_store(store)  # the sweep's handle, appending to its own file
+    assert isinstance(sweep, FailingStore)
+    sweep.add_failure(Failure("run", ("key",), ("bad-live-0",), "ValueError", "x"))
+    lines = _failures.failure_lines
+
+    def fail_again_then_write(failures: Iterable[Failure]) -> bytes:
+        # The sweep fails once more after the fold has read every file.
+        sweep.add_failure(Failure("run", ("key",), ("bad-live-1",), "ValueError", "x"))
+        return lines(failures)
+
+    monkeypatch.setattr(_shared_failures, "failure_lines", fail_again_then_write)
+    forget_open()
+    stet.compact(store)
+    assert [k for k, _ in failures_of(store)] == [
+        "bad-live-0",
+        "bad-live-1",
+        "bad-n1-0",
+        "bad-n2-0",
+    ]
+
+
+def test_a_reader_that_listed_the_files_before_a_fold_still_counts_their_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold between a reader's listing and its reads removes the files it
+    listed: their failures are in the folded file, so it lists again (else
+    retry= would run a key once more than asked, and progress miss failures)."""
+    store = str(tmp_path / "runs.stetdir")
+    subprocess.run(worker(tmp_path, store, "tasks", "n1,n2", "1", "1"), check=True)
+    forget_open()
+    reader = open_store(store)
+    assert isinstance(reader, FailingStore)
+    files = _failures.FailureLog._files
+
+    def listed_then_folded(log: _failures.FailureLog) -> list[str]:
+        listed = files(log)
+        if not folded:
+            folded.append(True)
+            forget_open()
+            stet.compact(store)
+        return listed
+
+    folded: list[bool] = []
+    monkeypatch.setattr(_failures.FailureLog, "_files", listed_then_folded)
+    assert sorted(f.values[0] for f in reader.failures()) == ["bad-n1-0", "bad-n2-0"]
+    assert folded == [True]

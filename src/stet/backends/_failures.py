@@ -251,16 +251,21 @@ class FailureLog:
         return [os.path.join(self._folder, n) for n in names if n.endswith(".jsonl")]
 
     def refresh(self) -> None:
-        """Read what the log files gained since the last look."""
-        files = self._files()
-        changed = False
-        for gone in set(self._read) - set(files):
-            del self._read[gone]
-            changed = True
-        for path in files:
-            changed |= self._catch_up(path)
-        if changed:
-            self._by_id = None
+        """Read what the log files gained since the last look.
+
+        A listed file gone before its read was folded by a compaction into a
+        file the listing predates: the folder is listed again (up to five times).
+        """
+        for _ in range(5):
+            files = self._files()
+            for gone in set(self._read) - set(files):
+                del self._read[gone]
+                self._by_id = None
+            for path in files:
+                if self._catch_up(path):
+                    self._by_id = None
+            if self._folder is None or all(path in self._read for path in files):
+                return
 
     def _catch_up(self, path: str) -> bool:
         seen = self._read.get(path)
@@ -364,7 +369,7 @@ class FailureLog:
                             kept.append(failure)
                     if gone:
                         if kept:
-                            atomic_write(path, _lines(kept))
+                            atomic_write(path, failure_lines(kept))
                         else:  # a writer waiting for the lock sees it gone, and makes it anew
                             os.unlink(path)
                     removed += gone
@@ -401,10 +406,6 @@ def read_log(path: str) -> list[Failure]:
 
 def failure_lines(failures: Iterable[Failure]) -> bytes:
     """Failures as a log file holds them, one JSON object a line."""
-    return _lines(failures)
-
-
-def _lines(failures: Iterable[Failure]) -> bytes:
     return b"".join(
         (json.dumps(f.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n").encode(
             "utf-8", "surrogateescape"

@@ -54,7 +54,7 @@ from ._claims import Claim, ClaimId, ClaimState, heartbeat
 from ._claims import owner as process_owner
 from ._clock import SYSTEM_CLOCK, Clock
 from ._columns import NO_LIMITS, ColumnLimits, check_key_columns
-from ._failures import FailureLog, LoggedFailures
+from ._failures import Failure, FailureLog, LoggedFailures
 from ._index import Packed, pack
 from ._process import written
 from ._reader import IndexedReader
@@ -304,6 +304,17 @@ class SharedDirStore(LoggedFailures):
                     continue  # compacted away meanwhile
             raise StoreError(self.records_dir, "keeps changing while it is read")
 
+    def _compaction_lock(self) -> FolderLock:
+        return FolderLock(os.path.join(self.path, "compaction.claim"), self.clock, COMPACT_LEASE)
+
+    def forget_failures(self, doomed: Callable[[Failure], bool] | None = None) -> int:
+        """`LoggedFailures.forget_failures`, between compactions (one that read a
+        failure before it was forgotten would fold it back in)."""
+        if not os.path.isdir(self._failure_files.folder):
+            return 0
+        with self._compaction_lock():
+            return super().forget_failures(doomed)
+
     def compact(self) -> int:
         """Fold the files of writers that are gone into one (failures apart); how many records'."""
         return self._rewrite_records(lambda record: False, failures=True)[1]
@@ -358,8 +369,7 @@ class SharedDirStore(LoggedFailures):
         """
         if not self.exists():
             return 0, 0
-        lock = FolderLock(os.path.join(self.path, "compaction.claim"), self.clock, COMPACT_LEASE)
-        with self._reader.mutex, lock:
+        with self._reader.mutex, self._compaction_lock():
             self._own.seal()
             sweep_leftovers([self.tmp_dir, self._claims.folder], self._host)
             names = self._list()

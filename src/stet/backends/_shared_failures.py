@@ -23,7 +23,7 @@ from typing import Final
 from ..exceptions import StoreError
 from ._failures import Failure, failure_lines, read_log
 from ._process import written
-from ._shared_files import COMPACTED, foldable, process_tag, sync_folder
+from ._shared_files import COMPACTED, foldable, process_tag, sync_folder, writer_of
 from ._shared_server import make_folder, write_file
 
 __all__ = ["FailureFiles"]
@@ -82,8 +82,7 @@ class FailureFiles:
             return 0
         except OSError as exc:
             raise StoreError(self.folder, f"cannot be listed: {exc.strerror or exc}") from None
-        own = os.path.basename(self.path()) if self._pid == os.getpid() else None
-        fold = [n for n in names if _foldable(n, host, own)]
+        fold = [n for n in names if _foldable(n, host)]
         if len(fold) < 2 and not (fold and not fold[0].startswith(COMPACTED)):
             return 0
         failures: dict[Failure, None] = {}
@@ -109,8 +108,13 @@ class FailureFiles:
         return len(fold)
 
 
-def _foldable(name: str, host: str, own: str | None) -> bool:
-    """True for a failure file no writer appends to any more (seen from ``host``)."""
+def _foldable(name: str, host: str) -> bool:
+    """True for a failure file no writer appends to any more (seen from ``host``).
+
+    An unsealed file of this very process is never folded: another handle of
+    the store, or another thread, may append to it between the fold's read and
+    its removal (the compacting handle seals its own file first).
+    """
     if name.startswith(COMPACTED) and name.endswith(_LOG):
         return True
     if not _OWN.match(name):
@@ -118,4 +122,6 @@ def _foldable(name: str, host: str, own: str | None) -> bool:
     if name.endswith(_SEALED):
         return True
     stem = name[: -len(_LOG)]
-    return foldable(stem, host, None if own is None else own[: -len(_LOG)])
+    if writer_of(stem) == (host, os.getpid()):
+        return False
+    return foldable(stem, host, None)
