@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ._codec_text import OBJECT_RE, QUALNAME, WORDS, Encoded, number_from_text
+from ._codec_text import OBJECT_RE, WORDS, Encoded, number_from_text
 from ._lazy import np
 
 __all__ = ["Parser", "implied_shape"]
@@ -32,8 +32,10 @@ _IDENT_RE: Final = re.compile(r"[^\W\d][\w.]*")
 #: An enum member, ``<Method.ADAM>``, ``<main.<locals>.Color.RED>``. Enum's
 #: functional API takes any member name (``Enum("E", {"1": 1, "a b": 2})``),
 #: which texts hold as it is: the member is whatever follows its class up to
-#: the ``>``.
-_ENUM_RE: Final = re.compile(rf"<{QUALNAME}(?:\.[^<>]*)?>")
+#: the ``>`` that is not a ``<locals>``'s. Possessive, so that a long text
+#: that is no member is refused in one pass (a `QUALNAME` and then any name
+#: took time quadratic in its dots).
+_ENUM_RE: Final = re.compile(r"<[^\W\d](?:[^<>]|<[^\W\d]\w*>)*+>")
 #: A field's name and its ``=``. A namespace's attributes are any strings
 #: (argparse keeps a positional ``lr-rate`` as it is), so a name is whatever
 #: comes before the next ``=``.
