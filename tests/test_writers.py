@@ -186,7 +186,7 @@ def test_a_file_moved_over_the_store_as_a_writer_opens_it_is_not_written_into(
     """A backup moved over the store by hand between the look under the lock and the
     append (here as a forked writer opens its own descriptor) was written into at the
     old end, over the backup's own records."""
-    from stet.backends import _appended
+    from stet.backends import _appended, _files
 
     path, backup = tmp_path / f"runs.{ext}", tmp_path / f"backup.{ext}"
     get_backend(backup).record({"x": 0})
