@@ -195,7 +195,7 @@ def test_a_file_moved_over_the_store_as_a_writer_opens_it_is_not_written_into(
     get_backend(backup).store.add("", ("x",), [(str(x),) for x in range(1, 30)])
     kept = sorted(r["x"] for r in get_backend(backup).store.records())
     store._format.after_fork()  # type: ignore[attr-defined]  # a child opens its own descriptor
-    real = _appended.open_regular
+    real = _files.open_regular
 
     def moved_in_first(*args: Any) -> Any:
         os.replace(backup, path)  # the user's mv, just then
