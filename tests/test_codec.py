@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import enum
 import json
@@ -11,6 +12,7 @@ import pickle
 import re
 import subprocess
 import sys
+import types
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from fractions import Fraction
@@ -312,6 +314,60 @@ def test_a_store_holding_non_ascii_field_names_reads(tmp_path: Path) -> None:
     assert isinstance(cell, Encoded)
     assert str(cell) == "Cfg(größe=3, λ=0.5)"
     assert enc([cell]) == enc([Cfg(3, 0.5)])  # read back, it keys the same run
+
+
+#: Names a class, a function around it, an enum member or a namespace's attribute may legally
+#: have that the key syntax also uses: words it reads as values, ``array``, ``Path``, digits.
+_word_names = st.builds(
+    lambda word, tail: word + tail,
+    st.sampled_from(["None", "True", "False", "nan", "inf", "array", "Path", "Cfg"]),
+    st.from_regex(r"[0-9_a-z]{0,3}", fullmatch=True),
+)
+#: A namespace's attributes and an enum member made by Enum's functional API are any strings
+#: (argparse keeps a positional ``lr-rate`` as it is); the syntax asks only for no ``=`` and no
+#: ``)`` first (fields) and no ``<`` or ``>`` (members).
+_any_names = st.text(st.characters(codec="utf-8", exclude_characters="=<>"), max_size=6).filter(
+    lambda n: not n.startswith(")")
+)
+
+
+@given(_word_names, _word_names, st.lists(_any_names, min_size=1, max_size=3, unique=True))
+def test_objects_named_like_words_or_with_any_attribute_names_read_back(
+    class_name: str, function: str, names: list[str]
+) -> None:
+    # Each of these texts made stet.read of the whole store fail: ``inf2(x=1)`` was read as inf
+    # and junk, ``array(data=...)`` as a numpy array, ``Namespace(lr-rate=1)`` and ``<E.1>`` as
+    # bad names.
+    cls = dataclasses.make_dataclass(class_name, ["data"], frozen=True)
+    local = dataclasses.make_dataclass("Cfg", ["x"], frozen=True)
+    local.__qualname__ = f"{function}.<locals>.Cfg"
+    kind = enum.Enum("Kind", {f"{i}{n}": i for i, n in enumerate(names)})  # type: ignore[misc]
+    values = [
+        cls([1, 2]),
+        cls(None),
+        local(1.5),
+        types.SimpleNamespace(**dict.fromkeys(names, 1)),
+        *kind,
+    ]
+    for top in (*values, values, {"k": values}):
+        text = enc(top)
+        assert enc(codec.decode(text)) == text
+        nested = enc([top])
+        assert enc(codec.decode(nested)) == nested
+
+
+def test_a_store_keyed_by_an_argparse_namespace_reads(tmp_path: Path) -> None:
+    store = tmp_path / "runs.csv"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("lr-rate", type=float)  # a positional keeps its dash
+    args = parser.parse_args(["0.5"])
+
+    @stet.once(store=str(store), quiet=True)
+    def run(args: list[argparse.Namespace]) -> None: ...
+
+    run([args])
+    (cell,) = stet.read(str(store))["args"]
+    assert enc(cell) == enc([args])  # read back, it keys the same run
 
 
 #: The texts of today's rules (version 3; 2 wrote these the same). A change here breaks every store

@@ -11,6 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -376,3 +383,76 @@ def test_export_over_the_store_itself_is_refused_and_the_store_kept(
     assert files[target] in capsys.readouterr().err
     pd.testing.assert_frame_equal(stet.read(store), before)
     assert not Path(store, "records", "out.csv").exists()
+
+
+def _seeded(store: str) -> Any:
+    @stet.once(store=store, quiet=True)
+    def run(seed: int) -> None: ...
+
+    return run
+
+
+def _export_with_file_size_limit(
+    store: str, out: str, limit: int
+) -> subprocess.CompletedProcess[str]:
+    """``stet export`` in a child whose files cannot grow past ``limit`` bytes (a full disk)."""
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    code = "import sys; from stet import _cli; sys.exit(_cli.main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, "export", store, out],
+        preexec_fn=limited,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_an_export_that_runs_out_of_space_leaves_no_half_file(tmp_path: Path, kind: str) -> None:
+    """Written in place, a failed export left a shorter file that looked complete."""
+    store = str(tmp_path / "runs.csv")
+    stet.mark_done(_seeded(store), [{"seed": i} for i in range(20_000)])
+    for earlier in (b"an earlier export\n", None):
+        folder = tmp_path / ("over" if earlier else "new")
+        folder.mkdir()
+        out = folder / f"out.{kind}"
+        if earlier is not None:
+            out.write_bytes(earlier)
+        done = _export_with_file_size_limit(store, str(out), 4096)
+        assert done.returncode == 1
+        assert str(out) in done.stderr
+        assert "Traceback" not in done.stderr
+        # The earlier export is kept whole, not cut; no new file, no temporary one.
+        assert [p.read_bytes() for p in folder.iterdir()] == ([earlier] if earlier else [])
+
+
+def test_an_export_into_a_fifo_or_through_a_link_writes_there(tmp_path: Path) -> None:
+    store = str(tmp_path / "runs.csv")
+    stet.mark_done(_seeded(store), [{"seed": i} for i in range(3)])
+    expected = io.StringIO()
+    stet.read(store).to_csv(expected, index=False)
+    target = tmp_path / "exports" / "latest.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert _cli.main(["export", store, str(link)]) == 0
+    assert link.is_symlink()
+    assert target.read_text() == expected.getvalue()
+    assert target.stat().st_mode & 0o777 == 0o640  # the file's mode is kept
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert _cli.main(["export", store, str(fifo)]) == 0
+    reader.join()
+    assert got == [expected.getvalue().encode()]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

@@ -360,3 +360,26 @@ def test_a_long_column_of_texts_is_the_column_appended_cell_by_cell(
     made.validate(full=True)
     assert made.equals(builder.finish())
     assert strings([t or "" for t in texts]).to_pylist() == [t or "" for t in texts]
+
+
+def test_a_store_of_the_protocol_alone_takes_an_import_held_column_by_column(
+    registered_memory: str,
+) -> None:
+    """A third-party store (stet.typing.Store, tests/memory_store.py) is handed the keys
+    of a big import as `KeyColumns`, which it only iterates: each run is recorded once,
+    the store's own and repeated rows skipped, and the calls skip them all."""
+    calls: list[tuple[Any, Any]] = []
+
+    @stet.once(store=f"{registered_memory}bulk", quiet=True)
+    def run(a: Any, b: Any, c: int = 3) -> None:
+        calls.append((a, b))
+
+    run('x, "y"', 0)
+    frame = pd.DataFrame({"a": ['x, "y"', "é", "", "é"] * 20, "b": [0, 1.5, 2, 1.5] * 20})
+    frame["extra"] = "ignored"
+    assert bulk_keys(_runner_of(run), frame) is not None  # the column-wise path
+    assert stet.mark_done(run, frame) == 2
+    for a, b in [('x, "y"', 0), ("é", 1.5), ("", 2)]:
+        run(a, b)
+    assert calls == [('x, "y"', 0)]
+    assert stet.mark_done(run, frame) == 0

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stet import StoreError
 from stet.backends import get_backend
 
 
@@ -176,3 +177,34 @@ def test_sqlite_checkpoints_its_log_before_taking_the_lock(
         _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert frames < 20  # the log restarted after a checkpoint, not 40 commits long
     assert len(get_backend(path).store.records()) == 40
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+def test_a_file_moved_over_the_store_as_a_writer_opens_it_is_not_written_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ext: str
+) -> None:
+    """A backup moved over the store by hand between the look under the lock and the
+    append (here as a forked writer opens its own descriptor) was written into at the
+    old end, over the backup's own records."""
+    from stet.backends import _appended, _files
+
+    path, backup = tmp_path / f"runs.{ext}", tmp_path / f"backup.{ext}"
+    get_backend(backup).record({"x": 0})
+    store = get_backend(path).store
+    store.add("", ("x",), [("0",)])
+    get_backend(backup).store.add("", ("x",), [(str(x),) for x in range(1, 30)])
+    kept = sorted(r["x"] for r in get_backend(backup).store.records())
+    store._format.after_fork()  # type: ignore[attr-defined]  # a child opens its own descriptor
+    real = _files.open_regular
+
+    def moved_in_first(*args: Any) -> Any:
+        os.replace(backup, path)  # the user's mv, just then
+        return real(*args)
+
+    monkeypatch.setattr(_appended, "open_regular", moved_in_first)
+    with pytest.raises(StoreError, match="replaced by another file"):
+        store.add("", ("x",), [("100",)])
+    monkeypatch.undo()
+    assert sorted(r["x"] for r in get_backend(path).store.records()) == kept
+    assert store.add("", ("x",), [("100",)]) == 1  # not taken for recorded; now written
+    assert sorted(r["x"] for r in get_backend(path).store.records()) == sorted([*kept, "100"])

@@ -30,6 +30,7 @@ from ._cli_failures import reset_failed
 from ._codec import KeyCodec
 from ._explain import Explanation, explain_texts, recorded_before
 from ._export import csv_of, csv_of_store
+from ._export_file import write_export
 from ._failures_api import carry_failures, failures_in
 from ._grid_points import store_grid
 from ._inspect import count_matching, frame_of, matching_rows
@@ -247,7 +248,7 @@ def export_command(args: argparse.Namespace) -> int:
         count = len(frame)
         keys = [c for c in frame.columns if not is_meta(c)]
         text = frame.astype({c: "string" for c in keys if frame[c].dtype == object})
-        text.to_parquet(args.file, index=False)
+        write_export(args.file, lambda path: text.to_parquet(path, index=False))
     else:
         raise Failure(f"{args.file}: export writes .csv or .parquet files")
     print(f"[stet] Wrote {count} record(s) to {args.file}")
@@ -282,8 +283,13 @@ def _export_csv(store: str, file: str) -> int:
         frame = frame_of(whole, backend.codec.decode)
         data = csv_of(frame)
         if data is None:
-            frame.to_csv(file, index=False)
+            write_export(file, lambda path: frame.to_csv(path, index=False))
             return len(frame)
-    with open(file, "wb") as out:
-        out.write(data)
+    whole_data = data
+
+    def written(path: str) -> None:
+        with open(path, "wb") as out:
+            out.write(whole_data)
+
+    write_export(file, written)
     return len(whole)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ._codec_text import OBJECT_RE, QUALNAME, WORDS, Encoded, number_from_text
+from ._codec_text import OBJECT_RE, WORDS, Encoded, number_from_text
 from ._lazy import np
 
 __all__ = ["Parser", "implied_shape"]
@@ -26,12 +26,23 @@ _TOKEN_RE: Final = re.compile(
     r"|(?P<num>-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?)"
     r"|(?P<word>None|True|False|nan|-inf|inf)"
 )
-# Names of classes, fields and enum members are Python identifiers, which
-# may be any letters (``größe``, ``naïve``), not only ASCII ones; classes
-# and enums are named by `QUALNAME`.
+# Names of classes are Python identifiers, which may be any letters
+# (``größe``, ``naïve``), not only ASCII ones; they are spelt by `QUALNAME`.
 _IDENT_RE: Final = re.compile(r"[^\W\d][\w.]*")
-#: An enum member, ``<Method.ADAM>``, ``<main.<locals>.Color.RED>``.
-_ENUM_RE: Final = re.compile(rf"<{QUALNAME}>")
+#: An enum member, ``<Method.ADAM>``, ``<main.<locals>.Color.RED>``. Enum's
+#: functional API takes any member name (``Enum("E", {"1": 1, "a b": 2})``),
+#: which texts hold as it is: the member is whatever follows its class up to
+#: the ``>`` that is not a ``<locals>``'s. Possessive, so that a long text
+#: that is no member is refused in one pass (a `QUALNAME` and then any name
+#: took time quadratic in its dots).
+_ENUM_RE: Final = re.compile(r"<[^\W\d](?:[^<>]|<[^\W\d]\w*>)*+>")
+#: A field's name and its ``=``. A namespace's attributes are any strings
+#: (argparse keeps a positional ``lr-rate`` as it is), so a name is whatever
+#: comes before the next ``=``.
+_FIELD_RE: Final = re.compile(r"[^=]*=")
+#: What a numpy array's text never starts with: an identifier and ``=``
+#: (a field of a class that is named ``array``).
+_NAMED_FIELD_RE: Final = re.compile(r"[^\W\d][\w.]*=")
 
 _JSON: Final = json.JSONDecoder()
 
@@ -64,6 +75,11 @@ class Parser:
             if member is None:
                 raise ValueError(f"bad enum member at {i}")
             return Encoded(member.group()), member.end()
+        # A class may be named like a word (``inf2``, ``None_``) or a function
+        # like one (``nan.<locals>.Cfg``): a name and its ``(`` are an object.
+        call = OBJECT_RE.match(text, i)
+        if call is not None:
+            return self._call(i, call.end())
         m = _TOKEN_RE.match(text, i)
         if m is not None and not _IDENT_RE.match(text, m.end()):
             kind, token = m.lastgroup, m.group()
@@ -75,10 +91,7 @@ class Parser:
             if kind == "num":
                 return number_from_text(token), m.end()
             return WORDS[token], m.end()
-        call = OBJECT_RE.match(text, i)
-        if call is None:
-            raise ValueError(f"unexpected {c!r} at position {i}")
-        return self._call(i, call.end())
+        raise ValueError(f"unexpected {c!r} at position {i}")
 
     def _list(self, i: int, close: str) -> tuple[list[object], int]:
         items: list[object] = []
@@ -112,7 +125,7 @@ class Parser:
         if name == "Path" and text[i] == '"':
             s, i = _json_string(text, i)
             return Path(s), self._expect(i, ")")
-        if name == "array" and text[i] != ")":
+        if name == "array" and text[i] != ")" and not _NAMED_FIELD_RE.match(text, i):
             body, i = self.value(i)
             if text.startswith(", shape=[", i):
                 shape_end = text.index("]", i)
@@ -124,10 +137,10 @@ class Parser:
             return _array(body, implied_shape(body)), self._expect(i, ")")
         # An object keyed by its fields: name=value pairs.
         while text[i] != ")":
-            field = _IDENT_RE.match(text, i)
+            field = _FIELD_RE.match(text, i)
             if field is None:
                 raise ValueError(f"bad field name at {i}")
-            i = self._expect(field.end(), "=")
+            i = field.end()
             _, i = self.value(i)
             if text[i] != ")":
                 i = self._expect(i, ", ")

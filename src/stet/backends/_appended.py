@@ -103,7 +103,16 @@ class AppendedFile(FileFormat, abc.ABC):
         kept = self._kept
         if kept is None or kept.identity != state[:2]:
             self._kept = None
-            kept = self._kept = _KeptFile(open_regular(self.path, os.O_RDWR))
+            kept = _KeptFile(open_regular(self.path, os.O_RDWR))
+            if kept.identity != state[:2]:
+                # Another file moved in by hand since the look (a backup, say):
+                # written at this cursor's end, its own records would be cut
+                # or overwritten.
+                raise self._error(
+                    "was replaced by another file just as a record was to be written "
+                    "(moved there by hand?); nothing was written to it: run again"
+                )
+            self._kept = kept
         return kept.fd
 
     @abc.abstractmethod
