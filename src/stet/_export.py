@@ -23,10 +23,10 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._inspect import _SHAREABLE, _meta_series, _series
+from ._inspect import _SHAREABLE, _meta_series, _series, frame_columns
 from ._lazy import np, pa, pa_csv, pd
 from ._lazy import pc as _pc
-from .backends._schema import DURATION, TIMESTAMP, is_meta, meta_value
+from .backends._schema import DURATION, TIMESTAMP, meta_value
 from .backends._table import WholeStore, canonical_ints, cast_stamps
 from .backends._table_text import holds_any, join_lines
 from .exceptions import StoreError
@@ -64,7 +64,7 @@ def csv_of_store(whole: WholeStore, decode: Callable[[str], object]) -> memoryvi
     Raises:
         StoreError: A key cell cannot be decoded (as `stet.read` raises).
     """
-    keys, meta = _frame_columns(whole)
+    keys, meta = frame_columns(whole)
     names = [*keys, *meta]
     if not _plain_header(names):
         return None
@@ -114,20 +114,6 @@ def _written(names: list[str], columns: list[Any]) -> memoryview:
         else:
             return memoryview(sink.getvalue())
     return memoryview(_lines(names, columns))
-
-
-def _frame_columns(whole: WholeStore) -> tuple[list[str], list[str]]:
-    """The key and meta columns of `stet._inspect.frame_of`'s frame, in its order."""
-    keys: dict[str, None] = {}
-    for _, cols in whole.patterns():
-        keys.update(dict.fromkeys(cols))
-    table = whole.table
-    firsts = []
-    for position, name in enumerate(table.column_names):
-        if is_meta(name) and table.column(name).null_count < len(whole):
-            first = pc.index(pc.is_valid(table.column(name)), True).as_py()
-            firsts.append((first, position, name))
-    return list(keys), [name for _, _, name in sorted(firsts)]
 
 
 def _key_texts(column: Any, decode: Callable[[str], object], location: str) -> Any:

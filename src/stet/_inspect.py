@@ -40,6 +40,7 @@ pc: Any = _pc
 __all__ = [
     "FunctionFacts",
     "count_matching",
+    "frame_columns",
     "frame_of",
     "function_facts",
     "latest_code",
@@ -286,8 +287,12 @@ def _all_match(column: Any, form: str) -> bool:
     return len(present) > 0 and bool(pc.all(pc.match_substring_regex(present, form)).as_py())
 
 
-def frame_of(whole: WholeStore, decode: Callable[[str], object]) -> pd.DataFrame:
-    """The store as `stet.read` returns it: one row per record, keys decoded."""
+def frame_columns(whole: WholeStore) -> tuple[list[str], list[str]]:
+    """The key and meta columns of `frame_of`'s frame, in its order.
+
+    Key columns as the functions' patterns name them; meta columns in the
+    order of the first record holding each (the file's order among ties).
+    """
     keys: dict[str, None] = {}
     for _, cols in whole.patterns():
         keys.update(dict.fromkeys(cols))
@@ -297,7 +302,13 @@ def frame_of(whole: WholeStore, decode: Callable[[str], object]) -> pd.DataFrame
         if is_meta(name) and table.column(name).null_count < len(whole):
             first = pc.index(pc.is_valid(table.column(name)), True).as_py()
             firsts.append((first, position, name))
-    meta = [name for _, _, name in sorted(firsts)]
+    return list(keys), [name for _, _, name in sorted(firsts)]
+
+
+def frame_of(whole: WholeStore, decode: Callable[[str], object]) -> pd.DataFrame:
+    """The store as `stet.read` returns it: one row per record, keys decoded."""
+    keys, meta = frame_columns(whole)
+    table = whole.table
     data = {name: _key_series(table.column(name), decode, whole.location) for name in keys}
     data.update({name: _meta_series(name, table.column(name)) for name in meta})
     frame = pd.DataFrame(data, index=pd.RangeIndex(len(whole)))
